@@ -1,0 +1,1 @@
+"""The ``cond`` command line (installed as ``cond.cli``). See :mod:`cond.cli.main`."""

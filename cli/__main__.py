@@ -1,0 +1,3 @@
+from cond.cli.main import main
+
+main()

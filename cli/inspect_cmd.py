@@ -1,0 +1,204 @@
+"""``cond inspect``: per-matrix condition numbers and spectral diagnostics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from cond.cli.errors import EXIT_GATE, mapped_errors
+from cond.cli.options import (ColumnsOpt, FormatOpt, InputFormatOpt, InputPath, OutputFormat,
+                              QuietOpt, WorkersOpt)
+from cond.cli.progress import progress_bar
+
+
+class SortKey(str, Enum):
+    file = "file"
+    name = "name"
+    kappa = "kappa"
+    sigma_max = "sigma_max"
+    sigma_min = "sigma_min"
+    stable_rank = "stable_rank"
+    effective_rank = "effective_rank"
+    alpha = "alpha"
+    frobenius_norm = "frobenius_norm"
+    zero_fraction = "zero_fraction"
+    seconds = "seconds"
+
+
+EPILOG = """Examples:
+
+  cond inspect model.safetensors
+
+  cond inspect model.safetensors.index.json --sort kappa --top 10
+
+  cond inspect ./checkpoint-dir --format json | jq '.matrices[] | select(.kappa > 1e4)'
+
+  cat X.csv | cond inspect - --input-format csv --columns 'x*'
+
+  cond inspect model.safetensors --fail-above 1e6 || echo "ill-conditioned layer"
+
+Exit codes: 0 ok, 1 --fail-above exceeded, 2 bad input or usage, 70 internal error.
+"""
+
+
+def inspect_command(
+    path: InputPath,
+    output_format: FormatOpt = OutputFormat.table,
+    sort: Annotated[SortKey, typer.Option(
+        "--sort", help="Order of the rows: file order, by name, or a number (largest first).")]
+        = SortKey.file,
+    top: Annotated[Optional[int], typer.Option(
+        "--top", min=1, help="Show only the first N rows after sorting.", show_default=False)] = None,
+    filter_: Annotated[Optional[str], typer.Option(
+        "--filter", help="Analyse only tensors whose name matches this regular expression.",
+        show_default=False)] = None,
+    alpha: Annotated[bool, typer.Option(
+        "--alpha", help="Fit a power law to the squared singular values (Clauset MLE).")] = False,
+    normality: Annotated[bool, typer.Option(
+        "--normality", help="Henrici departure from normality of square matrices.")] = False,
+    fail_above: Annotated[Optional[float], typer.Option(
+        "--fail-above", help="Exit 1 if any kappa exceeds this (non-finite or all-zero "
+                             "matrices count as exceeding).", show_default=False)] = None,
+    input_format: InputFormatOpt = None,
+    columns: ColumnsOpt = None,
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+):
+    """Per-matrix condition numbers and spectral diagnostics of a checkpoint or design matrix.
+
+    Every 2-D tensor is analysed in float64 from its exact stored values (N-D
+    tensors as (shape[0], prod(rest))); kappa carries a status: ok, unresolved
+    (float64 cannot resolve sigma_min: a guaranteed lower bound is given),
+    storage-limited (kappa beyond 1/unit roundoff of the stored dtype),
+    non-finite or zero. Tensors not analysed are listed with the reason.
+    """
+    if fail_above is not None and not fail_above > 0:
+        raise typer.BadParameter(f"must be positive; got {fail_above}", param_hint="--fail-above")
+    with mapped_errors():
+        from cond.inspection import inspect
+
+        with progress_bar("inspect", enabled=not quiet) as tick:
+            report = inspect(path, alpha=alpha, normality=normality, include=filter_,
+                             input_format=None if input_format is None else input_format.value,
+                             columns=columns, workers=workers, progress=tick)
+        rows = _ordered(report.matrices, sort, top)
+        _render(report, rows, output_format, alpha, normality)
+        if fail_above is not None:
+            over = report.above(fail_above)
+            if over:
+                worst = over[0].name if len(over) == 1 else f"{len(over)} matrices, e.g. {over[0].name}"
+                print(f"cond: kappa above {fail_above:g}: {worst}", file=sys.stderr)
+                raise typer.Exit(EXIT_GATE)
+
+
+
+def _ordered(matrices, sort, top):
+    rows = list(matrices)
+    if sort is SortKey.name:
+        rows.sort(key=lambda m: m.name)
+    elif sort is not SortKey.file:
+        key = sort.value
+
+        def value(m):
+            v = m.seconds if key == "seconds" else getattr(m.diagnostics, key)
+            return -math.inf if v is None else v
+
+        rows.sort(key=value, reverse=True)
+    return rows[:top] if top else rows
+
+
+def _render(report, rows, fmt, alpha, normality):
+    if fmt is OutputFormat.json:
+        doc = report.to_dict()
+        doc["matrices"] = [m.row() for m in rows]
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif fmt is OutputFormat.jsonl:
+        for m in rows:
+            sys.stdout.write(json.dumps({"record": "matrix", **m.row()}) + "\n")
+        for s in report.skipped:
+            sys.stdout.write(json.dumps({"record": "skipped", **s.row()}) + "\n")
+        summary = report.to_dict()["summary"]
+        sys.stdout.write(json.dumps({"record": "summary", **summary}) + "\n")
+    elif fmt is OutputFormat.csv:
+        from cond.report import ROW_FIELDS
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=ROW_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for m in rows:
+            row = m.row()
+            row["shape"] = "x".join(map(str, row["shape"]))
+            row["matrix_shape"] = "x".join(map(str, row["matrix_shape"]))
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    else:
+        _table(report, rows, alpha, normality)
+
+
+def _g(v, digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return f"{v:.{digits}g}"
+
+
+STATUS_STYLE = {"ok": "green", "unresolved": "yellow", "storage-limited": "yellow",
+                "non-finite": "red", "zero": "red"}
+
+
+def _table(report, rows, alpha, normality):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+    table = Table(title=f"cond inspect {report.input}", title_justify="left", header_style="bold")
+    for col, justify in (("name", "left"), ("shape", "right"), ("dtype", "left"), ("kappa", "right"),
+                         ("status", "left"), ("sigma_max", "right"), ("sigma_min", "right"),
+                         ("rank", "right"), ("stable", "right"), ("eff.", "right"),
+                         ("r90", "right"), ("r99", "right"), ("zeros", "right")):
+        table.add_column(col, justify=justify, no_wrap=True, min_width=12 if col == "name" else None)
+    if alpha:
+        table.add_column("alpha", justify="right")
+    if normality:
+        table.add_column("henrici", justify="right")
+    for m in rows:
+        d = m.diagnostics
+        shape = "x".join(map(str, m.shape)) + (" *" if m.reshaped else "")
+        status = d.status
+        if d.status == "non-finite":
+            status = f"non-finite ({d.nonfinite_count})"
+        kappa = _g(d.kappa) if d.kappa_lower_bound is None else f">= {_g(d.kappa_lower_bound)}"
+        cells = [m.name, shape, m.dtype, kappa, f"[{STATUS_STYLE[d.status]}]{status}[/]",
+                 _g(d.sigma_max), _g(d.sigma_min), _g(d.numerical_rank), _g(d.stable_rank, 3),
+                 _g(d.effective_rank, 3), _g(d.energy_rank_90), _g(d.energy_rank_99),
+                 f"{d.zero_fraction:.1%}"]
+        if alpha:
+            cells.append(_g(d.alpha, 3))
+        if normality:
+            cells.append(_g(d.henrici, 3))
+        table.add_row(*cells)
+    console.print(table)
+    if any(m.reshaped for m in rows):
+        console.print("* N-D tensor analysed as (shape[0], prod(rest))")
+    for reason, names in _group_skipped(report.skipped):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        console.print(f"skipped {len(names)}: {reason}: {shown}", markup=False, highlight=False)
+    sm = report.summary
+    worst = "-" if sm.worst_kappa is None else f"{_g(sm.worst_kappa)} ({sm.worst_kappa_name})"
+    console.print(f"{sm.matrices} matrices analysed, {sm.skipped} skipped; worst kappa {worst}; "
+                  f"{sm.unresolved} unresolved, {sm.storage_limited} storage-limited, "
+                  f"{sm.nonfinite} non-finite; {sm.seconds:.2f} s", markup=False, highlight=False)
+
+
+def _group_skipped(skipped):
+    groups = {}
+    for s in skipped:
+        reason = s.reason if s.dtype in s.reason else f"{s.reason} ({s.dtype})"
+        groups.setdefault(reason, []).append(s.name)
+    return list(groups.items())

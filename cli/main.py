@@ -1,0 +1,48 @@
+"""cond: the table of contents. One module per subcommand; nothing heavy imported here.
+
+    cond inspect model.safetensors          per-matrix condition numbers and spectra
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from cond._version import __version__
+from cond.cli import inspect_cmd
+
+app = typer.Typer(
+    name="cond",
+    help="Condition numbers, spectra and compression of matrices you can trust.\n\n"
+         "Examples:\n\n"
+         "  cond inspect model.safetensors --sort kappa --top 10\n\n"
+         "  cond inspect X.npy --format json",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_cmd.inspect_command)
+
+
+def _version(value: bool):
+    if value:
+        print(f"cond {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None):
+    """Condition numbers, spectra and compression of matrices you can trust."""
+
+
+def main():
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

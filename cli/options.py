@@ -1,0 +1,44 @@
+"""Option types shared by the subcommands (``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class InputFormat(str, Enum):
+    safetensors = "safetensors"
+    index = "index"
+    npy = "npy"
+    npz = "npz"
+    csv = "csv"
+    tsv = "tsv"
+    mtx = "mtx"
+    parquet = "parquet"
+
+
+InputPath = Annotated[str, typer.Argument(
+    help="Input: .safetensors, *.safetensors.index.json, a checkpoint directory, "
+         ".npy, .npz, .csv, .tsv (gzip ok), .mtx, .parquet, or - for standard input.",
+    show_default=False)]
+FormatOpt = Annotated[OutputFormat, typer.Option(
+    "--format", "-f", help="Output format (JSON schema in README.md).")]
+InputFormatOpt = Annotated[Optional[InputFormat], typer.Option(
+    "--input-format", help="Format of the input when the name does not tell (needed for - with text).",
+    show_default=False)]
+ColumnsOpt = Annotated[Optional[str], typer.Option(
+    "--columns", help="Table columns to use: names, globs, 0-based indices or ranges, "
+                      "comma-separated (\"x*,7,10:12\").", show_default=False)]
+WorkersOpt = Annotated[Optional[int], typer.Option(
+    "--workers", min=1, help="Matrices analysed at once (default: CPUs, at most 8); "
+                             "each holds one tensor in memory.", show_default=False)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

@@ -1,0 +1,25 @@
+"""cond: condition numbers, spectra and compression of matrices you can trust.
+
+>>> import cond
+>>> report = cond.inspect("model.safetensors", alpha=True)    # doctest: +SKIP
+>>> report.summary.worst_kappa                                 # doctest: +SKIP
+
+Heavy modules (numpy, scipy, numba) load on first use, so that ``cond --help``
+starts fast.
+"""
+
+from cond._version import __version__
+
+__all__ = ["__version__", "inspect", "InspectReport"]
+
+
+def __getattr__(name):
+    if name == "inspect":
+        from cond.inspection import inspect
+
+        return inspect
+    if name == "InspectReport":
+        from cond.report import InspectReport
+
+        return InspectReport
+    raise AttributeError(f"module 'cond' has no attribute {name!r}")

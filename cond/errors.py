@@ -1,0 +1,56 @@
+"""Typed errors that carry where a problem was found.
+
+Every error cond raises on purpose is a :class:`CondError`. It carries the
+path, the tensor name and the shape that were involved, so that the command
+line can print one line naming the file and the problem, and library users can
+inspect the fields.
+"""
+
+from __future__ import annotations
+
+
+class CondError(Exception):
+    """Base class of the errors cond raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, stating the rule and the observed value.
+    path : str, optional
+        The file (or ``-`` for standard input) the problem was found in.
+    tensor : str, optional
+        The tensor (or column, or array) the problem concerns.
+    shape : tuple of int, optional
+        The shape of that tensor.
+    """
+
+    def __init__(self, message, *, path=None, tensor=None, shape=None):
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.tensor = tensor
+        self.shape = None if shape is None else tuple(shape)
+
+    def one_line(self) -> str:
+        """The error as one line: ``path: tensor 'x' (shape 3x4): message``."""
+        parts = []
+        if self.path is not None:
+            parts.append(self.path)
+        if self.tensor is not None:
+            where = f"tensor '{self.tensor}'"
+            if self.shape is not None:
+                where += f" (shape {'x'.join(map(str, self.shape)) or 'scalar'})"
+            parts.append(where)
+        parts.append(self.message)
+        return ": ".join(p.replace("\n", " ") for p in parts)
+
+    def __str__(self) -> str:
+        return self.one_line()
+
+
+class InputError(CondError):
+    """The input cannot be read: missing, empty, corrupt, truncated or unsupported."""
+
+
+class UsageError(CondError):
+    """An argument breaks a rule (a parameter out of range, an unknown column)."""

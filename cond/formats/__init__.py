@@ -1,0 +1,58 @@
+"""Paths and bytes to arrays: every reader yields :class:`TensorEntry` objects lazily.
+
+>>> with open_entries("model.safetensors") as entries:   # doctest: +SKIP
+...     for entry in entries:
+...         W = entry.load()          # float64, exactly widened, one tensor at a time
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from cond.errors import UsageError
+from cond.formats.detect import FORMATS, format_of, local_path
+from cond.formats.entry import TensorEntry
+
+__all__ = ["FORMATS", "TensorEntry", "open_entries"]
+
+
+@contextlib.contextmanager
+def open_entries(path, *, input_format=None, columns=None):
+    """Open ``path`` (a file, a checkpoint directory, an index JSON, or ``-``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        What to read; ``-`` reads standard input (then ``input_format`` is
+        needed unless the bytes tell the format).
+    input_format : str, optional
+        One of :data:`FORMATS`; by default from the name or the first bytes.
+    columns : str, optional
+        Column selection for tables (CSV, TSV, Parquet).
+
+    Yields
+    ------
+    iterator of TensorEntry
+        Entries in file order; each reads its tensor only when ``load()`` is called.
+    """
+    with local_path(path) as (real, display):
+        fmt = format_of(real, display, input_format)
+        if columns is not None and fmt not in ("csv", "tsv", "parquet"):
+            raise UsageError(f"`--columns` applies to csv, tsv and parquet input; {display} is {fmt}")
+        yield _reader(fmt)(real, display, columns)
+
+
+def _reader(fmt):
+    from cond.formats import arrays, matrix_market, safetensors_file, tables
+
+    return {
+        "directory": lambda p, d, c: safetensors_file.entries_of_directory(p),
+        "index": lambda p, d, c: safetensors_file.entries_of_index(p, d),
+        "safetensors": lambda p, d, c: safetensors_file.entries_of_file(p, d),
+        "npy": lambda p, d, c: arrays.entries_of_npy(p, d),
+        "npz": lambda p, d, c: arrays.entries_of_npz(p, d),
+        "csv": lambda p, d, c: tables.entries_of_delimited(p, d, ",", c),
+        "tsv": lambda p, d, c: tables.entries_of_delimited(p, d, "\t", c),
+        "parquet": lambda p, d, c: tables.entries_of_parquet(p, d, c),
+        "mtx": lambda p, d, c: matrix_market.entries_of_mtx(p, d),
+    }[fmt]

@@ -1,0 +1,146 @@
+"""``cond.inspect``: read every matrix of an input, one at a time, and diagnose it.
+
+Matrices are analysed by a small pool of threads (LAPACK releases the GIL);
+each task reads its own tensor, so at most ``workers`` tensors are in memory
+at once whatever the checkpoint's size. While the pool runs, BLAS is limited
+to one thread per task so that the cores are not oversubscribed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from cond.errors import InputError, UsageError
+from cond.formats import TensorEntry, open_entries
+from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
+from cond.linalg.spectrum import diagnose
+from cond.report import InspectReport, MatrixReport, SkippedTensor, Summary
+
+
+def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
+            columns=None, name=None, workers=None, progress=None) -> InspectReport:
+    """Diagnose every matrix in ``source``.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or array_like
+        A safetensors file, a ``*.safetensors.index.json``, a checkpoint
+        directory, a ``.npy`` / ``.npz`` / ``.csv`` / ``.tsv`` / ``.mtx`` /
+        ``.parquet`` file, ``-`` for standard input, or an array.
+    alpha : bool
+        Add the power-law exponent of the squared singular values.
+    normality : bool
+        Add Henrici's departure from normality for square matrices.
+    include : str, optional
+        Regular expression; only tensors whose name it matches (``re.search``) are analysed.
+    input_format : str, optional
+        Format of ``source`` when its name does not tell (standard input).
+    columns : str, optional
+        Columns of a table to use (names, globs, indices, ranges).
+    name : str, optional
+        Name of an array ``source`` in the report (default ``array``).
+    workers : int, optional
+        Threads analysing matrices concurrently (default: the number of CPUs, at most 8).
+    progress : callable, optional
+        Called as ``progress(done, total, name)`` after each matrix.
+
+    Returns
+    -------
+    InspectReport
+
+    Raises
+    ------
+    cond.errors.InputError
+        The input cannot be read, or a matrix has a zero-size dimension.
+    cond.errors.UsageError
+        An argument breaks its rule.
+    """
+    workers = _check_workers(workers)
+    pattern = _compile(include)
+    options = dict(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers)
+    if isinstance(source, (str, os.PathLike)):
+        with open_entries(source, input_format=input_format, columns=columns) as entries:
+            return _run(str(source), entries, pattern, options, progress)
+    array = np.asarray(source)
+    entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
+                        unit_roundoff(array.dtype), skip_reason_for_ndim(array.shape),
+                        lambda: np.asarray(array, dtype=np.float64))
+    return _run("<array>", iter([entry]), pattern, options, progress)
+
+
+def _check_workers(workers):
+    if workers is None:
+        return max(1, min(os.cpu_count() or 1, 8))
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"`workers` must be a positive integer; got {workers!r}")
+    return workers
+
+
+def _compile(include):
+    if include is None:
+        return None
+    try:
+        return re.compile(include)
+    except re.error as exc:
+        raise UsageError(f"`--filter` is not a valid regular expression ({exc}); got {include!r}") from None
+
+
+def _run(label, entries, pattern, options, progress):
+    started = time.perf_counter()
+    entries = [e for e in entries if pattern is None or pattern.search(e.name)]
+    todo = [e for e in entries if e.skip_reason is None]
+    skipped = [SkippedTensor(e.name, e.source, e.shape, e.dtype, e.skip_reason)
+               for e in entries if e.skip_reason is not None]
+    for e in todo:
+        if 0 in e.shape:
+            raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
+                             shape=e.shape)
+    analyse = lambda e: _analyse(e, options["alpha"], options["normality"])  # noqa: E731
+    results = []
+    if options["workers"] == 1 or len(todo) <= 1:
+        for e in todo:
+            results.append(analyse(e))
+            _tick(progress, len(results), len(todo), e.name)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), \
+                ThreadPoolExecutor(max_workers=options["workers"]) as pool:
+            # map() keeps file order; its lazy window holds at most `workers` tensors in flight
+            # beyond the ones being consumed, because each task loads its own tensor.
+            for result in _bounded_map(pool, analyse, todo, options["workers"]):
+                results.append(result)
+                _tick(progress, len(results), len(todo), result.name)
+    summary = Summary.of(results, skipped, time.perf_counter() - started)
+    return InspectReport(label, tuple(results), tuple(skipped), summary, options)
+
+
+def _bounded_map(pool, fn, items, window):
+    """Like ``pool.map`` in order, but never more than ``window`` tasks submitted and unfinished."""
+    pending = []
+    it = iter(items)
+    for item in it:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.pop(0).result()
+    for future in pending:
+        yield future.result()
+
+
+def _tick(progress, done, total, name):
+    if progress is not None:
+        progress(done, total, name)
+
+
+def _analyse(entry, alpha, normality) -> MatrixReport:
+    t0 = time.perf_counter()
+    values = entry.load()
+    d = diagnose(values.reshape(values.shape[0], -1), unit_roundoff=entry.unit_roundoff,
+                 alpha=alpha, normality=normality)
+    return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
+                        time.perf_counter() - t0)

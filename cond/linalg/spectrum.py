@@ -1,0 +1,176 @@
+"""Per-matrix spectral diagnostics and a condition number with a trust status.
+
+All quantities are computed in float64 from the exact stored values. The
+singular values come from a backward-stable SVD, so each computed sigma_i is
+within ``c * eps * sigma_max`` of the true one (Weyl), with ``c = max(m, n)``
+used here as the constant. sigma_min's relative error is therefore about
+``c * eps * kappa``, which gives the status:
+
+``ok``
+    ``kappa * eps * c <= 0.1``: kappa is good to about that relative error.
+``unresolved``
+    ``kappa * eps * c > 0.1``: float64 cannot resolve sigma_min. ``kappa`` is
+    what was computed and ``kappa_lower_bound = (sigma_max - err) /
+    (sigma_min + err)``, ``err = c * eps * sigma_max``, is guaranteed.
+``storage-limited``
+    resolved, but ``kappa > 1 / u_storage`` (u the unit roundoff of the stored
+    dtype, 2**-8 for bf16): rounding the weights to storage alone can move
+    sigma_min by that much, so kappa says more about the rounding than about
+    the matrix that was meant.
+``non-finite``
+    the matrix holds NaN or Inf; only the counts are reported.
+``zero``
+    every entry is zero; kappa is undefined.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from cond.backends import backend_of
+
+EPS64 = float(np.finfo(np.float64).eps)
+UNRESOLVED_THRESHOLD = 0.1
+ENERGY_LEVELS = (0.90, 0.99)
+
+
+@dataclass(frozen=True)
+class MatrixDiagnostics:
+    """What ``cond inspect`` reports for one matrix. ``None`` marks "not computed"."""
+
+    shape: tuple
+    status: str
+    sigma_max: Optional[float]
+    sigma_min: Optional[float]
+    kappa: Optional[float]
+    kappa_lower_bound: Optional[float]
+    storage_limited: bool
+    numerical_rank: Optional[int]
+    rank_tolerance: Optional[float]
+    stable_rank: Optional[float]
+    effective_rank: Optional[float]
+    energy_rank_90: Optional[int]
+    energy_rank_99: Optional[int]
+    frobenius_norm: Optional[float]
+    zero_fraction: float
+    nonfinite_count: int
+    alpha: Optional[float] = None
+    alpha_sigma: Optional[float] = None
+    alpha_xmin: Optional[float] = None
+    alpha_ks_distance: Optional[float] = None
+    alpha_n_tail: Optional[int] = None
+    henrici: Optional[float] = None
+
+
+def as_matrix(a: np.ndarray) -> np.ndarray:
+    """2-D view of an N-D array: (shape[0], prod(shape[1:])), as for a conv weight (out, in*k*k)."""
+    a = np.asarray(a)
+    if a.ndim < 2:
+        raise ValueError(f"`a` must have at least 2 dimensions; got shape {a.shape}")
+    return a.reshape(a.shape[0], -1)
+
+
+def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False) -> MatrixDiagnostics:
+    """Diagnostics of one matrix.
+
+    Parameters
+    ----------
+    a : ndarray of shape (m, n)
+        The matrix, already widened to float64 (N-D arrays are reshaped by
+        :func:`as_matrix`). m and n must be positive.
+    unit_roundoff : float, optional
+        Unit roundoff of the dtype the matrix was stored in; enables the
+        ``storage-limited`` status.
+    alpha : bool
+        Fit a power law to the squared singular values (see :mod:`cond.linalg.powerlaw`).
+    normality : bool
+        Henrici's departure from normality, relative to ||A||_F, for square matrices:
+        sqrt(||A||_F^2 - sum |lambda_i|^2) / ||A||_F (0 for a normal matrix).
+
+    Returns
+    -------
+    MatrixDiagnostics
+    """
+    a = as_matrix(a)
+    if a.dtype != np.float64:
+        raise TypeError(f"`a` must be float64 (widen exactly before calling); got {a.dtype}")
+    if 0 in a.shape:
+        raise ValueError(f"`a` must have no zero-size dimension; got shape {a.shape}")
+    if unit_roundoff is not None and not 0 < unit_roundoff < 1:
+        raise ValueError(f"`unit_roundoff` must be in (0, 1); got {unit_roundoff}")
+    return _diagnose(a, unit_roundoff, alpha, normality)
+
+
+def _diagnose(a, unit_roundoff, alpha, normality):
+    m, n = a.shape
+    nonfinite = int(a.size - np.count_nonzero(np.isfinite(a)))
+    zero_fraction = float(np.count_nonzero(a == 0)) / a.size
+    empty = dict(sigma_max=None, sigma_min=None, kappa=None, kappa_lower_bound=None,
+                 storage_limited=False, numerical_rank=None, rank_tolerance=None, stable_rank=None,
+                 effective_rank=None, energy_rank_90=None, energy_rank_99=None)
+    if nonfinite:
+        return MatrixDiagnostics((m, n), "non-finite", frobenius_norm=None, zero_fraction=zero_fraction,
+                                 nonfinite_count=nonfinite, **empty)
+    if zero_fraction == 1.0:
+        return MatrixDiagnostics((m, n), "zero", frobenius_norm=0.0, zero_fraction=1.0,
+                                 nonfinite_count=0, **{**empty, "sigma_max": 0.0, "sigma_min": 0.0,
+                                                       "numerical_rank": 0, "rank_tolerance": 0.0})
+    backend = backend_of(a)
+    s = backend.svdvals(a)
+    c = max(m, n)
+    smax, smin = float(s[0]), float(s[-1])
+    err = c * EPS64 * smax
+    kappa = smax / smin if smin > 0 else float("inf")
+    unresolved = kappa * EPS64 * c > UNRESOLVED_THRESHOLD
+    storage_limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
+    status = "unresolved" if unresolved else "storage-limited" if storage_limited else "ok"
+    frob = float(np.linalg.norm(a))
+    energy = np.cumsum(s * s)
+    p = s / s.sum()
+    p = p[p > 0]
+    fit = _alpha(s, err) if alpha else None
+    return MatrixDiagnostics(
+        shape=(m, n),
+        status=status,
+        sigma_max=smax,
+        sigma_min=smin,
+        kappa=kappa,
+        kappa_lower_bound=max(smax - err, 0.0) / (smin + err) if unresolved else None,
+        storage_limited=bool(storage_limited),
+        numerical_rank=int(np.count_nonzero(s > err)),
+        rank_tolerance=err,
+        stable_rank=frob * frob / (smax * smax),
+        effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
+        energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
+        energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]),
+        frobenius_norm=frob,
+        zero_fraction=zero_fraction,
+        nonfinite_count=0,
+        alpha=None if fit is None else fit.alpha,
+        alpha_sigma=None if fit is None else fit.sigma,
+        alpha_xmin=None if fit is None else fit.xmin,
+        alpha_ks_distance=None if fit is None else fit.ks_distance,
+        alpha_n_tail=None if fit is None else fit.n_tail,
+        henrici=_henrici(a, frob, backend) if normality and m == n else None,
+    )
+
+
+def _energy_rank(cumulative, level):
+    """Smallest r with sum_{i<=r} sigma_i^2 >= level * sum sigma^2 (a few ulps of slack for ties)."""
+    target = level * cumulative[-1] * (1.0 - 4 * EPS64)
+    return int(np.searchsorted(cumulative, target, side="left")) + 1
+
+
+def _alpha(s, err):
+    from cond.linalg.powerlaw import fit_powerlaw
+
+    return fit_powerlaw((s[s > err]) ** 2)
+
+
+def _henrici(a, frob, backend):
+    lam = backend.eigvals(a)
+    gap = frob * frob - float(np.sum(np.abs(lam) ** 2))
+    return float(np.sqrt(max(gap, 0.0)) / frob)

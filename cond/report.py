@@ -1,0 +1,138 @@
+"""The result of ``cond.inspect`` and its versioned, machine-readable form.
+
+Schema ``cond.inspect/1`` (documented in README.md): a JSON object with
+``schema``, ``cond_version``, ``input``, ``options``, ``summary``, ``matrices``
+(one flat object per analysed matrix, the same fields as a CSV row) and
+``skipped`` (name, source, shape, dtype, reason). Infinite or undefined numbers
+are ``null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from cond.linalg.spectrum import MatrixDiagnostics
+
+SCHEMA = "cond.inspect/1"
+
+# Column order of a matrix row in JSON, JSONL and CSV.
+ROW_FIELDS = (
+    "name", "source", "shape", "matrix_shape", "reshaped", "dtype", "status",
+    "kappa", "kappa_lower_bound", "sigma_max", "sigma_min", "storage_limited",
+    "numerical_rank", "rank_tolerance", "stable_rank", "effective_rank",
+    "energy_rank_90", "energy_rank_99", "frobenius_norm", "zero_fraction",
+    "nonfinite_count", "alpha", "alpha_sigma", "alpha_xmin", "alpha_ks_distance",
+    "alpha_n_tail", "henrici", "seconds",
+)
+
+
+@dataclass(frozen=True)
+class MatrixReport:
+    """One analysed tensor: where it came from and its diagnostics."""
+
+    name: str
+    source: str
+    shape: tuple
+    dtype: str
+    diagnostics: MatrixDiagnostics
+    seconds: float
+
+    @property
+    def reshaped(self) -> bool:
+        return len(self.shape) > 2
+
+    def row(self) -> dict:
+        """Flat dict with the keys of :data:`ROW_FIELDS`; inf and NaN become None."""
+        d = dataclasses.asdict(self.diagnostics)
+        d["matrix_shape"] = list(d.pop("shape"))
+        d.update(name=self.name, source=self.source, shape=list(self.shape), reshaped=self.reshaped,
+                 dtype=self.dtype, seconds=self.seconds)
+        return {k: _finite_or_none(d[k]) for k in ROW_FIELDS}
+
+
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A tensor that was not analysed, and why."""
+
+    name: str
+    source: str
+    shape: tuple
+    dtype: str
+    reason: str
+
+    def row(self) -> dict:
+        return dict(name=self.name, source=self.source, shape=list(self.shape), dtype=self.dtype,
+                    reason=self.reason)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Totals over the analysed matrices."""
+
+    matrices: int
+    skipped: int
+    worst_kappa: Optional[float]
+    worst_kappa_name: Optional[str]
+    unresolved: int
+    storage_limited: int
+    nonfinite: int
+    log10_spectral_norm_product: Optional[float]
+    seconds: float
+
+    @classmethod
+    def of(cls, matrices, skipped, seconds) -> "Summary":
+        rated = [m for m in matrices if m.diagnostics.kappa is not None]
+        worst = max(rated, key=lambda m: m.diagnostics.kappa, default=None)
+        norms = [m.diagnostics.sigma_max for m in matrices if m.diagnostics.sigma_max is not None]
+        return cls(
+            matrices=len(matrices),
+            skipped=len(skipped),
+            worst_kappa=None if worst is None else worst.diagnostics.kappa,
+            worst_kappa_name=None if worst is None else worst.name,
+            unresolved=sum(m.diagnostics.status == "unresolved" for m in matrices),
+            storage_limited=sum(m.diagnostics.storage_limited for m in matrices),
+            nonfinite=sum(m.diagnostics.status == "non-finite" for m in matrices),
+            log10_spectral_norm_product=(sum(math.log10(s) for s in norms)
+                                         if norms and all(s > 0 for s in norms) else None),
+            seconds=seconds,
+        )
+
+
+@dataclass(frozen=True)
+class InspectReport:
+    """Everything ``cond inspect`` found in one input."""
+
+    input: str
+    matrices: tuple
+    skipped: tuple
+    summary: Summary
+    options: dict
+
+    def to_dict(self) -> dict:
+        """The ``cond.inspect/1`` JSON object."""
+        from cond._version import __version__
+
+        return dict(
+            schema=SCHEMA,
+            cond_version=__version__,
+            input=self.input,
+            options=dict(self.options),
+            summary={k: _finite_or_none(v) for k, v in dataclasses.asdict(self.summary).items()},
+            matrices=[m.row() for m in self.matrices],
+            skipped=[s.row() for s in self.skipped],
+        )
+
+    def above(self, threshold: float) -> list:
+        """Matrices whose kappa exceeds ``threshold``; non-finite and all-zero ones always do
+        (their kappa is undefined or infinite, so nothing certifies them)."""
+        return [m for m in self.matrices
+                if m.diagnostics.kappa is None or m.diagnostics.kappa > threshold]
+
+
+def _finite_or_none(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
