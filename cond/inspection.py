@@ -140,7 +140,7 @@ def _tick(progress, done, total, name):
 def _analyse(entry, alpha, normality) -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
-    d = diagnose(values.reshape(values.shape[0], -1), unit_roundoff=entry.unit_roundoff,
+    d = diagnose(values, unit_roundoff=entry.unit_roundoff,
                  alpha=alpha, normality=normality)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

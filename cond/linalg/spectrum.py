@@ -70,7 +70,7 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim < 2:
         raise ValueError(f"`a` must have at least 2 dimensions; got shape {a.shape}")
-    return a.reshape(a.shape[0], -1)
+    return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
 
 
 def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False) -> MatrixDiagnostics:
