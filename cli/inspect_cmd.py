@@ -43,6 +43,8 @@ EPILOG = """Examples:
 
   cond inspect model.safetensors --fail-above 1e6 || echo "ill-conditioned layer"
 
+  cond inspect model.safetensors --alpha --spectra spectra.npz
+
 Exit codes: 0 ok, 1 --fail-above exceeded, 2 bad input or usage, 70 internal error.
 """
 
@@ -65,6 +67,9 @@ def inspect_command(
     fail_above: Annotated[Optional[float], typer.Option(
         "--fail-above", help="Exit 1 if any kappa exceeds this (non-finite or all-zero "
                              "matrices count as exceeding).", show_default=False)] = None,
+    spectra: Annotated[Optional[str], typer.Option(
+        "--spectra", help="Also write every matrix's singular values to this .npz "
+                          "(one array per tensor name).", show_default=False)] = None,
     input_format: InputFormatOpt = None,
     columns: ColumnsOpt = None,
     workers: WorkersOpt = None,
@@ -86,7 +91,13 @@ def inspect_command(
         with progress_bar("inspect", enabled=not quiet) as tick:
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
                              input_format=None if input_format is None else input_format.value,
-                             columns=columns, workers=workers, progress=tick)
+                             columns=columns, workers=workers, keep_spectra=spectra is not None,
+                             progress=tick)
+        if spectra is not None:
+            from cond.formats.atomic import write_spectra
+
+            write_spectra(spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
+                                    if m.diagnostics.spectrum is not None}, inputs=[path])
         rows = _ordered(report.matrices, sort, top)
         _render(report, rows, output_format, alpha, normality)
         if fail_above is not None:

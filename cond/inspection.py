@@ -23,7 +23,7 @@ from cond.report import InspectReport, MatrixReport, SkippedTensor, Summary
 
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
-            columns=None, name=None, workers=None, progress=None) -> InspectReport:
+            columns=None, name=None, workers=None, keep_spectra=False, progress=None) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -46,6 +46,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         Name of an array ``source`` in the report (default ``array``).
     workers : int, optional
         Threads analysing matrices concurrently (default: the number of CPUs, at most 8).
+    keep_spectra : bool
+        Keep every matrix's singular values in ``diagnostics.spectrum``.
     progress : callable, optional
         Called as ``progress(done, total, name)`` after each matrix.
 
@@ -62,7 +64,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     """
     workers = _check_workers(workers)
     pattern = _compile(include)
-    options = dict(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers)
+    options = dict(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
+                   keep_spectra=bool(keep_spectra))
     if isinstance(source, (str, os.PathLike)):
         with open_entries(source, input_format=input_format, columns=columns) as entries:
             return _run(str(source), entries, pattern, options, progress)
@@ -100,7 +103,8 @@ def _run(label, entries, pattern, options, progress):
         if 0 in e.shape:
             raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
                              shape=e.shape)
-    analyse = lambda e: _analyse(e, options["alpha"], options["normality"])  # noqa: E731
+    analyse = lambda e: _analyse(e, options["alpha"], options["normality"],  # noqa: E731
+                                 options["keep_spectra"])
     results = []
     if options["workers"] == 1 or len(todo) <= 1:
         for e in todo:
@@ -137,10 +141,10 @@ def _tick(progress, done, total, name):
         progress(done, total, name)
 
 
-def _analyse(entry, alpha, normality) -> MatrixReport:
+def _analyse(entry, alpha, normality, keep_spectrum) -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
     d = diagnose(values, unit_roundoff=entry.unit_roundoff,
-                 alpha=alpha, normality=normality)
+                 alpha=alpha, normality=normality, keep_spectrum=keep_spectrum)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

@@ -46,7 +46,7 @@ class MatrixReport:
 
     def row(self) -> dict:
         """Flat dict with the keys of :data:`ROW_FIELDS`; inf and NaN become None."""
-        d = dataclasses.asdict(self.diagnostics)
+        d = {f.name: getattr(self.diagnostics, f.name) for f in dataclasses.fields(self.diagnostics)}
         d["matrix_shape"] = list(d.pop("shape"))
         d.update(name=self.name, source=self.source, shape=list(self.shape), reshaped=self.reshaped,
                  dtype=self.dtype, seconds=self.seconds)

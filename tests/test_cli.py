@@ -143,3 +143,19 @@ def test_python_api_on_an_array():
     (m,) = report.matrices
     assert m.name == "diag" and m.diagnostics.kappa == pytest.approx(100.0, rel=1e-14)
     assert report.to_dict()["matrices"][0]["kappa"] == pytest.approx(100.0, rel=1e-14)
+
+
+def test_spectra_file_matches_lapack_and_never_overwrites_input(mlp, tmp_path):
+    out = tmp_path / "spectra.npz"
+    result = runner.invoke(app, ["inspect", mlp, "--spectra", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    with np.load(out, allow_pickle=False) as z:
+        for name, w in load_file(mlp).items():
+            if w.ndim == 2:
+                s = scipy.linalg.svd(w.astype(np.float64), compute_uv=False)
+                np.testing.assert_allclose(z[name], s, rtol=0, atol=10 * max(w.shape) * 2.2e-16 * s[0])
+    before = open(mlp, "rb").read()
+    result = runner.invoke(app, ["inspect", mlp, "--spectra", mlp])
+    assert result.exit_code == 2 and "refusing to overwrite the input" in result.stderr
+    assert open(mlp, "rb").read() == before
+    assert not [p for p in os.listdir(os.path.dirname(mlp)) if p.endswith(".tmp")]

@@ -25,7 +25,7 @@ used here as the constant. sigma_min's relative error is therefore about
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -63,6 +63,7 @@ class MatrixDiagnostics:
     alpha_ks_distance: Optional[float] = None
     alpha_n_tail: Optional[int] = None
     henrici: Optional[float] = None
+    spectrum: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
@@ -73,7 +74,8 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
 
 
-def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False) -> MatrixDiagnostics:
+def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
+             keep_spectrum=False) -> MatrixDiagnostics:
     """Diagnostics of one matrix.
 
     Parameters
@@ -89,6 +91,8 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False) -> MatrixDi
     normality : bool
         Henrici's departure from normality, relative to ||A||_F, for square matrices:
         sqrt(||A||_F^2 - sum |lambda_i|^2) / ||A||_F (0 for a normal matrix).
+    keep_spectrum : bool
+        Keep all singular values (descending, shape (min(m, n),)) in ``spectrum``.
 
     Returns
     -------
@@ -101,10 +105,10 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False) -> MatrixDi
         raise ValueError(f"`a` must have no zero-size dimension; got shape {a.shape}")
     if unit_roundoff is not None and not 0 < unit_roundoff < 1:
         raise ValueError(f"`unit_roundoff` must be in (0, 1); got {unit_roundoff}")
-    return _diagnose(a, unit_roundoff, alpha, normality)
+    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum)
 
 
-def _diagnose(a, unit_roundoff, alpha, normality):
+def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum):
     m, n = a.shape
     nonfinite = int(a.size - np.count_nonzero(np.isfinite(a)))
     zero_fraction = float(np.count_nonzero(a == 0)) / a.size
@@ -155,6 +159,7 @@ def _diagnose(a, unit_roundoff, alpha, normality):
         alpha_ks_distance=None if fit is None else fit.ks_distance,
         alpha_n_tail=None if fit is None else fit.n_tail,
         henrici=_henrici(a, frob, backend) if normality and m == n else None,
+        spectrum=s if keep_spectrum else None,
     )
 
 
