@@ -72,7 +72,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     array = np.asarray(source)
     entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
                         unit_roundoff(array.dtype), skip_reason_for_ndim(array.shape),
-                        lambda: np.asarray(array, dtype=np.float64))
+                        lambda: np.array(array, dtype=np.float64, copy=True))
     return _run("<array>", iter([entry]), pattern, options, progress)
 
 
@@ -145,6 +145,7 @@ def _analyse(entry, alpha, normality, keep_spectrum) -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
     d = diagnose(values, unit_roundoff=entry.unit_roundoff,
-                 alpha=alpha, normality=normality, keep_spectrum=keep_spectrum)
+                 alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
+                 overwrite_a=values.flags.owndata and values.flags.writeable)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

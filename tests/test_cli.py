@@ -139,6 +139,10 @@ def test_python_api_on_an_array():
     import cond
 
     a = np.diag([10.0, 1.0, 0.1])
+    tall = np.random.default_rng(0).standard_normal((300, 20))  # takes the CholeskyQR2 path
+    kept = tall.copy()
+    cond.inspect(tall)
+    np.testing.assert_array_equal(tall, kept)  # the caller's array is never used as workspace
     report = cond.inspect(a, name="diag")
     (m,) = report.matrices
     assert m.name == "diag" and m.diagnostics.kappa == pytest.approx(100.0, rel=1e-14)

@@ -9,8 +9,12 @@ UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
 # CholeskyQR2 pays off only for clearly tall matrices.
 CHOLQR_ASPECT = 2
 
+_dsyrk = scipy.linalg.blas.dsyrk
+_dtrsm = scipy.linalg.blas.dtrsm
+_dpotrf = scipy.linalg.lapack.dpotrf
 
-def svdvals(a: np.ndarray) -> np.ndarray:
+
+def svdvals(a: np.ndarray, overwrite_a: bool = False) -> np.ndarray:
     """Singular values of a finite 2-D float64 array, descending.
 
     Square-ish matrices go to LAPACK ``gesdd``. A clearly tall matrix (or the
@@ -26,34 +30,47 @@ def svdvals(a: np.ndarray) -> np.ndarray:
     fails it.
 
     Either way the computed values are those of ``a + E`` with ``||E||_2`` a
-    small multiple of ``u * ||a||_2``.
+    small multiple of ``u * ||a||_2``. With ``overwrite_a`` the array may be
+    used as workspace (its contents are garbage afterwards).
     """
     m, n = a.shape
-    if m < n:
-        a = a.T
-        m, n = n, m
-    if m >= CHOLQR_ASPECT * n:
-        s = _cholqr2_svdvals(a)
+    # xt: the transpose of the tall orientation, Fortran-ordered (n x m), so that every
+    # BLAS call below reads it in place.
+    xt = a.T if m >= n else a
+    if min(m, n) * CHOLQR_ASPECT <= max(m, n):
+        s = _cholqr2_svdvals(np.asfortranarray(xt), overwrite_a)
         if s is not None:
             return s
-    return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd")
+    return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd",
+                            overwrite_a=overwrite_a)
 
 
-def _cholqr2_svdvals(a):
-    m, n = a.shape
-    try:
-        r1 = scipy.linalg.cholesky(a.T @ a, lower=False, check_finite=False)
-        q1 = scipy.linalg.solve_triangular(r1, a.T, trans="T", lower=False, check_finite=False).T
-        r2 = scipy.linalg.cholesky(q1.T @ q1, lower=False, check_finite=False)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+def _cholqr2_svdvals(xt, overwrite):
+    """CholeskyQR2 on the tall matrix X = xt.T; None when its condition does not hold."""
+    n, m = xt.shape
+    r1 = _chol_of_gram(xt)
+    if r1 is None:
         return None
-    s = scipy.linalg.svd(r2 @ r1, compute_uv=False, check_finite=False, lapack_driver="gesdd")
+    # Q1^T = R1^{-T} X^T, in place only when the caller allows it
+    q1t = _dtrsm(1.0, r1, xt, side=0, lower=0, trans_a=1, diag=0, overwrite_b=int(overwrite))
+    r2 = _chol_of_gram(q1t)
+    if r2 is None:
+        return None
+    r = np.triu(r2) @ np.triu(r1)
+    s = scipy.linalg.svd(r, compute_uv=False, check_finite=False, lapack_driver="gesdd")
     if not (np.all(np.isfinite(s)) and s[-1] > 0):
         return None
     kappa = s[0] / s[-1]
     if 16.0 * kappa * np.sqrt((m * n + n * (n + 1)) * UNIT_ROUNDOFF) > 1.0:
         return None
     return s
+
+
+def _chol_of_gram(xt):
+    """Upper Cholesky factor of X^T X = xt xt^T (BLAS syrk, LAPACK potrf); None if not SPD."""
+    gram = _dsyrk(1.0, xt, trans=0, lower=0)
+    r, info = _dpotrf(gram, lower=0, clean=1, overwrite_a=1)
+    return r if info == 0 else None
 
 
 def eigvals(a: np.ndarray) -> np.ndarray:

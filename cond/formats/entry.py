@@ -30,7 +30,8 @@ class TensorEntry:
         when it can.
     load : callable
         ``load()`` returns the stored values widened exactly to float64, in the
-        stored shape.
+        stored shape. An entry is read once: a writeable array that owns its
+        data is the caller's to use as workspace.
     """
 
     name: str

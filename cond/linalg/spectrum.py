@@ -75,7 +75,7 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
 
 
 def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
-             keep_spectrum=False) -> MatrixDiagnostics:
+             keep_spectrum=False, overwrite_a=False) -> MatrixDiagnostics:
     """Diagnostics of one matrix.
 
     Parameters
@@ -93,6 +93,8 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
         sqrt(||A||_F^2 - sum |lambda_i|^2) / ||A||_F (0 for a normal matrix).
     keep_spectrum : bool
         Keep all singular values (descending, shape (min(m, n),)) in ``spectrum``.
+    overwrite_a : bool
+        Allow the SVD to use ``a`` as workspace (saves a copy; ``a`` is garbage after).
 
     Returns
     -------
@@ -105,13 +107,13 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
         raise ValueError(f"`a` must have no zero-size dimension; got shape {a.shape}")
     if unit_roundoff is not None and not 0 < unit_roundoff < 1:
         raise ValueError(f"`unit_roundoff` must be in (0, 1); got {unit_roundoff}")
-    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum)
+    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a)
 
 
-def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum):
+def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a):
     m, n = a.shape
-    nonfinite = int(a.size - np.count_nonzero(np.isfinite(a)))
-    zero_fraction = float(np.count_nonzero(a == 0)) / a.size
+    sumsq, nonfinite = _sum_of_squares(a)
+    zero_fraction = float(a.size - np.count_nonzero(a)) / a.size  # NaN counts as non-zero
     empty = dict(sigma_max=None, sigma_min=None, kappa=None, kappa_lower_bound=None,
                  storage_limited=False, numerical_rank=None, rank_tolerance=None, stable_rank=None,
                  effective_rank=None, energy_rank_90=None, energy_rank_99=None)
@@ -122,8 +124,9 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum):
         return MatrixDiagnostics((m, n), "zero", frobenius_norm=0.0, zero_fraction=1.0,
                                  nonfinite_count=0, **{**empty, "sigma_max": 0.0, "sigma_min": 0.0,
                                                        "numerical_rank": 0, "rank_tolerance": 0.0})
-    backend = backend_of(a)
-    s = backend.svdvals(a)
+    frob = float(np.sqrt(sumsq))
+    henrici = _henrici(a, frob) if normality and m == n else None  # before a may be overwritten
+    s = backend_of(a).svdvals(a, overwrite_a=overwrite_a)
     c = max(m, n)
     smax, smin = float(s[0]), float(s[-1])
     err = c * EPS64 * smax
@@ -131,7 +134,6 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum):
     unresolved = kappa * EPS64 * c > UNRESOLVED_THRESHOLD
     storage_limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
     status = "unresolved" if unresolved else "storage-limited" if storage_limited else "ok"
-    frob = float(np.linalg.norm(a))
     energy = np.cumsum(s * s)
     p = s / s.sum()
     p = p[p > 0]
@@ -158,7 +160,7 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum):
         alpha_xmin=None if fit is None else fit.xmin,
         alpha_ks_distance=None if fit is None else fit.ks_distance,
         alpha_n_tail=None if fit is None else fit.n_tail,
-        henrici=_henrici(a, frob, backend) if normality and m == n else None,
+        henrici=henrici,
         spectrum=s if keep_spectrum else None,
     )
 
@@ -175,7 +177,21 @@ def _alpha(s, err):
     return fit_powerlaw((s[s > err]) ** 2)
 
 
-def _henrici(a, frob, backend):
-    lam = backend.eigvals(a)
+def _sum_of_squares(a):
+    """(sum of a_ij^2, count of non-finite entries) in one BLAS pass when all is finite."""
+    flat = a.reshape(-1)
+    sumsq = float(np.dot(flat, flat))
+    if np.isfinite(sumsq):
+        return sumsq, 0
+    nonfinite = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if nonfinite:
+        return None, nonfinite
+    scale = float(np.max(np.abs(flat)))  # finite entries whose squares overflow
+    scaled = flat / scale
+    return float(np.dot(scaled, scaled)) * scale * scale, 0
+
+
+def _henrici(a, frob):
+    lam = backend_of(a).eigvals(a)
     gap = frob * frob - float(np.sum(np.abs(lam) ** 2))
     return float(np.sqrt(max(gap, 0.0)) / frob)
