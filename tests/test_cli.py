@@ -163,3 +163,12 @@ def test_spectra_file_matches_lapack_and_never_overwrites_input(mlp, tmp_path):
     assert result.exit_code == 2 and "refusing to overwrite the input" in result.stderr
     assert open(mlp, "rb").read() == before
     assert not [p for p in os.listdir(os.path.dirname(mlp)) if p.endswith(".tmp")]
+
+
+def test_progress_callback_counts_every_matrix(mlp):
+    import cond
+
+    seen = []
+    cond.inspect(mlp, progress=lambda done, total, name: seen.append((done, total, name)))
+    assert [d for d, _, _ in seen] == [1, 2, 3] and {t for _, t, _ in seen} == {3}
+    assert {n for _, _, n in seen} == {"layers.0.weight", "layers.1.weight", "layers.2.weight"}
