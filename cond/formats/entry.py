@@ -32,6 +32,9 @@ class TensorEntry:
         ``load()`` returns the stored values widened exactly to float64, in the
         stored shape. An entry is read once: a writeable array that owns its
         data is the caller's to use as workspace.
+    read_raw : callable or None
+        ``read_raw()`` returns the stored bytes as they are (safetensors only),
+        for byte-for-byte copies.
     """
 
     name: str
@@ -41,6 +44,7 @@ class TensorEntry:
     unit_roundoff: Optional[float]
     skip_reason: Optional[str] = None
     load: Callable[[], np.ndarray] = field(default=None, repr=False, compare=False)
+    read_raw: Optional[Callable[[], bytes]] = field(default=None, repr=False, compare=False)
 
 
 def unit_roundoff(dtype) -> Optional[float]:

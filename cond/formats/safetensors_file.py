@@ -24,7 +24,7 @@ from cond.formats.entry import TensorEntry, skip_reason_for_ndim, unit_roundoff
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
-# dtype name -> (bits per element, numpy dtype name or None, reason it is skipped or None)
+# dtype name -> (bits per element, numpy dtype name or None, reason it is not analysed or None)
 _DTYPES = {
     "F64": (64, "float64", None),
     "F32": (32, "float32", None),
@@ -37,15 +37,15 @@ _DTYPES = {
     "F6_E3M2": (6, None, "packed 6-bit float dtype F6_E3M2 is not supported"),
     "F4": (4, None, "packed 4-bit float dtype F4 is not supported"),
     "C64": (64, None, "complex dtype C64 is not analysed"),
-    "BOOL": (8, None, "bool tensor, not floating point"),
-    "U8": (8, None, "integer tensor (U8), not floating point"),
-    "I8": (8, None, "integer tensor (I8), not floating point"),
-    "U16": (16, None, "integer tensor (U16), not floating point"),
-    "I16": (16, None, "integer tensor (I16), not floating point"),
-    "U32": (32, None, "integer tensor (U32), not floating point"),
-    "I32": (32, None, "integer tensor (I32), not floating point"),
-    "U64": (64, None, "integer tensor (U64), not floating point"),
-    "I64": (64, None, "integer tensor (I64), not floating point"),
+    "BOOL": (8, "bool", "bool tensor, not floating point"),
+    "U8": (8, "uint8", "integer tensor (U8), not floating point"),
+    "I8": (8, "int8", "integer tensor (I8), not floating point"),
+    "U16": (16, "uint16", "integer tensor (U16), not floating point"),
+    "I16": (16, "int16", "integer tensor (I16), not floating point"),
+    "U32": (32, "uint32", "integer tensor (U32), not floating point"),
+    "I32": (32, "int32", "integer tensor (I32), not floating point"),
+    "U64": (64, "uint64", "integer tensor (U64), not floating point"),
+    "I64": (64, "int64", "integer tensor (I64), not floating point"),
 }
 
 
@@ -54,6 +54,8 @@ def numpy_dtype(name: str) -> np.dtype:
     import ml_dtypes  # noqa: F401  (registers bfloat16 and float8 with numpy)
 
     np_name = _DTYPES[name][1]
+    if np_name is None:
+        raise ValueError(f"safetensors dtype {name} has no numpy equivalent")
     return np.dtype(getattr(ml_dtypes, np_name)) if not hasattr(np, np_name) else np.dtype(np_name)
 
 
@@ -178,20 +180,23 @@ def entries_of_file(path, display=None, header=None):
 def _entry(path, header, info) -> TensorEntry:
     bits, np_name, reason = _DTYPES[info.dtype]
     reason = reason or skip_reason_for_ndim(info.shape)
-    u = unit_roundoff(numpy_dtype(info.dtype)) if np_name else None
+    u = unit_roundoff(numpy_dtype(info.dtype)) if np_name and reason is None else None
 
-    def load():
-        dtype = numpy_dtype(info.dtype)
+    def read_raw():
         with open(path, "rb") as f:
             f.seek(header.data_start + info.begin)
             buf = f.read(info.end - info.begin)
         if len(buf) != info.end - info.begin:
             raise InputError(f"truncated data: expected {info.end - info.begin} bytes, read {len(buf)}",
                              path=header.path, tensor=info.name, shape=info.shape)
-        stored = np.frombuffer(buf, dtype=dtype.newbyteorder("<")).reshape(info.shape)
+        return buf
+
+    def load():
+        dtype = numpy_dtype(info.dtype)
+        stored = np.frombuffer(read_raw(), dtype=dtype.newbyteorder("<")).reshape(info.shape)
         return stored.astype(np.float64)
 
-    return TensorEntry(info.name, info.shape, info.dtype, header.path, u, reason, load)
+    return TensorEntry(info.name, info.shape, info.dtype, header.path, u, reason, load, read_raw)
 
 
 def entries_of_index(index_path, display=None):

@@ -131,7 +131,7 @@ class _Driver:
 
     def _grow(self, anchor, left):
         a = self.work[anchor]
-        u, s, _ = scipy.linalg.svd(a, full_matrices=False, check_finite=False)
+        u, s = _left_singular(a)
         r = max(1, rank_for_error(s, self.eps))
         max_rank = min(self.m, 2 * r + 16)
         est = self._make(max_rank).init(a)
@@ -143,14 +143,19 @@ class _Driver:
         for c in sorted(left, key=lambda i: residual[i]):
             if misses >= self.patience:
                 break
+            width = self.work[c].shape[1]
+            # the rank cannot fall, so this is the least the cluster could cost with c
+            if cluster_params(self.m, widths + [width], r) >= cluster_params(self.m, widths, r) + self.own[c]:
+                misses += 1
+                continue
             trial = est.add(self.work[c])
             r_new = self._rank(trial, c, r)
             if r_new is not None:
                 before = cluster_params(self.m, widths, r) + self.own[c]
-                if cluster_params(self.m, widths + [self.work[c].shape[1]], r_new) < before:
+                if cluster_params(self.m, widths + [width], r_new) < before:
                     est, r = trial, r_new
                     members.append(c)
-                    widths.append(self.work[c].shape[1])
+                    widths.append(width)
                     misses = 0
                     continue
             misses += 1
@@ -179,8 +184,7 @@ class _Driver:
         """Exact check after rounding; returns a Cluster of >= 2 members or None."""
         members = list(members)
         while len(members) > 1:
-            concat = np.hstack([self.work[i] for i in members])
-            u, s, _ = scipy.linalg.svd(concat, full_matrices=False, check_finite=False)
+            u, s = _left_singular(np.hstack([self.work[i] for i in members]))
             widths = [self.blocks[i].shape[1] for i in members]
             own_total = sum(self.own[i] for i in members)
             affordable = [r for r in range(1, len(s) + 1)
@@ -224,6 +228,20 @@ class _Driver:
             return max(errors) <= self.eps
         weights = np.array([self.norms[i] ** 2 for i in members])
         return float(np.sqrt(np.sum(weights * np.square(errors)) / np.sum(weights))) <= self.eps
+
+
+def _left_singular(a):
+    """Left singular vectors and values of a (m x n), through the m x m Gram matrix when a is
+    wide. The Gram route squares the condition number, which only blurs directions whose
+    energy is below eps * ||a||^2: far below any bound a user can ask for, and every
+    cluster's error is measured exactly afterwards anyway."""
+    m, n = a.shape
+    if m < n:
+        lam, vec = scipy.linalg.eigh(a @ a.T, check_finite=False)
+        order = np.argsort(lam)[::-1]
+        return vec[:, order], np.sqrt(np.maximum(lam[order], 0.0))
+    u, s, _ = scipy.linalg.svd(a, full_matrices=False, check_finite=False)
+    return u, s
 
 
 def _cluster_error(s, r):

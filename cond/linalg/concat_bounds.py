@@ -156,6 +156,10 @@ class IncrementalEstimator(_Predictor):
     through its Gram matrix K K^T. Never forms M. Energy outside the tracked
     directions is dropped, so the estimate errs low; it is not a proof (the
     exact final check in the driver is what guarantees the bound).
+
+    When ``max_rank + oversample >= m`` the tracked directions would span the
+    whole column space; the estimator then keeps the m x m Gram matrix
+    sum_i A_i A_i^T itself and its eigen-decomposition, which is exact and cheaper.
     """
 
     name = "incremental"
@@ -168,16 +172,30 @@ class IncrementalEstimator(_Predictor):
     def init(self, anchor):
         new = self._copy()
         new.total = float(np.sum(anchor * anchor))
+        new.count = 1
+        new.gram = None
+        if self.max_rank + self.oversample >= anchor.shape[0]:
+            new.gram = anchor @ anchor.T
+            return new._from_gram()
         u, s, _ = _svd(anchor)
         k = min(self.max_rank + self.oversample, len(s))
         new.u, new.s = u[:, :k], s[:k]
-        new.count = 1
         return new
+
+    def _from_gram(self):
+        lam, vec = scipy.linalg.eigh(self.gram, check_finite=False)
+        order = np.argsort(lam)[::-1]
+        self.s = np.sqrt(np.maximum(lam[order], 0.0))
+        self.u = vec[:, order]
+        return self
 
     def add(self, block):
         new = self._copy()
         new.total = self.total + float(np.sum(block * block))
         new.count = self.count + 1
+        if self.gram is not None:
+            new.gram = self.gram + block @ block.T
+            return new._from_gram()
         m, n = block.shape
         k = self.max_rank + self.oversample
         p = self.u.T @ block

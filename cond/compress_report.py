@@ -1,0 +1,100 @@
+"""What ``cond compress`` did, per tensor, per cluster and in total; schema ``cond.compress/1``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+SCHEMA = "cond.compress/1"
+
+TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "rank", "error", "bound", "cluster",
+                 "params_before", "params_after", "note")
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One original tensor. ``params_after`` counts the tensor's own factors; a cluster's
+    shared basis is counted in its :class:`ClusterRecord`."""
+
+    name: str
+    shape: tuple
+    dtype: str
+    storage: str
+    keys: tuple
+    rank: Optional[int]
+    error: Optional[float]
+    bound: Optional[float]
+    cluster: Optional[int]
+    params_before: int
+    params_after: int
+    note: Optional[str] = None
+
+    def row(self) -> dict:
+        d = {k: getattr(self, k) for k in TENSOR_FIELDS}
+        d["shape"] = list(self.shape)
+        return d
+
+    def manifest_entry(self) -> dict:
+        return dict(name=self.name, shape=list(self.shape), dtype=self.dtype, storage=self.storage,
+                    keys=list(self.keys), rank=self.rank, bound=self.bound, error=self.error,
+                    cluster=self.cluster)
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    id: int
+    axis: str
+    members: tuple
+    rank: int
+    key: str
+    params: int
+
+    def row(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["members"] = list(self.members)
+        return d
+
+
+@dataclass(frozen=True)
+class CompressReport:
+    input: str
+    output: str
+    options: dict
+    tensors: tuple
+    clusters: tuple
+    params_before: int
+    params_after: int
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.bytes_before / self.bytes_after if self.bytes_after else math.inf
+
+    @property
+    def worst_error(self) -> Optional[float]:
+        errors = [t.error for t in self.tensors if t.error is not None]
+        return max(errors) if errors else None
+
+    def to_dict(self) -> dict:
+        from cond._version import __version__
+
+        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "lowrank", "cluster")}
+        return dict(
+            schema=SCHEMA,
+            cond_version=__version__,
+            input=self.input,
+            output=self.output,
+            options=dict(self.options),
+            totals=dict(params_before=self.params_before, params_after=self.params_after,
+                        bytes_before=self.bytes_before, bytes_after=self.bytes_after,
+                        compression_ratio=self.compression_ratio,
+                        param_ratio=self.params_before / max(self.params_after, 1),
+                        worst_error=self.worst_error, seconds=self.seconds, **counts,
+                        clusters=len(self.clusters)),
+            tensors=[t.row() for t in self.tensors],
+            clusters=[c.row() for c in self.clusters],
+        )

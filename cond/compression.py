@@ -1,0 +1,395 @@
+"""``cond.compress``: a safetensors checkpoint to a ``cond-lowrank/1`` file, every matrix bounded.
+
+Three passes, holding a bounded amount in memory:
+
+1. every tensor once, in file order: untouched ones are copied byte for byte;
+   each selected matrix gets its own best form (truncated SVD at the smallest
+   rank meeting the bound after rounding to the storage dtype, or dense when
+   that saves nothing), written tentatively;
+2. with clustering, pools of matrices that could share a basis (equal row
+   count for a shared left basis, equal column count for a shared right basis,
+   the same storage dtype and ``group`` key) are loaded one pool at a time (in
+   chunks of at most ``max_pool_bytes`` of float64) and clustered by
+   :func:`cond.linalg.clustering.greedy_clusters`; a member's tentative form
+   is replaced by its cluster factor once the cluster is verified;
+3. the manifest is written and the file renamed into place.
+
+Every error recorded is measured in float64 on the factors exactly as written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cond.compress_report import ClusterRecord, CompressReport, TensorRecord
+from cond.errors import InputError, UsageError
+from cond.formats import open_entries
+from cond.formats.detect import format_of
+from cond.formats.lowrank_format import FORMAT
+from cond.formats.safetensors_file import numpy_dtype, read_header
+from cond.formats.safetensors_writer import SafetensorsWriter
+from cond.linalg.clustering import cluster_params, greedy_clusters
+from cond.linalg.concat_bounds import PREDICTORS
+from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio, svd_factors
+
+STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32", "f16": "F16",
+                  "float16": "F16", "bf16": "BF16", "bfloat16": "BF16"}
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+RANK_STEPS = 16  # ranks tried above the Eckart-Young rank before rounding makes a matrix dense
+
+
+@dataclass
+class _Candidate:
+    name: str
+    shape: tuple
+    dtype: str
+    storage_dtype: str
+    m: int
+    n: int
+    own: TensorRecord
+    entry: object = field(repr=False)
+    group: str = ""
+
+
+def compress(source, output, *, max_error=None, rank=None, ratio=None, include=None, exclude=None,
+             min_size=4096, cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
+             error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
+             progress=None) -> CompressReport:
+    """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/1`` file.
+
+    Parameters
+    ----------
+    source : str
+        A ``.safetensors`` file, an index JSON or a checkpoint directory.
+    output : str
+        The file to write (never the input; an existing file only with ``force``).
+    max_error, rank, ratio : float, int, float
+        Exactly one: the bound on every matrix's relative Frobenius error, a
+        fixed rank, or the fraction of each matrix's parameters to keep.
+    include, exclude : str, optional
+        Regular expressions on tensor names (``re.search``) selecting matrices.
+    min_size : int
+        Matrices with fewer entries stay as they are.
+    cluster : bool
+        Let matrices share bases (needs ``max_error``).
+    estimator : {"incremental", "weyl", "residual", "exact"}
+    patience : int
+    axis : {"auto", "cols", "rows"}
+        ``cols``: equal row counts share a left basis; ``rows``: equal column
+        counts share a right basis; ``auto``: ``cols`` first, then ``rows`` for
+        what is left.
+    group : str, optional
+        Regular expression: only matrices whose match (first group if it has
+        one) is equal may share; matrices without a match do not cluster.
+    error_scope : {"matrix", "cluster"}
+    dtype : str, optional
+        Storage dtype of the factors (default: each tensor's own).
+    seed : int
+    force : bool
+    max_pool_bytes : int
+        Largest float64 pool loaded at once for clustering.
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    CompressReport
+    """
+    opts = _check_options(max_error, rank, ratio, include, exclude, min_size, cluster, estimator,
+                          patience, axis, group, error_scope, dtype, max_pool_bytes, seed)
+    started = time.perf_counter()
+    source, output = str(source), str(output)
+    fmt = format_of(source, source)
+    if fmt not in ("safetensors", "index", "directory"):
+        raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
+                         f"{source} is {fmt}", path=source)
+    sources = _source_files(source, fmt)
+    source_meta = read_header(sources[0]).metadata if fmt == "safetensors" else {}
+    if fmt == "safetensors" and source_meta.get("cond.format") == FORMAT:
+        raise UsageError("is already a cond-lowrank/1 file; expand it first", path=source)
+    with open_entries(source) as entries:
+        entries = list(entries)
+    names = {e.name for e in entries}
+    with SafetensorsWriter(output, inputs=sources, force=force) as writer:
+        records, candidates = _first_pass(entries, names, writer, opts, progress)
+        clusters = []
+        if opts["cluster"]:
+            clusters = _cluster_pass(candidates, records, writer, opts, progress)
+        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method="svd", source=source,
+                        options={k: v for k, v in opts.items() if k != "patterns"},
+                        source_metadata=source_meta,
+                        tensors=[records[e.name].manifest_entry() for e in entries],
+                        clusters=[c.row() for c in clusters])
+        writer.set_metadata("cond.format", FORMAT)
+        writer.set_metadata("cond.manifest", json.dumps(manifest, separators=(",", ":")))
+    tensors = tuple(records[e.name] for e in entries)
+    return CompressReport(
+        input=source, output=output, options={k: v for k, v in opts.items() if k != "patterns"},
+        tensors=tensors, clusters=tuple(clusters),
+        params_before=sum(t.params_before for t in tensors),
+        params_after=sum(t.params_after for t in tensors) + sum(c.params for c in clusters),
+        bytes_before=sum(os.path.getsize(p) for p in sources), bytes_after=writer.size,
+        seconds=time.perf_counter() - started)
+
+
+def _version():
+    from cond._version import __version__
+
+    return __version__
+
+
+def _check_options(max_error, rank, ratio, include, exclude, min_size, cluster, estimator, patience,
+                   axis, group, error_scope, dtype, max_pool_bytes, seed):
+    given = [n for n, v in (("--max-error", max_error), ("--rank", rank), ("--ratio", ratio))
+             if v is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of `--max-error`, `--rank`, `--ratio`; got "
+                         f"{', '.join(given) or 'none'}")
+    if max_error is not None and not 0 < max_error < 1:
+        raise UsageError(f"`--max-error` must be in (0, 1); got {max_error}. Use `--rank` for a fixed rank")
+    if rank is not None and (not isinstance(rank, int) or rank < 1):
+        raise UsageError(f"`--rank` must be a positive integer; got {rank}")
+    if ratio is not None and not 0 < ratio <= 1:
+        raise UsageError(f"`--ratio` must be in (0, 1]; got {ratio}")
+    if estimator not in PREDICTORS:
+        raise UsageError(f"`--estimator` must be one of {', '.join(PREDICTORS)}; got {estimator!r}")
+    if axis not in ("auto", "cols", "rows"):
+        raise UsageError(f"`--axis` must be auto, cols or rows; got {axis!r}")
+    if error_scope not in ("matrix", "cluster"):
+        raise UsageError(f"`--error-scope` must be matrix or cluster; got {error_scope!r}")
+    if not isinstance(patience, int) or patience < 1:
+        raise UsageError(f"`--patience` must be a positive integer; got {patience}")
+    if min_size < 0:
+        raise UsageError(f"`--min-size` must be >= 0; got {min_size}")
+    storage = None
+    if dtype is not None:
+        storage = STORAGE_DTYPES.get(str(dtype).lower())
+        if storage is None:
+            raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16; got {dtype!r}")
+    patterns = {}
+    for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group)):
+        try:
+            patterns[flag] = re.compile(value) if value is not None else None
+        except re.error as exc:
+            raise UsageError(f"`{flag}` is not a valid regular expression ({exc}); got {value!r}") from None
+    return dict(max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude, seed=int(seed),
+                min_size=int(min_size), cluster=bool(cluster) and max_error is not None,
+                estimator=estimator, patience=patience, axis=axis, group=group,
+                error_scope=error_scope, dtype=storage, max_pool_bytes=int(max_pool_bytes),
+                patterns=patterns)
+
+
+def _source_files(source, fmt):
+    if fmt == "safetensors":
+        return [source]
+    folder = source if fmt == "directory" else os.path.dirname(os.path.abspath(source))
+    if fmt == "index":
+        with open(source) as f:
+            return [os.path.join(folder, s) for s in dict.fromkeys(json.load(f)["weight_map"].values())]
+    index = [f for f in os.listdir(folder) if f.endswith(".safetensors.index.json")]
+    if index:
+        return _source_files(os.path.join(folder, index[0]), "index")
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".safetensors")]
+
+
+def _rounder(storage_dtype):
+    np_dtype = numpy_dtype(storage_dtype)
+    return lambda x: np.asarray(x).astype(np_dtype).astype(np.float64)
+
+
+def _selected(entry, opts):
+    if entry.skip_reason is not None:
+        return entry.skip_reason
+    if entry.dtype not in FLOAT_DTYPES:
+        return f"dtype {entry.dtype} is not compressed"
+    inc, exc = opts["patterns"]["--include"], opts["patterns"]["--exclude"]
+    if inc is not None and not inc.search(entry.name):
+        return "not matched by --include"
+    if exc is not None and exc.search(entry.name):
+        return "matched by --exclude"
+    if math.prod(entry.shape) < opts["min_size"]:
+        return f"fewer than --min-size {opts['min_size']} entries"
+    return None
+
+
+def _first_pass(entries, names, writer, opts, progress):
+    records, candidates = {}, []
+    for done, entry in enumerate(entries, 1):
+        reason = _selected(entry, opts)
+        if reason is None and 0 in entry.shape:
+            raise InputError("matrix has a zero-size dimension", path=entry.source, tensor=entry.name,
+                             shape=entry.shape)
+        if reason is not None:
+            size = math.prod(entry.shape)
+            writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
+            records[entry.name] = TensorRecord(entry.name, tuple(entry.shape), entry.dtype, "dense",
+                                               (entry.name,), None, None, None, None, size, size, reason)
+        else:
+            for key in (f"{entry.name}.U", f"{entry.name}.V"):
+                if key in names:
+                    raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
+                                     "rename it or --exclude one of them", path=entry.source)
+            candidate = _own_form(entry, writer, opts)
+            records[entry.name] = candidate.own
+            candidates.append(candidate)
+        if progress:
+            progress("matrices", done, len(entries))
+    return records, candidates
+
+
+def _own_form(entry, writer, opts):
+    w = entry.load()
+    w = w.reshape(w.shape[0], -1)
+    if not np.all(np.isfinite(w)):
+        raise InputError("holds NaN or Inf; cannot bound a relative error", path=entry.source,
+                         tensor=entry.name, shape=entry.shape)
+    m, n = w.shape
+    storage = opts["dtype"] or entry.dtype
+    np_dtype = numpy_dtype(storage)
+    bound = opts["max_error"]
+    left, right, s = svd_factors(w, min(m, n))
+    if bound is not None:
+        first = max(1, rank_for_error(s, bound))
+        ranks = range(first, min(min(m, n), first + RANK_STEPS) + 1)
+    else:
+        r = opts["rank"] if opts["rank"] is not None else rank_for_ratio(m, n, opts["ratio"])
+        ranks = [min(r, min(m, n))]
+    norm = float(np.linalg.norm(w))
+    chosen = None
+    for r in ranks:
+        if lowrank_params(m, n, r) >= m * n:
+            break
+        lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
+        err = _error(w, norm, lo.astype(np.float64), ro.astype(np.float64))
+        if bound is None or err <= bound:
+            chosen = (r, lo, ro, err)
+            break
+    name = entry.name
+    if chosen is None:
+        writer.add_bytes(name, entry.dtype, entry.shape, entry.read_raw())
+        note = "dense: no rank saves parameters within the bound" if bound is not None else \
+            "dense: the rank saves no parameters"
+        own = TensorRecord(name, tuple(entry.shape), entry.dtype, "dense", (name,), None, 0.0, bound,
+                           None, m * n, m * n, note)
+    else:
+        r, lo, ro, err = chosen
+        writer.add_array(f"{name}.U", lo)
+        writer.add_array(f"{name}.V", ro)
+        own = TensorRecord(name, tuple(entry.shape), entry.dtype, "lowrank", (f"{name}.U", f"{name}.V"),
+                           r, err, bound, None, m * n, lowrank_params(m, n, r))
+    group = ""
+    if opts["patterns"]["--group"] is not None:
+        match = opts["patterns"]["--group"].search(name)
+        group = None if match is None else (match.group(1) if match.groups() else match.group(0))
+    return _Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group)
+
+
+def _error(w, norm, left, right):
+    if norm == 0:
+        return 0.0
+    return float(np.linalg.norm(w - left @ right) / norm)
+
+
+def _cluster_pass(candidates, records, writer, opts, progress):
+    clusters = []
+    axes = ["cols", "rows"] if opts["axis"] == "auto" else [opts["axis"]]
+    clustered = set()
+    for axis in axes:
+        pools = {}
+        for c in candidates:
+            if c.name in clustered or c.group is None:
+                continue
+            key = (c.m if axis == "cols" else c.n, c.storage_dtype, c.group)
+            pools.setdefault(key, []).append(c)
+        for pool in pools.values():
+            for chunk in _chunks(pool, opts["max_pool_bytes"]):
+                if len(chunk) < 2:
+                    continue
+                for record in _cluster_chunk(chunk, axis, len(clusters), writer, opts, progress):
+                    # ids are consecutive: each chunk starts after the clusters written so far
+                    clusters.append(record)
+                    clustered.update(record.members)
+    for c in candidates:  # members now carry their cluster records
+        records[c.name] = c.own
+    return clusters
+
+
+def _chunks(pool, max_bytes):
+    chunk, size = [], 0
+    for c in pool:
+        nbytes = c.m * c.n * 8
+        if chunk and size + nbytes > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(c)
+        size += nbytes
+    if chunk:
+        yield chunk
+
+
+def _cluster_chunk(chunk, axis, first_id, writer, opts, progress):
+    blocks = []
+    for c in chunk:
+        w = c.entry.load()
+        w = w.reshape(w.shape[0], -1)
+        blocks.append(w if axis == "cols" else np.ascontiguousarray(w.T))
+    storage = chunk[0].storage_dtype
+    rounding = _rounder(storage)
+    np_dtype = numpy_dtype(storage)
+    own = [c.own.params_after for c in chunk]
+    found = greedy_clusters(blocks, own, opts["max_error"], predictor=opts["estimator"],
+                            scope=opts["error_scope"], patience=opts["patience"], rounding=rounding,
+                            seed=opts["seed"],
+                            progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
+    records = []
+    for cl in found:
+        cid = first_id + len(records)
+        basis = cl.basis.astype(np_dtype)
+        basis64 = basis.astype(np.float64)
+        factors, errors = {}, {}
+        for i in cl.members:
+            factor = (basis64.T @ blocks[i]).astype(np_dtype)
+            errors[i] = _error(blocks[i], float(np.linalg.norm(blocks[i])), basis64, factor.astype(np.float64))
+            factors[i] = factor
+        if not _verified(errors, blocks, cl.members, opts):
+            continue  # the driver measured the same arithmetic, so this should not happen: keep own forms
+        shared_key = f"cond.cluster.{cid}.U" if axis == "cols" else f"cond.cluster.{cid}.V"
+        writer.add_array(shared_key, basis if axis == "cols" else np.ascontiguousarray(basis.T))
+        names = []
+        for i in cl.members:
+            c = chunk[i]
+            for key in c.own.keys:
+                writer.discard(key)
+            if axis == "cols":
+                key = f"{c.name}.V"
+                writer.add_array(key, factors[i])
+                keys = (shared_key, key)
+            else:
+                key = f"{c.name}.U"
+                writer.add_array(key, np.ascontiguousarray(factors[i].T))
+                keys = (key, shared_key)
+            width = blocks[i].shape[1]
+            note = "the bound applies to the cluster (--error-scope cluster)" \
+                if opts["error_scope"] == "cluster" else None
+            c.own = TensorRecord(c.name, c.shape, c.dtype, "cluster", keys, cl.rank, errors[i],
+                                 opts["max_error"], cid, c.m * c.n, cl.rank * width, note)
+            names.append(c.name)
+        m = blocks[cl.members[0]].shape[0]
+        records.append(ClusterRecord(cid, axis, tuple(names), cl.rank, shared_key, m * cl.rank))
+    return records
+
+
+def _verified(errors, blocks, members, opts):
+    """The exact check of what is about to be written: each member (or the cluster) within the bound."""
+    if opts["error_scope"] == "matrix":
+        return max(errors.values()) <= opts["max_error"]
+    weights = {i: float(np.sum(blocks[i] ** 2)) for i in members}
+    total = sum(weights.values())
+    return math.sqrt(sum(weights[i] * errors[i] ** 2 for i in members) / total) <= opts["max_error"]

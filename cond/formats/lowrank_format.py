@@ -1,0 +1,119 @@
+"""The compressed checkpoint format ``cond-lowrank/1``: safetensors plus a JSON manifest.
+
+``__metadata__["cond.format"] = "cond-lowrank/1"`` and
+``__metadata__["cond.manifest"]`` = JSON with, per original tensor, its name,
+shape, dtype, storage (``dense``, ``lowrank``, ``cluster``), the keys of its
+factors in multiplication order, the rank, the requested bound and the
+measured error; per cluster its id, axis, members and rank; the method and the
+tool version. A matrix W of shape (m, ...) is ``keys[0] @ keys[1]`` reshaped to
+its shape; a dense tensor is stored under its own name, bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from cond.errors import InputError
+from cond.formats.safetensors_file import entries_of_file, numpy_dtype, read_header
+
+FORMAT = "cond-lowrank/1"
+STORAGES = ("dense", "lowrank", "cluster")
+
+
+def is_compressed(metadata: dict) -> bool:
+    return metadata.get("cond.format") == FORMAT
+
+
+class CompressedCheckpoint(Mapping):
+    """A ``cond-lowrank/1`` file opened lazily: a mapping from original tensor names to
+    dense arrays in their original dtype, rebuilt on access (one at a time).
+
+    Attributes
+    ----------
+    manifest : dict
+        The parsed manifest.
+    path : str
+    """
+
+    def __init__(self, path, display=None):
+        self.path = str(path)
+        display = display or self.path
+        header = read_header(path, display)
+        if not is_compressed(header.metadata):
+            raise InputError(f"not a {FORMAT} file (no cond.format metadata); "
+                             "it is an ordinary checkpoint", path=display)
+        try:
+            self.manifest = json.loads(header.metadata.get("cond.manifest", ""))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"cond.manifest is not valid JSON ({exc})", path=display) from None
+        self._display = display
+        self._stored = {e.name: e for e in entries_of_file(path, display, header=header)}
+        self._tensors = {}
+        for t in self.manifest.get("tensors", []):
+            self._check(t)
+            self._tensors[t["name"]] = t
+
+    def _check(self, t):
+        name = t.get("name")
+        if t.get("storage") not in STORAGES:
+            raise InputError(f"manifest storage {t.get('storage')!r} is not one of {STORAGES}",
+                             path=self._display, tensor=name)
+        for key in t.get("keys", []):
+            if key not in self._stored:
+                raise InputError(f"manifest names factor '{key}', which the file lacks",
+                                 path=self._display, tensor=name)
+        shape = tuple(t["shape"])
+        if t["storage"] == "dense":
+            if tuple(self._stored[t["keys"][0]].shape) != shape:
+                raise InputError("stored shape differs from the manifest's", path=self._display,
+                                 tensor=name, shape=shape)
+            return
+        left, right = (self._stored[k].shape for k in t["keys"])
+        rows, cols = shape[0], math.prod(shape[1:])
+        if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
+            raise InputError(f"factor shapes {list(left)} x {list(right)} do not make {list(shape)}",
+                             path=self._display, tensor=name, shape=shape)
+
+    def __getitem__(self, name):
+        t = self._tensors[name]
+        dtype = numpy_dtype(t["dtype"])
+        if t["storage"] == "dense":
+            entry = self._stored[t["keys"][0]]
+            return np.frombuffer(entry.read_raw(), dtype=dtype.newbyteorder("<")).reshape(t["shape"]).copy()
+        return self.matrix64(name).reshape(t["shape"]).astype(dtype)
+
+    def matrix64(self, name) -> np.ndarray:
+        """The stored approximation in float64, as a 2-D (shape[0], prod(rest)) matrix."""
+        t = self._tensors[name]
+        if t["storage"] == "dense":
+            w = self._stored[t["keys"][0]].load()
+            return w.reshape(w.shape[0], -1) if w.ndim > 1 else w
+        left, right = (self._stored[k].load() for k in t["keys"])
+        return left @ right
+
+    def __iter__(self):
+        return iter(self._tensors)
+
+    def __len__(self):
+        return len(self._tensors)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def open_compressed(path) -> CompressedCheckpoint:
+    """Open a ``cond-lowrank/1`` file lazily; tensors are rebuilt when indexed."""
+    return CompressedCheckpoint(path)
+
+
+def load_compressed(path) -> dict:
+    """Every tensor of a ``cond-lowrank/1`` file, dense, in its original dtype and shape."""
+    with CompressedCheckpoint(path) as ckpt:
+        return {name: ckpt[name] for name in ckpt}

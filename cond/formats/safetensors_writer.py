@@ -1,0 +1,112 @@
+"""A streaming safetensors writer: tensors are added one at a time, memory holds none of them.
+
+Data goes to a spill file beside the output as it arrives; ``close()`` writes
+the header (now that every size is known), copies the kept tensors' bytes
+after it, and renames the result into place. Nothing is left behind on error,
+and the input is never overwritten (see :func:`cond.formats.atomic.atomic_output`).
+A tensor added and then discarded costs spill space but is not written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from cond.formats.atomic import atomic_output
+
+_NAMES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+
+COPY_CHUNK = 16 * 2**20
+
+
+def dtype_name(dtype) -> str:
+    """The safetensors name of a numpy (or ml_dtypes) dtype."""
+    name = np.dtype(dtype).name
+    if name not in _NAMES:
+        raise ValueError(f"dtype {name} has no safetensors name")
+    return _NAMES[name]
+
+
+class SafetensorsWriter:
+    """Context manager writing one safetensors file.
+
+    >>> with SafetensorsWriter("out.safetensors", metadata={"k": "v"}) as w:  # doctest: +SKIP
+    ...     w.add_array("x", np.eye(3, dtype=np.float32))
+    ...     w.set_metadata("more", "values")
+    """
+
+    def __init__(self, path, *, metadata=None, inputs=(), force=True):
+        self.path = os.fspath(path)
+        self.metadata = dict(metadata or {})
+        self.inputs = inputs
+        self.force = force
+        self.entries = {}  # name -> (dtype, shape, spill offset, nbytes)
+        self.size = 0
+
+    def __enter__(self):
+        self._atomic = atomic_output(self.path, inputs=self.inputs, force=self.force)
+        self._final = self._atomic.__enter__()
+        fd, self._spill_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self._final)),
+                                                prefix=".cond-spill-", suffix=".tmp")
+        self._spill = os.fdopen(fd, "w+b")
+        return self
+
+    def __exit__(self, kind, value, tb):
+        try:
+            if kind is None:
+                self._assemble()
+        finally:
+            self._spill.close()
+            os.unlink(self._spill_path)
+            self._atomic.__exit__(kind, value, tb)
+        return False
+
+    def set_metadata(self, key: str, value: str):
+        self.metadata[str(key)] = str(value)
+
+    def add_array(self, name: str, array: np.ndarray):
+        """Add an array in the dtype it is to be stored in (little-endian bytes)."""
+        array = np.ascontiguousarray(array)
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        self.add_bytes(name, dtype_name(array.dtype), array.shape, data)
+
+    def add_bytes(self, name: str, dtype: str, shape, data: bytes):
+        """Add a tensor's raw little-endian bytes as they are (a byte-for-byte copy)."""
+        if name in self.entries:
+            raise ValueError(f"tensor {name!r} added twice")
+        offset = self._spill.seek(0, os.SEEK_END)
+        self._spill.write(data)
+        self.entries[name] = (dtype, [int(d) for d in shape], offset, len(data))
+
+    def discard(self, name: str):
+        """Forget a tensor added earlier (it will not be written)."""
+        del self.entries[name]
+
+    def _assemble(self):
+        header, position = {}, 0
+        for name, (dtype, shape, _, nbytes) in self.entries.items():
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [position, position + nbytes]}
+            position += nbytes
+        if self.metadata:
+            header["__metadata__"] = self.metadata
+        blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        blob += b" " * (-len(blob) % 8)  # data section 8-byte aligned, as the reference writer does
+        self._spill.flush()
+        with open(self._final, "wb") as out:
+            out.write(len(blob).to_bytes(8, "little"))
+            out.write(blob)
+            for _, _, offset, nbytes in self.entries.values():
+                self._spill.seek(offset)
+                while nbytes:
+                    chunk = self._spill.read(min(nbytes, COPY_CHUNK))
+                    out.write(chunk)
+                    nbytes -= len(chunk)
+        self.size = 8 + len(blob) + position
