@@ -200,6 +200,8 @@ def _table(report, rows, alpha, normality):
     for reason, names in _group_skipped(report.skipped):
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         console.print(f"skipped {len(names)}: {reason}: {shown}", markup=False, highlight=False)
+    if report.compressed is not None:
+        _manifest_lines(console, report.compressed)
     sm = report.summary
     worst = "-" if sm.worst_kappa is None else f"{_g(sm.worst_kappa)} ({sm.worst_kappa_name})"
     console.print(f"{sm.matrices} matrices analysed, {sm.skipped} skipped; worst kappa {worst}; "
@@ -213,3 +215,16 @@ def _group_skipped(skipped):
         reason = s.reason if s.dtype in s.reason else f"{s.reason} ({s.dtype})"
         groups.setdefault(reason, []).append(s.name)
     return list(groups.items())
+
+
+def _manifest_lines(console, manifest):
+    tensors = manifest.get("tensors", [])
+    counts = {k: sum(t["storage"] == k for t in tensors) for k in ("lowrank", "cluster", "dense")}
+    errors = [t["error"] for t in tensors if t.get("error") is not None]
+    bound = manifest.get("options", {}).get("max_error")
+    console.print(f"{manifest.get('format')} file written by {manifest.get('tool')} ({manifest.get('method')}): "
+                  f"{len(tensors)} original tensors: {counts['lowrank']} low-rank, {counts['cluster']} in "
+                  f"{len(manifest.get('clusters', []))} clusters, {counts['dense']} dense; worst error "
+                  f"{max(errors) if errors else 0:.4g}" + (f" (bound {bound:g})" if bound else "")
+                  + ". The rows above are the stored factors; `cond expand` restores the matrices.",
+                  markup=False, highlight=False)

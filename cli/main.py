@@ -1,6 +1,8 @@
 """cond: the table of contents. One module per subcommand; nothing heavy imported here.
 
     cond inspect model.safetensors          per-matrix condition numbers and spectra
+    cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
+    cond expand small.safetensors -o dense/ back to a dense checkpoint
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from typing import Annotated, Optional
 import typer
 
 from cond._version import __version__
-from cond.cli import inspect_cmd
+from cond.cli import compress_cmd, inspect_cmd
 
 app = typer.Typer(
     name="cond",
     help="Condition numbers, spectra and compression of matrices you can trust.\n\n"
          "Examples:\n\n"
          "  cond inspect model.safetensors --sort kappa --top 10\n\n"
-         "  cond inspect X.npy --format json",
+         "  cond inspect X.npy --format json\n\n"
+         "  cond compress model.safetensors --max-error 0.05 -o small.safetensors\n\n"
+         "  cond expand small.safetensors -o dense/",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -25,6 +29,9 @@ app = typer.Typer(
 )
 
 app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_cmd.inspect_command)
+app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(
+    compress_cmd.compress_command)
+app.command("expand", no_args_is_help=True, epilog=compress_cmd.EXPAND_EPILOG)(compress_cmd.expand_command)
 
 
 def _version(value: bool):

@@ -10,10 +10,23 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport"]
+__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "load_compressed",
+           "open_compressed"]
+
+_LAZY = {
+    "compress": ("cond.compression", "compress"),
+    "expand": ("cond.expansion", "expand"),
+    "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
+    "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
+}
 
 
 def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     if name == "inspect":
         from cond.inspection import inspect
 

@@ -8,6 +8,8 @@ to one thread per task so that the cores are not oversubscribed.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import re
 import time
@@ -68,12 +70,27 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
                    keep_spectra=bool(keep_spectra))
     if isinstance(source, (str, os.PathLike)):
         with open_entries(source, input_format=input_format, columns=columns) as entries:
-            return _run(str(source), entries, pattern, options, progress)
+            report = _run(str(source), entries, pattern, options, progress)
+        manifest = _manifest_of(source)
+        return report if manifest is None else dataclasses.replace(report, compressed=manifest)
     array = np.asarray(source)
     entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
                         unit_roundoff(array.dtype), skip_reason_for_ndim(array.shape),
                         lambda: np.array(array, dtype=np.float64, copy=True))
     return _run("<array>", iter([entry]), pattern, options, progress)
+
+
+def _manifest_of(source):
+    """The cond-lowrank/1 manifest of a single safetensors file, or None."""
+    source = str(source)
+    if source == "-" or not os.path.isfile(source) or not source.endswith(".safetensors"):
+        return None
+    from cond.formats.lowrank_format import CompressedCheckpoint, is_compressed
+    from cond.formats.safetensors_file import read_header
+
+    if not is_compressed(read_header(source).metadata):
+        return None
+    return CompressedCheckpoint(source).manifest
 
 
 def _check_workers(workers):

@@ -110,12 +110,13 @@ class InspectReport:
     skipped: tuple
     summary: Summary
     options: dict
+    compressed: Optional[dict] = None  # the manifest, when the input is a cond-lowrank/1 file
 
     def to_dict(self) -> dict:
         """The ``cond.inspect/1`` JSON object."""
         from cond._version import __version__
 
-        return dict(
+        doc = dict(
             schema=SCHEMA,
             cond_version=__version__,
             input=self.input,
@@ -124,6 +125,9 @@ class InspectReport:
             matrices=[m.row() for m in self.matrices],
             skipped=[s.row() for s in self.skipped],
         )
+        if self.compressed is not None:
+            doc["compressed"] = self.compressed
+        return doc
 
     def above(self, threshold: float) -> list:
         """Matrices whose kappa exceeds ``threshold``; non-finite and all-zero ones always do

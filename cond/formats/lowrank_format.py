@@ -86,6 +86,10 @@ class CompressedCheckpoint(Mapping):
             return np.frombuffer(entry.read_raw(), dtype=dtype.newbyteorder("<")).reshape(t["shape"]).copy()
         return self.matrix64(name).reshape(t["shape"]).astype(dtype)
 
+    def manifest_entry(self, name) -> dict:
+        """The manifest's record of one original tensor."""
+        return self._tensors[name]
+
     def matrix64(self, name) -> np.ndarray:
         """The stored approximation in float64, as a 2-D (shape[0], prod(rest)) matrix."""
         t = self._tensors[name]

@@ -1,0 +1,197 @@
+"""``cond compress`` and ``cond expand``: low-rank checkpoints with a verified error bound."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from cond.cli.errors import mapped_errors
+from cond.cli.options import FormatOpt, OutputFormat, QuietOpt
+from cond.cli.progress import progress_bar
+
+
+class Estimator(str, Enum):
+    incremental = "incremental"
+    weyl = "weyl"
+    residual = "residual"
+    exact = "exact"
+
+
+class Axis(str, Enum):
+    auto = "auto"
+    cols = "cols"
+    rows = "rows"
+
+
+class Scope(str, Enum):
+    matrix = "matrix"
+    cluster = "cluster"
+
+
+COMPRESS_EPILOG = """Examples:
+
+  cond compress model.safetensors --max-error 0.05 -o model.lowrank.safetensors
+
+  cond compress model.safetensors --rank 64 --include 'attn' -o out.safetensors
+
+  cond compress model.safetensors --max-error 0.1 --no-cluster -o out.safetensors
+
+  cond compress model.safetensors --max-error 0.05 --group '(query|key|value)' -o out.safetensors
+
+  cond compress model.safetensors --max-error 0.05 --format json -o out.safetensors > report.json
+"""
+
+EXPAND_EPILOG = """Examples:
+
+  cond expand model.lowrank.safetensors -o dense/
+
+  cond expand model.lowrank.safetensors -o dense/ --max-shard-size 2GB
+
+  cond expand model.lowrank.safetensors -o model.dense.safetensors
+"""
+
+OutputOpt = Annotated[str, typer.Option("--output", "-o", help="File (or, for expand, directory) to write.",
+                                        show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
+
+
+def compress_command(
+    path: Annotated[str, typer.Argument(help="A .safetensors file, an index JSON or a checkpoint directory.",
+                                        show_default=False)],
+    output: OutputOpt,
+    max_error: Annotated[Optional[float], typer.Option(
+        "--max-error", help="Bound on every matrix's relative Frobenius error, after rounding.",
+        show_default=False)] = None,
+    rank: Annotated[Optional[int], typer.Option("--rank", min=1, help="A fixed rank for every matrix.",
+                                                show_default=False)] = None,
+    ratio: Annotated[Optional[float], typer.Option(
+        "--ratio", help="Fraction of each matrix's parameters to keep, in (0, 1].", show_default=False)] = None,
+    include: Annotated[Optional[str], typer.Option(
+        "--include", help="Compress only matrices whose name matches this regex.", show_default=False)] = None,
+    exclude: Annotated[Optional[str], typer.Option(
+        "--exclude", help="Leave matrices whose name matches this regex as they are.",
+        show_default=False)] = None,
+    min_size: Annotated[int, typer.Option("--min-size", min=0,
+                                          help="Matrices with fewer entries stay as they are.")] = 4096,
+    cluster: Annotated[bool, typer.Option("--cluster/--no-cluster",
+                                          help="Let matrices share bases (with --max-error).")] = True,
+    estimator: Annotated[Estimator, typer.Option(
+        "--estimator", help="How a cluster's error is predicted while it grows.")] = Estimator.incremental,
+    patience: Annotated[int, typer.Option("--patience", min=1,
+                                          help="Failed candidates in a row that end a cluster.")] = 8,
+    axis: Annotated[Axis, typer.Option(
+        "--axis", help="cols: equal row counts share a left basis; rows: equal column counts share "
+                       "a right basis; auto: cols, then rows.")] = Axis.auto,
+    group: Annotated[Optional[str], typer.Option(
+        "--group", help="Only matrices with the same match of this regex (its first group if any) "
+                        "may share a basis.", show_default=False)] = None,
+    error_scope: Annotated[Scope, typer.Option(
+        "--error-scope", help="matrix: bound every matrix; cluster: bound each cluster (the paper's "
+                              "scope).")] = Scope.matrix,
+    dtype: Annotated[Optional[str], typer.Option(
+        "--dtype", help="Storage dtype of the factors: f32, f16, bf16 or f64 (default: each "
+                        "tensor's own).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
+    force: ForceOpt = False,
+    output_format: FormatOpt = OutputFormat.table,
+    quiet: QuietOpt = False,
+):
+    """Compress the matrices of a checkpoint into a cond-lowrank/1 safetensors file.
+
+    Every matrix is stored as a truncated SVD, as a member of a cluster sharing
+    one basis, or dense; with --max-error each is within the bound, measured on
+    the factors as written (in the original dtype unless --dtype).
+    """
+    with mapped_errors():
+        from cond.compression import compress
+
+        with progress_bar("compress", enabled=not quiet) as tick:
+            report = compress(path, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
+                              exclude=exclude, min_size=min_size, cluster=cluster,
+                              estimator=estimator.value, patience=patience, axis=axis.value, group=group,
+                              error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
+                              progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
+        _render(report, output_format)
+
+
+def _render(report, fmt):
+    doc = report.to_dict()
+    if fmt is OutputFormat.json:
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if fmt is OutputFormat.jsonl:
+        for t in doc["tensors"]:
+            sys.stdout.write(json.dumps({"record": "tensor", **t}) + "\n")
+        for c in doc["clusters"]:
+            sys.stdout.write(json.dumps({"record": "cluster", **c}) + "\n")
+        sys.stdout.write(json.dumps({"record": "totals", **doc["totals"]}) + "\n")
+        return
+    if fmt is OutputFormat.csv:
+        import csv
+
+        from cond.compress_report import TENSOR_FIELDS
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=TENSOR_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for t in doc["tensors"]:
+            writer.writerow({**{k: "" if v is None else v for k, v in t.items()},
+                             "shape": "x".join(map(str, t["shape"]))})
+        return
+    _table(doc)
+
+
+def _table(doc):
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
+    table = Table(title=f"cond compress {doc['input']} -> {doc['output']}", title_justify="left",
+                  header_style="bold")
+    for col in ("name", "shape", "storage", "rank", "error", "bound", "params", "cluster"):
+        table.add_column(col, justify="left" if col in ("name", "storage") else "right", no_wrap=True)
+    for t in doc["tensors"]:
+        if t["storage"] == "dense" and t["error"] is None:
+            continue  # untouched tensors: counted in the totals below
+        table.add_row(t["name"], "x".join(map(str, t["shape"])), t["storage"],
+                      "-" if t["rank"] is None else str(t["rank"]),
+                      "-" if t["error"] is None else f"{t['error']:.4f}",
+                      "-" if t["bound"] is None else f"{t['bound']:g}",
+                      f"{t['params_before']} -> {t['params_after']}",
+                      "-" if t["cluster"] is None else str(t["cluster"]))
+    console.print(table)
+    for c in doc["clusters"]:
+        console.print(f"cluster {c['id']} ({c['axis']}, rank {c['rank']}, shared {c['params']} params): "
+                      f"{', '.join(c['members'])}", markup=False, highlight=False)
+    t = doc["totals"]
+    untouched = sum(1 for x in doc["tensors"] if x["storage"] == "dense" and x["error"] is None)
+    worst = "-" if t["worst_error"] is None else f"{t['worst_error']:.4f}"
+    console.print(f"{t['lowrank']} low-rank, {t['cluster']} in {t['clusters']} clusters, "
+                  f"{t['dense'] - untouched} kept dense, {untouched} untouched; worst error {worst}; "
+                  f"parameters {t['params_before']} -> {t['params_after']} "
+                  f"(x{t['param_ratio']:.2f}); bytes {t['bytes_before']} -> {t['bytes_after']} "
+                  f"(x{t['compression_ratio']:.2f}); {t['seconds']:.1f} s", markup=False, highlight=False)
+
+
+def expand_command(
+    path: Annotated[str, typer.Argument(help="A cond-lowrank/1 file.", show_default=False)],
+    output: OutputOpt,
+    max_shard_size: Annotated[str, typer.Option(
+        "--max-shard-size", help="Largest shard (5GB, 500MiB, bytes); larger output is sharded "
+                                 "with an index.")] = "5GB",
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+):
+    """Write the dense checkpoint of a compressed file: original names, shapes and dtypes."""
+    with mapped_errors():
+        from cond.expansion import expand
+
+        with progress_bar("expand", enabled=not quiet) as tick:
+            result = expand(path, output, max_shard_size=max_shard_size, force=force,
+                            progress=(lambda done, total: tick(done, total, "")) if tick else None)
+        print(f"wrote {result['tensors']} tensors ({result['total_size']} bytes) to "
+              f"{', '.join(result['files'])}", file=sys.stderr)

@@ -1,0 +1,115 @@
+"""``cond.expand``: a ``cond-lowrank/1`` file back to a dense safetensors checkpoint.
+
+Names, shapes, dtypes and the source's own metadata are restored; dense
+tensors are copied byte for byte, factored ones are multiplied out in float64
+and rounded once to their original dtype. Past ``max_shard_size`` the output
+is sharded with Hugging Face names (``model-00001-of-0000N.safetensors``) and
+``model.safetensors.index.json`` (``metadata.total_size``, ``weight_map``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+from cond.errors import UsageError
+from cond.formats.atomic import atomic_output
+from cond.formats.lowrank_format import CompressedCheckpoint
+from cond.formats.safetensors_file import _DTYPES
+from cond.formats.safetensors_writer import SafetensorsWriter
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text) -> int:
+    """``"5GB"`` -> 5 * 10**9, ``"500MiB"`` -> 500 * 2**20, an int stays as it is."""
+    if isinstance(text, int):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", str(text).upper())
+        if not match or match.group(2) not in _UNITS:
+            raise UsageError(f"`--max-shard-size` must be a size like 5GB, 500MiB or a byte count; "
+                             f"got {text!r}")
+        value = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if value <= 0:
+        raise UsageError(f"`--max-shard-size` must be positive; got {text!r}")
+    return value
+
+
+def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) -> dict:
+    """Write the dense checkpoint of a compressed file.
+
+    Parameters
+    ----------
+    source : str
+        A ``cond-lowrank/1`` file.
+    output : str
+        A directory (created if needed; ``model.safetensors`` or shards and an
+        index inside) or a ``.safetensors`` file path (then no sharding).
+    max_shard_size : str or int
+    force : bool
+        Replace existing output files.
+    progress : callable, optional
+        ``progress(done, total)`` per tensor.
+
+    Returns
+    -------
+    dict
+        ``files`` written, ``total_size`` in bytes, ``tensors``.
+    """
+    limit = parse_size(max_shard_size)
+    ckpt = CompressedCheckpoint(source)
+    plan = [(t["name"], _nbytes(t)) for t in ckpt.manifest["tensors"]]
+    total = sum(size for _, size in plan)
+    shards = _shard(plan, limit)
+    single_file = str(output).endswith(".safetensors")
+    if single_file and len(shards) > 1:
+        raise UsageError(f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
+                         "into, or a larger --max-shard-size", path=str(output))
+    if single_file:
+        files = [str(output)]
+    else:
+        os.makedirs(output, exist_ok=True)
+        names = (["model.safetensors"] if len(shards) == 1 else
+                 [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+        files = [os.path.join(output, n) for n in names]
+    metadata = ckpt.manifest.get("source_metadata") or {"format": "pt"}
+    done = 0
+    for path, shard in zip(files, shards):
+        with SafetensorsWriter(path, metadata=metadata, inputs=[source], force=force) as writer:
+            for name in shard:
+                array = ckpt[name]
+                writer.add_bytes(name, ckpt.manifest_entry(name)["dtype"], array.shape,
+                                 array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+                done += 1
+                if progress:
+                    progress(done, len(plan))
+    if len(files) > 1:
+        weight_map = {name: os.path.basename(path) for path, shard in zip(files, shards) for name in shard}
+        index = os.path.join(output, "model.safetensors.index.json")
+        with atomic_output(index, inputs=[source], force=force) as tmp, open(tmp, "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+        files.append(index)
+    return dict(files=files, total_size=total, tensors=len(plan))
+
+
+def _nbytes(t):
+    bits = _DTYPES[t["dtype"]][0]
+    return math.ceil(math.prod(t["shape"]) * bits / 8)
+
+
+def _shard(plan, limit):
+    """Consecutive tensors per shard, each shard at most ``limit`` bytes (a larger tensor alone)."""
+    shards, current, size = [], [], 0
+    for name, nbytes in plan:
+        if current and size + nbytes > limit:
+            shards.append(current)
+            current, size = [], 0
+        current.append(name)
+        size += nbytes
+    if current or not shards:
+        shards.append(current)
+    return shards
