@@ -1,0 +1,286 @@
+"""cond compress / expand end to end, checked through the safetensors package's own reader."""
+
+import json
+import os
+
+import ml_dtypes
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+from typer.testing import CliRunner
+
+import cond
+from cond.cli.main import app
+
+runner = CliRunner()
+
+
+def planted_checkpoint(path, dtype=np.float32, seed=0, k=12, m=64, n=24, transpose=False):
+    """Matrices from 2 planted 4-dim subspaces (they can share bases), biases and an int tensor."""
+    rng = np.random.default_rng(seed)
+    bases = [np.linalg.qr(rng.standard_normal((m, 4)))[0] for _ in range(2)]
+    tensors = {}
+    for i in range(k):
+        w = bases[i % 2] @ rng.standard_normal((4, n)) + 0.003 * rng.standard_normal((m, n))
+        w *= np.exp(0.3 * rng.standard_normal())
+        tensors[f"layers.{i}.weight"] = np.ascontiguousarray((w.T if transpose else w).astype(dtype))
+        tensors[f"layers.{i}.bias"] = rng.standard_normal(m).astype(dtype)
+    tensors["position_ids"] = np.arange(8, dtype=np.int64)
+    tensors["odd.weight"] = rng.standard_normal((m, n)).astype(dtype)  # full rank: stays dense
+    save_file(tensors, str(path), metadata={"format": "pt", "origin": "test"})
+    return tensors
+
+
+def reconstruct(path):
+    """Dense float64 matrices from the file, using only the safetensors package and the manifest."""
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+    manifest = json.loads(meta["cond.manifest"])
+    stored = load_file(str(path))
+    out = {}
+    for t in manifest["tensors"]:
+        keys = t["keys"]
+        if t["storage"] == "dense":
+            out[t["name"]] = stored[keys[0]]
+        else:
+            out[t["name"]] = (stored[keys[0]].astype(np.float64) @ stored[keys[1]].astype(np.float64)
+                              ).reshape(t["shape"])
+    return manifest, stored, out
+
+
+def rel_error(a, b):
+    a = a.astype(np.float64)
+    return np.linalg.norm(a - b.astype(np.float64)) / np.linalg.norm(a)
+
+
+@pytest.mark.parametrize("cluster", [True, False])
+def test_every_matrix_within_the_bound_and_untouched_bytes_identical(tmp_path, cluster):
+    original = planted_checkpoint(tmp_path / "m.safetensors")
+    out = tmp_path / "c.safetensors"
+    report = cond.compress(str(tmp_path / "m.safetensors"), str(out), max_error=0.05, min_size=100,
+                           cluster=cluster)
+    manifest, stored, rebuilt = reconstruct(out)
+    assert manifest["format"] == "cond-lowrank/1"
+    assert [t["name"] for t in manifest["tensors"]] == list(load_file(str(tmp_path / "m.safetensors")))
+    for name, w in original.items():
+        t = next(t for t in manifest["tensors"] if t["name"] == name)
+        if w.ndim == 2 and w.dtype.kind == "f":
+            err = rel_error(w, rebuilt[name])
+            assert err <= 0.05
+            assert err == pytest.approx(t["error"], rel=1e-9, abs=1e-15)
+        else:
+            assert t["storage"] == "dense"
+            assert stored[name].tobytes() == w.tobytes() and stored[name].dtype == w.dtype
+    assert next(t for t in manifest["tensors"] if t["name"] == "odd.weight")["storage"] == "dense"
+    if cluster:
+        assert report.clusters and any(t.storage == "cluster" for t in report.tensors)
+        assert all(len(c.members) >= 2 for c in report.clusters)
+
+
+def test_clustering_never_stores_more_than_per_matrix(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    a = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "a.safetensors"), max_error=0.05,
+                      min_size=100, cluster=False)
+    b = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "b.safetensors"), max_error=0.05,
+                      min_size=100)
+    assert b.params_after < a.params_after
+    assert os.path.getsize(tmp_path / "b.safetensors") < os.path.getsize(tmp_path / "a.safetensors")
+
+
+def test_rows_axis_shares_a_right_basis(tmp_path):
+    original = planted_checkpoint(tmp_path / "t.safetensors", transpose=True)
+    report = cond.compress(str(tmp_path / "t.safetensors"), str(tmp_path / "c.safetensors"),
+                           max_error=0.05, min_size=100, axis="rows")
+    assert report.clusters and {c.axis for c in report.clusters} == {"rows"}
+    manifest, stored, rebuilt = reconstruct(tmp_path / "c.safetensors")
+    for c in manifest["clusters"]:
+        assert c["key"].endswith(".V") and stored[c["key"]].shape[0] == c["rank"]
+    for name, w in original.items():
+        if name.endswith(".weight"):
+            assert rel_error(w, rebuilt[name]) <= 0.05
+
+
+def test_bound_holds_after_rounding_to_bf16(tmp_path):
+    original = planted_checkpoint(tmp_path / "b.safetensors", dtype=ml_dtypes.bfloat16)
+    for eps in (0.05, 0.02):
+        out = tmp_path / f"c{eps}.safetensors"
+        cond.compress(str(tmp_path / "b.safetensors"), str(out), max_error=eps, min_size=100)
+        manifest, stored, rebuilt = reconstruct(out)
+        for name, w in original.items():
+            if name.endswith(".weight"):
+                t = next(t for t in manifest["tensors"] if t["name"] == name)
+                if t["storage"] != "dense":
+                    assert all(stored[k].dtype == ml_dtypes.bfloat16 for k in t["keys"])
+                assert rel_error(w, rebuilt[name]) <= eps
+
+
+def test_cluster_scope(tmp_path):
+    original = planted_checkpoint(tmp_path / "m.safetensors")
+    report = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"),
+                           max_error=0.05, min_size=100, error_scope="cluster")
+    _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
+    for c in report.clusters:
+        num = sum(np.linalg.norm(original[n].astype(float) - rebuilt[n]) ** 2 for n in c.members)
+        den = sum(np.linalg.norm(original[n].astype(float)) ** 2 for n in c.members)
+        assert np.sqrt(num / den) <= 0.05
+
+
+@pytest.mark.parametrize("estimator", ["weyl", "residual", "exact"])
+def test_other_estimators_keep_the_bound(tmp_path, estimator):
+    original = planted_checkpoint(tmp_path / "m.safetensors", k=6)
+    cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05,
+                  min_size=100, estimator=estimator)
+    _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
+    for name, w in original.items():
+        if name.endswith(".weight"):
+            assert rel_error(w, rebuilt[name]) <= 0.05
+
+
+def test_rank_ratio_include_exclude_and_group(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    src = str(tmp_path / "m.safetensors")
+    r = cond.compress(src, str(tmp_path / "r.safetensors"), rank=3, min_size=100)
+    assert {t.rank for t in r.tensors if t.storage == "lowrank"} == {3}
+    r = cond.compress(src, str(tmp_path / "q.safetensors"), ratio=0.25, min_size=100)
+    for t in r.tensors:
+        if t.storage == "lowrank":
+            assert t.params_after <= 0.25 * t.params_before
+    r = cond.compress(src, str(tmp_path / "i.safetensors"), max_error=0.05, min_size=100,
+                      include=r"layers\.[0-3]\.", exclude=r"layers\.3\.")
+    touched = {t.name for t in r.tensors if t.error is not None}
+    assert touched == {f"layers.{i}.weight" for i in range(3)}
+    r = cond.compress(src, str(tmp_path / "g.safetensors"), max_error=0.05, min_size=100,
+                      group=r"layers\.(\d*[02468])\.")  # even layers only, each its own group
+    assert not r.clusters  # every group holds one matrix
+
+
+def test_expand_round_trip_sharded_with_index(tmp_path):
+    original = planted_checkpoint(tmp_path / "m.safetensors")
+    compressed = tmp_path / "c.safetensors"
+    cond.compress(str(tmp_path / "m.safetensors"), str(compressed), max_error=0.05, min_size=100)
+    dense = tmp_path / "dense"
+    result = runner.invoke(app, ["expand", str(compressed), "-o", str(dense), "--max-shard-size", "20KB"])
+    assert result.exit_code == 0, result.output
+    index = json.loads((dense / "model.safetensors.index.json").read_text())
+    shards = sorted(p for p in os.listdir(dense) if p.endswith(".safetensors"))
+    assert len(shards) > 1 and all(p.startswith("model-") and f"-of-{len(shards):05d}" in p for p in shards)
+    assert set(index["weight_map"]) == set(original)
+    assert set(index["weight_map"].values()) == set(shards)
+    total = 0
+    loaded = {}
+    for shard in shards:
+        with safe_open(str(dense / shard), framework="np") as f:
+            assert f.metadata() == {"format": "pt", "origin": "test"}
+            for k in f.keys():
+                assert index["weight_map"][k] == shard
+                loaded[k] = f.get_tensor(k)
+                total += loaded[k].nbytes
+        assert os.path.getsize(dense / shard) <= 20_000 + 4096  # header on top of the data
+    assert index["metadata"]["total_size"] == total
+    expected = cond.load_compressed(str(compressed))
+    for name, w in original.items():
+        assert loaded[name].dtype == w.dtype and loaded[name].shape == w.shape
+        np.testing.assert_array_equal(loaded[name], expected[name])
+        if not name.endswith(".weight"):
+            assert loaded[name].tobytes() == w.tobytes()
+    # the expanded checkpoint reads back through cond's own sharded reader too
+    assert cond.inspect(str(dense)).summary.matrices == 13
+
+
+def test_open_compressed_is_lazy_and_inspect_reports_the_manifest(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05,
+                  min_size=100)
+    with cond.open_compressed(str(tmp_path / "c.safetensors")) as ckpt:
+        assert "layers.0.weight" in ckpt and len(ckpt) == 26
+        assert ckpt["layers.0.weight"].shape == (64, 24)
+    result = runner.invoke(app, ["inspect", str(tmp_path / "c.safetensors"), "-f", "json"])
+    doc = json.loads(result.stdout)
+    assert doc["compressed"]["format"] == "cond-lowrank/1"
+    result = runner.invoke(app, ["inspect", str(tmp_path / "c.safetensors")])
+    assert "cond-lowrank/1 file" in result.stdout
+
+
+def test_cli_report_formats(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05",
+                                 "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "cond.compress/1"
+    assert doc["totals"]["params_after"] < doc["totals"]["params_before"]
+    assert doc["totals"]["bytes_after"] == os.path.getsize(tmp_path / "c.safetensors")
+    assert all(t["error"] <= 0.05 for t in doc["tensors"] if t["error"] is not None)
+    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05",
+                                 "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "--force"])
+    assert result.exit_code == 0 and "worst error" in result.stdout
+
+
+def leftovers(folder):
+    return [p for p in os.listdir(folder) if p.endswith(".tmp")]
+
+
+def run_bad(args, expect):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    err = result.stderr.strip()
+    assert err.count("\n") == 0 and "Traceback" not in result.output
+    for needle in expect:
+        assert needle in err, (needle, err)
+
+
+def test_bad_input_and_safety(tmp_path):
+    src = tmp_path / "m.safetensors"
+    planted_checkpoint(src)
+    before = src.read_bytes()
+    run_bad(["compress", str(src), "-o", str(src), "--max-error", "0.1"], ["refusing to overwrite the input"])
+    out = tmp_path / "out.safetensors"
+    out.write_bytes(b"keep me")
+    run_bad(["compress", str(src), "-o", str(out), "--max-error", "0.1"], ["out.safetensors", "--force"])
+    assert out.read_bytes() == b"keep me"
+    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors")], ["--max-error"])
+    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1",
+             "--rank", "3"], ["exactly one"])
+    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "1.5"],
+            ["(0, 1)"])
+    np.save(tmp_path / "a.npy", np.eye(3))
+    run_bad(["compress", str(tmp_path / "a.npy"), "-o", str(tmp_path / "x.safetensors"),
+             "--max-error", "0.1"], ["a.npy", "safetensors"])
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(before[:-50])
+    run_bad(["compress", str(cut), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
+            ["cut.safetensors", "truncated"])
+    nan = tmp_path / "nan.safetensors"
+    w = np.ones((64, 80), np.float32)
+    w[3, 4] = np.nan
+    save_file({"w": w}, str(nan))
+    run_bad(["compress", str(nan), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
+            ["nan.safetensors", "tensor 'w'", "NaN"])
+    run_bad(["expand", str(src), "-o", str(tmp_path / "d")], ["m.safetensors", "not a cond-lowrank/1"])
+    assert not (tmp_path / "x.safetensors").exists()
+    assert not leftovers(tmp_path)
+    assert src.read_bytes() == before
+
+
+def test_expand_refuses_to_overwrite_without_force(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    compressed = tmp_path / "c.safetensors"
+    cond.compress(str(tmp_path / "m.safetensors"), str(compressed), max_error=0.1, min_size=100)
+    target = tmp_path / "dense.safetensors"
+    target.write_bytes(b"old")
+    run_bad(["expand", str(compressed), "-o", str(target)], ["--force"])
+    assert target.read_bytes() == b"old"
+    assert runner.invoke(app, ["expand", str(compressed), "-o", str(target), "--force"]).exit_code == 0
+    assert set(load_file(str(target))) == set(load_file(str(tmp_path / "m.safetensors")))
+
+
+def test_group_restricts_who_may_share(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")  # layer i uses basis i % 2
+    r = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "g.safetensors"), max_error=0.05,
+                      min_size=100, group=r"layers\.\d*(\d)\.")  # key: the last digit of the layer
+    assert r.clusters
+    for c in r.clusters:
+        assert len({name.split(".")[1][-1] for name in c.members}) == 1
+    assert {frozenset(c.members) for c in r.clusters} <= {
+        frozenset({"layers.0.weight", "layers.10.weight"}), frozenset({"layers.1.weight", "layers.11.weight"})}
