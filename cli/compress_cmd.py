@@ -96,6 +96,9 @@ def compress_command(
         "--dtype", help="Storage dtype of the factors: f32, f16, bf16 or f64 (default: each "
                         "tensor's own).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
+    max_pool_size: Annotated[str, typer.Option(
+        "--max-pool-size", help="Most float64 data loaded at once for clustering (5GB, 512MiB); "
+                                "bigger pools are clustered in consecutive chunks.")] = "1GiB",
     force: ForceOpt = False,
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
@@ -108,12 +111,14 @@ def compress_command(
     """
     with mapped_errors():
         from cond.compression import compress
+        from cond.expansion import parse_size
 
         with progress_bar("compress", enabled=not quiet) as tick:
             report = compress(path, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
                               exclude=exclude, min_size=min_size, cluster=cluster,
                               estimator=estimator.value, patience=patience, axis=axis.value, group=group,
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
+                              max_pool_bytes=parse_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)
 

@@ -24,18 +24,17 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-def parse_size(text) -> int:
+def parse_size(text, flag="--max-shard-size") -> int:
     """``"5GB"`` -> 5 * 10**9, ``"500MiB"`` -> 500 * 2**20, an int stays as it is."""
     if isinstance(text, int):
         value = text
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", str(text).upper())
         if not match or match.group(2) not in _UNITS:
-            raise UsageError(f"`--max-shard-size` must be a size like 5GB, 500MiB or a byte count; "
-                             f"got {text!r}")
+            raise UsageError(f"`{flag}` must be a size like 5GB, 500MiB or a byte count; got {text!r}")
         value = int(float(match.group(1)) * _UNITS[match.group(2)])
     if value <= 0:
-        raise UsageError(f"`--max-shard-size` must be positive; got {text!r}")
+        raise UsageError(f"`{flag}` must be positive; got {text!r}")
     return value
 
 
