@@ -110,7 +110,7 @@ class _Driver:
         self.progress = progress
         self.m = blocks[0].shape[0] if blocks else 0
         self.norms = [float(np.linalg.norm(b)) for b in blocks]
-        self.work = [b / n if scope == "matrix" and n > 0 else b for b, n in zip(blocks, self.norms)]
+        self.work = _Scaled(blocks, self.norms) if scope == "matrix" else blocks
 
     def run(self):
         left = [i for i in sorted(range(len(self.blocks)), key=lambda i: -self.norms[i])
@@ -136,14 +136,14 @@ class _Driver:
         max_rank = min(self.m, 2 * r + 16)
         est = self._make(max_rank).init(a)
         q = u[:, :r]
-        residual = {i: 1.0 - float(np.sum((q.T @ self.work[i]) ** 2)) / float(np.sum(self.work[i] ** 2))
+        residual = {i: 1.0 - float(np.sum((q.T @ self.blocks[i]) ** 2)) / max(self.norms[i] ** 2, 1e-300)
                     for i in left}
         members, misses = [anchor], 0
         widths = [a.shape[1]]
         for c in sorted(left, key=lambda i: residual[i]):
             if misses >= self.patience:
                 break
-            width = self.work[c].shape[1]
+            width = self.blocks[c].shape[1]
             # the rank cannot fall, so this is the least the cluster could cost with c
             if cluster_params(self.m, widths + [width], r) >= cluster_params(self.m, widths, r) + self.own[c]:
                 misses += 1
@@ -184,7 +184,7 @@ class _Driver:
         """Exact check after rounding; returns a Cluster of >= 2 members or None."""
         members = list(members)
         while len(members) > 1:
-            u, s = _left_singular(np.hstack([self.work[i] for i in members]))
+            u, s = _left_singular_of_blocks(self.work, members)
             widths = [self.blocks[i].shape[1] for i in members]
             own_total = sum(self.own[i] for i in members)
             affordable = [r for r in range(1, len(s) + 1)
@@ -230,6 +230,40 @@ class _Driver:
         return float(np.sqrt(np.sum(weights * np.square(errors)) / np.sum(weights))) <= self.eps
 
 
+class _Scaled:
+    """blocks[i] / norms[i] on access: normalised blocks without a second copy in memory."""
+
+    def __init__(self, blocks, norms):
+        self.blocks, self.norms = blocks, norms
+
+    def __getitem__(self, i):
+        n = self.norms[i]
+        return self.blocks[i] / n if n > 0 else self.blocks[i]
+
+    def __len__(self):
+        return len(self.blocks)
+
+
+def _left_singular_of_blocks(blocks, members):
+    """Left singular vectors and values of [B_i for i in members] without forming it when it
+    is wide: the m x m Gram matrix is accumulated block by block."""
+    first = blocks[members[0]]
+    m = first.shape[0]
+    if sum(blocks[i].shape[1] for i in members) <= m:
+        return _left_singular(np.hstack([blocks[i] for i in members]))
+    gram = np.zeros((m, m))
+    for i in members:
+        b = blocks[i]
+        gram += b @ b.T
+    return _eigh_descending(gram)
+
+
+def _eigh_descending(gram):
+    lam, vec = scipy.linalg.eigh(gram, check_finite=False)
+    order = np.argsort(lam)[::-1]
+    return vec[:, order], np.sqrt(np.maximum(lam[order], 0.0))
+
+
 def _left_singular(a):
     """Left singular vectors and values of a (m x n), through the m x m Gram matrix when a is
     wide. The Gram route squares the condition number, which only blurs directions whose
@@ -237,9 +271,7 @@ def _left_singular(a):
     cluster's error is measured exactly afterwards anyway."""
     m, n = a.shape
     if m < n:
-        lam, vec = scipy.linalg.eigh(a @ a.T, check_finite=False)
-        order = np.argsort(lam)[::-1]
-        return vec[:, order], np.sqrt(np.maximum(lam[order], 0.0))
+        return _eigh_descending(a @ a.T)
     u, s, _ = scipy.linalg.svd(a, full_matrices=False, check_finite=False)
     return u, s
 
