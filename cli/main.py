@@ -3,6 +3,7 @@
     cond inspect model.safetensors          per-matrix condition numbers and spectra
     cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
     cond expand small.safetensors -o dense/ back to a dense checkpoint
+    cond sample X.npy --size 2000           weighted row sample (leverage, Lewis, sensitivity)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from cond._version import __version__
-from cond.cli import compress_cmd, inspect_cmd
+from cond.cli import compress_cmd, inspect_cmd, sample_cmd
 
 app = typer.Typer(
     name="cond",
@@ -21,7 +22,8 @@ app = typer.Typer(
          "  cond inspect model.safetensors --sort kappa --top 10\n\n"
          "  cond inspect X.npy --format json\n\n"
          "  cond compress model.safetensors --max-error 0.05 -o small.safetensors\n\n"
-         "  cond expand small.safetensors -o dense/",
+         "  cond expand small.safetensors -o dense/\n\n"
+         "  cond sample X.npy --method leverage --size 2000 > sample.tsv",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,6 +34,7 @@ app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_
 app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(
     compress_cmd.compress_command)
 app.command("expand", no_args_is_help=True, epilog=compress_cmd.EXPAND_EPILOG)(compress_cmd.expand_command)
+app.command("sample", no_args_is_help=True, epilog=sample_cmd.EPILOG)(sample_cmd.sample_command)
 
 
 def _version(value: bool):

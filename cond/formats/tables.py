@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
-import io
 import os
 import re
 
@@ -50,58 +49,81 @@ def select_columns(names, spec, display):
     return chosen
 
 
-def _open_text(path):
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    raw = gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+def looks_numeric(field: str) -> bool:
+    return bool(_NUMBER.match(field.strip().strip('"')))
+
+
+def parse_text_block(block: bytes, delimiter: str, names, display, line_offset=0):
+    """Parse delimited numeric rows (no header) with the numba kernel; (values, lines in block).
+
+    Values equal Python's ``float()`` of each field. Ragged rows and non-numbers raise an
+    InputError naming the line (``line_offset`` lines precede the block in the file).
+    """
+    from cond.kernels.text_parse import NOT_A_NUMBER, OK, count_rows, parse_delimited
+
+    buf = np.frombuffer(block, dtype=np.uint8)
+    rows = count_rows(buf)
+    values, slow, status, bad_row, bad_col, found = parse_delimited(buf, ord(delimiter), len(names), rows)
+    lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+    if status != OK:
+        line = line_offset + _line_of_row(block, bad_row)
+        if status == NOT_A_NUMBER:
+            text = _field_text(block, bad_row, bad_col, delimiter)
+            raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[bad_col]}'",
+                             path=display)
+        raise InputError(f"ragged rows: line {line} has {found} fields, expected {len(names)}", path=display)
+    for r, c, a, b in slow:
+        text = block[a:b].decode("utf-8", errors="replace").strip().strip('"')
+        try:
+            values[r, c] = float(text)
+        except ValueError:
+            line = line_offset + _line_of_row(block, r)
+            raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[c]}'",
+                             path=display) from None
+    return values, lines
+
+
+def _nonblank_lines(block):
+    return [(k, ln) for k, ln in enumerate(block.split(b"\n")) if ln.strip()]
+
+
+def _line_of_row(block, row):
+    """1-based line number (within the block) of the row-th non-blank line."""
+    return _nonblank_lines(block)[row][0] + 1
+
+
+def _field_text(block, row, col, delimiter):
+    line = _nonblank_lines(block)[row][1].decode("utf-8", errors="replace").rstrip("\r")
+    fields = line.split(delimiter)
+    return fields[col].strip() if col < len(fields) else ""
 
 
 def entries_of_delimited(path, display=None, delimiter=",", columns=None):
     """One entry: the numeric table of a CSV / TSV file (gzip allowed)."""
     display = str(path) if display is None else display
     name = _stem(display)
+    with open(path, "rb") as f:
+        magic = f.read(2)
     try:
-        with _open_text(path) as f:
-            text = f.read()
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise InputError(f"cannot read as text ({exc})", path=display) from None
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise InputError("empty file" if not text else "file holds no data rows", path=display)
-    fields = lines[first].split(delimiter)
-    has_header = not all(_NUMBER.match(x) for x in fields)
+        with (gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")) as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"cannot read ({exc})", path=display) from None
+    if not data.strip():
+        raise InputError("empty file", path=display)
+    lines = data.split(b"\n")
+    first = next(k for k, ln in enumerate(lines) if ln.strip())
+    fields = lines[first].decode("utf-8", errors="replace").rstrip("\r").split(delimiter)
+    has_header = not all(looks_numeric(x) for x in fields)
     names = [x.strip().strip('"') for x in fields] if has_header else [str(i) for i in range(len(fields))]
     use = select_columns(names, columns, display)
-    body_start = first + 1 if has_header else first
-    if not any(line.strip() for line in lines[body_start:]):
+    skip = first + 1 if has_header else first
+    body = b"\n".join(lines[skip:])
+    if not body.strip():
         raise InputError("has a header but no data rows", path=display)
-    try:
-        table = np.loadtxt(io.StringIO(text), delimiter=delimiter, skiprows=body_start,
-                           dtype=np.float64, ndmin=2, comments=None)
-    except ValueError:
-        _raise_first_bad_line(lines, body_start, delimiter, names, display)
-        raise
-    if table.shape[1] != len(names):
-        raise InputError(f"header has {len(names)} fields but rows have {table.shape[1]}", path=display)
+    table, _ = parse_text_block(body, delimiter, names, display, skip)
     matrix = np.ascontiguousarray(table[:, use])
     yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix)
-
-
-def _raise_first_bad_line(lines, start, delimiter, names, display):
-    width = len(names)
-    for number, line in enumerate(lines[start:], start=start + 1):
-        if not line.strip():
-            continue
-        fields = line.split(delimiter)
-        if len(fields) != width:
-            raise InputError(f"ragged rows: line {number} has {len(fields)} fields, expected {width}",
-                             path=display)
-        for j, x in enumerate(fields):
-            if not _NUMBER.match(x):
-                raise InputError(f"non-numeric value {x.strip()[:40]!r} at line {number}, column "
-                                 f"'{names[j]}'", path=display)
 
 
 def entries_of_parquet(path, display=None, columns=None):

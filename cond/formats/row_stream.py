@@ -1,0 +1,279 @@
+"""A design matrix read in row blocks, for any number of passes, in bounded memory.
+
+Files are read ``chunk_rows`` rows at a time; the numerics always see blocks
+of exactly :data:`BLOCK_ROWS` rows (the last one shorter), so results do not
+depend on ``chunk_rows``. ``.npy`` is read with plain file reads (not a memory
+map, whose touched pages would count as resident); CSV / TSV (gzip too) and
+standard input are parsed once into a temporary ``.npy``; Parquet is read in
+record batches; ``.npz`` arrays are loaded whole (zip members cannot be read
+in slices).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from cond.errors import InputError, UsageError
+from cond.formats.detect import format_of, local_path
+from cond.formats.tables import select_columns
+
+BLOCK_ROWS = 4096
+TEXT_CHUNK_BYTES = 32 * 2**20
+
+
+@dataclass
+class RowSource:
+    """``blocks()`` yields ``(start, X, y)``: X (b x d) float64 design rows, y (b,) or None."""
+
+    path: str
+    n: int
+    names: list
+    design: list
+    target: int | None
+    _chunks: object
+    chunk_rows: int
+
+    @property
+    def d(self) -> int:
+        return len(self.design)
+
+    @property
+    def design_names(self):
+        return [self.names[j] for j in self.design]
+
+    def blocks(self):
+        start = 0
+        for table in _reblock(self._chunks(self.chunk_rows), BLOCK_ROWS):
+            x = np.ascontiguousarray(table[:, self.design], dtype=np.float64)
+            y = None if self.target is None else np.asarray(table[:, self.target], dtype=np.float64)
+            bad = ~np.isfinite(x)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise InputError(f"row {start + i} column '{self.design_names[j]}' is {x[i, j]}; "
+                                 "drop or impute non-finite values first", path=self.path)
+            if y is not None and not np.all(np.isfinite(y)):
+                i = int(np.flatnonzero(~np.isfinite(y))[0])
+                raise InputError(f"row {start + i} target '{self.names[self.target]}' is {y[i]}",
+                                 path=self.path)
+            yield start, x, y
+            start += len(x)
+
+
+def _reblock(chunks, size):
+    """Regroup arrays of any row counts into arrays of exactly ``size`` rows (last shorter)."""
+    pending, count = [], 0
+    for chunk in chunks:
+        while len(chunk):
+            take = min(size - count, len(chunk))
+            pending.append(chunk[:take])
+            count += take
+            chunk = chunk[take:]
+            if count == size:
+                yield pending[0] if len(pending) == 1 else np.vstack(pending)
+                pending, count = [], 0
+    if count:
+        yield pending[0] if len(pending) == 1 else np.vstack(pending)
+
+
+@contextlib.contextmanager
+def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=65536):
+    """Open a design matrix for streaming passes (a context manager yielding a RowSource)."""
+    if int(chunk_rows) < 1:
+        raise UsageError(f"`--chunk-rows` must be a positive integer; got {chunk_rows}")
+    with local_path(path) as (real, display), contextlib.ExitStack() as stack:
+        fmt = format_of(real, display, input_format)
+        if fmt in ("csv", "tsv"):
+            real = stack.enter_context(_text_to_npy(real, display, "," if fmt == "csv" else "\t"))
+            names = real[1]
+            real = real[0]
+            fmt = "npy"
+        else:
+            names = None
+        if fmt == "npy":
+            n, ncols, chunks = _npy_chunks(real, display)
+        elif fmt == "npz":
+            n, ncols, chunks = _npz_chunks(real, display)
+        elif fmt == "parquet":
+            n, ncols, chunks, names = _parquet_chunks(real, display)
+        else:
+            raise UsageError(f"cond sample reads npy, npz, csv, tsv or parquet; {display} is {fmt}",
+                             path=display)
+        names = names or [str(j) for j in range(ncols)]
+        target_idx = None
+        if target is not None:
+            hits = select_columns(names, target, display)
+            if len(hits) != 1:
+                raise UsageError(f"`--target` must name one column; {target!r} matches {len(hits)}",
+                                 path=display)
+            target_idx = hits[0]
+        design = [j for j in select_columns(names, columns, display) if j != target_idx]
+        if not design:
+            raise UsageError("no design columns left after --columns and --target", path=display)
+        if n == 0:
+            raise InputError("has no rows (a zero-size dimension)", path=display)
+        yield RowSource(display, n, names, design, target_idx, chunks, int(chunk_rows))
+
+
+def _npy_chunks(path, display):
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+        except (ValueError, EOFError, SyntaxError) as exc:
+            raise InputError(f"not a valid .npy array ({exc})", path=display) from None
+        offset = f.tell()
+    if dtype.hasobject:
+        raise InputError("holds Python objects (a pickle); cond never loads pickles", path=display)
+    if dtype.kind not in "fiub":
+        raise InputError(f"dtype {dtype} is not numeric", path=display)
+    if len(shape) != 2:
+        raise InputError(f"must be a 2-D array (rows x columns); got shape {shape}", path=display)
+    n, ncols = shape
+    if ncols == 0:
+        raise InputError("has no columns (a zero-size dimension)", path=display)
+    need = n * ncols * dtype.itemsize
+    if os.path.getsize(path) - offset < need:
+        raise InputError(f"truncated data: the header needs {need} bytes", path=display)
+
+    def chunks(chunk_rows):
+        if fortran:  # column-major: a row slice is strided; read through a memory map instead
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            for s in range(0, n, chunk_rows):
+                yield np.array(arr[s:s + chunk_rows])
+            return
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for s in range(0, n, chunk_rows):
+                rows = min(chunk_rows, n - s)
+                yield np.fromfile(f, dtype=dtype, count=rows * ncols).reshape(rows, ncols)
+
+    return n, ncols, chunks
+
+
+def _npz_chunks(path, display):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if len(keys) != 1:
+                raise InputError(f"holds {len(keys)} arrays ({', '.join(keys[:5])}); cond sample "
+                                 "needs one (save it as .npy)", path=display)
+            arr = z[keys[0]]
+    except ValueError as exc:
+        raise InputError(f"cannot read ({exc})", path=display) from None
+    if arr.ndim != 2 or arr.dtype.kind not in "fiub":
+        raise InputError(f"must be a 2-D numeric array; got {arr.dtype} {arr.shape}", path=display)
+
+    def chunks(chunk_rows):
+        for s in range(0, arr.shape[0], chunk_rows):
+            yield arr[s:s + chunk_rows]
+
+    return arr.shape[0], arr.shape[1], chunks
+
+
+def _parquet_chunks(path, display):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("reading Parquet needs pyarrow: pip install 'cond[parquet]'", path=display) from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise InputError(f"not a valid Parquet file ({str(exc).splitlines()[0]})", path=display) from None
+    import pyarrow as pa
+
+    names = [f.name for f in pf.schema_arrow]
+    numeric = [f.name for f in pf.schema_arrow
+               if pa.types.is_floating(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)]
+    if not numeric:
+        raise InputError("has no numeric columns", path=display)
+    names = numeric
+
+    def chunks(chunk_rows):
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=names):
+            yield np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
+                                   for k in range(batch.num_columns)])
+
+    return pf.metadata.num_rows, len(names), chunks, names
+
+
+@contextlib.contextmanager
+def _text_to_npy(path, display, delimiter):
+    """Parse a delimited text file once into a temporary float64 .npy; yield (path, names)."""
+    from cond.formats.tables import parse_text_block
+
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    fd, tmp = tempfile.mkstemp(prefix="cond-rows-", suffix=".npy")
+    os.close(fd)
+    try:
+        names, rows, ncols = None, 0, None
+        with opener(path, "rb") as src, open(tmp, "wb") as out:
+            out.write(b"\0" * 128)  # room for the .npy header, written at the end
+            leftover, line_no = b"", 0
+            while True:
+                try:
+                    piece = src.read(TEXT_CHUNK_BYTES)
+                except (OSError, EOFError) as exc:
+                    raise InputError(f"cannot read ({exc})", path=display) from None
+                data = leftover + piece
+                if not piece:
+                    cut = len(data)
+                else:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:
+                        leftover = data
+                        continue
+                block, leftover = data[:cut], data[cut:]
+                if names is None:
+                    names, block, skipped = _header(block, delimiter, display)
+                    line_no += skipped
+                    ncols = len(names)
+                values, lines = parse_text_block(block, delimiter, names, display, line_no)
+                line_no += lines
+                values.tofile(out)
+                rows += len(values)
+                if not piece:
+                    break
+        if names is None or rows == 0:
+            raise InputError("empty file" if names is None else "has a header but no data rows",
+                             path=display)
+        header = {"descr": "<f8", "fortran_order": False, "shape": (rows, ncols)}
+        with open(tmp, "r+b") as out:
+            _write_header(out, header)
+        yield tmp, names
+    finally:
+        os.unlink(tmp)
+
+
+def _write_header(f, header):
+    """Write a .npy 1.0 header padded to exactly 128 bytes (the space reserved up front)."""
+    text = repr(header).encode("latin1")
+    pad = 128 - 10 - len(text) - 1
+    if pad < 0:
+        raise InputError("too many columns for the .npy spill header")
+    f.seek(0)
+    f.write(b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + text + b" " * pad + b"\n")
+
+
+def _header(block, delimiter, display):
+    """(names, rest of block, lines consumed) from the first non-blank line."""
+    from cond.formats.tables import looks_numeric
+
+    text_lines = block.split(b"\n")
+    for k, raw in enumerate(text_lines):
+        line = raw.decode("utf-8", errors="replace").strip("\r")
+        if line.strip():
+            fields = line.split(delimiter)
+            if all(looks_numeric(x) for x in fields):
+                return [str(j) for j in range(len(fields))], b"\n".join(text_lines[k:]), k
+            rest = b"\n".join(text_lines[k + 1:])
+            return [x.strip().strip('"') for x in fields], rest, k + 1
+    raise InputError("empty file", path=display)

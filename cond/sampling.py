@@ -1,0 +1,218 @@
+"""``cond.sample``: a weighted row sample of a design matrix, streamed from disk.
+
+Passes over the data: scores (2 for leverage, 1 + iterations for Lewis
+weights, 2 for sketched scores, none for uniform), one to collect the sampled
+rows, and with ``verify`` the ones the check needs (the exact R of A, and with
+a target the residual of the sample's solution on the whole).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from cond.errors import UsageError
+from cond.formats.row_stream import open_rows
+from cond.linalg import leverage as lev
+from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
+                                      subspace_distortion)
+
+METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform")
+DEFAULT_P = {"leverage": 2.0, "root-leverage": 1.0, "lewis": 1.0, "sensitivity": 1.0, "augmented": 1.0,
+             "uniform": 2.0}
+
+
+@dataclass
+class SampleResult:
+    """The sample: row indices (0-based), loss weights, row multipliers, probabilities."""
+
+    header: dict
+    indices: np.ndarray
+    weights: np.ndarray
+    scales: np.ndarray
+    probs: np.ndarray
+    counts: Optional[np.ndarray] = None
+    scores: Optional[np.ndarray] = field(default=None, repr=False)
+    rows: Optional[np.ndarray] = field(default=None, repr=False)
+    target: Optional[np.ndarray] = field(default=None, repr=False)
+    design_names: list = field(default_factory=list)
+    target_name: Optional[str] = None
+    verify: Optional[dict] = None
+    seconds: float = 0.0
+
+
+def parse_size(size, n):
+    """A count (``2000``) or a percentage of n (``1%``) -> an expected sample size."""
+    text = str(size).strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
+    if match:
+        value = float(match.group(1)) / 100.0 * n
+        if not 0 < value:
+            raise UsageError(f"`--size` must be positive; got {size!r}")
+        return max(1, int(round(value)))
+    if not re.fullmatch(r"\d+", text) or int(text) < 1:
+        raise UsageError(f"`--size` must be a positive count or a percentage like 1%; got {size!r}")
+    return int(text)
+
+
+def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
+           rcond=None, columns=None, target=None, input_format=None, chunk_rows=65536, verify=False,
+           keep_rows=False, progress=None) -> SampleResult:
+    """Score every row of a design matrix and draw a weighted sample.
+
+    Parameters
+    ----------
+    source : str
+        ``.npy``, ``.npz``, ``.csv`` / ``.tsv`` (gzip too), ``.parquet`` or ``-``.
+    size : int or str
+        Expected sample size: a count or a percentage of the rows (``"1%"``).
+    method : {"leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform"}
+    p : float, optional
+        The l_p norm; defaults: 2 for leverage and uniform, 1 otherwise. Lewis weights
+        and sensitivities need 0 < p < 4.
+    seed : int
+    replacement : bool
+        Draw with replacement instead of independent Bernoulli draws.
+    scores : {"exact", "sketch"}
+        Exact leverage scores, or sketched ones (leverage-based methods only).
+    rcond : float, optional
+        Relative cut-off for the numerical rank (default max(n, d) * eps).
+    columns, target : str, optional
+        Design columns (names, globs, indices, ranges) and the target column.
+    chunk_rows : int
+        Rows read at a time.
+    verify : bool
+        Measure the l2 subspace-embedding distortion (p = 2) and, with a target, the
+        residual ratio of the sample's least-squares solution.
+    keep_rows : bool
+        Return the scaled sampled rows (and target).
+    progress : callable, optional
+        ``progress(stage)`` at each pass.
+    """
+    if method not in METHODS:
+        raise UsageError(f"`--method` must be one of {', '.join(METHODS)}; got {method!r}")
+    p = DEFAULT_P[method] if p is None else float(p)
+    if not p > 0:
+        raise UsageError(f"`-p` must be positive; got {p}")
+    if method in ("lewis", "sensitivity", "augmented") and p >= 4:
+        raise UsageError(f"`-p` must be below 4 for {method} (the Lewis-weight iteration does not "
+                         f"contract for p >= 4); got {p}")
+    if method == "root-leverage" and p > 2:
+        raise UsageError(f"root-leverage scores tau^(p/2) bound sensitivities only for p <= 2; got {p}")
+    if scores not in ("exact", "sketch"):
+        raise UsageError(f"`--scores` must be exact or sketch; got {scores!r}")
+    if scores == "sketch" and method not in ("leverage", "root-leverage"):
+        raise UsageError(f"`--scores sketch` applies to leverage and root-leverage; {method} needs exact")
+    if verify and p != 2:
+        raise UsageError(f"`--verify` checks the l2 subspace embedding, so it needs p = 2; got p = {p}")
+    started = time.perf_counter()
+    tick = progress or (lambda stage: None)
+    with open_rows(source, input_format=input_format, columns=columns, target=target,
+                   chunk_rows=chunk_rows) as rows:
+        n, d = rows.n, rows.d
+        m = parse_size(size, n)
+
+        def blocks():
+            for start, x, _ in rows.blocks():
+                yield start, x
+
+        tick("scores")
+        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond)
+        tick("sampling")
+        if replacement:
+            idx, counts, probs = sample_with_replacement(s, m, seed)
+            weights = counts / (m * probs)
+        else:
+            q, _ = bernoulli_probabilities(s, m)
+            idx = sample_bernoulli(q, seed)
+            counts, probs = None, q[idx]
+            weights = 1.0 / probs
+        scales = weights ** (1.0 / p)
+        header = dict(method=method, p=p, n=n, d=d, rank=rank, expected=m,
+                      actual=int(len(idx) if counts is None else int(np.sum(counts))),
+                      distinct=int(len(idx)), seed=int(seed), replacement=bool(replacement), scores=scores,
+                      **{k: v for k, v in detail.items() if isinstance(v, (int, float, bool, str))})
+        result = SampleResult(header, idx, weights, scales, probs, counts, s,
+                              design_names=rows.design_names,
+                              target_name=None if rows.target is None else rows.names[rows.target])
+        if keep_rows or verify:
+            tick("rows")
+            sel_x, sel_y = _collect(rows, idx)
+            result.rows = sel_x * scales[:, None]
+            result.target = None if sel_y is None else sel_y * scales
+        if verify:
+            tick("verify")
+            result.verify = _verify(rows, blocks, n, d, r_exact, rcond, sel_x, sel_y, weights)
+        result.seconds = time.perf_counter() - started  # not in the header: output is reproducible
+        return result
+
+
+def _scores(method, p, scores, blocks, n, d, seed, rcond):
+    if method == "uniform":
+        return np.ones(n), min(n, d), {}, None
+    if method in ("leverage", "root-leverage"):
+        sc = lev.sketched_leverage(blocks, n, d, seed, rcond) if scores == "sketch" else \
+            lev.leverage_scores(blocks, n, d, rcond)
+        tau = sc.values
+        values = tau if method == "leverage" else tau ** (p / 2)
+        r = sc.detail.get("r")
+        return values, sc.rank, {k: v for k, v in sc.detail.items() if k != "r"}, r
+    if p == 2:
+        lewis = lev.leverage_scores(blocks, n, d, rcond)  # l2 Lewis weights are the leverage scores
+        w, rank, r = lewis.values, lewis.rank, lewis.detail["r"]
+        detail = {"iterations": 0, "converged": True}
+    else:
+        lw = lev.lewis_weights(blocks, n, d, p, rcond)
+        w, rank, r = lw.values, lw.rank, None
+        detail = {k: v for k, v in lw.detail.items()}
+        if not lw.detail["converged"]:
+            import warnings
+
+            warnings.warn(f"Lewis weights did not converge in {lw.detail['iterations']} passes "
+                          f"(last relative change {lw.detail['last_change']:.2e})")
+    if method == "lewis":
+        return w, rank, detail, r
+    tau = w if p == 2 else lev.leverage_scores(blocks, n, d, rcond).values
+    sens = lev.sensitivity_bounds(w, tau, p, rank)
+    return (sens + tau if method == "augmented" else sens), rank, detail, r
+
+
+def _collect(rows, idx):
+    xs, ys = [], []
+    pos = 0
+    for start, x, y in rows.blocks():
+        end = np.searchsorted(idx, start + len(x), side="left")
+        local = idx[pos:end] - start
+        xs.append(x[local])
+        if y is not None:
+            ys.append(y[local])
+        pos = end
+    x = np.vstack(xs) if xs else np.zeros((0, rows.d))
+    return x, (np.concatenate(ys) if ys else None) if rows.target is not None else None
+
+
+def _verify(rows, blocks, n, d, r_exact, rcond, sel_x, sel_y, weights):
+    r = r_exact if r_exact is not None else lev.streaming_r(blocks, d)
+    basis, _ = lev.rank_basis(r, n, rcond)
+    out = {"eps_hat": subspace_distortion(sel_x, weights, basis)}
+    if sel_y is None:
+        return out
+    sw = np.sqrt(weights)
+    x_s = np.linalg.lstsq(sel_x * sw[:, None], sel_y * sw, rcond=None)[0]
+    resid_sample, aug = 0.0, np.zeros((0, d + 1))
+    import scipy.linalg
+
+    for _, x, y in rows.blocks():
+        resid_sample += float(np.sum((x @ x_s - y) ** 2))
+        aug = scipy.linalg.qr(np.vstack([aug, np.column_stack([x, y])]), mode="r", check_finite=False)[0]
+        aug = aug[: d + 1]
+    optimal = abs(float(aug[d, d])) if aug.shape[0] > d else 0.0
+    out["residual_sample"] = math.sqrt(resid_sample)
+    out["residual_optimal"] = optimal
+    out["residual_ratio"] = math.sqrt(resid_sample) / optimal if optimal > 0 else math.inf
+    return out

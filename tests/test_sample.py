@@ -1,0 +1,294 @@
+"""cond sample: scores against statsmodels and closed forms, sampling quality, determinism, errors."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import naive
+from cond.cli.main import app
+from cond.linalg import leverage as lev
+from cond.linalg.row_sampling import bernoulli_probabilities, sample_bernoulli, subspace_distortion
+from cond.sampling import sample
+
+runner = CliRunner()
+
+
+def blocks_of(a, size=7):
+    def blocks():
+        for s in range(0, len(a), size):
+            yield s, a[s:s + size]
+    return blocks
+
+
+def longley():
+    sm = pytest.importorskip("statsmodels.api")
+    data = sm.datasets.longley.load_pandas()
+    x = sm.add_constant(data.exog.to_numpy(dtype=np.float64))
+    return sm, x, data.endog.to_numpy(dtype=np.float64)
+
+
+def test_longley_leverage_equals_statsmodels_hat_diagonal():
+    sm, x, y = longley()
+    from statsmodels.stats.outliers_influence import OLSInfluence
+
+    hat = OLSInfluence(sm.OLS(y, x).fit()).hat_matrix_diag
+    sc = lev.leverage_scores(blocks_of(x, 5), len(x), x.shape[1])
+    np.testing.assert_allclose(sc.values, hat, rtol=0, atol=1e-10)
+    assert sc.rank == 7 and sc.values.sum() == pytest.approx(7.0, abs=1e-10)
+
+
+def test_leverage_in_the_numerical_rank_basis():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 4))
+    a = np.column_stack([a, a[:, 0] + a[:, 1]])  # rank 4 of 5 columns
+    sc = lev.leverage_scores(blocks_of(a, 64), 300, 5)
+    q, _ = np.linalg.qr(a[:, :4])
+    assert sc.rank == 4
+    np.testing.assert_allclose(sc.values, np.sum(q * q, axis=1), atol=1e-10)
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 1.5, 3.0])
+def test_lewis_weights_fixed_point_and_sum(p):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((400, 6)) * rng.exponential(1.0, size=(400, 1))
+    lw = lev.lewis_weights(blocks_of(a, 50), 400, 6, p, tol=1e-12)
+    w = lw.values
+    assert lw.detail["converged"]
+    assert w.sum() == pytest.approx(6.0, rel=1e-8)
+    m = a.T @ (a * (w ** (1 - 2 / p))[:, None])
+    fixed = np.einsum("ij,jk,ik->i", a, np.linalg.inv(m), a) ** (p / 2)
+    np.testing.assert_allclose(w, fixed, rtol=1e-8)
+
+
+def brute_sensitivities(a, p, angles=200_000):
+    """sup over unit x in R^2 of |a_i^T x|^p / ||A x||_p^p on a fine grid (a lower estimate)."""
+    t = np.linspace(0, np.pi, angles, endpoint=False)
+    x = np.vstack([np.cos(t), np.sin(t)])
+    ax = np.abs(a @ x) ** p
+    return np.max(ax / ax.sum(axis=0), axis=1)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+def test_sensitivity_bounds_hold_against_brute_force(p):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((30, 2)) * rng.exponential(1.0, size=(30, 1))
+    tau = lev.leverage_scores(blocks_of(a), 30, 2).values
+    w = tau if p == 2 else lev.lewis_weights(blocks_of(a), 30, 2, p, tol=1e-13).values
+    bounds = lev.sensitivity_bounds(w, tau, p, 2)
+    exact = brute_sensitivities(a, p)
+    assert np.all(bounds >= exact * (1 - 1e-6))
+
+
+def test_sketched_scores_close_to_exact():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((20000, 12)) * rng.exponential(1.0, size=(20000, 1))
+    exact = lev.leverage_scores(blocks_of(a, 4096), 20000, 12).values
+    sk = lev.sketched_leverage(blocks_of(a, 4096), 20000, 12, seed=5)
+    ratio = sk.values / exact
+    assert np.median(np.abs(ratio - 1)) <= 0.2
+    assert np.all((ratio > 0.5) & (ratio < 2.0))
+
+
+def test_bernoulli_probabilities_sum_to_the_size():
+    s = np.array([10.0, 5.0, 1.0, 1.0, 1.0, 0.0, 2.0])
+    q, c = bernoulli_probabilities(s, 3)
+    assert q.sum() == pytest.approx(3.0, rel=1e-14)
+    assert np.all(q <= 1) and q[5] == 0 and q[0] == 1.0
+    assert np.allclose(q[q < 1], np.minimum(1, c * s)[q < 1])
+
+
+def test_kernels_match_numpy_references():
+    from cond.kernels.sketching import fwht, keyed_uniforms, sparse_embed_accumulate
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((16, 3))
+    h = np.array([[1.0]])
+    for _ in range(4):
+        h = np.block([[h, h], [h, -h]])
+    np.testing.assert_allclose(fwht(x.copy()), h @ x, atol=1e-12)
+    block = rng.standard_normal((50, 4))
+    buckets = rng.integers(0, 9, size=(50, 2))
+    signs = rng.choice([-1.0, 1.0], size=(50, 2))
+    dense = np.zeros((9, 50))
+    for i in range(50):
+        for t in range(2):
+            dense[buckets[i, t], i] += signs[i, t]
+    np.testing.assert_allclose(sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs),
+                               dense @ block, atol=1e-12)
+    u = keyed_uniforms(7, 100, 1000)
+    assert np.all((u >= 0) & (u < 1)) and abs(u.mean() - 0.5) < 0.05
+    np.testing.assert_array_equal(keyed_uniforms(7, 100, 1000)[10:20], keyed_uniforms(7, 110, 10))
+
+
+def test_kernels_run_with_jit_disabled():
+    code = ("import numpy as np\n"
+            "from cond.kernels.sketching import fwht, keyed_uniforms, bernoulli_keep\n"
+            "from cond.kernels.text_parse import parse_delimited, count_rows\n"
+            "h = fwht(np.eye(4)); assert np.allclose(h @ h, 4 * np.eye(4))\n"
+            "u = keyed_uniforms(3, 0, 50); k = bernoulli_keep(np.full(50, 0.5), 3, 0)\n"
+            "assert np.array_equal(k, np.flatnonzero(u < 0.5))\n"
+            "b = np.frombuffer(b'1.5,2\\n-3e2,0.25\\n', np.uint8)\n"
+            "v = parse_delimited(b, 44, 2, count_rows(b))[0]\n"
+            "assert np.array_equal(v, [[1.5, 2], [-300, 0.25]]); print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_csv_parser_equals_python_float():
+    from cond.kernels.text_parse import count_rows, parse_delimited
+
+    rng = np.random.default_rng(5)
+    values = rng.standard_normal(3000) * 10.0 ** rng.integers(-30, 30, 3000)
+    texts = [repr(float(v)) for v in values[:1000]] + [f"{v:.6g}" for v in values[1000:2000]] + \
+            [f"{v:.19e}" for v in values[2000:]]
+    text = "\n".join(",".join(texts[i:i + 3]) for i in range(0, 3000, 3)).encode()
+    buf = np.frombuffer(text, np.uint8)
+    out, slow, status, *_ = parse_delimited(buf, ord(","), 3, count_rows(buf))
+    assert status == 0
+    for r, c, a, b in slow:
+        out[r, c] = float(text[a:b])
+    np.testing.assert_array_equal(out.ravel(), [float(t) for t in texts])
+
+
+def high_leverage_matrix(seed, n=100_000, d=10, special=300):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, d))
+    rows = rng.choice(n, special, replace=False)
+    a[rows] *= 40.0  # a few hundred rows of high leverage
+    y = a @ rng.standard_normal(d) + rng.standard_normal(n)
+    return a, y
+
+
+def test_leverage_sampling_embeds_where_uniform_does_not(tmp_path):
+    a, y = high_leverage_matrix(0)
+    np.save(tmp_path / "X.npy", np.column_stack([a, y]))
+    lev_ok, uni_ok, ratios = 0, 0, []
+    for seed in range(20):
+        r = sample(str(tmp_path / "X.npy"), size=400, seed=seed, target="10", verify=True)
+        lev_ok += r.verify["eps_hat"] <= 0.5
+        ratios.append(r.verify["residual_ratio"])
+        u = sample(str(tmp_path / "X.npy"), size=400, seed=seed, method="uniform", target="10",
+                   verify=True)
+        uni_ok += u.verify["eps_hat"] <= 0.5
+    assert lev_ok >= 19, lev_ok
+    assert uni_ok <= 10, uni_ok
+    assert max(ratios) <= 1.2
+
+
+def test_verify_agrees_with_a_direct_computation(tmp_path):
+    a, y = high_leverage_matrix(1, n=3000, d=4, special=20)
+    np.save(tmp_path / "X.npy", a)
+    r = sample(str(tmp_path / "X.npy"), size=200, seed=3, verify=True, keep_rows=True)
+    q, _ = np.linalg.qr(a)
+    rows_q = q[r.indices] * np.sqrt(r.weights)[:, None]
+    expected = np.max(np.abs(np.linalg.svd(rows_q, compute_uv=False) - 1))
+    assert r.verify["eps_hat"] == pytest.approx(expected, abs=1e-10)
+    assert subspace_distortion(a, np.ones(len(a)), np.linalg.inv(np.linalg.qr(a)[1])) < 1e-12
+
+
+def test_output_identical_across_chunk_sizes_and_runs(tmp_path):
+    a, y = high_leverage_matrix(2, n=12000, d=6, special=50)
+    np.save(tmp_path / "X.npy", a)
+    outs = []
+    for chunk in ("1000", "100000", "1000"):
+        res = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "500", "--seed", "9",
+                                  "--chunk-rows", chunk])
+        assert res.exit_code == 0, res.output
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] == outs[2]
+    for method in ("lewis", "sensitivity", "augmented", "root-leverage"):
+        a1 = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method,
+                                 "--chunk-rows", "777"]).stdout
+        a2 = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method,
+                                 "--chunk-rows", "50000"]).stdout
+        assert a1 == a2 and a1.count("\n") > 100, method
+
+
+def test_output_formats_and_weights(tmp_path):
+    a, y = high_leverage_matrix(3, n=4000, d=3, special=10)
+    np.savetxt(tmp_path / "X.csv", np.column_stack([a, y]), delimiter=",", header="x1,x2,x3,y",
+               comments="", fmt="%.17g")
+    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
+                              "--columns", "x*"])
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("# cond sample method=leverage p=2.0 n=4000 d=3 rank=3 expected=300")
+    assert lines[1].split("\t") == ["index", "weight", "scale", "prob"]
+    rows = np.array([[float(v) for v in ln.split("\t")] for ln in lines[2:]])
+    q = np.linalg.qr(a)[0]
+    tau = np.sum(q * q, axis=1)
+    probs, _ = bernoulli_probabilities(tau, 300)
+    idx = rows[:, 0].astype(int)
+    np.testing.assert_allclose(rows[:, 3], probs[idx], rtol=1e-9)
+    np.testing.assert_allclose(rows[:, 1], 1 / probs[idx], rtol=1e-9)
+    np.testing.assert_allclose(rows[:, 2], 1 / np.sqrt(probs[idx]), rtol=1e-9)
+    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
+                              "--emit", "rows", "-f", "csv"])
+    body = np.loadtxt(io.StringIO(res.stdout), delimiter=",", skiprows=2)
+    np.testing.assert_allclose(body[:, :3], a[idx] * rows[:, 2:3], rtol=1e-12)
+    np.testing.assert_allclose(body[:, 3], y[idx] * rows[:, 2], rtol=1e-12)
+    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
+                              "-f", "jsonl", "--replacement"])
+    records = [json.loads(x) for x in res.stdout.splitlines()]
+    assert records[0]["record"] == "header" and records[0]["actual"] == 300
+    assert sum(r["count"] for r in records[1:]) == 300
+    out = tmp_path / "s.npy"
+    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "5%", "--target", "y", "-f", "npy",
+                              "-o", str(out), "--scores-out", str(tmp_path / "scores.npy")])
+    assert res.exit_code == 0, res.output
+    assert np.load(out).shape[1] == 4
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), tau, atol=1e-12)
+
+
+def run_bad(args, expect, input=None):
+    res = runner.invoke(app, ["sample", *args], input=input)
+    assert res.exit_code == 2, (res.exit_code, res.output)
+    err = res.stderr.strip()
+    assert err.count("\n") == 0 and "Traceback" not in res.output
+    for needle in expect:
+        assert needle in err, (needle, err)
+
+
+def test_bad_input(tmp_path):
+    a = np.random.default_rng(0).standard_normal((100, 3))
+    np.save(tmp_path / "X.npy", a)
+    x = str(tmp_path / "X.npy")
+    run_bad([x, "--size", "10", "--method", "lewis", "-p", "4"], ["below 4"])
+    run_bad([x, "--size", "0"], ["--size"])
+    run_bad([x, "--size", "ten"], ["--size"])
+    run_bad([x, "--size", "10", "--method", "lewis", "--verify"], ["p = 2"])
+    run_bad([x, "--size", "10", "--scores", "sketch", "--method", "lewis"], ["sketch"])
+    bad = a.copy()
+    bad[7, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    run_bad([str(tmp_path / "nan.npy"), "--size", "10"], ["nan.npy", "row 7", "nan"])
+    (tmp_path / "r.csv").write_text("a,b\n1,2\n3\n")
+    run_bad([str(tmp_path / "r.csv"), "--size", "1"], ["r.csv", "ragged", "line 3"])
+    (tmp_path / "e.csv").write_text("")
+    run_bad([str(tmp_path / "e.csv"), "--size", "1"], ["e.csv", "empty"])
+    np.save(tmp_path / "z.npy", np.zeros((0, 3)))
+    run_bad([str(tmp_path / "z.npy"), "--size", "1"], ["z.npy", "zero-size"])
+    np.save(tmp_path / "o.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    run_bad([str(tmp_path / "o.npy"), "--size", "1"], ["o.npy", "pickle"])
+    run_bad([x, "--size", "10", "--target", "zz"], ["matches no column"])
+    run_bad([str(tmp_path / "X.npy"), "--size", "10", "-o", x], ["refusing to overwrite the input"])
+
+
+def test_stdin_csv_gzip(tmp_path):
+    import gzip
+
+    a = np.random.default_rng(6).standard_normal((500, 3))
+    text = "p,q,r\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in a) + "\n"
+    res = runner.invoke(app, ["sample", "-", "--input-format", "csv", "--size", "50", "--seed", "1"],
+                        input=gzip.compress(text.encode()))
+    assert res.exit_code == 0, res.output
+    (tmp_path / "a.csv").write_text(text)
+    direct = runner.invoke(app, ["sample", str(tmp_path / "a.csv"), "--size", "50", "--seed", "1"])
+    assert res.stdout == direct.stdout
