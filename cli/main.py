@@ -50,7 +50,11 @@ def _root(version: Annotated[Optional[bool], typer.Option(
 
 
 def main():
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM unwinds like Ctrl-C, so temporary files are removed."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     app()
 
 

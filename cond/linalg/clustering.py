@@ -184,9 +184,12 @@ class _Driver:
         """Exact check after rounding; returns a Cluster of >= 2 members or None."""
         members = list(members)
         while len(members) > 1:
-            u, s = _left_singular_of_blocks(self.work, members)
             widths = [self.blocks[i].shape[1] for i in members]
             own_total = sum(self.own[i] for i in members)
+            # no rank beyond this one can save parameters, so no more vectors are needed
+            top = max(1, own_total // (self.m + sum(widths)) + 1)
+            u, s = _left_singular_of_blocks(self.work, members, top)
+            total = sum(self.norms[i] ** 2 for i in members)  # ||concatenation||_F^2 (cluster scope)
             affordable = [r for r in range(1, len(s) + 1)
                           if cluster_params(self.m, widths, r) < own_total]
             predicted = self._predicted_errors(u, s, members)  # shape (len(members), len(s))
@@ -194,7 +197,7 @@ class _Driver:
             for r in affordable:
                 if self.scope == "matrix" and predicted[:, r - 1].max() > self.eps:
                     continue
-                if self.scope == "cluster" and _cluster_error(s, r) > self.eps:
+                if self.scope == "cluster" and _cluster_error(s, r, total) > self.eps:
                     continue
                 errors = self._measured(u[:, :r], members)
                 if self._meets(errors, members):
@@ -244,9 +247,10 @@ class _Scaled:
         return len(self.blocks)
 
 
-def _left_singular_of_blocks(blocks, members):
+def _left_singular_of_blocks(blocks, members, top=None):
     """Left singular vectors and values of [B_i for i in members] without forming it when it
-    is wide: the m x m Gram matrix is accumulated block by block."""
+    is wide: the m x m Gram matrix is accumulated block by block. ``top`` limits the
+    vectors computed to the leading ones."""
     first = blocks[members[0]]
     m = first.shape[0]
     if sum(blocks[i].shape[1] for i in members) <= m:
@@ -255,11 +259,15 @@ def _left_singular_of_blocks(blocks, members):
     for i in members:
         b = blocks[i]
         gram += b @ b.T
-    return _eigh_descending(gram)
+    return _eigh_descending(gram, top)
 
 
-def _eigh_descending(gram):
-    lam, vec = scipy.linalg.eigh(gram, check_finite=False)
+def _eigh_descending(gram, top=None):
+    m = gram.shape[0]
+    if top is not None and top < m:
+        lam, vec = scipy.linalg.eigh(gram, subset_by_index=[m - top, m - 1], check_finite=False)
+    else:
+        lam, vec = scipy.linalg.eigh(gram, check_finite=False)
     order = np.argsort(lam)[::-1]
     return vec[:, order], np.sqrt(np.maximum(lam[order], 0.0))
 
@@ -276,6 +284,5 @@ def _left_singular(a):
     return u, s
 
 
-def _cluster_error(s, r):
-    total = float(np.sum(s * s))
+def _cluster_error(s, r, total):
     return float(np.sqrt(max(0.0, 1.0 - float(np.sum(s[:r] ** 2)) / total))) if total else 0.0
