@@ -2,7 +2,7 @@
 
     python benchmarks/sample_csv.py [--rows 500000] [--cols 20]
 
-Writes a CSV of random values at full precision (Python repr, up to 17
+Writes a CSV of random values at full precision (%.17g, up to 17
 significant digits) with a header, then times, alternating and after a
 warm-up, numpy.loadtxt and cond's reader (the numba parser that cond sample
 and cond inspect use), checks that both give the same float64 values bit for
@@ -33,7 +33,7 @@ def main():
     names = [f"x{j}" for j in range(args.cols)]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.csv")
-        np.savetxt(path, data, delimiter=",", header=",".join(names), comments="", fmt="%r")
+        np.savetxt(path, data, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
         size = os.path.getsize(path)
 
         def with_loadtxt():

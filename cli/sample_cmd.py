@@ -25,6 +25,7 @@ class Method(str, Enum):
 class ScoreMode(str, Enum):
     exact = "exact"
     sketch = "sketch"
+    sketch_srht = "sketch-srht"
 
 
 class SampleFormat(str, Enum):
@@ -66,7 +67,8 @@ def sample_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed; the sample is a function of (seed, row).")] = 0,
     replacement: Annotated[bool, typer.Option("--replacement", help="Sample with replacement.")] = False,
     scores: Annotated[ScoreMode, typer.Option(
-        "--scores", help="exact (streaming QR) or sketch (sparse embedding + JL; leverage only).")]
+        "--scores", help="exact (streaming QR), sketch (sparse embedding + JL) or sketch-srht (also "
+                         "an SRHT before the QR); sketches apply to leverage and root-leverage.")]
         = ScoreMode.exact,
     scores_out: Annotated[Optional[str], typer.Option(
         "--scores-out", help="Also write every row's score (.npy, or text one per line).",

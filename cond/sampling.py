@@ -78,8 +78,9 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     seed : int
     replacement : bool
         Draw with replacement instead of independent Bernoulli draws.
-    scores : {"exact", "sketch"}
-        Exact leverage scores, or sketched ones (leverage-based methods only).
+    scores : {"exact", "sketch", "sketch-srht"}
+        Exact leverage scores, or sketched ones (leverage-based methods only; ``sketch-srht``
+        adds a subsampled randomized Hadamard transform before the QR).
     rcond : float, optional
         Relative cut-off for the numerical rank (default max(n, d) * eps).
     columns, target : str, optional
@@ -104,9 +105,9 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
                          f"contract for p >= 4); got {p}")
     if method == "root-leverage" and p > 2:
         raise UsageError(f"root-leverage scores tau^(p/2) bound sensitivities only for p <= 2; got {p}")
-    if scores not in ("exact", "sketch"):
-        raise UsageError(f"`--scores` must be exact or sketch; got {scores!r}")
-    if scores == "sketch" and method not in ("leverage", "root-leverage"):
+    if scores not in ("exact", "sketch", "sketch-srht"):
+        raise UsageError(f"`--scores` must be exact, sketch or sketch-srht; got {scores!r}")
+    if scores != "exact" and method not in ("leverage", "root-leverage"):
         raise UsageError(f"`--scores sketch` applies to leverage and root-leverage; {method} needs exact")
     if verify and p != 2:
         raise UsageError(f"`--verify` checks the l2 subspace embedding, so it needs p = 2; got p = {p}")
@@ -156,8 +157,8 @@ def _scores(method, p, scores, blocks, n, d, seed, rcond):
     if method == "uniform":
         return np.ones(n), min(n, d), {}, None
     if method in ("leverage", "root-leverage"):
-        sc = lev.sketched_leverage(blocks, n, d, seed, rcond) if scores == "sketch" else \
-            lev.leverage_scores(blocks, n, d, rcond)
+        sc = lev.leverage_scores(blocks, n, d, rcond) if scores == "exact" else \
+            lev.sketched_leverage(blocks, n, d, seed, rcond, srht=scores == "sketch-srht")
         tau = sc.values
         values = tau if method == "leverage" else tau ** (p / 2)
         r = sc.detail.get("r")

@@ -95,6 +95,17 @@ def test_sketched_scores_close_to_exact():
     assert np.all((ratio > 0.5) & (ratio < 2.0))
 
 
+def test_sketch_with_srht_stage_stays_close():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((30000, 8)) * rng.exponential(1.0, size=(30000, 1))
+    exact = lev.leverage_scores(blocks_of(a, 4096), 30000, 8).values
+    sk = lev.sketched_leverage(blocks_of(a, 4096), 30000, 8, seed=2, srht=True)
+    assert sk.detail["srht_rows"] == 128
+    ratio = sk.values / exact
+    assert np.median(np.abs(ratio - 1)) <= 0.3
+    assert np.all((ratio > 1 / 3) & (ratio < 3))
+
+
 def test_bernoulli_probabilities_sum_to_the_size():
     s = np.array([10.0, 5.0, 1.0, 1.0, 1.0, 0.0, 2.0])
     q, c = bernoulli_probabilities(s, 3)

@@ -49,11 +49,20 @@ class RowSource:
 
     def blocks(self):
         start = 0
+        every = self.design == list(range(len(self.names)))
         for table in _reblock(self._chunks(self.chunk_rows), BLOCK_ROWS):
-            x = np.ascontiguousarray(table[:, self.design], dtype=np.float64)
+            if every and table.dtype == np.float64 and table.flags.c_contiguous:
+                x = table  # no copy when every column is a design column
+            else:
+                x = np.ascontiguousarray(table[:, self.design], dtype=np.float64)
             y = None if self.target is None else np.asarray(table[:, self.target], dtype=np.float64)
-            bad = ~np.isfinite(x)
-            if bad.any():
+            if not np.isfinite(np.sum(x)):  # one reduction; NaN or Inf anywhere makes it non-finite
+                bad = ~np.isfinite(x)
+                if not bad.any():  # finite values whose sum overflowed
+                    bad = None
+            else:
+                bad = None
+            if bad is not None:
                 i, j = np.argwhere(bad)[0]
                 raise InputError(f"row {start + i} column '{self.design_names[j]}' is {x[i, j]}; "
                                  "drop or impute non-finite values first", path=self.path)
