@@ -10,6 +10,7 @@ import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
+from cli_checks import assert_one_line_error
 from cond.cli.main import app
 from cond.errors import InputError
 
@@ -17,15 +18,7 @@ runner = CliRunner()
 
 
 def run_bad(args, expect, input=None):
-    result = runner.invoke(app, ["inspect", *args], input=input)
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    err = result.stderr.strip()
-    assert err.count("\n") == 0, f"more than one line: {err!r}"
-    assert "Traceback" not in result.output
-    assert err.startswith("cond: error: ")
-    for needle in expect:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
+    return assert_one_line_error(runner.invoke(app, ["inspect", *args], input=input), expect)
 
 
 def header_file(path, header: dict, data: bytes = b"", raw_len=None):

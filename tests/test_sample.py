@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import naive
+from cli_checks import assert_one_line_error
 from cond.cli.main import app
 from cond.linalg import leverage as lev
 from cond.linalg.row_sampling import bernoulli_probabilities, sample_bernoulli, subspace_distortion
@@ -190,7 +191,7 @@ def test_leverage_sampling_embeds_where_uniform_does_not(tmp_path):
                    verify=True)
         uni_ok += u.verify["eps_hat"] <= 0.5
     assert lev_ok >= 19, lev_ok
-    assert uni_ok <= 10, uni_ok
+    assert uni_ok <= 1, uni_ok  # observed: 0 of 20 (uniform eps_hat >= 0.63)
     assert max(ratios) <= 1.2
 
 
@@ -259,12 +260,7 @@ def test_output_formats_and_weights(tmp_path):
 
 
 def run_bad(args, expect, input=None):
-    res = runner.invoke(app, ["sample", *args], input=input)
-    assert res.exit_code == 2, (res.exit_code, res.output)
-    err = res.stderr.strip()
-    assert err.count("\n") == 0 and "Traceback" not in res.output
-    for needle in expect:
-        assert needle in err, (needle, err)
+    return assert_one_line_error(runner.invoke(app, ["sample", *args], input=input), expect)
 
 
 def test_bad_input(tmp_path):
