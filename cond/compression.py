@@ -43,6 +43,7 @@ STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32"
                   "float16": "F16", "bf16": "BF16", "bfloat16": "BF16"}
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 RANK_STEPS = 16  # ranks tried above the Eckart-Young rank before rounding makes a matrix dense
+SMALL_MATRIX = 2**21  # entries below which one BLAS thread is faster
 
 
 @dataclass
@@ -254,7 +255,9 @@ def _own_form(entry, writer, opts):
     storage = opts["dtype"] or entry.dtype
     np_dtype = numpy_dtype(storage)
     bound = opts["max_error"]
-    left, right, s = svd_factors(w, min(m, n))
+    # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
+    with _blas_threads(1 if w.size < SMALL_MATRIX else None):
+        left, right, s = svd_factors(w, min(m, n))
     if bound is not None:
         first = max(1, rank_for_error(s, bound))
         ranks = range(first, min(min(m, n), first + RANK_STEPS) + 1)
@@ -289,6 +292,22 @@ def _own_form(entry, writer, opts):
         match = opts["patterns"]["--group"].search(name)
         group = None if match is None else (match.group(1) if match.groups() else match.group(0))
     return _Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group)
+
+
+_CONTROLLER = []
+
+
+def _blas_threads(limit):
+    """A context limiting BLAS threads (the controller is built once: it scans the libraries)."""
+    if limit is None:
+        import contextlib
+
+        return contextlib.nullcontext()
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=limit, user_api="blas")
 
 
 def _error(w, norm, left, right):
