@@ -1,13 +1,13 @@
 """Peak memory of ``cond compress`` on a synthetic checkpoint of at least 2 GB.
 
-    python benchmarks/compress_memory.py [--dir bench-data/compress] [--gb 2.1] [--keep]
+    python benchmarks/compress_memory.py [--dir bench-data/compress] [--gb 2.1] [--pool 256MiB ...] [--keep]
 
 Writes (once; reused if present) an fp32 checkpoint of 2048 x 128 matrices, each
 drawn from one of 8 planted 8-dimensional subspaces plus noise (so they both
 truncate and cluster), then runs ``/usr/bin/time -v cond compress ... --max-error
-0.05`` with ``--max-pool-size 256MiB`` and with the default 1GiB, and prints
-the peak resident memory of each against the checkpoint's size: memory follows
-the clustering pool, not the checkpoint. Nothing here is committed.
+0.05`` with each ``--max-pool-size`` given (default 256MiB) and prints the peak
+resident memory against the checkpoint's size: memory follows the clustering
+pool, not the checkpoint. Nothing here is committed.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=os.path.join("bench-data", "compress"))
     parser.add_argument("--gb", type=float, default=2.1)
+    parser.add_argument("--pool", nargs="+", default=["256MiB"])
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
@@ -62,7 +63,7 @@ def main():
     make_checkpoint(src, args.gb)
     size = os.path.getsize(src)
     print(f"checkpoint: {size / 1e9:.2f} GB ({src})")
-    for pool in ("256MiB", "1GiB"):
+    for pool in args.pool:
         out = os.path.join(args.dir, f"out-{pool}.safetensors")
         peak, wall, doc = run([sys.executable, "-m", "cond.cli", "compress", src, "-o", out, "--force",
                                "--max-error", "0.05", "--max-pool-size", pool, "-f", "json", "-q"])
