@@ -53,34 +53,69 @@ def looks_numeric(field: str) -> bool:
     return bool(_NUMBER.match(field.strip().strip('"')))
 
 
+PARALLEL_BYTES = 4 * 2**20  # blocks larger than this are parsed on all cores
+
+
 def parse_text_block(block: bytes, delimiter: str, names, display, line_offset=0):
     """Parse delimited numeric rows (no header) with the numba kernel; (values, lines in block).
 
-    Values equal Python's ``float()`` of each field. Ragged rows and non-numbers raise an
-    InputError naming the line (``line_offset`` lines precede the block in the file).
+    Values equal Python's ``float()`` of each field. Large blocks are cut at line ends and
+    parsed by one thread per CPU (the kernel releases the GIL). Ragged rows and non-numbers
+    raise an InputError naming the line (``line_offset`` lines precede the block).
     """
-    from cond.kernels.text_parse import NOT_A_NUMBER, OK, count_rows, parse_delimited
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
-    buf = np.frombuffer(block, dtype=np.uint8)
-    rows = count_rows(buf)
-    values, slow, status, bad_row, bad_col, found = parse_delimited(buf, ord(delimiter), len(names), rows)
     lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
+    workers = min(os.cpu_count() or 1, 8) if len(block) > PARALLEL_BYTES else 1
+    pieces, start = [], 0
+    for k in range(1, workers):
+        cut = block.find(b"\n", len(block) * k // workers)
+        if cut < 0 or cut + 1 <= start:
+            continue
+        pieces.append((start, cut + 1))
+        start = cut + 1
+    pieces.append((start, len(block)))
+    if len(pieces) == 1:
+        parts = [_parse_piece(block, delimiter, names)]
+    else:
+        with ThreadPoolExecutor(len(pieces)) as pool:
+            parts = list(pool.map(lambda ab: _parse_piece(block[ab[0]:ab[1]], delimiter, names), pieces))
+    line_before = line_offset
+    for (a, b), (values, failure) in zip(pieces, parts):
+        if failure is not None:
+            _raise_parse_error(block[a:b], failure, names, delimiter, display, line_before)
+        line_before += block.count(b"\n", a, b)
+    return (parts[0][0] if len(parts) == 1 else np.vstack([v for v, _ in parts])), lines
+
+
+def _parse_piece(piece, delimiter, names):
+    """(values, None) or (None, failure) for one piece of whole lines."""
+    from cond.kernels.text_parse import OK, count_rows, parse_delimited
+
+    buf = np.frombuffer(piece, dtype=np.uint8)
+    values, slow, status, bad_row, bad_col, found = parse_delimited(buf, ord(delimiter), len(names),
+                                                                    count_rows(buf))
     if status != OK:
-        line = line_offset + _line_of_row(block, bad_row)
-        if status == NOT_A_NUMBER:
-            text = _field_text(block, bad_row, bad_col, delimiter)
-            raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[bad_col]}'",
-                             path=display)
-        raise InputError(f"ragged rows: line {line} has {found} fields, expected {len(names)}", path=display)
+        return None, (status, bad_row, bad_col, found)
     for r, c, a, b in slow:
-        text = block[a:b].decode("utf-8", errors="replace").strip().strip('"')
+        text = piece[a:b].decode("utf-8", errors="replace").strip().strip('"')
         try:
             values[r, c] = float(text)
         except ValueError:
-            line = line_offset + _line_of_row(block, r)
-            raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[c]}'",
-                             path=display) from None
-    return values, lines
+            return None, (-1, r, c, 0)
+    return values, None
+
+
+def _raise_parse_error(piece, failure, names, delimiter, display, line_offset):
+    from cond.kernels.text_parse import RAGGED
+
+    status, row, col, found = failure
+    line = line_offset + _line_of_row(piece, row)
+    if status == RAGGED:
+        raise InputError(f"ragged rows: line {line} has {found} fields, expected {len(names)}", path=display)
+    text = _field_text(piece, row, col, delimiter)
+    raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[col]}'", path=display)
 
 
 def _nonblank_lines(block):

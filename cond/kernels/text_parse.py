@@ -3,7 +3,7 @@
 Fast path (Clinger 1990): a field with at most 15 significant digits and a
 decimal exponent within +-22 is m * 10**e or m / 10**-e with both operands
 exact doubles, so one correctly rounded operation gives the correctly rounded
-value. With 16 to 19 digits (m < 2**64, as Python's repr writes) the product
+value. With 16 to 18 digits (m < 10**18, as Python's repr writes) the product
 or quotient is formed in double-double arithmetic (Dekker), good to about
 2**-100 relative; its rounding to a double is taken only when the exact value
 is provably not within that distance of a rounding midpoint. Every other
@@ -53,7 +53,7 @@ def _parse_number(buf, i, n, delim, pow10):
     if i < n and (buf[i] == 45 or buf[i] == 43):  # - +
         neg = buf[i] == 45
         i += 1
-    mant = np.uint64(0)
+    mant = 0
     digits = 0
     exp10 = 0
     seen = False
@@ -62,9 +62,9 @@ def _parse_number(buf, i, n, delim, pow10):
         if c < 48 or c > 57:
             break
         seen = True
-        if digits < 19:
+        if digits < 18:
             if mant != 0 or c != 48:
-                mant = mant * np.uint64(10) + np.uint64(c - 48)
+                mant = mant * 10 + (np.int64(c) - 48)
                 digits += 1
         else:
             exp10 += 1
@@ -79,8 +79,8 @@ def _parse_number(buf, i, n, delim, pow10):
             seen = True
             if mant == 0 and c == 48:
                 exp10 -= 1
-            elif digits < 19:
-                mant = mant * np.uint64(10) + np.uint64(c - 48)
+            elif digits < 18:
+                mant = mant * 10 + (np.int64(c) - 48)
                 digits += 1
                 exp10 -= 1
             else:
@@ -118,7 +118,7 @@ def _parse_number(buf, i, n, delim, pow10):
         return 0.0, status, i
     if mant == 0:
         return (-0.0 if neg else 0.0), 0, i
-    if digits > 19 or exp10 > 22 or exp10 < -22:
+    if digits > 18 or exp10 > 22 or exp10 < -22:
         return 0.0, 1, i
     if digits <= 15:
         value = float(mant)
@@ -149,7 +149,7 @@ def _two_prod(a, b):
 def _double_double_scale(mant, exp10, pow10):
     """mant * 10**exp10 correctly rounded, or ok = False when too close to a midpoint to tell."""
     hi = float(mant)
-    lo = float(np.int64(mant - np.uint64(hi)) if np.uint64(hi) <= mant else -np.int64(np.uint64(hi) - mant))
+    lo = float(mant - np.int64(hi))  # exact: |mant - hi| < 2**10 for mant < 10**18
     scale = pow10[abs(exp10)]
     if exp10 >= 0:
         p, pe = _two_prod(hi, scale)
