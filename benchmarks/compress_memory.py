@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 
 import numpy as np
 from safetensors.numpy import save_file
+
+from peak_rss import run_with_peak
 
 M, N, SUBSPACES, DIM = 2048, 128, 8, 8
 
@@ -42,15 +41,6 @@ def make_checkpoint(path, gigabytes, seed=0):
     save_file(tensors, path)
 
 
-def run(cmd):
-    t0 = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"failed ({out.returncode}): {out.stderr[-2000:]}")
-    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) * 1024
-    return peak, time.perf_counter() - t0, json.loads(out.stdout)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=os.path.join("bench-data", "compress"))
@@ -65,8 +55,10 @@ def main():
     print(f"checkpoint: {size / 1e9:.2f} GB ({src})")
     for pool in args.pool:
         out = os.path.join(args.dir, f"out-{pool}.safetensors")
-        peak, wall, doc = run([sys.executable, "-m", "cond.cli", "compress", src, "-o", out, "--force",
-                               "--max-error", "0.05", "--max-pool-size", pool, "-f", "json", "-q"])
+        peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "compress", src, "-o", out,
+                                            "--force", "--max-error", "0.05", "--max-pool-size", pool,
+                                            "-f", "json", "-q"])
+        doc = json.loads(stdout)
         t = doc["totals"]
         print(f"--max-pool-size {pool}: peak RSS {peak / 1e9:.3f} GB for a {size / 1e9:.2f} GB checkpoint; "
               f"{t['clusters']} clusters, x{t['compression_ratio']:.1f} smaller, worst error "

@@ -15,15 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 
 import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
+
+from peak_rss import run_with_peak
 
 SHAPES = [(8192, 512)] * 7 + [(4096, 1024)]  # one block: 8 matrices, 64 MB in bf16
 
@@ -65,20 +65,13 @@ def main():
     parser.add_argument("--gb", type=float, default=4.2)
     parser.add_argument("--keep", action="store_true", help="keep the checkpoint afterwards")
     args = parser.parse_args()
-    if not os.path.exists("/usr/bin/time"):
-        sys.exit("needs GNU time: apt-get install time")
     t0 = time.perf_counter()
     index = make_checkpoint(args.dir, args.gb)
     size = sum(os.path.getsize(os.path.join(args.dir, f)) for f in os.listdir(args.dir))
     print(f"checkpoint: {size / 1e9:.2f} GB in {args.dir} (made in {time.perf_counter() - t0:.0f} s)")
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cond.cli", "inspect", index, "-f", "json", "-q"]
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        sys.exit(f"cond inspect failed ({out.returncode}): {out.stderr[-2000:]}")
-    peak_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1))
-    doc = json.loads(out.stdout)
+    peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "inspect", index, "-f", "json", "-q"])
+    peak_kb = peak // 1024
+    doc = json.loads(stdout)
     print(f"cond inspect: {doc['summary']['matrices']} matrices, {doc['summary']['skipped']} skipped, "
           f"{wall:.1f} s wall")
     print(f"peak resident memory (/usr/bin/time -v): {peak_kb / 2**20:.3f} GiB "

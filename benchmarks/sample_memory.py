@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
-import subprocess
 import sys
-import time
 
 import numpy as np
+
+from peak_rss import run_with_peak
 
 
 def main():
@@ -36,15 +35,9 @@ def main():
             for s in range(0, n, 100_000):
                 (rng.standard_normal((100_000, d)) * rng.pareto(3.0, size=(100_000, 1))).tofile(f)
     print(f"{n} x {d} float64: {os.path.getsize(path) / 1e9:.2f} GB")
-    t0 = time.perf_counter()
-    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "cond.cli", "sample", path,
-                          "--method", "leverage", "--size", "2000", "--seed", "1"],
-                         capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        sys.exit(out.stderr[-2000:])
-    peak = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", out.stderr).group(1)) * 1024
-    kept = sum(1 for line in out.stdout.splitlines()[2:] if line)
+    peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "sample", path, "--method",
+                                        "leverage", "--size", "2000", "--seed", "1"])
+    kept = sum(1 for line in stdout.splitlines()[2:] if line)
     print(f"exact leverage sample of {kept} rows in {wall:.0f} s; peak RSS {peak / 1e9:.3f} GB "
           f"(target < 0.5 GB): {'PASS' if peak < 0.5e9 else 'FAIL'}")
     if not args.keep:

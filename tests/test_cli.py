@@ -47,6 +47,9 @@ def test_json_schema_and_values(mlp):
     assert doc["summary"]["matrices"] == 3 and doc["summary"]["skipped"] == 3
     worst = max(expected, key=expected.get)
     assert doc["summary"]["worst_kappa_name"] == worst
+    norms = [scipy.linalg.svd(w.astype(np.float64), compute_uv=False)[0]
+             for w in load_file(mlp).values() if w.ndim == 2]
+    assert doc["summary"]["log10_spectral_norm_product"] == pytest.approx(np.sum(np.log10(norms)), rel=1e-12)
     assert {s["name"] for s in doc["skipped"]} == {"layers.0.bias", "layers.1.bias", "layers.2.bias"}
 
 
