@@ -32,7 +32,7 @@ def main():
         rng = np.random.default_rng(0)
         with open(path, "wb") as f:
             np.lib.format.write_array_header_1_0(f, {"descr": "<f8", "fortran_order": False, "shape": (n, d)})
-            for s in range(0, n, 100_000):
+            for _ in range(0, n, 100_000):
                 (rng.standard_normal((100_000, d)) * rng.pareto(3.0, size=(100_000, 1))).tofile(f)
     print(f"{n} x {d} float64: {os.path.getsize(path) / 1e9:.2f} GB")
     peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "sample", path, "--method",

@@ -35,7 +35,7 @@ from cond.formats.detect import format_of
 from cond.formats.lowrank_format import FORMAT
 from cond.formats.safetensors_file import numpy_dtype, read_header
 from cond.formats.safetensors_writer import SafetensorsWriter
-from cond.linalg.clustering import cluster_params, greedy_clusters
+from cond.linalg.clustering import greedy_clusters
 from cond.linalg.concat_bounds import PREDICTORS
 from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio, svd_factors
 

@@ -9,7 +9,6 @@ to one thread per task so that the cores are not oversubscribed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import time

@@ -175,7 +175,7 @@ def _scores(method, p, scores, blocks, n, d, seed, rcond):
             import warnings
 
             warnings.warn(f"Lewis weights did not converge in {lw.detail['iterations']} passes "
-                          f"(last relative change {lw.detail['last_change']:.2e})")
+                          f"(last relative change {lw.detail['last_change']:.2e})", stacklevel=3)
     if method == "lewis":
         return w, rank, detail, r
     tau = w if p == 2 else lev.leverage_scores(blocks, n, d, rcond).values

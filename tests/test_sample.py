@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import naive
 from cli_checks import assert_one_line_error
 from cond.cli.main import app
 from cond.linalg import leverage as lev
-from cond.linalg.row_sampling import bernoulli_probabilities, sample_bernoulli, subspace_distortion
+from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion
 from cond.sampling import sample
 
 runner = CliRunner()

@@ -82,7 +82,7 @@ def parse_text_block(block: bytes, delimiter: str, names, display, line_offset=0
         with ThreadPoolExecutor(len(pieces)) as pool:
             parts = list(pool.map(lambda ab: _parse_piece(block[ab[0]:ab[1]], delimiter, names), pieces))
     line_before = line_offset
-    for (a, b), (values, failure) in zip(pieces, parts):
+    for (a, b), (_, failure) in zip(pieces, parts):
         if failure is not None:
             _raise_parse_error(block[a:b], failure, names, delimiter, display, line_before)
         line_before += block.count(b"\n", a, b)
