@@ -1,9 +1,9 @@
 """cond's CSV reader against numpy.loadtxt on the same file.
 
-    python benchmarks/sample_csv.py [--rows 500000] [--cols 20]
+    python benchmarks/sample_csv.py [--rows 500000] [--cols 20] [--digits 17]
 
-Writes a CSV of random values at full precision (%.17g, up to 17
-significant digits) with a header, then times, alternating and after a
+Writes a CSV of random values with ``--digits`` significant digits (17: full
+precision, %.17g) and a header, then times, alternating and after a
 warm-up, numpy.loadtxt and cond's reader (the numba parser that cond sample
 and cond inspect use), checks that both give the same float64 values bit for
 bit, and prints the speed-up (target >= 5).
@@ -27,13 +27,14 @@ def main():
     parser.add_argument("--rows", type=int, default=500_000)
     parser.add_argument("--cols", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--digits", type=int, default=17)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     data = rng.standard_normal((args.rows, args.cols)) * np.logspace(-3, 3, args.cols)
     names = [f"x{j}" for j in range(args.cols)]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.csv")
-        np.savetxt(path, data, delimiter=",", header=",".join(names), comments="", fmt="%.17g")
+        np.savetxt(path, data, delimiter=",", header=",".join(names), comments="", fmt=f"%.{args.digits}g")
         size = os.path.getsize(path)
 
         def with_loadtxt():
@@ -54,7 +55,8 @@ def main():
                 fn()
                 times.append(time.perf_counter() - t0)
     m_np, m_cond = statistics.median(t_np), statistics.median(t_cond)
-    print(f"{args.rows} x {args.cols} CSV, {size / 1e6:.0f} MB; identical float64 values")
+    print(f"{args.rows} x {args.cols} CSV at {args.digits} significant digits, {size / 1e6:.0f} MB; "
+          "identical float64 values")
     print(f"numpy.loadtxt {m_np:.2f} s, cond {m_cond:.2f} s: speed-up x{m_np / m_cond:.1f} (target >= 5)")
 
 

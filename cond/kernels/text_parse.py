@@ -46,7 +46,11 @@ def count_rows(buf):
 @njit(**JIT_OPTIONS)
 def _parse_number(buf, i, n, delim, pow10):
     """Parse one field starting at i; returns (value, status, end) with end at the delimiter,
-    newline or n. status 0 parsed, 1 needs the slow path, 2 not a number."""
+    newline or n. status 0 parsed, 1 needs the slow path, 2 not a number.
+
+    Significant digits are counted from the first non-zero one: a field with more than 18
+    goes to the slow path, so the int64 mantissa never overflows where it is used.
+    """
     while i < n and (buf[i] == 32 or buf[i] == 34):  # spaces, an opening quote
         i += 1
     neg = False
@@ -57,36 +61,33 @@ def _parse_number(buf, i, n, delim, pow10):
     digits = 0
     exp10 = 0
     seen = False
+    while i < n and buf[i] == 48:  # leading zeros
+        seen = True
+        i += 1
     while i < n:
-        c = buf[i]
+        c = np.int64(buf[i])
         if c < 48 or c > 57:
             break
-        seen = True
-        if digits < 18:
-            if mant != 0 or c != 48:
-                mant = mant * 10 + (np.int64(c) - 48)
-                digits += 1
-        else:
-            exp10 += 1
-            digits += 1
+        mant = mant * 10 + (c - 48)
+        digits += 1
         i += 1
     if i < n and buf[i] == 46:  # .
         i += 1
+        if digits == 0:
+            while i < n and buf[i] == 48:  # zeros right after the point
+                seen = True
+                exp10 -= 1
+                i += 1
         while i < n:
-            c = buf[i]
+            c = np.int64(buf[i])
             if c < 48 or c > 57:
                 break
-            seen = True
-            if mant == 0 and c == 48:
-                exp10 -= 1
-            elif digits < 18:
-                mant = mant * 10 + (np.int64(c) - 48)
-                digits += 1
-                exp10 -= 1
-            else:
-                digits += 1
+            mant = mant * 10 + (c - 48)
+            digits += 1
+            exp10 -= 1
             i += 1
     status = 0
+    seen = seen or digits > 0
     if not seen:
         status = 2
         if i < n and (buf[i] | 32 == 110 or buf[i] | 32 == 105):  # nan, inf: Python decides
@@ -100,14 +101,17 @@ def _parse_number(buf, i, n, delim, pow10):
         if i >= n or buf[i] < 48 or buf[i] > 57:
             status = 2
         e = 0
-        while i < n and 48 <= buf[i] <= 57:
+        while i < n:
+            c = np.int64(buf[i])
+            if c < 48 or c > 57:
+                break
             if e < 100000:
-                e = e * 10 + (buf[i] - 48)
+                e = e * 10 + (c - 48)
             i += 1
         exp10 += -e if eneg else e
     # the rest of the field may only be spaces, a closing quote or a carriage return
     while i < n and buf[i] != delim and buf[i] != 10:
-        c = buf[i]
+        c = np.int64(buf[i])
         if c != 32 and c != 34 and c != 13:
             if status == 0:
                 status = 2
@@ -116,11 +120,11 @@ def _parse_number(buf, i, n, delim, pow10):
         i += 1
     if status != 0:
         return 0.0, status, i
-    if mant == 0:
-        return (-0.0 if neg else 0.0), 0, i
     if digits > 18 or exp10 > 22 or exp10 < -22:
         return 0.0, 1, i
-    if digits <= 15:
+    if mant == 0:
+        return (-0.0 if neg else 0.0), 0, i
+    if mant < 9007199254740992:  # 2**53: the mantissa is an exact double (Clinger)
         value = float(mant)
         value = value * pow10[exp10] if exp10 >= 0 else value / pow10[-exp10]
         return (-value if neg else value), 0, i
