@@ -28,23 +28,6 @@ _INV_POW10 = np.array([1.0 / 10.0**k for k in range(23)])  # inexact; only used 
 
 
 @njit(**JIT_OPTIONS)
-def count_rows(buf):
-    """Non-blank lines in buf."""
-    rows = 0
-    blank = True
-    for b in buf:
-        if b == 10:
-            if not blank:
-                rows += 1
-            blank = True
-        elif b != 13 and b != 32 and b != 9:
-            blank = False
-    if not blank:
-        rows += 1
-    return rows
-
-
-@njit(**JIT_OPTIONS)
 def _parse_number(buf, i, n, delim, pow10):
     """Parse one field starting at i; returns (value, status, end) with end at the delimiter,
     newline or n. status 0 parsed, 1 needs the slow path, 2 not a number.
