@@ -212,6 +212,13 @@ def test_cli_report_formats(tmp_path):
     assert doc["schema"] == "cond.compress/1"
     assert doc["totals"]["params_after"] < doc["totals"]["params_before"]
     assert doc["totals"]["bytes_after"] == os.path.getsize(tmp_path / "c.safetensors")
+    # parameter totals against what the files hold, read by the safetensors package
+    original = load_file(str(tmp_path / "m.safetensors"))
+    stored = load_file(str(tmp_path / "c.safetensors"))
+    assert doc["totals"]["params_before"] == sum(t.size for t in original.values())
+    assert doc["totals"]["params_after"] == sum(t.size for t in stored.values())
+    assert doc["totals"]["param_ratio"] == pytest.approx(
+        sum(t.size for t in original.values()) / sum(t.size for t in stored.values()), rel=1e-12)
     assert all(t["error"] <= 0.05 for t in doc["tensors"] if t["error"] is not None)
     result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05",
                                  "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "--force"])

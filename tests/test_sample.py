@@ -197,7 +197,14 @@ def test_leverage_sampling_embeds_where_uniform_does_not(tmp_path):
 def test_verify_agrees_with_a_direct_computation(tmp_path):
     a, y = high_leverage_matrix(1, n=3000, d=4, special=20)
     np.save(tmp_path / "X.npy", a)
+    np.save(tmp_path / "Xy.npy", np.column_stack([a, y]))
     r = sample(str(tmp_path / "X.npy"), size=200, seed=3, verify=True, keep_rows=True)
+    ry = sample(str(tmp_path / "Xy.npy"), size=200, seed=3, verify=True, target="4")
+    sw = np.sqrt(ry.weights)
+    x_s = np.linalg.lstsq(a[ry.indices] * sw[:, None], y[ry.indices] * sw, rcond=None)[0]
+    x_opt = np.linalg.lstsq(a, y, rcond=None)[0]
+    expected_ratio = np.linalg.norm(a @ x_s - y) / np.linalg.norm(a @ x_opt - y)
+    assert ry.verify["residual_ratio"] == pytest.approx(expected_ratio, rel=1e-9)
     q, _ = np.linalg.qr(a)
     rows_q = q[r.indices] * np.sqrt(r.weights)[:, None]
     expected = np.max(np.abs(np.linalg.svd(rows_q, compute_uv=False) - 1))
@@ -233,6 +240,7 @@ def test_output_formats_and_weights(tmp_path):
     assert lines[0].startswith("# cond sample method=leverage p=2.0 n=4000 d=3 rank=3 expected=300")
     assert lines[1].split("\t") == ["index", "weight", "scale", "prob"]
     rows = np.array([[float(v) for v in ln.split("\t")] for ln in lines[2:]])
+    assert f"actual={len(rows)} " in lines[0] and f"distinct={len(rows)} " in lines[0]
     q = np.linalg.qr(a)[0]
     tau = np.sum(q * q, axis=1)
     probs, _ = bernoulli_probabilities(tau, 300)

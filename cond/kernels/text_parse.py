@@ -28,6 +28,19 @@ _INV_POW10 = np.array([1.0 / 10.0**k for k in range(23)])  # inexact; only used 
 
 
 @njit(**JIT_OPTIONS)
+def _digit_run(buf, i, n, mant, digits):
+    """Append the decimal digits starting at i to mant; (mant, digits, end)."""
+    while i < n:
+        c = np.int64(buf[i])
+        if c < 48 or c > 57:
+            break
+        mant = mant * 10 + (c - 48)
+        digits += 1
+        i += 1
+    return mant, digits, i
+
+
+@njit(**JIT_OPTIONS)
 def _parse_number(buf, i, n, delim, pow10):
     """Parse one field starting at i; returns (value, status, end) with end at the delimiter,
     newline or n. status 0 parsed, 1 needs the slow path, 2 not a number.
@@ -48,13 +61,7 @@ def _parse_number(buf, i, n, delim, pow10):
     while i < n and buf[i] == 48:  # leading zeros
         seen = True
         i += 1
-    while i < n:
-        c = np.int64(buf[i])
-        if c < 48 or c > 57:
-            break
-        mant = mant * 10 + (c - 48)
-        digits += 1
-        i += 1
+    mant, digits, i = _digit_run(buf, i, n, mant, digits)
     if i < n and buf[i] == 46:  # .
         i += 1
         if digits == 0:
@@ -62,14 +69,9 @@ def _parse_number(buf, i, n, delim, pow10):
                 seen = True
                 exp10 -= 1
                 i += 1
-        while i < n:
-            c = np.int64(buf[i])
-            if c < 48 or c > 57:
-                break
-            mant = mant * 10 + (c - 48)
-            digits += 1
-            exp10 -= 1
-            i += 1
+        before = digits
+        mant, digits, i = _digit_run(buf, i, n, mant, digits)
+        exp10 -= digits - before
     status = 0
     seen = seen or digits > 0
     if not seen:
