@@ -27,6 +27,18 @@ class Axis(str, Enum):
     rows = "rows"
 
 
+class Method(str, Enum):
+    svd = "svd"
+    fisher = "fisher"
+    whiten = "whiten"
+
+
+class FisherAxis(str, Enum):
+    in_ = "in"
+    out = "out"
+    both = "both"
+
+
 class Scope(str, Enum):
     matrix = "matrix"
     cluster = "cluster"
@@ -43,6 +55,10 @@ COMPRESS_EPILOG = """Examples:
   cond compress model.safetensors --max-error 0.05 --group '(query|key|value)' -o out.safetensors
 
   cond compress model.safetensors --max-error 0.05 --format json -o out.safetensors > report.json
+
+  cond compress model.safetensors --method fisher --fisher fisher.safetensors --max-error 0.05 -o out.safetensors
+
+  cond compress model.safetensors --method whiten --activations grams.safetensors --ratio 0.6 -o out.safetensors
 """
 
 EXPAND_EPILOG = """Examples:
@@ -96,6 +112,19 @@ def compress_command(
         "--dtype", help="Storage dtype of the factors: f32, f16, bf16 or f64 (default: each "
                         "tensor's own).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
+    method: Annotated[Method, typer.Option(
+        "--method", help="svd: plain truncated SVD; fisher: Fisher-weighted SVD (--fisher); whiten: "
+                         "activation-aware whitening (--activations). With weights the bound applies "
+                         "to the weighted error.")] = Method.svd,
+    fisher: Annotated[Optional[str], typer.Option(
+        "--fisher", help="Safetensors file of accumulated squared gradients per weight name (per element, "
+                         "or a vector per input/output feature).", show_default=False)] = None,
+    fisher_axis: Annotated[FisherAxis, typer.Option(
+        "--fisher-axis", help="One Fisher importance per input feature (in), per output feature (out), "
+                              "or both.")] = FisherAxis.in_,
+    activations: Annotated[Optional[str], typer.Option(
+        "--activations", help="Safetensors file of input Gram matrices X^T X (in x in) per weight name.",
+        show_default=False)] = None,
     max_pool_size: Annotated[str, typer.Option(
         "--max-pool-size", help="Most float64 data loaded at once for clustering (5GB, 512MiB); "
                                 "bigger pools are clustered in consecutive chunks.")] = "1GiB",
@@ -118,6 +147,8 @@ def compress_command(
                               exclude=exclude, min_size=min_size, cluster=cluster,
                               estimator=estimator.value, patience=patience, axis=axis.value, group=group,
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
+                              method=method.value, fisher=fisher, fisher_axis=fisher_axis.value,
+                              activations=activations,
                               max_pool_bytes=parse_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)
@@ -157,18 +188,30 @@ def _table(doc):
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"cond compress {doc['input']} -> {doc['output']}", title_justify="left",
                   header_style="bold")
-    for col in ("name", "shape", "storage", "rank", "error", "bound", "params", "cluster"):
-        table.add_column(col, justify="left" if col in ("name", "storage") else "right", no_wrap=True)
+    weighted = doc["method"] != "svd"
+    columns = ["name", "shape", "storage", "rank", "weighted error" if weighted else "error", "bound"]
+    columns += ["plain error", "weighting"] if weighted else []
+    for col in columns + ["params", "cluster"]:
+        table.add_column(col, justify="left" if col in ("name", "storage", "weighting") else "right",
+                         no_wrap=True)
     for t in doc["tensors"]:
         if t["storage"] == "dense" and t["error"] is None:
             continue  # untouched tensors: counted in the totals below
-        table.add_row(t["name"], "x".join(map(str, t["shape"])), t["storage"],
-                      "-" if t["rank"] is None else str(t["rank"]),
-                      "-" if t["error"] is None else f"{t['error']:.4f}",
-                      "-" if t["bound"] is None else f"{t['bound']:g}",
-                      f"{t['params_before']} -> {t['params_after']}",
+        row = [t["name"], "x".join(map(str, t["shape"])), t["storage"],
+               "-" if t["rank"] is None else str(t["rank"]),
+               "-" if t["error"] is None else f"{t['error']:.4f}",
+               "-" if t["bound"] is None else f"{t['bound']:g}"]
+        if weighted:
+            row += ["-" if t["plain_error"] is None else f"{t['plain_error']:.4f}", t["weighting"]]
+        table.add_row(*row, f"{t['params_before']} -> {t['params_after']}",
                       "-" if t["cluster"] is None else str(t["cluster"]))
     console.print(table)
+    for t in doc["tensors"]:
+        if t["note"] and t["error"] is not None and (weighted or t["storage"] == "dense"):
+            console.print(f"{t['name']}: {t['note']}", markup=False, highlight=False)
+    if doc["unweighted"]:
+        console.print(f"no weights entry, compressed with plain SVD: {', '.join(doc['unweighted'])}",
+                      markup=False, highlight=False)
     for c in doc["clusters"]:
         console.print(f"cluster {c['id']} ({c['axis']}, rank {c['rank']}, shared {c['params']} params): "
                       f"{', '.join(c['members'])}", markup=False, highlight=False)

@@ -9,14 +9,21 @@ from typing import Optional
 
 SCHEMA = "cond.compress/1"
 
-TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "rank", "error", "bound", "cluster",
-                 "params_before", "params_after", "note")
+TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "rank", "error", "plain_error", "bound", "weighting",
+                 "cluster", "params_before", "params_after", "note")
 
 
 @dataclass(frozen=True)
 class TensorRecord:
     """One original tensor. ``params_after`` counts the tensor's own factors; a cluster's
-    shared basis is counted in its :class:`ClusterRecord`."""
+    shared basis is counted in its :class:`ClusterRecord`.
+
+    ``error`` is the quantity the bound applies to: the relative Frobenius error,
+    or with Fisher weights or whitening the weighted one (||A (W - W_hat) B||_F /
+    ||A W B||_F; for whitening the relative output error on the calibration
+    inputs). ``plain_error`` is ||W - W_hat||_F / ||W||_F either way, and
+    ``weighting`` says which weights were used (``none`` for plain SVD).
+    """
 
     name: str
     shape: tuple
@@ -30,6 +37,8 @@ class TensorRecord:
     params_before: int
     params_after: int
     note: Optional[str] = None
+    plain_error: Optional[float] = None
+    weighting: str = "none"
 
     def row(self) -> dict:
         d = {k: getattr(self, k) for k in TENSOR_FIELDS}
@@ -39,7 +48,7 @@ class TensorRecord:
     def manifest_entry(self) -> dict:
         return dict(name=self.name, shape=list(self.shape), dtype=self.dtype, storage=self.storage,
                     keys=list(self.keys), rank=self.rank, bound=self.bound, error=self.error,
-                    cluster=self.cluster)
+                    plain_error=self.plain_error, weighting=self.weighting, cluster=self.cluster)
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,8 @@ class CompressReport:
     bytes_before: int
     bytes_after: int
     seconds: float
+    method: str = "svd"
+    unweighted: tuple = ()
 
     @property
     def compression_ratio(self) -> float:
@@ -89,6 +100,8 @@ class CompressReport:
             input=self.input,
             output=self.output,
             options=dict(self.options),
+            method=self.method,
+            unweighted=list(self.unweighted),
             totals=dict(params_before=self.params_before, params_after=self.params_after,
                         bytes_before=self.bytes_before, bytes_after=self.bytes_after,
                         compression_ratio=self.compression_ratio,

@@ -15,6 +15,15 @@ Three passes, holding a bounded amount in memory:
 3. the manifest is written and the file renamed into place.
 
 Every error recorded is measured in float64 on the factors exactly as written.
+
+With ``method="fisher"`` or ``"whiten"`` each matrix W is approximated through
+a weighted matrix A W B (:mod:`cond.linalg.weighted`); the bound applies to the
+weighted error and the plain error is recorded beside it. Weighted matrices
+cluster only where the weighting keeps the shared basis: input-side weights (B:
+``fisher --fisher-axis in``, ``whiten``) with a shared left basis, output-side
+weights (A: ``fisher --fisher-axis out``) with a shared right basis. Given the
+shared basis U, the best member factor in the weighted norm is the plain
+projection U^T W_i whatever B_i is, so members keep their own weights.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -37,7 +47,8 @@ from cond.formats.safetensors_file import numpy_dtype, read_header
 from cond.formats.safetensors_writer import SafetensorsWriter
 from cond.linalg.clustering import greedy_clusters
 from cond.linalg.concat_bounds import PREDICTORS
-from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio, svd_factors
+from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio
+from cond.linalg.weighted import FISHER_FLOOR, Weighting, weighted_factors
 
 STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32", "f16": "F16",
                   "float16": "F16", "bf16": "BF16", "bfloat16": "BF16"}
@@ -57,11 +68,15 @@ class _Candidate:
     own: TensorRecord
     entry: object = field(repr=False)
     group: str = ""
+    weighting: str = "none"
+    weight_sides: tuple = (False, False)  # (left A, right B)
+    weight_note: Optional[str] = None
 
 
 def compress(source, output, *, max_error=None, rank=None, ratio=None, include=None, exclude=None,
              min_size=4096, cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
+             method="svd", fisher=None, fisher_axis="in", activations=None,
              progress=None) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/1`` file.
 
@@ -96,6 +111,16 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     force : bool
     max_pool_bytes : int
         Largest float64 pool loaded at once for clustering.
+    method : {"svd", "fisher", "whiten"}
+        Plain truncated SVD, Fisher-weighted SVD (needs ``fisher``) or
+        activation-aware whitening (needs ``activations``).
+    fisher : str, optional
+        Safetensors file of accumulated squared gradients per weight name (per
+        element, or a vector per input or output feature).
+    fisher_axis : {"in", "out", "both"}
+        One Fisher importance per input feature, per output feature, or both.
+    activations : str, optional
+        Safetensors file of input Gram matrices X^T X (in x in) per weight name.
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -105,6 +130,7 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     """
     opts = _check_options(max_error, rank, ratio, include, exclude, min_size, cluster, estimator,
                           patience, axis, group, error_scope, dtype, max_pool_bytes, seed)
+    opts.update(_check_method(method, fisher, fisher_axis, activations))
     started = time.perf_counter()
     source, output = str(source), str(output)
     fmt = format_of(source, source)
@@ -118,12 +144,15 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     with open_entries(source) as entries:
         entries = list(entries)
     names = {e.name for e in entries}
+    calibration = _calibration(opts, fisher, activations, source, output, sources)
+    if calibration is not None:
+        calibration.check_names([e.name for e in entries if _selected(e, opts) is None])
     with SafetensorsWriter(output, inputs=sources, force=force) as writer:
-        records, candidates = _first_pass(entries, names, writer, opts, progress)
+        records, candidates = _first_pass(entries, names, writer, opts, calibration, progress)
         clusters = []
         if opts["cluster"]:
-            clusters = _cluster_pass(candidates, records, writer, opts, progress)
-        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method="svd", source=source,
+            clusters = _cluster_pass(candidates, records, writer, opts, calibration, progress)
+        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts["method"], source=source,
                         options={k: v for k, v in opts.items() if k != "patterns"},
                         source_metadata=source_meta,
                         tensors=[records[e.name].manifest_entry() for e in entries],
@@ -137,7 +166,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         params_before=sum(t.params_before for t in tensors),
         params_after=sum(t.params_after for t in tensors) + sum(c.params for c in clusters),
         bytes_before=sum(os.path.getsize(p) for p in sources), bytes_after=writer.size,
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started, method=opts["method"],
+        unweighted=tuple(c.name for c in candidates if c.weighting == "none" and calibration is not None))
 
 
 def _version():
@@ -187,6 +217,50 @@ def _check_options(max_error, rank, ratio, include, exclude, min_size, cluster, 
                 patterns=patterns)
 
 
+def _check_method(method, fisher, fisher_axis, activations):
+    if method not in ("svd", "fisher", "whiten"):
+        raise UsageError(f"`--method` must be svd, fisher or whiten; got {method!r}")
+    if fisher_axis not in ("in", "out", "both"):
+        raise UsageError(f"`--fisher-axis` must be in, out or both; got {fisher_axis!r}")
+    if method == "fisher" and fisher is None:
+        raise UsageError("`--method fisher` needs `--fisher FILE` (accumulated squared gradients per weight)")
+    if method == "whiten" and activations is None:
+        raise UsageError("`--method whiten` needs `--activations FILE` (input Gram matrices per weight)")
+    if fisher is not None and method != "fisher":
+        raise UsageError(f"`--fisher` is given but `--method` is {method}; add `--method fisher`")
+    if activations is not None and method != "whiten":
+        raise UsageError(f"`--activations` is given but `--method` is {method}; add `--method whiten`")
+    return dict(method=method, fisher_axis=fisher_axis if method == "fisher" else None)
+
+
+def _calibration(opts, fisher, activations, source, output, sources):
+    from cond.calibration import CalibrationFile
+
+    path = fisher if opts["method"] == "fisher" else activations if opts["method"] == "whiten" else None
+    if path is None:
+        return None
+    path = str(path)
+    if os.path.abspath(path) in {os.path.abspath(p) for p in (*sources, output)}:
+        raise UsageError("the weights file must not be the checkpoint or the output", path=path)
+    return CalibrationFile(path, "fisher" if opts["method"] == "fisher" else "gram", opts["fisher_axis"])
+
+
+def _weighting_of(calibration, name, shape):
+    """The entry's weighting, or none (with the reason) when the file has no entry for it."""
+    if calibration is None:
+        return Weighting(), None
+    if name not in calibration:
+        what = "Fisher" if calibration.kind == "fisher" else "Gram"
+        return Weighting(), f"no {what} entry: plain SVD"
+    weighting = calibration.weighting(name, shape)
+    notes = []
+    if weighting.clamped:
+        notes.append(f"{weighting.clamped} importances raised to {FISHER_FLOOR:g} of the mean")
+    if weighting.jitter:
+        notes.append(f"jitter {weighting.jitter:.0e} of the mean diagonal added to the Gram")
+    return weighting, "; ".join(notes) or None
+
+
 def _source_files(source, fmt):
     if fmt == "safetensors":
         return [source]
@@ -220,7 +294,7 @@ def _selected(entry, opts):
     return None
 
 
-def _first_pass(entries, names, writer, opts, progress):
+def _first_pass(entries, names, writer, opts, calibration, progress):
     records, candidates = {}, []
     for done, entry in enumerate(entries, 1):
         reason = _selected(entry, opts)
@@ -237,7 +311,7 @@ def _first_pass(entries, names, writer, opts, progress):
                 if key in names:
                     raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
                                      "rename it or --exclude one of them", path=entry.source)
-            candidate = _own_form(entry, writer, opts)
+            candidate = _own_form(entry, writer, opts, calibration)
             records[entry.name] = candidate.own
             candidates.append(candidate)
         if progress:
@@ -245,19 +319,21 @@ def _first_pass(entries, names, writer, opts, progress):
     return records, candidates
 
 
-def _own_form(entry, writer, opts):
+def _own_form(entry, writer, opts, calibration):
     w = entry.load()
     w = w.reshape(w.shape[0], -1)
     if not np.all(np.isfinite(w)):
         raise InputError("holds NaN or Inf; cannot bound a relative error", path=entry.source,
                          tensor=entry.name, shape=entry.shape)
     m, n = w.shape
+    name = entry.name
+    weighting, weight_note = _weighting_of(calibration, name, entry.shape)
     storage = opts["dtype"] or entry.dtype
     np_dtype = numpy_dtype(storage)
     bound = opts["max_error"]
     # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
     with _blas_threads(1 if w.size < SMALL_MATRIX else None):
-        left, right, s = svd_factors(w, min(m, n))
+        left, right, s = weighted_factors(w, weighting, min(m, n))
     if bound is not None:
         first = max(1, rank_for_error(s, bound))
         ranks = range(first, min(min(m, n), first + RANK_STEPS) + 1)
@@ -265,33 +341,38 @@ def _own_form(entry, writer, opts):
         r = opts["rank"] if opts["rank"] is not None else rank_for_ratio(m, n, opts["ratio"])
         ranks = [min(r, min(m, n))]
     norm = float(np.linalg.norm(w))
+    weighted_norm = norm if weighting.kind == "none" else float(np.linalg.norm(weighting.apply(w)))
     chosen = None
     for r in ranks:
         if lowrank_params(m, n, r) >= m * n:
             break
         lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
-        err = _error(w, norm, lo.astype(np.float64), ro.astype(np.float64))
+        lo64, ro64 = lo.astype(np.float64), ro.astype(np.float64)
+        err = _error(w, weighted_norm, lo64, ro64, weighting)
         if bound is None or err <= bound:
-            chosen = (r, lo, ro, err)
+            plain = err if weighting.kind == "none" else _error(w, norm, lo64, ro64)
+            chosen = (r, lo, ro, err, plain)
             break
-    name = entry.name
+    notes = [weight_note] if weight_note else []
     if chosen is None:
         writer.add_bytes(name, entry.dtype, entry.shape, entry.read_raw())
-        note = "dense: no rank saves parameters within the bound" if bound is not None else \
-            "dense: the rank saves no parameters"
+        notes.insert(0, "dense: no rank saves parameters within the bound" if bound is not None else
+                     "dense: the rank saves no parameters")
         own = TensorRecord(name, tuple(entry.shape), entry.dtype, "dense", (name,), None, 0.0, bound,
-                           None, m * n, m * n, note)
+                           None, m * n, m * n, "; ".join(notes), 0.0, weighting.kind)
     else:
-        r, lo, ro, err = chosen
+        r, lo, ro, err, plain = chosen
         writer.add_array(f"{name}.U", lo)
         writer.add_array(f"{name}.V", ro)
         own = TensorRecord(name, tuple(entry.shape), entry.dtype, "lowrank", (f"{name}.U", f"{name}.V"),
-                           r, err, bound, None, m * n, lowrank_params(m, n, r))
+                           r, err, bound, None, m * n, lowrank_params(m, n, r), "; ".join(notes) or None,
+                           plain, weighting.kind)
     group = ""
     if opts["patterns"]["--group"] is not None:
         match = opts["patterns"]["--group"].search(name)
         group = None if match is None else (match.group(1) if match.groups() else match.group(0))
-    return _Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group)
+    return _Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group,
+                      weighting.kind, (weighting.has_left, weighting.has_right), weight_note)
 
 
 _CONTROLLER = []
@@ -310,13 +391,17 @@ def _blas_threads(limit):
     return _CONTROLLER[0].limit(limits=limit, user_api="blas")
 
 
-def _error(w, norm, left, right):
+def _error(w, norm, left, right, weighting=None):
+    """||A (W - left right) B||_F / norm (A = B = I without a weighting)."""
     if norm == 0:
         return 0.0
-    return float(np.linalg.norm(w - left @ right) / norm)
+    diff = w - left @ right
+    if weighting is not None and weighting.kind != "none":
+        diff = weighting.apply(diff)
+    return float(np.linalg.norm(diff) / norm)
 
 
-def _cluster_pass(candidates, records, writer, opts, progress):
+def _cluster_pass(candidates, records, writer, opts, calibration, progress):
     clusters = []
     axes = ["cols", "rows"] if opts["axis"] == "auto" else [opts["axis"]]
     clustered = set()
@@ -325,13 +410,16 @@ def _cluster_pass(candidates, records, writer, opts, progress):
         for c in candidates:
             if c.name in clustered or c.group is None:
                 continue
+            if c.weight_sides[0 if axis == "cols" else 1]:
+                continue  # row weights change a shared left basis (column weights a right one)
             key = (c.m if axis == "cols" else c.n, c.storage_dtype, c.group)
             pools.setdefault(key, []).append(c)
         for pool in pools.values():
             for chunk in _chunks(pool, opts["max_pool_bytes"]):
                 if len(chunk) < 2:
                     continue
-                for record in _cluster_chunk(chunk, axis, len(clusters), writer, opts, progress):
+                for record in _cluster_chunk(chunk, axis, len(clusters), writer, opts, calibration,
+                                             progress):
                     # ids are consecutive: each chunk starts after the clusters written so far
                     clusters.append(record)
                     clustered.update(record.members)
@@ -353,12 +441,18 @@ def _chunks(pool, max_bytes):
         yield chunk
 
 
-def _cluster_chunk(chunk, axis, first_id, writer, opts, progress):
-    blocks = []
+def _cluster_chunk(chunk, axis, first_id, writer, opts, calibration, progress):
+    # the driver sees the weighted blocks W_i B_i (cols) or (A_i W_i)^T (rows); the member
+    # factors are the plain projections U^T W_i, optimal in the weighted norm too
+    blocks, weightings = [], []
     for c in chunk:
         w = c.entry.load()
         w = w.reshape(w.shape[0], -1)
+        weighting = _weighting_of(calibration, c.name, c.shape)[0] if c.weighting != "none" else Weighting()
+        if weighting.kind != "none":
+            w = weighting.apply(w)
         blocks.append(w if axis == "cols" else np.ascontiguousarray(w.T))
+        weightings.append(weighting)
     storage = chunk[0].storage_dtype
     rounding = _rounder(storage)
     np_dtype = numpy_dtype(storage)
@@ -372,11 +466,9 @@ def _cluster_chunk(chunk, axis, first_id, writer, opts, progress):
         cid = first_id + len(records)
         basis = cl.basis.astype(np_dtype)
         basis64 = basis.astype(np.float64)
-        factors, errors = {}, {}
+        factors, errors, plain = {}, {}, {}
         for i in cl.members:
-            factor = (basis64.T @ blocks[i]).astype(np_dtype)
-            errors[i] = _error(blocks[i], float(np.linalg.norm(blocks[i])), basis64, factor.astype(np.float64))
-            factors[i] = factor
+            factors[i], errors[i], plain[i] = _member_factor(chunk[i], weightings[i], basis64, axis, np_dtype)
         if not _verified(errors, blocks, cl.members, opts):
             continue  # the driver measured the same arithmetic, so this should not happen: keep own forms
         shared_key = f"cond.cluster.{cid}.U" if axis == "cols" else f"cond.cluster.{cid}.V"
@@ -397,12 +489,32 @@ def _cluster_chunk(chunk, axis, first_id, writer, opts, progress):
             width = blocks[i].shape[1]
             note = "the bound applies to the cluster (--error-scope cluster)" \
                 if opts["error_scope"] == "cluster" else None
+            note = "; ".join(filter(None, (note, c.weight_note))) or None
             c.own = TensorRecord(c.name, c.shape, c.dtype, "cluster", keys, cl.rank, errors[i],
-                                 opts["max_error"], cid, c.m * c.n, cl.rank * width, note)
+                                 opts["max_error"], cid, c.m * c.n, cl.rank * width, note, plain[i],
+                                 c.weighting)
             names.append(c.name)
         m = blocks[cl.members[0]].shape[0]
         records.append(ClusterRecord(cid, axis, tuple(names), cl.rank, shared_key, m * cl.rank))
     return records
+
+
+def _member_factor(candidate, weighting, basis64, axis, np_dtype):
+    """The member's factor against the shared basis (r x n for cols, r x m for rows, in the
+    storage dtype), its weighted error and its plain error, measured on what is written."""
+    w = candidate.entry.load()
+    w = w.reshape(w.shape[0], -1)
+    plain_block = w if axis == "cols" else w.T
+    factor = (basis64.T @ plain_block).astype(np_dtype)
+    approx = basis64 @ factor.astype(np.float64)
+    approx = approx if axis == "cols" else approx.T
+    norm = float(np.linalg.norm(w))
+    plain = float(np.linalg.norm(w - approx) / norm) if norm else 0.0
+    if weighting.kind == "none":
+        return factor, plain, plain
+    weighted_norm = float(np.linalg.norm(weighting.apply(w)))
+    weighted = float(np.linalg.norm(weighting.apply(w - approx)) / weighted_norm) if weighted_norm else 0.0
+    return factor, weighted, plain
 
 
 def _verified(errors, blocks, members, opts):
