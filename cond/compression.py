@@ -228,6 +228,8 @@ def _check_method(method, fisher, fisher_axis, activations):
         raise UsageError("`--method whiten` needs `--activations FILE` (input Gram matrices per weight)")
     if fisher is not None and method != "fisher":
         raise UsageError(f"`--fisher` is given but `--method` is {method}; add `--method fisher`")
+    if fisher_axis != "in" and method != "fisher":
+        raise UsageError(f"`--fisher-axis` applies to `--method fisher`; got `--method {method}`")
     if activations is not None and method != "whiten":
         raise UsageError(f"`--activations` is given but `--method` is {method}; add `--method whiten`")
     return dict(method=method, fisher_axis=fisher_axis if method == "fisher" else None)

@@ -159,6 +159,7 @@ def test_bad_weight_files_get_one_line_naming_the_tensor(tmp_path, kind, tensor,
     (["--method", "whiten"], ["`--method whiten` needs `--activations FILE`"]),
     (["--fisher", "x.safetensors"], ["`--fisher` is given but `--method` is svd"]),
     (["--method", "whiten", "--activations", "m.safetensors"], ["must not be the checkpoint"]),
+    (["--fisher-axis", "out"], ["`--fisher-axis` applies to `--method fisher`"]),
 ])
 def test_method_usage_errors(tmp_path, args, expect):
     planted_checkpoint(tmp_path / "m.safetensors")
