@@ -145,12 +145,37 @@ def test_kernels_run_with_jit_disabled():
             "u = keyed_uniforms(3, 0, 50); k = bernoulli_keep(np.full(50, 0.5), 3, 0)\n"
             "assert np.array_equal(k, np.flatnonzero(u < 0.5))\n"
             "b = np.frombuffer(b'1.5,2\\n-3e2,0.25\\n', np.uint8)\n"
-            "v = parse_delimited(b, 44, 2, 10)[0]\n"
+            "v = parse_delimited(b, 44, 2, np.empty((10, 2)))[0]\n"
             "assert np.array_equal(v, [[1.5, 2], [-300, 0.25]]); print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def _hard_decimal_strings(rng, count):
+    """Decimal strings that stress a float parser: every digit count up to 30, exponents
+    over the whole double range, subnormals, overflow, and exact and near rounding midpoints
+    between adjacent doubles (written with up to 800 digits, or cut to 17-20)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 1200
+    out = []
+    for _ in range(count):
+        digits = "".join(rng.choice(list("0123456789"), size=int(rng.integers(1, 31))))
+        point = int(rng.integers(0, len(digits) + 1))
+        out.append(f"{digits[:point]}.{digits[point:]}e{int(rng.integers(-330, 311))}")
+    for x in rng.standard_normal(count) * 10.0 ** rng.integers(-300, 300, count):
+        midpoint = (Decimal(float(x)) + Decimal(float(np.nextafter(x, np.inf)))) / 2  # exact
+        text = f"{midpoint:e}"
+        mantissa, exponent = text.split("e")
+        out.append(text)
+        for keep in (17, 18, 19, 20):  # cut, so just below or above the midpoint
+            out.append(f"{mantissa[:keep + 2]}e{exponent}")
+    out += ["4.9406564584124654e-324", "2.2250738585072011e-308", "1.7976931348623157e308",
+            "1.7976931348623159e308", "9007199254740993", "9007199254740993.0000000000001",
+            "0.000000000000000000000000000000000000001", "123456789012345678901234567890"]
+    return out
 
 
 def test_csv_parser_equals_python_float():
@@ -159,11 +184,16 @@ def test_csv_parser_equals_python_float():
     rng = np.random.default_rng(5)
     values = rng.standard_normal(3000) * 10.0 ** rng.integers(-30, 30, 3000)
     texts = [repr(float(v)) for v in values[:1000]] + [f"{v:.6g}" for v in values[1000:2000]] + \
-            [f"{v:.19e}" for v in values[2000:]]
-    text = "\n".join(",".join(texts[i:i + 3]) for i in range(0, 3000, 3)).encode()
+            [f"{v:.18e}" for v in values[2000:]]  # 17 digits, 6, and numpy.savetxt's default (19)
+    texts += _hard_decimal_strings(rng, 600)
+    texts += ["-" + t for t in texts[-300:] if not t.startswith("-")]
+    texts = texts[: len(texts) // 3 * 3]
+    text = "\n".join(",".join(texts[i:i + 3]) for i in range(0, len(texts), 3)).encode()
     buf = np.frombuffer(text, np.uint8)
-    out, slow, status, *_ = parse_delimited(buf, ord(","), 3, len(buf))  # rows: an upper bound
+    out, slow, status, *_ = parse_delimited(buf, ord(","), 3, np.empty((len(buf), 3)))  # rows: a bound
     assert status == 0
+    # ordinary fields (the first 3000: rows 0-999) take the compiled paths, not float()
+    assert np.count_nonzero(slow[:, 0] < 1000) <= 30
     for r, c, a, b in slow:
         out[r, c] = float(text[a:b])
     np.testing.assert_array_equal(out.ravel(), [float(t) for t in texts])

@@ -56,50 +56,74 @@ def looks_numeric(field: str) -> bool:
 PARALLEL_BYTES = 4 * 2**20  # blocks larger than this are parsed on all cores
 
 
-def parse_text_block(block: bytes, delimiter: str, names, display, line_offset=0):
+def parse_text_block(block, delimiter: str, names, display, line_offset=0, start=0):
     """Parse delimited numeric rows (no header) with the numba kernel; (values, lines in block).
 
-    Values equal Python's ``float()`` of each field. Large blocks are cut at line ends and
-    parsed by one thread per CPU (the kernel releases the GIL). Ragged rows and non-numbers
-    raise an InputError naming the line (``line_offset`` lines precede the block).
+    ``block`` is any bytes-like object (``bytes``, an ``mmap``); parsing starts at byte
+    ``start``. Values equal Python's ``float()`` of each field. Large blocks are cut at
+    line ends and parsed by one thread per CPU (the kernel releases the GIL) on views of
+    the bytes, each into its own rows of one output array: the text is never copied and
+    the values are written once. Ragged rows and non-numbers raise an InputError naming
+    the line (``line_offset`` lines precede the block).
     """
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    lines = block.count(b"\n") + (0 if block.endswith(b"\n") or not block else 1)
-    workers = min(os.cpu_count() or 1, 8) if len(block) > PARALLEL_BYTES else 1
-    pieces, start = [], 0
+    from cond.kernels.text_parse import count_lines
+
+    buf = np.frombuffer(block, dtype=np.uint8)[start:]
+    workers = min(os.cpu_count() or 1, 8) if len(buf) > PARALLEL_BYTES else 1
+    pieces, first = [], 0
     for k in range(1, workers):
-        cut = block.find(b"\n", len(block) * k // workers)
-        if cut < 0 or cut + 1 <= start:
+        cut = _next_newline(buf, len(buf) * k // workers)
+        if cut < 0 or cut + 1 <= first:
             continue
-        pieces.append((start, cut + 1))
-        start = cut + 1
-    pieces.append((start, len(block)))
+        pieces.append((first, cut + 1))
+        first = cut + 1
+    pieces.append((first, len(buf)))
+    views = [buf[a:b] for a, b in pieces]
     if len(pieces) == 1:
-        parts = [_parse_piece(block, delimiter, names)]
+        counts = [count_lines(views[0])]
     else:
         with ThreadPoolExecutor(len(pieces)) as pool:
-            parts = list(pool.map(lambda ab: _parse_piece(block[ab[0]:ab[1]], delimiter, names), pieces))
+            counts = list(pool.map(count_lines, views))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    out = np.empty((int(offsets[-1]), len(names)))
+    jobs = [(views[k], out[offsets[k]:offsets[k + 1]]) for k in range(len(pieces))]
+    if len(pieces) == 1:
+        parts = [_parse_piece(*jobs[0], delimiter)]
+    else:
+        with ThreadPoolExecutor(len(pieces)) as pool:
+            parts = list(pool.map(lambda job: _parse_piece(*job, delimiter), jobs))
     for (a, b), (_, failure) in zip(pieces, parts):
         if failure is not None:  # line numbers are only counted on the error path
-            line_before = line_offset + block.count(b"\n", 0, a)
-            _raise_parse_error(block[a:b], failure, names, delimiter, display, line_before)
-    return (parts[0][0] if len(parts) == 1 else np.vstack([v for v, _ in parts])), lines
+            line_before = line_offset + int(np.count_nonzero(buf[:a] == 10))
+            _raise_parse_error(buf[a:b].tobytes(), failure, names, delimiter, display, line_before)
+    lines = int(offsets[-1])
+    if any(len(v) < c for (v, _), c in zip(parts, counts)):  # blank lines: close the gaps
+        out = np.concatenate([v for v, _ in parts]) if len(parts) > 1 else parts[0][0]
+    return out, lines
 
 
-def _parse_piece(piece, delimiter, names):
-    """(values, None) or (None, failure) for one piece of whole lines."""
+def _next_newline(buf, pos, window=1 << 16):
+    """Index of the first newline at or after ``pos`` in a uint8 array, or -1."""
+    while pos < len(buf):
+        hit = buf[pos:pos + window].tobytes().find(b"\n")
+        if hit >= 0:
+            return pos + hit
+        pos += window
+    return -1
+
+
+def _parse_piece(buf, out, delimiter):
+    """(values, None) or (None, failure) for a uint8 view of whole lines, parsed into ``out``."""
     from cond.kernels.text_parse import OK, parse_delimited
 
-    buf = np.frombuffer(piece, dtype=np.uint8)
-    # an upper bound without a counting pass: a row takes at least 2 bytes a field
-    rows = len(piece) // (2 * len(names)) + 1
-    values, slow, status, bad_row, bad_col, found = parse_delimited(buf, ord(delimiter), len(names), rows)
+    values, slow, status, bad_row, bad_col, found, _ = parse_delimited(buf, ord(delimiter), out.shape[1], out)
     if status != OK:
         return None, (status, bad_row, bad_col, found)
     for r, c, a, b in slow:
-        text = piece[a:b].decode("utf-8", errors="replace").strip().strip('"')
+        text = buf[a:b].tobytes().decode("utf-8", errors="replace").strip().strip('"')
         try:
             values[r, c] = float(text)
         except ValueError:
@@ -134,31 +158,63 @@ def _field_text(block, row, col, delimiter):
 
 
 def entries_of_delimited(path, display=None, delimiter=",", columns=None):
-    """One entry: the numeric table of a CSV / TSV file (gzip allowed)."""
+    """One entry: the numeric table of a CSV / TSV file (gzip allowed).
+
+    A plain file is memory-mapped and parsed in place (no copy of the text); a gzip
+    file is decompressed into memory first.
+    """
+    import contextlib
+    import mmap
+
     display = str(path) if display is None else display
     name = _stem(display)
     with open(path, "rb") as f:
         magic = f.read(2)
     try:
-        with (gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")) as f:
-            data = f.read()
+        if magic == b"\x1f\x8b":
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            with open(path, "rb") as f:
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size \
+                    else b""
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read ({exc})", path=display) from None
-    if not data.strip():
+    try:
+        matrix = _parse_table(data, delimiter, columns, display)
+    finally:
+        if isinstance(data, mmap.mmap):
+            with contextlib.suppress(BufferError):  # views held by a traceback: unmapped when freed
+                data.close()
+    yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix)
+
+
+def _parse_table(data, delimiter, columns, display):
+    """The selected columns of a delimited table held in ``data`` (bytes or an mmap)."""
+    pos, skipped = 0, 0
+    first_line = None
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        line = data[pos:end]
+        pos = end + 1
+        skipped += 1
+        if line.strip():
+            first_line = line
+            break
+    if first_line is None:
         raise InputError("empty file", path=display)
-    lines = data.split(b"\n")
-    first = next(k for k, ln in enumerate(lines) if ln.strip())
-    fields = lines[first].decode("utf-8", errors="replace").rstrip("\r").split(delimiter)
+    fields = first_line.decode("utf-8", errors="replace").rstrip("\r").split(delimiter)
     has_header = not all(looks_numeric(x) for x in fields)
     names = [x.strip().strip('"') for x in fields] if has_header else [str(i) for i in range(len(fields))]
     use = select_columns(names, columns, display)
-    skip = first + 1 if has_header else first
-    body = b"\n".join(lines[skip:])
-    if not body.strip():
+    if not has_header:  # the first line is data: parse from its start
+        pos -= len(first_line) + 1
+        skipped -= 1
+    table, _ = parse_text_block(data, delimiter, names, display, skipped, start=max(pos, 0))
+    if len(table) == 0:
         raise InputError("has a header but no data rows", path=display)
-    table, _ = parse_text_block(body, delimiter, names, display, skip)
-    matrix = np.ascontiguousarray(table[:, use])
-    yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix)
+    return table if use == list(range(len(names))) else np.ascontiguousarray(table[:, use])
 
 
 def entries_of_parquet(path, display=None, columns=None):
