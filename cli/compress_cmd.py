@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import FormatOpt, OutputFormat, QuietOpt
+from cond.cli.options import FormatOpt, OutputFormat, QuietOpt, SchedulerOpt
 from cond.cli.progress import progress_bar
 
 
@@ -59,6 +59,8 @@ COMPRESS_EPILOG = """Examples:
   cond compress model.safetensors --method fisher --fisher fisher.safetensors --max-error 0.05 -o out.safetensors
 
   cond compress model.safetensors --method whiten --activations grams.safetensors --ratio 0.6 -o out.safetensors
+
+  cond compress model.safetensors.index.json --max-error 0.05 --scheduler local:8 -o out.safetensors
 """
 
 EXPAND_EPILOG = """Examples:
@@ -128,6 +130,7 @@ def compress_command(
     max_pool_size: Annotated[str, typer.Option(
         "--max-pool-size", help="Most float64 data loaded at once for clustering (5GB, 512MiB); "
                                 "bigger pools are clustered in consecutive chunks.")] = "1GiB",
+    scheduler: SchedulerOpt = None,
     force: ForceOpt = False,
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
@@ -148,7 +151,7 @@ def compress_command(
                               estimator=estimator.value, patience=patience, axis=axis.value, group=group,
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
                               method=method.value, fisher=fisher, fisher_axis=fisher_axis.value,
-                              activations=activations,
+                              activations=activations, scheduler=scheduler,
                               max_pool_bytes=parse_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)

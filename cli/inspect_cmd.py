@@ -12,8 +12,8 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import EXIT_GATE, mapped_errors
-from cond.cli.options import (ColumnsOpt, FormatOpt, InputFormatOpt, InputPath, OutputFormat,
-                              QuietOpt, WorkersOpt)
+from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, FormatOpt, InputFormatOpt, InputPath,
+                              OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
 from cond.cli.progress import progress_bar
 
 
@@ -45,6 +45,10 @@ EPILOG = """Examples:
 
   cond inspect model.safetensors --alpha --spectra spectra.npz
 
+  cond inspect model.safetensors.index.json --scheduler tcp://scheduler:8786
+
+  cond inspect model.safetensors --device cuda
+
 Exit codes: 0 ok, 1 --fail-above exceeded, 2 bad input or usage, 70 internal error.
 """
 
@@ -73,6 +77,8 @@ def inspect_command(
     input_format: InputFormatOpt = None,
     columns: ColumnsOpt = None,
     workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = Device.cpu,
     quiet: QuietOpt = False,
 ):
     """Per-matrix condition numbers and spectral diagnostics of a checkpoint or design matrix.
@@ -92,7 +98,7 @@ def inspect_command(
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
                              input_format=None if input_format is None else input_format.value,
                              columns=columns, workers=workers, keep_spectra=spectra is not None,
-                             progress=tick)
+                             scheduler=scheduler, device=device.value, progress=tick)
         if spectra is not None:
             from cond.formats.atomic import write_spectra
 

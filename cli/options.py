@@ -42,3 +42,17 @@ WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=1, help="Matrices analysed at once (default: CPUs, at most 8); "
                              "each holds one tensor in memory.", show_default=False)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+SchedulerOpt = Annotated[Optional[str], typer.Option(
+    "--scheduler", help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
+                        "(a local cluster of N worker processes). Default: $COND_SCHEDULER, else "
+                        "in this process. Needs pip install 'cond[dask]'.", show_default=False)]
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+DeviceOpt = Annotated[Device, typer.Option(
+    "--device", help="Where the linear algebra runs: cpu, or cuda (needs CuPy and a GPU: "
+                     "pip install 'cond[gpu]').")]

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import ColumnsOpt, InputFormatOpt, InputPath, QuietOpt
+from cond.cli.options import ColumnsOpt, Device, DeviceOpt, InputFormatOpt, InputPath, QuietOpt, SchedulerOpt
 
 
 class Method(str, Enum):
@@ -49,6 +49,10 @@ EPILOG = """Examples:
   zcat big.csv.gz | cond sample - --input-format csv --method root-leverage --size 1%
 
   cond sample X.npy --method leverage --size 2000 --emit rows --verify > rows.tsv
+
+  cond sample /shared/X.npy --method leverage --size 1% --scheduler tcp://scheduler:8786 > sample.tsv
+
+  cond sample X.npy --scores sketch --device cuda --size 2000 > sample.tsv
 
 Output: '#' header lines (method, p, n, d, rank, expected and actual size, seed), then
 'index weight scale prob' per kept row: 0-based index, loss weight 1/q, row multiplier
@@ -92,6 +96,8 @@ def sample_command(
     verify: Annotated[bool, typer.Option(
         "--verify", help="Print the l2 subspace-embedding distortion eps_hat (and, with --target, the "
                          "residual ratio) to stderr; p = 2 only.")] = False,
+    scheduler: SchedulerOpt = None,
+    device: DeviceOpt = Device.cpu,
     quiet: QuietOpt = False,
 ):
     """Draw a weighted row sample whose weighted problem behaves like the whole."""
@@ -106,7 +112,7 @@ def sample_command(
                         scores=scores.value, rcond=rcond, columns=columns, target=target,
                         input_format=None if input_format is None else input_format.value,
                         chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit.rows,
-                        progress=tick)
+                        scheduler=scheduler, device=device.value, progress=tick)
         if scores_out is not None:
             _write_scores(scores_out, result.scores, path)
         _write(result, output_format, emit, output, path)

@@ -49,7 +49,6 @@ class CalibrationFile:
                              "file keyed by weight names", path=self.path)
         with open_entries(self.path) as entries:
             self.entries = {e.name: e for e in entries}
-        self.used = set()
 
     def __contains__(self, name):
         return name in self.entries
@@ -66,7 +65,6 @@ class CalibrationFile:
     def weighting(self, name, shape) -> Weighting:
         """The weighting of the weight ``name`` (stored ``shape``; compressed as (out, prod(rest)))."""
         entry = self.entries[name]
-        self.used.add(name)
         m, n = shape[0], math.prod(shape[1:])
         values = entry.load()
         if not np.all(np.isfinite(values)):

@@ -28,6 +28,7 @@ projection U^T W_i whatever B_i is, so members keep their own weights.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -76,7 +77,7 @@ class _Candidate:
 def compress(source, output, *, max_error=None, rank=None, ratio=None, include=None, exclude=None,
              min_size=4096, cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
-             method="svd", fisher=None, fisher_axis="in", activations=None,
+             method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
              progress=None) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/1`` file.
 
@@ -121,6 +122,10 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         One Fisher importance per input feature, per output feature, or both.
     activations : str, optional
         Safetensors file of input Gram matrices X^T X (in x in) per weight name.
+    scheduler : str, optional
+        A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in
+        this process): one task per matrix, then one per pool chunk; the workers read
+        the tensors from the checkpoint's files, this process writes the output.
     progress : callable, optional
         ``progress(stage, done, total)``.
 
@@ -147,11 +152,20 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     calibration = _calibration(opts, fisher, activations, source, output, sources)
     if calibration is not None:
         calibration.check_names([e.name for e in entries if _selected(e, opts) is None])
-    with SafetensorsWriter(output, inputs=sources, force=force) as writer:
-        records, candidates = _first_pass(entries, names, writer, opts, calibration, progress)
+    from cond.distributed import scheduler_from
+
+    spec = scheduler_from(scheduler)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if spec is not None:
+            from cond.distributed import dask_client
+
+            client = stack.enter_context(dask_client(spec))
+        writer = stack.enter_context(SafetensorsWriter(output, inputs=sources, force=force))
+        records, candidates = _first_pass(entries, names, writer, opts, calibration, progress, client)
         clusters = []
         if opts["cluster"]:
-            clusters = _cluster_pass(candidates, records, writer, opts, calibration, progress)
+            clusters = _cluster_pass(candidates, records, writer, opts, calibration, progress, client)
         manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts["method"], source=source,
                         options={k: v for k, v in opts.items() if k != "patterns"},
                         source_metadata=source_meta,
@@ -296,24 +310,38 @@ def _selected(entry, opts):
     return None
 
 
-def _first_pass(entries, names, writer, opts, calibration, progress):
+def _first_pass(entries, names, writer, opts, calibration, progress, client=None):
     records, candidates = {}, []
-    for done, entry in enumerate(entries, 1):
-        reason = _selected(entry, opts)
+    reasons = [_selected(entry, opts) for entry in entries]
+    for entry, reason in zip(entries, reasons):
         if reason is None and 0 in entry.shape:
             raise InputError("matrix has a zero-size dimension", path=entry.source, tensor=entry.name,
                              shape=entry.shape)
+        if reason is None:
+            for key in (f"{entry.name}.U", f"{entry.name}.V"):
+                if key in names:
+                    raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
+                                     "rename it or --exclude one of them", path=entry.source)
+    own_forms = None
+    if client is not None:  # one task per matrix, consumed in file order as the writer needs them
+        from cond.distributed import ordered_map
+
+        own_forms = ordered_map(client, _own_form, [e for e, r in zip(entries, reasons) if r is None],
+                                opts=opts, calibration=calibration)
+    for done, (entry, reason) in enumerate(zip(entries, reasons), 1):
         if reason is not None:
             size = math.prod(entry.shape)
             writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
             records[entry.name] = TensorRecord(entry.name, tuple(entry.shape), entry.dtype, "dense",
                                                (entry.name,), None, None, None, None, size, size, reason)
         else:
-            for key in (f"{entry.name}.U", f"{entry.name}.V"):
-                if key in names:
-                    raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
-                                     "rename it or --exclude one of them", path=entry.source)
-            candidate = _own_form(entry, writer, opts, calibration)
+            candidate, factors = next(own_forms) if own_forms is not None else \
+                _own_form(entry, opts, calibration)
+            if factors is None:
+                writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
+            else:
+                writer.add_array(f"{entry.name}.U", factors[0])
+                writer.add_array(f"{entry.name}.V", factors[1])
             records[entry.name] = candidate.own
             candidates.append(candidate)
         if progress:
@@ -321,7 +349,9 @@ def _first_pass(entries, names, writer, opts, calibration, progress):
     return records, candidates
 
 
-def _own_form(entry, writer, opts, calibration):
+def _own_form(entry, opts, calibration):
+    """The matrix's best form on its own: (candidate, (U, V) in the storage dtype, or None: dense).
+    Runs in this process or as a Dask task (the worker reads the tensor)."""
     w = entry.load()
     w = w.reshape(w.shape[0], -1)
     if not np.all(np.isfinite(w)):
@@ -356,16 +386,15 @@ def _own_form(entry, writer, opts, calibration):
             chosen = (r, lo, ro, err, plain)
             break
     notes = [weight_note] if weight_note else []
+    factors = None
     if chosen is None:
-        writer.add_bytes(name, entry.dtype, entry.shape, entry.read_raw())
         notes.insert(0, "dense: no rank saves parameters within the bound" if bound is not None else
                      "dense: the rank saves no parameters")
         own = TensorRecord(name, tuple(entry.shape), entry.dtype, "dense", (name,), None, 0.0, bound,
                            None, m * n, m * n, "; ".join(notes), 0.0, weighting.kind)
     else:
         r, lo, ro, err, plain = chosen
-        writer.add_array(f"{name}.U", lo)
-        writer.add_array(f"{name}.V", ro)
+        factors = (lo, ro)
         own = TensorRecord(name, tuple(entry.shape), entry.dtype, "lowrank", (f"{name}.U", f"{name}.V"),
                            r, err, bound, None, m * n, lowrank_params(m, n, r), "; ".join(notes) or None,
                            plain, weighting.kind)
@@ -374,7 +403,7 @@ def _own_form(entry, writer, opts, calibration):
         match = opts["patterns"]["--group"].search(name)
         group = None if match is None else (match.group(1) if match.groups() else match.group(0))
     return _Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group,
-                      weighting.kind, (weighting.has_left, weighting.has_right), weight_note)
+                      weighting.kind, (weighting.has_left, weighting.has_right), weight_note), factors
 
 
 _CONTROLLER = []
@@ -403,7 +432,7 @@ def _error(w, norm, left, right, weighting=None):
     return float(np.linalg.norm(diff) / norm)
 
 
-def _cluster_pass(candidates, records, writer, opts, calibration, progress):
+def _cluster_pass(candidates, records, writer, opts, calibration, progress, client=None):
     clusters = []
     axes = ["cols", "rows"] if opts["axis"] == "auto" else [opts["axis"]]
     clustered = set()
@@ -416,15 +445,21 @@ def _cluster_pass(candidates, records, writer, opts, calibration, progress):
                 continue  # row weights change a shared left basis (column weights a right one)
             key = (c.m if axis == "cols" else c.n, c.storage_dtype, c.group)
             pools.setdefault(key, []).append(c)
-        for pool in pools.values():
-            for chunk in _chunks(pool, opts["max_pool_bytes"]):
-                if len(chunk) < 2:
-                    continue
-                for record in _cluster_chunk(chunk, axis, len(clusters), writer, opts, calibration,
-                                             progress):
-                    # ids are consecutive: each chunk starts after the clusters written so far
-                    clusters.append(record)
-                    clustered.update(record.members)
+        chunks = [chunk for pool in pools.values() for chunk in _chunks(pool, opts["max_pool_bytes"])
+                  if len(chunk) >= 2]
+        if client is not None:  # one task per chunk; the worker reads the members itself
+            from cond.distributed import ordered_map
+
+            found = ordered_map(client, _cluster_chunk, chunks, axis=axis, opts=opts, calibration=calibration,
+                                progress=(lambda done, total: progress("clustering", done, total))
+                                if progress else None)
+        else:
+            found = (_cluster_chunk(chunk, axis, opts, calibration, progress) for chunk in chunks)
+        for chunk, computed in zip(chunks, found):
+            for record in _write_clusters(chunk, axis, len(clusters), computed, writer, opts):
+                # ids are consecutive: each chunk starts after the clusters written so far
+                clusters.append(record)
+                clustered.update(record.members)
     for c in candidates:  # members now carry their cluster records
         records[c.name] = c.own
     return clusters
@@ -443,9 +478,13 @@ def _chunks(pool, max_bytes):
         yield chunk
 
 
-def _cluster_chunk(chunk, axis, first_id, writer, opts, calibration, progress):
-    # the driver sees the weighted blocks W_i B_i (cols) or (A_i W_i)^T (rows); the member
-    # factors are the plain projections U^T W_i, optimal in the weighted norm too
+def _cluster_chunk(chunk, axis, opts, calibration, progress=None):
+    """Clusters of one chunk, verified: a list of (members, rank, basis, factors, errors, plain
+    errors), bases and factors in the storage dtype. Runs here or as a Dask task.
+
+    The driver sees the weighted blocks W_i B_i (cols) or (A_i W_i)^T (rows); the member
+    factors are the plain projections U^T W_i, optimal in the weighted norm too.
+    """
     blocks, weightings = [], []
     for c in chunk:
         w = c.entry.load()
@@ -463,9 +502,8 @@ def _cluster_chunk(chunk, axis, first_id, writer, opts, calibration, progress):
                             scope=opts["error_scope"], patience=opts["patience"], rounding=rounding,
                             seed=opts["seed"],
                             progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
-    records = []
+    computed = []
     for cl in found:
-        cid = first_id + len(records)
         basis = cl.basis.astype(np_dtype)
         basis64 = basis.astype(np.float64)
         factors, errors, plain = {}, {}, {}
@@ -473,10 +511,19 @@ def _cluster_chunk(chunk, axis, first_id, writer, opts, calibration, progress):
             factors[i], errors[i], plain[i] = _member_factor(chunk[i], weightings[i], basis64, axis, np_dtype)
         if not _verified(errors, blocks, cl.members, opts):
             continue  # the driver measured the same arithmetic, so this should not happen: keep own forms
+        computed.append((cl.members, cl.rank, basis, factors, errors, plain))
+    return computed
+
+
+def _write_clusters(chunk, axis, first_id, computed, writer, opts):
+    """Write the verified clusters of a chunk; the members' records point at them."""
+    records = []
+    for members, rank, basis, factors, errors, plain in computed:
+        cid = first_id + len(records)
         shared_key = f"cond.cluster.{cid}.U" if axis == "cols" else f"cond.cluster.{cid}.V"
         writer.add_array(shared_key, basis if axis == "cols" else np.ascontiguousarray(basis.T))
         names = []
-        for i in cl.members:
+        for i in members:
             c = chunk[i]
             for key in c.own.keys:
                 writer.discard(key)
@@ -488,16 +535,16 @@ def _cluster_chunk(chunk, axis, first_id, writer, opts, calibration, progress):
                 key = f"{c.name}.U"
                 writer.add_array(key, np.ascontiguousarray(factors[i].T))
                 keys = (key, shared_key)
-            width = blocks[i].shape[1]
+            width = c.n if axis == "cols" else c.m
             note = "the bound applies to the cluster (--error-scope cluster)" \
                 if opts["error_scope"] == "cluster" else None
             note = "; ".join(filter(None, (note, c.weight_note))) or None
-            c.own = TensorRecord(c.name, c.shape, c.dtype, "cluster", keys, cl.rank, errors[i],
-                                 opts["max_error"], cid, c.m * c.n, cl.rank * width, note, plain[i],
+            c.own = TensorRecord(c.name, c.shape, c.dtype, "cluster", keys, rank, errors[i],
+                                 opts["max_error"], cid, c.m * c.n, rank * width, note, plain[i],
                                  c.weighting)
             names.append(c.name)
-        m = blocks[cl.members[0]].shape[0]
-        records.append(ClusterRecord(cid, axis, tuple(names), cl.rank, shared_key, m * cl.rank))
+        m = basis.shape[0]
+        records.append(ClusterRecord(cid, axis, tuple(names), rank, shared_key, m * rank))
     return records
 
 

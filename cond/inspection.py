@@ -24,7 +24,8 @@ from cond.report import InspectReport, MatrixReport, SkippedTensor, Summary
 
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
-            columns=None, name=None, workers=None, keep_spectra=False, progress=None) -> InspectReport:
+            columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
+            progress=None) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -49,6 +50,12 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         Threads analysing matrices concurrently (default: the number of CPUs, at most 8).
     keep_spectra : bool
         Keep every matrix's singular values in ``diagnostics.spectrum``.
+    scheduler : str, optional
+        A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else
+        in-process): one task per tensor, read by the worker from the checkpoint's
+        files (safetensors inputs only).
+    device : {"cpu", "cuda"}
+        Where the singular values are computed (``cuda`` needs CuPy and a GPU).
     progress : callable, optional
         Called as ``progress(done, total, name)`` after each matrix.
 
@@ -63,10 +70,16 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     cond.errors.UsageError
         An argument breaks its rule.
     """
+    from cond.backends import check_device
+    from cond.distributed import scheduler_from
+
     workers = _check_workers(workers)
     pattern = _compile(include)
     options = dict(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
-                   keep_spectra=bool(keep_spectra))
+                   keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
+                   device=check_device(device))
+    if options["scheduler"] is not None:
+        _check_distributable(source, input_format)
     if isinstance(source, (str, os.PathLike)):
         with open_entries(source, input_format=input_format, columns=columns) as entries:
             report = _run(str(source), entries, pattern, options, progress)
@@ -90,6 +103,17 @@ def _manifest_of(source):
     if not is_compressed(read_header(source).metadata):
         return None
     return CompressedCheckpoint(source).manifest
+
+
+def _check_distributable(source, input_format):
+    from cond.formats.detect import format_of
+
+    fmt = None if not isinstance(source, (str, os.PathLike)) or str(source) == "-" else \
+        format_of(str(source), str(source), input_format)
+    if fmt not in ("safetensors", "index", "directory"):
+        what = "an array" if fmt is None else f"{source} ({fmt})"
+        raise UsageError(f"`--scheduler` distributes safetensors checkpoints, whose tensors the workers "
+                         f"read themselves; {what} is not one: run without `--scheduler`")
 
 
 def _check_workers(workers):
@@ -120,9 +144,19 @@ def _run(label, entries, pattern, options, progress):
             raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
                              shape=e.shape)
     analyse = lambda e: _analyse(e, options["alpha"], options["normality"],  # noqa: E731
-                                 options["keep_spectra"])
+                                 options["keep_spectra"], options["device"])
     results = []
-    if options["workers"] == 1 or len(todo) <= 1:
+    if options["scheduler"] is not None:
+        from cond.distributed import dask_client, ordered_map
+
+        with dask_client(options["scheduler"]) as client:
+            for result in ordered_map(client, _analyse_task, todo, alpha=options["alpha"],
+                                      normality=options["normality"], keep_spectrum=options["keep_spectra"],
+                                      device=options["device"],
+                                      progress=lambda done, total: None):
+                results.append(result)
+                _tick(progress, len(results), len(todo), result.name)
+    elif options["workers"] == 1 or len(todo) <= 1:
         for e in todo:
             results.append(analyse(e))
             _tick(progress, len(results), len(todo), e.name)
@@ -157,11 +191,23 @@ def _tick(progress, done, total, name):
         progress(done, total, name)
 
 
-def _analyse(entry, alpha, normality, keep_spectrum) -> MatrixReport:
+def _analyse_task(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
+    """One tensor on a Dask worker: BLAS on one thread, as in the in-process pool."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _analyse(entry, alpha, normality, keep_spectrum, device)
+
+
+def _analyse(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
+    if device == "cuda":
+        from cond.backends.cupy_backend import to_device
+
+        values = to_device(values)
     d = diagnose(values, unit_roundoff=entry.unit_roundoff,
                  alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
-                 overwrite_a=values.flags.owndata and values.flags.writeable)
+                 overwrite_a=device == "cpu" and values.flags.owndata and values.flags.writeable)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

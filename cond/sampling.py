@@ -62,7 +62,7 @@ def parse_size(size, n):
 
 def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
            rcond=None, columns=None, target=None, input_format=None, chunk_rows=65536, verify=False,
-           keep_rows=False, progress=None) -> SampleResult:
+           keep_rows=False, scheduler=None, device="cpu", progress=None) -> SampleResult:
     """Score every row of a design matrix and draw a weighted sample.
 
     Parameters
@@ -92,6 +92,15 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         residual ratio of the sample's least-squares solution.
     keep_rows : bool
         Return the scaled sampled rows (and target).
+    scheduler : str, optional
+        A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in this
+        process). The score passes run as tasks over groups of row blocks that the
+        workers read from the file themselves (``.npy``, and CSV through its spilled
+        ``.npy``: storage the workers share); R is reduced over the same binary tree
+        as in one process, so scores and sample are the same floats. Exact leverage
+        scores only (leverage, root-leverage, and the p = 2 Lewis-based methods).
+    device : {"cpu", "cuda"}
+        ``cuda`` computes sketched scores (``scores="sketch"``) with CuPy on the GPU.
     progress : callable, optional
         ``progress(stage)`` at each pass.
     """
@@ -111,6 +120,17 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         raise UsageError(f"`--scores sketch` applies to leverage and root-leverage; {method} needs exact")
     if verify and p != 2:
         raise UsageError(f"`--verify` checks the l2 subspace embedding, so it needs p = 2; got p = {p}")
+    from cond.backends import check_device
+    from cond.distributed import scheduler_from
+
+    if device == "cuda" and scores != "sketch":
+        raise UsageError("`--device cuda` computes sketched scores: add `--scores sketch` (exact scores "
+                         f"and sketch-srht run on the CPU); got `--scores {scores}`")
+    device = check_device(device)
+    spec = scheduler_from(scheduler)
+    if spec is not None and (scores != "exact" or (method in ("lewis", "sensitivity", "augmented") and p != 2)):
+        raise UsageError("`--scheduler` runs exact leverage scores (leverage, root-leverage, and lewis, "
+                         "sensitivity or augmented at p = 2); run this one without `--scheduler`")
     started = time.perf_counter()
     tick = progress or (lambda stage: None)
     with open_rows(source, input_format=input_format, columns=columns, target=target,
@@ -123,7 +143,21 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
                 yield start, x
 
         tick("scores")
-        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond)
+        if spec is not None and method != "uniform":
+            if rows.locator is None:
+                raise UsageError("`--scheduler` reads .npy (C order) or CSV/TSV files; run this input "
+                                 "without it", path=rows.path)
+            exact = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
+            blocks_or_scores = lambda: exact  # noqa: E731
+        else:
+            blocks_or_scores = None
+        if device == "cuda" and method != "uniform":
+            from cond.linalg.leverage_device import namespace, sketched_leverage_on
+
+            sketched = sketched_leverage_on(namespace("cuda"), blocks, n, d, seed, rcond)
+            blocks_or_scores = lambda: sketched  # noqa: E731
+        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond,
+                                           blocks_or_scores)
         tick("sampling")
         if replacement:
             idx, counts, probs = sample_with_replacement(s, m, seed)
@@ -153,18 +187,21 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         return result
 
 
-def _scores(method, p, scores, blocks, n, d, seed, rcond):
+def _scores(method, p, scores, blocks, n, d, seed, rcond, exact=None):
+    """(scores, rank, detail, exact R or None); ``exact()`` gives leverage scores computed
+    elsewhere (on a Dask cluster) in place of the in-process pass."""
+    leverage = exact or (lambda: lev.leverage_scores(blocks, n, d, rcond))
     if method == "uniform":
         return np.ones(n), min(n, d), {}, None
     if method in ("leverage", "root-leverage"):
-        sc = lev.leverage_scores(blocks, n, d, rcond) if scores == "exact" else \
+        sc = leverage() if scores == "exact" or exact is not None else \
             lev.sketched_leverage(blocks, n, d, seed, rcond, srht=scores == "sketch-srht")
         tau = sc.values
         values = tau if method == "leverage" else tau ** (p / 2)
         r = sc.detail.get("r")
         return values, sc.rank, {k: v for k, v in sc.detail.items() if k != "r"}, r
     if p == 2:
-        lewis = lev.leverage_scores(blocks, n, d, rcond)  # l2 Lewis weights are the leverage scores
+        lewis = leverage()  # l2 Lewis weights are the leverage scores
         w, rank, r = lewis.values, lewis.rank, lewis.detail["r"]
         detail = {"iterations": 0, "converged": True}
     else:
@@ -181,6 +218,45 @@ def _scores(method, p, scores, blocks, n, d, seed, rcond):
     tau = w if p == 2 else lev.leverage_scores(blocks, n, d, rcond).values
     sens = lev.sensitivity_bounds(w, tau, p, rank)
     return (sens + tau if method == "augmented" else sens), rank, detail, r
+
+
+def _distributed_leverage(spec, locator, n, d, rcond, tick):
+    """Exact leverage scores on a Dask cluster, equal to :func:`cond.linalg.leverage.leverage_scores`.
+
+    Blocks are grouped in runs of 2**k (aligned), so each group's R is a complete
+    subtree of the in-process :class:`~cond.linalg.leverage.RTree` (the last group a
+    partial stack); pushed in order, they give the same R, hence the same scores.
+    """
+    from cond.distributed import dask_client, ordered_map
+    from cond.formats.row_stream import BLOCK_ROWS
+
+    nblocks = -(-n // BLOCK_ROWS)
+    with dask_client(spec) as client:
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        level = max(0, int(math.floor(math.log2(max(1.0, nblocks / (4 * workers))))))
+        groups = [(g, min(g + 2**level, nblocks)) for g in range(0, nblocks, 2**level)]
+        tree = lev.RTree(d)
+        for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+            for node_level, node in stack:
+                tree.push(node_level, node)
+        r = tree.result()
+        t, k = lev.rank_basis(r, n, rcond)
+        tick("scores")
+        values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
+    return lev.Scores(values, k, {"passes": 2, "r": r, "tasks": 2 * len(groups)})
+
+
+def _group_r(group, locator, d):
+    """The R stack of blocks ``group`` = (first, last): one Dask task."""
+    tree = lev.RTree(d)
+    for _, x, _ in locator.blocks(*group):
+        tree.add_block(x)
+    return tree.stack
+
+
+def _group_leverage(group, locator, t):
+    """Leverage scores of the rows of blocks ``group``: one Dask task."""
+    return np.concatenate([lev.block_leverage(x, t) for _, x, _ in locator.blocks(*group)])
 
 
 def _collect(rows, idx):

@@ -18,9 +18,25 @@ def is_cupy_array(x) -> bool:
 def backend_of(x):
     """The backend module that computes on ``x``'s device."""
     if is_cupy_array(x):
-        from cond.errors import UsageError
+        from cond.backends import cupy_backend
 
-        raise UsageError("CuPy arrays are not supported yet; pass a NumPy array (cupy.asnumpy)")
+        return cupy_backend
     from cond.backends import numpy_backend
 
     return numpy_backend
+
+
+def check_device(device) -> str:
+    """``cpu``, or ``cuda`` once CuPy and a GPU are known to be there (one-line error otherwise).
+
+    CuPy is found with ``importlib.util.find_spec`` before anything imports it.
+    """
+    if device not in ("cpu", "cuda"):
+        from cond.errors import UsageError
+
+        raise UsageError(f"`--device` must be cpu or cuda; got {device!r}")
+    if device == "cuda":
+        from cond.backends.cupy_backend import require_gpu
+
+        require_gpu()
+    return device

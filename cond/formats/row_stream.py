@@ -38,6 +38,7 @@ class RowSource:
     target: int | None
     _chunks: object
     chunk_rows: int
+    locator: object = None  # NpyRows when workers can read the rows themselves
 
     @property
     def d(self) -> int:
@@ -49,29 +50,59 @@ class RowSource:
 
     def blocks(self):
         start = 0
-        every = self.design == list(range(len(self.names)))
         for table in _reblock(self._chunks(self.chunk_rows), BLOCK_ROWS):
-            if every and table.dtype == np.float64 and table.flags.c_contiguous:
-                x = table  # no copy when every column is a design column
-            else:
-                x = np.ascontiguousarray(table[:, self.design], dtype=np.float64)
-            y = None if self.target is None else np.asarray(table[:, self.target], dtype=np.float64)
-            if not np.isfinite(np.sum(x)):  # one reduction; NaN or Inf anywhere makes it non-finite
-                bad = ~np.isfinite(x)
-                if not bad.any():  # finite values whose sum overflowed
-                    bad = None
-            else:
-                bad = None
-            if bad is not None:
-                i, j = np.argwhere(bad)[0]
-                raise InputError(f"row {start + i} column '{self.design_names[j]}' is {x[i, j]}; "
-                                 "drop or impute non-finite values first", path=self.path)
-            if y is not None and not np.all(np.isfinite(y)):
-                i = int(np.flatnonzero(~np.isfinite(y))[0])
-                raise InputError(f"row {start + i} target '{self.names[self.target]}' is {y[i]}",
-                                 path=self.path)
+            x, y = design_block(table, start, self.names, self.design, self.target, self.path)
             yield start, x, y
             start += len(x)
+
+
+def design_block(table, start, names, design, target, display):
+    """(X, y) of one block of rows starting at row ``start``: float64 design columns and the
+    target; a non-finite value is an InputError naming its row and column."""
+    if design == list(range(len(names))) and table.dtype == np.float64 and table.flags.c_contiguous:
+        x = table  # no copy when every column is a design column
+    else:
+        x = np.ascontiguousarray(table[:, design], dtype=np.float64)
+    y = None if target is None else np.asarray(table[:, target], dtype=np.float64)
+    if not np.isfinite(np.sum(x)):  # one reduction; NaN or Inf anywhere makes it non-finite
+        bad = ~np.isfinite(x)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise InputError(f"row {start + i} column '{names[design[j]]}' is {x[i, j]}; "
+                             "drop or impute non-finite values first", path=display)
+    if y is not None and not np.all(np.isfinite(y)):
+        i = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise InputError(f"row {start + i} target '{names[target]}' is {y[i]}", path=display)
+    return x, y
+
+
+@dataclass(frozen=True)
+class NpyRows:
+    """Where the rows of a C-order ``.npy`` lie, so that a Dask worker reads its blocks itself
+    (the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`, hence the same floats)."""
+
+    path: str
+    display: str
+    offset: int
+    dtype: str
+    n: int
+    ncols: int
+    names: tuple
+    design: tuple
+    target: int | None
+
+    def blocks(self, first, last):
+        """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
+        dtype = np.dtype(self.dtype)
+        with open(self.path, "rb") as f:
+            for b in range(first, last):
+                start = b * BLOCK_ROWS
+                rows = min(BLOCK_ROWS, self.n - start)
+                f.seek(self.offset + start * self.ncols * dtype.itemsize)
+                table = np.fromfile(f, dtype=dtype, count=rows * self.ncols).reshape(rows, self.ncols)
+                x, y = design_block(table, start, list(self.names), list(self.design), self.target,
+                                    self.display)
+                yield start, x, y
 
 
 def _reblock(chunks, size):
@@ -104,8 +135,10 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             fmt = "npy"
         else:
             names = None
+        locator = None
         if fmt == "npy":
             n, ncols, chunks = _npy_chunks(real, display)
+            locator = _npy_locator(real, display)
         elif fmt == "npz":
             n, ncols, chunks = _npz_chunks(real, display)
         elif fmt == "parquet":
@@ -126,7 +159,21 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             raise UsageError("no design columns left after --columns and --target", path=display)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
-        yield RowSource(display, n, names, design, target_idx, chunks, int(chunk_rows))
+        if locator is not None:
+            locator = NpyRows(*locator, tuple(names), tuple(design), target_idx)
+        yield RowSource(display, n, names, design, target_idx, chunks, int(chunk_rows), locator)
+
+
+def _npy_locator(path, display):
+    """(path, display, data offset, dtype, n, ncols) of a C-order .npy, or None (Fortran order)."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(f))
+        offset = f.tell()
+    if fortran:
+        return None
+    return os.path.abspath(path), display, offset, dtype.str, shape[0], shape[1]
 
 
 def _npy_chunks(path, display):

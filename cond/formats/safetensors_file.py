@@ -12,6 +12,8 @@ then the data section; offsets are relative to its start.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 import os
@@ -181,22 +183,30 @@ def _entry(path, header, info) -> TensorEntry:
     bits, np_name, reason = _DTYPES[info.dtype]
     reason = reason or skip_reason_for_ndim(info.shape)
     u = unit_roundoff(numpy_dtype(info.dtype)) if np_name and reason is None else None
+    # module-level functions with their arguments: an entry pickles to a few hundred bytes
+    # (path, offset, length), so that Dask workers read the tensor themselves
+    where = (path, header.data_start + info.begin, info.end - info.begin, header.path, info.name,
+             tuple(info.shape))
+    return TensorEntry(info.name, info.shape, info.dtype, header.path, u, reason,
+                       functools.partial(load_tensor, *where, info.dtype),
+                       functools.partial(read_tensor_bytes, *where))
 
-    def read_raw():
-        with open(path, "rb") as f:
-            f.seek(header.data_start + info.begin)
-            buf = f.read(info.end - info.begin)
-        if len(buf) != info.end - info.begin:
-            raise InputError(f"truncated data: expected {info.end - info.begin} bytes, read {len(buf)}",
-                             path=header.path, tensor=info.name, shape=info.shape)
-        return buf
 
-    def load():
-        dtype = numpy_dtype(info.dtype)
-        stored = np.frombuffer(read_raw(), dtype=dtype.newbyteorder("<")).reshape(info.shape)
-        return stored.astype(np.float64)
+def read_tensor_bytes(path, offset, length, display, name, shape):
+    """The stored bytes of one tensor (``length`` bytes at ``offset``)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        buf = f.read(length)
+    if len(buf) != length:
+        raise InputError(f"truncated data: expected {length} bytes, read {len(buf)}", path=display,
+                         tensor=name, shape=shape)
+    return buf
 
-    return TensorEntry(info.name, info.shape, info.dtype, header.path, u, reason, load, read_raw)
+
+def load_tensor(path, offset, length, display, name, shape, dtype):
+    """One tensor widened exactly to float64, in its stored shape."""
+    raw = read_tensor_bytes(path, offset, length, display, name, shape)
+    return np.frombuffer(raw, dtype=numpy_dtype(dtype).newbyteorder("<")).reshape(shape).astype(np.float64)
 
 
 def entries_of_index(index_path, display=None):

@@ -46,6 +46,58 @@ def streaming_r(blocks, d):
     return np.triu(r)
 
 
+def leaf_r(x, d):
+    """R (d x d, upper triangular) of one block, padded with zero rows when it has fewer than d."""
+    r = scipy.linalg.qr(x, mode="r", check_finite=False)[0][:d]
+    if r.shape[0] < d:
+        r = np.vstack([r, np.zeros((d - r.shape[0], d))])
+    return np.triu(r)
+
+
+class RTree:
+    """R of a tall matrix by a binary tree of QRs over its blocks (TSQR), in streaming order.
+
+    Leaves are the blocks' R factors; a node merges two equal-level neighbours,
+    R = qr([R_left; R_right]).R, as soon as both exist (a binary counter), so the
+    stack holds O(log n) factors. The tree depends only on the number of blocks:
+    any run that feeds the same leaves in the same order, or complete subtrees of
+    2**k aligned leaves computed elsewhere (:meth:`push`), gets the same floats.
+    """
+
+    def __init__(self, d):
+        self.d = d
+        self.stack = []
+
+    def add_block(self, x):
+        self.push(0, leaf_r(x, self.d))
+
+    def push(self, level, r):
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            r = leaf_r(np.vstack([left, r]), self.d)
+            level += 1
+        self.stack.append((level, r))
+
+    def result(self):
+        r = None
+        for _, node in reversed(self.stack):  # fold from the latest subtree down
+            r = node if r is None else leaf_r(np.vstack([node, r]), self.d)
+        return np.zeros((self.d, self.d)) if r is None else r
+
+
+def tree_r(blocks, d):
+    """R (d x d) with R^T R = A^T A by :class:`RTree` over the blocks."""
+    tree = RTree(d)
+    for _, x in blocks():
+        tree.add_block(x)
+    return tree.result()
+
+
+def block_leverage(x, t):
+    """||x_i^T T||^2 for the rows of one block: the score pass, one block at a time."""
+    return np.sum((x @ t) ** 2, axis=1)
+
+
 def rank_basis(r, n, rcond=DEFAULT_RCOND):
     """T = V_k S_k^{-1} (d x k) from R = U S V^T, k = #{s_j > rcond * s_1}; and k."""
     _, s, vt = scipy.linalg.svd(r, check_finite=False)
@@ -58,12 +110,12 @@ def rank_basis(r, n, rcond=DEFAULT_RCOND):
 
 
 def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND) -> Scores:
-    """Exact leverage scores: one pass for R, one for the scores."""
-    r = streaming_r(blocks, d)
+    """Exact leverage scores: one pass for R (:class:`RTree`), one for the scores."""
+    r = tree_r(blocks, d)
     t, k = rank_basis(r, n, rcond)
     out = np.empty(n)
     for start, x in blocks():
-        out[start:start + len(x)] = np.sum((x @ t) ** 2, axis=1)
+        out[start:start + len(x)] = block_leverage(x, t)
     return Scores(out, k, {"passes": 2, "r": r})
 
 

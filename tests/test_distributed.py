@@ -1,0 +1,228 @@
+"""Dask and CuPy paths against the single-process path (the oracle here is cond's own
+in-process result, which the rest of the suite checks against LAPACK, mpmath and
+statsmodels; these tests assert that distributing the work changes nothing).
+
+The Dask tests start one real LocalCluster (2 worker processes) and skip when
+dask.distributed is not installed; the CuPy tests skip without CuPy and a GPU.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+from typer.testing import CliRunner
+
+import cond
+from cli_checks import assert_one_line_error
+from cond.cli.main import app
+from cond.errors import UsageError
+from cond.sampling import sample
+
+runner = CliRunner()
+HAS_DASK = importlib.util.find_spec("distributed") is not None
+needs_dask = pytest.mark.skipif(not HAS_DASK, reason="dask.distributed is not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster of two single-threaded worker processes for the module."""
+    if not HAS_DASK:
+        pytest.skip("dask.distributed is not installed")
+    import logging
+
+    import distributed
+
+    lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR)
+    yield lc.scheduler_address
+    lc.close()
+
+
+def _checkpoint(path, seed=0):
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    basis = np.linalg.qr(rng.standard_normal((96, 6)))[0]
+    for i in range(8):
+        w = basis @ rng.standard_normal((6, 40)) + 1e-3 * rng.standard_normal((96, 40))
+        tensors[f"blocks.{i}.weight"] = w.astype(np.float32)
+        tensors[f"blocks.{i}.bias"] = rng.standard_normal(96).astype(np.float32)
+    tensors["ill.weight"] = (rng.standard_normal((50, 50)) @ np.diag(np.logspace(0, -9, 50))).astype(np.float64)
+    save_file(tensors, str(path))
+    return tensors
+
+
+@needs_dask
+def test_inspect_on_a_cluster_gives_the_same_floats(tmp_path, cluster):
+    _checkpoint(tmp_path / "m.safetensors")
+    local = cond.inspect(tmp_path / "m.safetensors", alpha=True, keep_spectra=True)
+    remote = cond.inspect(tmp_path / "m.safetensors", alpha=True, keep_spectra=True, scheduler=cluster)
+    assert [m.name for m in remote.matrices] == [m.name for m in local.matrices]  # file order
+    for a, b in zip(local.matrices, remote.matrices):
+        np.testing.assert_array_equal(a.diagnostics.spectrum, b.diagnostics.spectrum)
+        assert (a.diagnostics.kappa, a.diagnostics.status, a.diagnostics.alpha) == \
+            (b.diagnostics.kappa, b.diagnostics.status, b.diagnostics.alpha)
+    assert [s.name for s in remote.skipped] == [s.name for s in local.skipped]
+
+
+@needs_dask
+def test_compress_on_a_cluster_meets_the_same_bounds(tmp_path, cluster):
+    tensors = _checkpoint(tmp_path / "m.safetensors")
+    local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", max_error=0.05, min_size=0)
+    remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", max_error=0.05, min_size=0,
+                           scheduler=cluster)
+    assert [t.name for t in remote.tensors] == [t.name for t in local.tensors]
+    assert len(remote.clusters) >= 1
+    dense = cond.load_compressed(tmp_path / "b.safetensors")
+    for t in remote.tensors:
+        if t.error is None:
+            continue
+        w = tensors[t.name].astype(np.float64)
+        measured = np.linalg.norm(w - dense[t.name].astype(np.float64)) / np.linalg.norm(w)
+        assert measured <= 0.05 * (1 + 1e-6) or t.storage == "dense"
+        assert t.error == pytest.approx(measured, rel=1e-5, abs=1e-9)
+    # the same work was done: same storage and ranks per matrix, same parameter count
+    assert [(t.storage, t.rank) for t in remote.tensors] == [(t.storage, t.rank) for t in local.tensors]
+    assert remote.params_after == local.params_after
+
+
+@needs_dask
+@pytest.mark.parametrize("method", ["leverage", "root-leverage", "lewis"])
+def test_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster, method):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((50_000, 12))
+    a[rng.choice(50_000, 100, replace=False)] *= 30
+    np.save(tmp_path / "X.npy", a)
+    p = 2 if method == "lewis" else None
+    local = sample(str(tmp_path / "X.npy"), size=500, method=method, p=p, seed=4)
+    remote = sample(str(tmp_path / "X.npy"), size=500, method=method, p=p, seed=4,
+                                  scheduler=cluster)
+    np.testing.assert_array_equal(remote.scores, local.scores)  # the same floats
+    np.testing.assert_array_equal(remote.indices, local.indices)
+    np.testing.assert_array_equal(remote.weights, local.weights)
+    assert remote.header["rank"] == local.header["rank"] == 12
+
+
+@needs_dask
+def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
+    _checkpoint(tmp_path / "m.safetensors")
+    plain = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"])
+    flag = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet",
+                               "--scheduler", cluster])
+    env = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"],
+                        env={"COND_SCHEDULER": cluster})
+    assert plain.exit_code == flag.exit_code == env.exit_code == 0, flag.output
+
+    def strip(doc):  # timings differ; everything else must not
+        import json
+
+        d = json.loads(doc)
+        for m in d["matrices"]:
+            m.pop("seconds", None)
+        d["summary"].pop("seconds", None)
+        d.pop("options", None)
+        return d
+
+    assert strip(flag.stdout) == strip(plain.stdout) == strip(env.stdout)
+
+
+def test_scheduler_and_device_errors(tmp_path):
+    _checkpoint(tmp_path / "m.safetensors")
+    np.save(tmp_path / "X.npy", np.ones((10, 2)))
+    result = runner.invoke(app, ["inspect", str(tmp_path / "X.npy"), "--scheduler", "local:2"])
+    assert_one_line_error(result, ["`--scheduler` distributes safetensors checkpoints"])
+    result = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--scheduler", "local:zero"])
+    assert_one_line_error(result, ["local:N"])
+    with pytest.raises(UsageError, match="exact leverage scores"):
+        sample(str(tmp_path / "X.npy"), size=5, scores="sketch", scheduler="local:1")
+    if importlib.util.find_spec("cupy") is None:
+        result = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--device", "cuda"])
+        assert_one_line_error(result, ["`--device cuda` needs CuPy", "pip install 'cond[gpu]'"])
+
+
+def test_scheduler_without_dask_says_what_to_install(tmp_path):
+    _checkpoint(tmp_path / "m.safetensors")
+    code = ("import sys, importlib.machinery\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        return importlib.machinery.ModuleSpec(name, None) if name.split('.')[0] in "
+            "('dask', 'distributed') else None\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from cond.cli.main import main\n"
+            f"sys.argv = ['cond', 'inspect', {str(tmp_path / 'm.safetensors')!r}, '--scheduler', 'local:2']\n"
+            "main()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == ["cond: error: `--scheduler` needs Dask: pip install 'cond[dask]'"]
+
+
+def test_import_cond_and_help_import_neither_dask_nor_cupy():
+    code = ("import sys\n"
+            "import cond\n"
+            "from typer.testing import CliRunner\n"
+            "from cond.cli.main import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\n"
+            "assert r.exit_code == 0\n"
+            "for sub in ('inspect', 'compress', 'sample'):\n"
+            "    assert CliRunner().invoke(app, [sub, '--help']).exit_code == 0\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'cupy'))\n"
+            "print(bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_array_namespace_sketch_equals_the_kernel_sketch():
+    """The GPU code path, run with NumPy as its array module, against the numba kernels."""
+    from cond.linalg.leverage import sketched_leverage
+    from cond.linalg.leverage_device import sketched_leverage_on
+
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((30_000, 9))
+    a[:40] *= 25
+    blocks = lambda: ((s, a[s:s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
+    kernel = sketched_leverage(blocks, len(a), 9, seed=5)
+    on_numpy = sketched_leverage_on(np, blocks, len(a), 9, seed=5)
+    assert on_numpy.rank == kernel.rank == 9
+    np.testing.assert_allclose(on_numpy.values, kernel.values, rtol=1e-10)
+
+
+def _require_gpu():
+    from cond.backends.cupy_backend import require_gpu
+
+    try:
+        require_gpu()
+    except UsageError:
+        if os.environ.get("COND_REQUIRE_GPU"):  # benchmarks/gpu_check.py: a GPU is expected
+            raise
+        pytest.skip("no usable GPU")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="CuPy is not installed")
+def test_cuda_sketched_sample_matches_the_cpu(tmp_path):
+    _require_gpu()
+    rng = np.random.default_rng(9)
+    np.save(tmp_path / "X.npy", rng.standard_normal((40_000, 10)))
+    cpu = sample(str(tmp_path / "X.npy"), size=400, scores="sketch", seed=2)
+    gpu = sample(str(tmp_path / "X.npy"), size=400, scores="sketch", seed=2, device="cuda")
+    np.testing.assert_allclose(gpu.scores, cpu.scores, rtol=1e-5)  # float32 JL product on both
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="CuPy is not installed")
+def test_cuda_inspect_matches_the_cpu(tmp_path):
+    _require_gpu()
+    _checkpoint(tmp_path / "m.safetensors")
+    cpu = cond.inspect(tmp_path / "m.safetensors", keep_spectra=True)
+    gpu = cond.inspect(tmp_path / "m.safetensors", keep_spectra=True, device="cuda")
+    for a, b in zip(cpu.matrices, gpu.matrices):
+        s_a, s_b = a.diagnostics.spectrum, b.diagnostics.spectrum
+        # both float64 SVDs are backward stable: every value within c * eps * sigma_max
+        assert np.max(np.abs(s_a - s_b)) <= 64 * max(s_a.shape[0], 1) * np.finfo(float).eps * s_a[0]
+        assert a.diagnostics.status == b.diagnostics.status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([os.path.abspath(__file__), "-q"]))
