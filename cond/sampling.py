@@ -243,7 +243,7 @@ def _distributed_leverage(spec, locator, n, d, rcond, tick):
         t, k = lev.rank_basis(r, n, rcond)
         tick("scores")
         values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
-    return lev.Scores(values, k, {"passes": 2, "r": r, "tasks": 2 * len(groups)})
+    return lev.Scores(values, k, {"passes": 2, "r": r})
 
 
 def _group_r(group, locator, d):

@@ -127,6 +127,15 @@ def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
         return d
 
     assert strip(flag.stdout) == strip(plain.stdout) == strip(env.stdout)
+    out = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05", "--min-size",
+                              "0", "-o", str(tmp_path / "c.safetensors"), "--scheduler", cluster, "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert "worst error" in out.stdout
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((5000, 3)))
+    a = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "50", "--scheduler", cluster])
+    b = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "50"])
+    assert a.exit_code == b.exit_code == 0, a.output
+    assert a.stdout == b.stdout  # the same sample, byte for byte
 
 
 def test_scheduler_and_device_errors(tmp_path):
