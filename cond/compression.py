@@ -161,6 +161,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
             from cond.distributed import dask_client
 
             client = stack.enter_context(dask_client(spec))
+            if calibration is not None:  # sent to every worker once, not with every task
+                calibration = client.scatter(calibration, broadcast=True)
         writer = stack.enter_context(SafetensorsWriter(output, inputs=sources, force=force))
         records, candidates = _first_pass(entries, names, writer, opts, calibration, progress, client)
         clusters = []

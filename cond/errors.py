@@ -31,6 +31,10 @@ class CondError(Exception):
         self.tensor = tensor
         self.shape = None if shape is None else tuple(shape)
 
+    def __reduce__(self):
+        # keep path, tensor and shape when the error crosses processes (Dask workers)
+        return _rebuild, (type(self), self.message, self.path, self.tensor, self.shape)
+
     def one_line(self) -> str:
         """The error as one line: ``path: tensor 'x' (shape 3x4): message``."""
         parts = []
@@ -46,6 +50,10 @@ class CondError(Exception):
 
     def __str__(self) -> str:
         return self.one_line()
+
+
+def _rebuild(cls, message, path, tensor, shape):
+    return cls(message, path=path, tensor=tensor, shape=shape)
 
 
 class InputError(CondError):

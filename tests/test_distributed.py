@@ -90,6 +90,24 @@ def test_compress_on_a_cluster_meets_the_same_bounds(tmp_path, cluster):
 
 
 @needs_dask
+def test_weighted_compress_on_a_cluster(tmp_path, cluster):
+    tensors = _checkpoint(tmp_path / "m.safetensors")
+    rng = np.random.default_rng(1)
+    grams = {}
+    for name, w in tensors.items():
+        if name.endswith(".weight"):
+            x = rng.standard_normal((200, w.shape[1]))
+            grams[name] = x.T @ x
+    save_file(grams, str(tmp_path / "g.safetensors"))
+    kwargs = dict(max_error=0.05, min_size=0, method="whiten", activations=str(tmp_path / "g.safetensors"))
+    local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", **kwargs)
+    remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", scheduler=cluster, **kwargs)
+    assert [(t.storage, t.rank, t.weighting) for t in remote.tensors] == \
+        [(t.storage, t.rank, t.weighting) for t in local.tensors]
+    assert all(t.error <= 0.05 for t in remote.tensors if t.error is not None)
+
+
+@needs_dask
 @pytest.mark.parametrize("method", ["leverage", "root-leverage", "lewis"])
 def test_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster, method):
     rng = np.random.default_rng(3)
@@ -136,6 +154,23 @@ def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
     b = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "50"])
     assert a.exit_code == b.exit_code == 0, a.output
     assert a.stdout == b.stdout  # the same sample, byte for byte
+
+
+@needs_dask
+def test_bad_input_on_a_worker_is_one_line_naming_file_and_tensor(tmp_path, cluster):
+    import pickle
+
+    from cond.errors import InputError
+
+    err = pickle.loads(pickle.dumps(InputError("holds NaN", path="m.safetensors", tensor="w", shape=(2, 3))))
+    assert err.one_line() == "m.safetensors: tensor 'w' (shape 2x3): holds NaN"
+    tensors = _checkpoint(tmp_path / "m.safetensors")
+    tensors["blocks.3.weight"][1, 2] = np.nan
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.1", "--min-size",
+                                 "0", "-o", str(tmp_path / "o.safetensors"), "--scheduler", cluster])
+    assert_one_line_error(result, ["m.safetensors", "tensor 'blocks.3.weight'", "NaN"])
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 def test_scheduler_and_device_errors(tmp_path):
