@@ -95,8 +95,8 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     scheduler : str, optional
         A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in this
         process). The score passes run as tasks over groups of row blocks that the
-        workers read from the file themselves (``.npy``, and CSV through its spilled
-        ``.npy``: storage the workers share); R is reduced over the same binary tree
+        workers read from the file themselves (``.npy``, Parquet, and CSV through its
+        spilled ``.npy``: storage the workers share); R is reduced over the same binary tree
         as in one process, so scores and sample are the same floats. Exact leverage
         scores only (leverage, root-leverage, and the p = 2 Lewis-based methods).
     device : {"cpu", "cuda"}
@@ -145,8 +145,8 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         tick("scores")
         if spec is not None and method != "uniform":
             if rows.locator is None:
-                raise UsageError("`--scheduler` reads .npy (C order) or CSV/TSV files; run this input "
-                                 "without it", path=rows.path)
+                raise UsageError("`--scheduler` reads .npy (C order), Parquet or CSV/TSV files; run this "
+                                 "input without it", path=rows.path)
             exact = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
             blocks_or_scores = lambda: exact  # noqa: E731
         else:

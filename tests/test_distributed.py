@@ -125,6 +125,24 @@ def test_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster, method):
 
 
 @needs_dask
+def test_parquet_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((30_000, 5))
+    table = pa.table({**{f"x{j}": a[:, j] for j in range(4)}, "label": np.arange(30_000) % 3,
+                      "y": a[:, 4]})
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=7000)  # groups cut across blocks
+    kwargs = dict(size=300, seed=2, columns="x*", target="y", keep_rows=True)
+    local = sample(str(tmp_path / "d.parquet"), **kwargs)
+    remote = sample(str(tmp_path / "d.parquet"), scheduler=cluster, **kwargs)
+    np.testing.assert_array_equal(remote.scores, local.scores)
+    np.testing.assert_array_equal(remote.indices, local.indices)
+    np.testing.assert_array_equal(remote.rows, local.rows)
+
+
+@needs_dask
 def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
     _checkpoint(tmp_path / "m.safetensors")
     plain = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"])

@@ -143,6 +143,7 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             n, ncols, chunks = _npz_chunks(real, display)
         elif fmt == "parquet":
             n, ncols, chunks, names = _parquet_chunks(real, display)
+            locator = ("parquet", os.path.abspath(real), display, n)
         else:
             raise UsageError(f"cond sample reads npy, npz, csv, tsv or parquet; {display} is {fmt}",
                              path=display)
@@ -159,9 +160,49 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             raise UsageError("no design columns left after --columns and --target", path=display)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
-        if locator is not None:
+        if locator is not None and locator[0] == "parquet":
+            locator = ParquetRows(*locator[1:], tuple(names), tuple(design), target_idx)
+        elif locator is not None:
             locator = NpyRows(*locator, tuple(names), tuple(design), target_idx)
         yield RowSource(display, n, names, design, target_idx, chunks, int(chunk_rows), locator)
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """Where the rows of a Parquet file lie: a Dask worker reads the row groups that hold its
+    blocks and cuts the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`."""
+
+    path: str
+    display: str
+    n: int
+    names: tuple
+    design: tuple
+    target: int | None
+
+    def blocks(self, first, last):
+        """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(self.path)
+        lo, hi = first * BLOCK_ROWS, min(self.n, last * BLOCK_ROWS)
+        groups, tables, begin, at = [], [], None, 0
+        for g in range(pf.metadata.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if at + rows > lo and at < hi:
+                groups.append(g)
+                begin = at if begin is None else begin
+            at += rows
+        for g in groups:
+            batch = pf.read_row_group(g, columns=list(self.names))
+            tables.append(np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
+                                           for k in range(batch.num_columns)]))
+        table = np.vstack(tables)[lo - begin:hi - begin]
+        for b in range(first, last):
+            start = b * BLOCK_ROWS
+            piece = table[start - lo:min(start + BLOCK_ROWS, hi) - lo]
+            x, y = design_block(piece, start, list(self.names), list(self.design), self.target,
+                                self.display)
+            yield start, x, y
 
 
 def _npy_locator(path, display):
