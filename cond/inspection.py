@@ -33,7 +33,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     source : str, os.PathLike or array_like
         A safetensors file, a ``*.safetensors.index.json``, a checkpoint
         directory, a ``.npy`` / ``.npz`` / ``.csv`` / ``.tsv`` / ``.mtx`` /
-        ``.parquet`` file, ``-`` for standard input, or an array.
+        ``.parquet`` file, ``-`` for standard input, or an array (a CuPy
+        array is analysed on its GPU).
     alpha : bool
         Add the power-law exponent of the squared singular values.
     normality : bool
@@ -85,6 +86,11 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
             report = _run(str(source), entries, pattern, options, progress)
         manifest = _manifest_of(source)
         return report if manifest is None else dataclasses.replace(report, compressed=manifest)
+    from cond.backends import is_cupy_array
+
+    if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
+        options["device"] = check_device("cuda")
+        source = source.get()
     array = np.asarray(source)
     entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
                         unit_roundoff(array.dtype), skip_reason_for_ndim(array.shape),
@@ -202,12 +208,8 @@ def _analyse_task(entry, alpha, normality, keep_spectrum, device="cpu") -> Matri
 def _analyse(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
-    if device == "cuda":
-        from cond.backends.cupy_backend import to_device
-
-        values = to_device(values)
     d = diagnose(values, unit_roundoff=entry.unit_roundoff,
                  alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
-                 overwrite_a=device == "cpu" and values.flags.owndata and values.flags.writeable)
+                 overwrite_a=values.flags.owndata and values.flags.writeable, device=device)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

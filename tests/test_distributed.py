@@ -237,6 +237,29 @@ def test_import_cond_and_help_import_neither_dask_nor_cupy():
     assert out.stdout.strip() == "[]"
 
 
+def test_device_cuda_plumbing_with_a_stand_in_for_cupy(tmp_path):
+    """--device cuda end to end with tests/fake_cupy.py (NumPy behind CuPy's names, refusing
+    implicit conversion as CuPy does): the matrix goes to the "device", the backend follows it,
+    the values come back; results equal the CPU's. GPU numerics are for benchmarks/gpu_check.py."""
+    _checkpoint(tmp_path / "m.safetensors")
+    code = ("import sys, json\n"
+            f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+            "import fake_cupy; cupy = fake_cupy.install()\n"
+            "import numpy as np, cond\n"
+            f"p = {str(tmp_path / 'm.safetensors')!r}\n"
+            "cpu = cond.inspect(p, keep_spectra=True)\n"
+            "gpu = cond.inspect(p, keep_spectra=True, device='cuda')\n"
+            "arr = cond.inspect(cupy.asarray(np.diag([3.0, 2.0, 1.0])))\n"
+            "ok = all(np.allclose(a.diagnostics.spectrum, b.diagnostics.spectrum, rtol=1e-12, atol=0)\n"
+            "         for a, b in zip(cpu.matrices, gpu.matrices))\n"
+            "print(json.dumps([ok, gpu.options['device'], arr.options['device'], arr.matrices[0].diagnostics.kappa]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    assert json.loads(out.stdout) == [True, "cuda", "cuda", 3.0]
+
+
 def test_array_namespace_sketch_equals_the_kernel_sketch():
     """The GPU code path, run with NumPy as its array module, against the numba kernels."""
     from cond.linalg.leverage import sketched_leverage

@@ -75,7 +75,7 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
 
 
 def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
-             keep_spectrum=False, overwrite_a=False) -> MatrixDiagnostics:
+             keep_spectrum=False, overwrite_a=False, device="cpu") -> MatrixDiagnostics:
     """Diagnostics of one matrix.
 
     Parameters
@@ -95,6 +95,9 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
         Keep all singular values (descending, shape (min(m, n),)) in ``spectrum``.
     overwrite_a : bool
         Allow the SVD to use ``a`` as workspace (saves a copy; ``a`` is garbage after).
+    device : {"cpu", "cuda"}
+        Where the singular values are computed: ``cuda`` copies the matrix to the GPU
+        (CuPy) and the backend follows that array; the cheap statistics stay on the host.
 
     Returns
     -------
@@ -107,10 +110,10 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
         raise ValueError(f"`a` must have no zero-size dimension; got shape {a.shape}")
     if unit_roundoff is not None and not 0 < unit_roundoff < 1:
         raise ValueError(f"`unit_roundoff` must be in (0, 1); got {unit_roundoff}")
-    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a)
+    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device)
 
 
-def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a):
+def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device="cpu"):
     m, n = a.shape
     sumsq, nonfinite = _sum_of_squares(a)
     zero_fraction = float(a.size - np.count_nonzero(a)) / a.size  # NaN counts as non-zero
@@ -126,7 +129,13 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a):
                                                        "numerical_rank": 0, "rank_tolerance": 0.0})
     frob = float(np.sqrt(sumsq))
     henrici = _henrici(a, frob) if normality and m == n else None  # before a may be overwritten
-    s = backend_of(a).svdvals(a, overwrite_a=overwrite_a)
+    if device == "cuda":
+        from cond.backends.cupy_backend import to_device
+
+        work = to_device(a)
+        s = backend_of(work).svdvals(work, overwrite_a=True)
+    else:
+        s = backend_of(a).svdvals(a, overwrite_a=overwrite_a)
     c = max(m, n)
     smax, smin = float(s[0]), float(s[-1])
     err = c * EPS64 * smax
