@@ -252,7 +252,8 @@ def test_device_cuda_plumbing_with_a_stand_in_for_cupy(tmp_path):
             "arr = cond.inspect(cupy.asarray(np.diag([3.0, 2.0, 1.0])))\n"
             "ok = all(np.allclose(a.diagnostics.spectrum, b.diagnostics.spectrum, rtol=1e-12, atol=0)\n"
             "         for a, b in zip(cpu.matrices, gpu.matrices))\n"
-            "print(json.dumps([ok, gpu.options['device'], arr.options['device'], arr.matrices[0].diagnostics.kappa]))\n")
+            "print(json.dumps([ok, gpu.options['device'], arr.options['device'],\n"
+            "                  arr.matrices[0].diagnostics.kappa]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     import json
