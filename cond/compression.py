@@ -510,7 +510,12 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None):
         basis64 = basis.astype(np.float64)
         factors, errors, plain = {}, {}, {}
         for i in cl.members:
-            factors[i], errors[i], plain[i] = _member_factor(chunk[i], weightings[i], basis64, axis, np_dtype)
+            if weightings[i].kind == "none":  # the block the driver saw is the matrix itself
+                w = blocks[i] if axis == "cols" else blocks[i].T
+            else:  # the driver saw the weighted matrix: read the plain one again
+                w = chunk[i].entry.load()
+                w = w.reshape(w.shape[0], -1)
+            factors[i], errors[i], plain[i] = _member_factor(w, weightings[i], basis64, axis, np_dtype)
         if not _verified(errors, blocks, cl.members, opts):
             continue  # the driver measured the same arithmetic, so this should not happen: keep own forms
         computed.append((cl.members, cl.rank, basis, factors, errors, plain))
@@ -550,11 +555,10 @@ def _write_clusters(chunk, axis, first_id, computed, writer, opts):
     return records
 
 
-def _member_factor(candidate, weighting, basis64, axis, np_dtype):
-    """The member's factor against the shared basis (r x n for cols, r x m for rows, in the
-    storage dtype), its weighted error and its plain error, measured on what is written."""
-    w = candidate.entry.load()
-    w = w.reshape(w.shape[0], -1)
+def _member_factor(w, weighting, basis64, axis, np_dtype):
+    """The factor of the member W (m x n) against the shared basis (r x n for cols, r x m for
+    rows, in the storage dtype), its weighted error and its plain error, measured on what is
+    written."""
     plain_block = w if axis == "cols" else w.T
     factor = (basis64.T @ plain_block).astype(np_dtype)
     approx = basis64 @ factor.astype(np.float64)

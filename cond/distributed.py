@@ -72,23 +72,17 @@ def ordered_map(client, fn, items, *, window=None, progress=None, **kwargs):
     items = list(items)
     if window is None:
         window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
-    pending, done = [], 0
-    it = iter(enumerate(items))
-    for _ in range(min(window, len(items))):
-        k, item = next(it)
-        pending.append(client.submit(fn, item, pure=False, key=f"cond-{fn.__name__}-{k}-{os.getpid()}",
-                                     **kwargs))
-    while pending:
+    def submit(k):
+        return client.submit(fn, items[k], pure=False, key=f"cond-{fn.__name__}-{k}-{os.getpid()}", **kwargs)
+
+    pending = [submit(k) for k in range(min(window, len(items)))]
+    for done in range(1, len(items) + 1):
         future = pending.pop(0)
         result = future.result()
         future.release()
-        done += 1
         if progress is not None:
             progress(done, len(items))
-        nxt = next(it, None)
-        if nxt is not None:
-            k, item = nxt
-            pending.append(client.submit(fn, item, pure=False, key=f"cond-{fn.__name__}-{k}-{os.getpid()}",
-                                         **kwargs))
+        if done - 1 + window < len(items):
+            pending.append(submit(done - 1 + window))
         yield result
 

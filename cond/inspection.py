@@ -71,7 +71,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     cond.errors.UsageError
         An argument breaks its rule.
     """
-    from cond.backends import check_device
+    from cond.backends import check_device, is_cupy_array
     from cond.distributed import scheduler_from
 
     workers = _check_workers(workers)
@@ -86,8 +86,6 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
             report = _run(str(source), entries, pattern, options, progress)
         manifest = _manifest_of(source)
         return report if manifest is None else dataclasses.replace(report, compressed=manifest)
-    from cond.backends import is_cupy_array
-
     if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
         options["device"] = check_device("cuda")
         source = source.get()
@@ -158,8 +156,7 @@ def _run(label, entries, pattern, options, progress):
         with dask_client(options["scheduler"]) as client:
             for result in ordered_map(client, _analyse_task, todo, alpha=options["alpha"],
                                       normality=options["normality"], keep_spectrum=options["keep_spectra"],
-                                      device=options["device"],
-                                      progress=lambda done, total: None):
+                                      device=options["device"]):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
     elif options["workers"] == 1 or len(todo) <= 1:

@@ -147,17 +147,14 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
             if rows.locator is None:
                 raise UsageError("`--scheduler` reads .npy (C order), Parquet or CSV/TSV files; run this "
                                  "input without it", path=rows.path)
-            exact = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
-            blocks_or_scores = lambda: exact  # noqa: E731
-        else:
-            blocks_or_scores = None
-        if device == "cuda" and method != "uniform":
+            precomputed = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
+        elif device == "cuda" and method != "uniform":
             from cond.linalg.leverage_device import namespace, sketched_leverage_on
 
-            sketched = sketched_leverage_on(namespace("cuda"), blocks, n, d, seed, rcond)
-            blocks_or_scores = lambda: sketched  # noqa: E731
-        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond,
-                                           blocks_or_scores)
+            precomputed = sketched_leverage_on(namespace("cuda"), blocks, n, d, seed, rcond)
+        else:
+            precomputed = None
+        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed)
         tick("sampling")
         if replacement:
             idx, counts, probs = sample_with_replacement(s, m, seed)
@@ -187,14 +184,15 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         return result
 
 
-def _scores(method, p, scores, blocks, n, d, seed, rcond, exact=None):
-    """(scores, rank, detail, exact R or None); ``exact()`` gives leverage scores computed
-    elsewhere (on a Dask cluster) in place of the in-process pass."""
-    leverage = exact or (lambda: lev.leverage_scores(blocks, n, d, rcond))
+def _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed=None):
+    """(scores, rank, detail, exact R or None). ``precomputed`` (a Scores) replaces the
+    in-process leverage pass: exact scores from a Dask cluster, or sketched ones from the GPU."""
+    leverage = (lambda: precomputed) if precomputed is not None else \
+        (lambda: lev.leverage_scores(blocks, n, d, rcond))
     if method == "uniform":
         return np.ones(n), min(n, d), {}, None
     if method in ("leverage", "root-leverage"):
-        sc = leverage() if scores == "exact" or exact is not None else \
+        sc = leverage() if scores == "exact" or precomputed is not None else \
             lev.sketched_leverage(blocks, n, d, seed, rcond, srht=scores == "sketch-srht")
         tau = sc.values
         values = tau if method == "leverage" else tau ** (p / 2)

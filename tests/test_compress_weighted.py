@@ -123,6 +123,21 @@ def test_whiten_with_clustering_keeps_every_output_bound(tmp_path):
         assert np.linalg.norm((w - dense[t.name]) @ x.T) / np.linalg.norm(w @ x.T) <= 0.08 * (1 + 1e-9)
 
 
+def test_weights_file_that_is_not_safetensors_or_is_truncated(tmp_path):
+    planted_checkpoint(tmp_path / "m.safetensors")
+    np.save(tmp_path / "f.npy", np.ones((64, 24)))
+    save_file({"layers.0.weight": np.ones((64, 24), np.float32)}, str(tmp_path / "g.safetensors"))
+    data = (tmp_path / "g.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 100])
+    for path, expect in ((tmp_path / "f.npy", "must be a .safetensors file"),
+                         (tmp_path / "cut.safetensors", "cut.safetensors")):
+        result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--method", "fisher",
+                                     "--fisher", str(path), "--max-error", "0.1", "--min-size", "0",
+                                     "-o", str(tmp_path / "o.safetensors")])
+        assert_one_line_error(result, [path.name, expect])
+        assert not (tmp_path / "o.safetensors").exists()
+
+
 def test_missing_weight_names_are_refused_not_silently_ignored(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")
     save_file({"model.layers.0.weight": np.ones((64, 24), np.float32)}, str(tmp_path / "f.safetensors"))
