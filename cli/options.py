@@ -24,11 +24,12 @@ class InputFormat(str, Enum):
     tsv = "tsv"
     mtx = "mtx"
     parquet = "parquet"
+    zarr = "zarr"
 
 
 InputPath = Annotated[str, typer.Argument(
     help="Input: .safetensors, *.safetensors.index.json, a checkpoint directory, "
-         ".npy, .npz, .csv, .tsv (gzip ok), .mtx, .parquet, or - for standard input.",
+         ".npy, .npz, .csv, .tsv (gzip ok), .mtx, .parquet, a zarr store, or - for standard input.",
     show_default=False)]
 FormatOpt = Annotated[OutputFormat, typer.Option(
     "--format", "-f", help="Output format (JSON schema in README.md).")]

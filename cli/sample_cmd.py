@@ -46,6 +46,8 @@ EPILOG = """Examples:
 
   cond sample data.parquet --columns 'x*' --method lewis -p 1 --size 5000 -o sample.tsv
 
+  cond sample features.zarr/X --method leverage --size 1% > sample.tsv
+
   zcat big.csv.gz | cond sample - --input-format csv --method root-leverage --size 1%
 
   cond sample X.npy --method leverage --size 2000 --emit rows --verify > rows.tsv

@@ -68,7 +68,8 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     Parameters
     ----------
     source : str
-        ``.npy``, ``.npz``, ``.csv`` / ``.tsv`` (gzip too), ``.parquet`` or ``-``.
+        ``.npy``, ``.npz``, ``.csv`` / ``.tsv`` (gzip too), ``.parquet``, a Zarr store (a
+        directory; a group holding one 2-D array, or ``store.zarr/NAME``) or ``-``.
     size : int or str
         Expected sample size: a count or a percentage of the rows (``"1%"``).
     method : {"leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform"}
@@ -95,7 +96,7 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     scheduler : str, optional
         A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in this
         process). The score passes run as tasks over groups of row blocks that the
-        workers read from the file themselves (``.npy``, Parquet, and CSV through its
+        workers read from the file themselves (``.npy``, Parquet, Zarr, and CSV through its
         spilled ``.npy``: storage the workers share); R is reduced over the same binary tree
         as in one process, so scores and sample are the same floats. Exact leverage
         scores only (leverage, root-leverage, and the p = 2 Lewis-based methods).
@@ -145,8 +146,8 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         tick("scores")
         if spec is not None and method != "uniform":
             if rows.locator is None:
-                raise UsageError("`--scheduler` reads .npy (C order), Parquet or CSV/TSV files; run this "
-                                 "input without it", path=rows.path)
+                raise UsageError("`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run "
+                                 "this input without it", path=rows.path)
             precomputed = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
         elif device == "cuda" and method != "uniform":
             from cond.linalg.leverage_device import namespace, sketched_leverage_on
@@ -226,7 +227,7 @@ def _distributed_leverage(spec, locator, n, d, rcond, tick):
     partial stack); pushed in order, they give the same R, hence the same scores.
     """
     from cond.distributed import dask_client, ordered_map
-    from cond.formats.row_stream import BLOCK_ROWS
+    from cond.formats.row_blocks import BLOCK_ROWS
 
     nblocks = -(-n // BLOCK_ROWS)
     with dask_client(spec) as client:

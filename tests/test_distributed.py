@@ -143,6 +143,22 @@ def test_parquet_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster):
 
 
 @needs_dask
+def test_zarr_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster):
+    zarr = pytest.importorskip("zarr")
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((30_000, 7)).astype(np.float32)
+    z = zarr.create_array(store=str(tmp_path / "d.zarr"), shape=a.shape, chunks=(5000, 3), dtype=a.dtype)
+    z[...] = a  # row chunks cut across the 4096-row blocks
+    kwargs = dict(size=300, seed=9, target="6", keep_rows=True)
+    local = sample(str(tmp_path / "d.zarr"), **kwargs)
+    remote = sample(str(tmp_path / "d.zarr"), scheduler=cluster, **kwargs)
+    np.testing.assert_array_equal(remote.scores, local.scores)
+    np.testing.assert_array_equal(remote.indices, local.indices)
+    np.testing.assert_array_equal(remote.rows, local.rows)
+    np.testing.assert_array_equal(local.target, a[local.indices, 6].astype(np.float64) * local.scales)
+
+
+@needs_dask
 def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
     _checkpoint(tmp_path / "m.safetensors")
     plain = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"])

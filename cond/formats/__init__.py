@@ -23,7 +23,7 @@ def open_entries(path, *, input_format=None, columns=None):
     Parameters
     ----------
     path : str or os.PathLike
-        What to read; ``-`` reads standard input (then ``input_format`` is
+        What to read (a zarr store is a directory); ``-`` reads standard input (then ``input_format`` is
         needed unless the bytes tell the format).
     input_format : str, optional
         One of :data:`FORMATS`; by default from the name or the first bytes.
@@ -43,7 +43,7 @@ def open_entries(path, *, input_format=None, columns=None):
 
 
 def _reader(fmt):
-    from cond.formats import arrays, matrix_market, safetensors_file, tables
+    from cond.formats import arrays, matrix_market, safetensors_file, tables, zarr_store
 
     return {
         "directory": lambda p, d, c: safetensors_file.entries_of_directory(p),
@@ -55,4 +55,5 @@ def _reader(fmt):
         "tsv": lambda p, d, c: tables.entries_of_delimited(p, d, "\t", c),
         "parquet": lambda p, d, c: tables.entries_of_parquet(p, d, c),
         "mtx": lambda p, d, c: matrix_market.entries_of_mtx(p, d),
+        "zarr": lambda p, d, c: zarr_store.entries_of_zarr(p, d),
     }[fmt]

@@ -11,7 +11,8 @@ from cond.errors import InputError
 from cond.formats.entry import TensorEntry, skip_reason_for_ndim, unit_roundoff
 
 
-def _kind_reason(dtype: np.dtype):
+def kind_reason(dtype: np.dtype):
+    """Why an array of this dtype is not analysed (not floating point), or None."""
     if dtype.hasobject:
         return None  # refused outright, see _refuse_pickle
     if dtype.kind == "f":
@@ -57,7 +58,7 @@ def entries_of_npy(path, display=None, name=None):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         return np.asarray(arr, dtype=np.float64)
 
-    reason = _kind_reason(dtype) or skip_reason_for_ndim(shape)
+    reason = kind_reason(dtype) or skip_reason_for_ndim(shape)
     yield TensorEntry(name, tuple(shape), str(dtype), display, unit_roundoff(dtype), reason, load)
 
 
@@ -89,5 +90,5 @@ def entries_of_npz(path, display=None):
                                  shape=shape) from None
             return np.asarray(arr, dtype=np.float64)
 
-        reason = _kind_reason(dtype) or skip_reason_for_ndim(shape)
+        reason = kind_reason(dtype) or skip_reason_for_ndim(shape)
         yield TensorEntry(name, shape, str(dtype), display, unit_roundoff(dtype), reason, load)

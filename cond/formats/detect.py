@@ -14,7 +14,7 @@ import tempfile
 
 from cond.errors import InputError, UsageError
 
-FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet")
+FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet", "zarr")
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 
@@ -27,7 +27,9 @@ def format_of(path, display, input_format=None) -> str:
                              f"got {input_format!r}")
         return input_format
     if os.path.isdir(path):
-        return "directory"
+        from cond.formats.zarr_store import is_zarr
+
+        return "zarr" if is_zarr(path) else "directory"
     name = display.lower()
     if name.endswith(".safetensors.index.json"):
         return "index"

@@ -5,8 +5,8 @@ of exactly :data:`BLOCK_ROWS` rows (the last one shorter), so results do not
 depend on ``chunk_rows``. ``.npy`` is read with plain file reads (not a memory
 map, whose touched pages would count as resident); CSV / TSV (gzip too) and
 standard input are parsed once into a temporary ``.npy``; Parquet is read in
-record batches; ``.npz`` arrays are loaded whole (zip members cannot be read
-in slices).
+record batches, Zarr in whole row chunks; ``.npz`` arrays are loaded whole (zip
+members cannot be read in slices).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 
 from cond.errors import InputError, UsageError
 from cond.formats.detect import format_of, local_path
+from cond.formats.row_blocks import BLOCK_ROWS, NpyRows, ParquetRows, ZarrRows, design_block
 from cond.formats.tables import select_columns
 
-BLOCK_ROWS = 4096
 TEXT_CHUNK_BYTES = 32 * 2**20
 
 
@@ -38,7 +38,7 @@ class RowSource:
     target: int | None
     _chunks: object
     chunk_rows: int
-    locator: object = None  # NpyRows when workers can read the rows themselves
+    locator: object = None  # NpyRows, ParquetRows or ZarrRows when workers can read the rows themselves
 
     @property
     def d(self) -> int:
@@ -54,55 +54,6 @@ class RowSource:
             x, y = design_block(table, start, self.names, self.design, self.target, self.path)
             yield start, x, y
             start += len(x)
-
-
-def design_block(table, start, names, design, target, display):
-    """(X, y) of one block of rows starting at row ``start``: float64 design columns and the
-    target; a non-finite value is an InputError naming its row and column."""
-    if design == list(range(len(names))) and table.dtype == np.float64 and table.flags.c_contiguous:
-        x = table  # no copy when every column is a design column
-    else:
-        x = np.ascontiguousarray(table[:, design], dtype=np.float64)
-    y = None if target is None else np.asarray(table[:, target], dtype=np.float64)
-    if not np.isfinite(np.sum(x)):  # one reduction; NaN or Inf anywhere makes it non-finite
-        bad = ~np.isfinite(x)
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            raise InputError(f"row {start + i} column '{names[design[j]]}' is {x[i, j]}; "
-                             "drop or impute non-finite values first", path=display)
-    if y is not None and not np.all(np.isfinite(y)):
-        i = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise InputError(f"row {start + i} target '{names[target]}' is {y[i]}", path=display)
-    return x, y
-
-
-@dataclass(frozen=True)
-class NpyRows:
-    """Where the rows of a C-order ``.npy`` lie, so that a Dask worker reads its blocks itself
-    (the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`, hence the same floats)."""
-
-    path: str
-    display: str
-    offset: int
-    dtype: str
-    n: int
-    ncols: int
-    names: tuple
-    design: tuple
-    target: int | None
-
-    def blocks(self, first, last):
-        """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
-        dtype = np.dtype(self.dtype)
-        with open(self.path, "rb") as f:
-            for b in range(first, last):
-                start = b * BLOCK_ROWS
-                rows = min(BLOCK_ROWS, self.n - start)
-                f.seek(self.offset + start * self.ncols * dtype.itemsize)
-                table = np.fromfile(f, dtype=dtype, count=rows * self.ncols).reshape(rows, self.ncols)
-                x, y = design_block(table, start, list(self.names), list(self.design), self.target,
-                                    self.display)
-                yield start, x, y
 
 
 def _reblock(chunks, size):
@@ -144,8 +95,11 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
         elif fmt == "parquet":
             n, ncols, chunks, names = _parquet_chunks(real, display)
             locator = ("parquet", os.path.abspath(real), display, n)
+        elif fmt == "zarr":
+            n, ncols, chunks = _zarr_chunks(real, display)
+            locator = ("zarr", os.path.abspath(real), display, n)
         else:
-            raise UsageError(f"cond sample reads npy, npz, csv, tsv or parquet; {display} is {fmt}",
+            raise UsageError(f"cond sample reads npy, npz, csv, tsv, parquet or zarr; {display} is {fmt}",
                              path=display)
         names = names or [str(j) for j in range(ncols)]
         target_idx = None
@@ -160,49 +114,12 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             raise UsageError("no design columns left after --columns and --target", path=display)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
-        if locator is not None and locator[0] == "parquet":
-            locator = ParquetRows(*locator[1:], tuple(names), tuple(design), target_idx)
+        if locator is not None and locator[0] in ("parquet", "zarr"):
+            kind = ParquetRows if locator[0] == "parquet" else ZarrRows
+            locator = kind(*locator[1:], tuple(names), tuple(design), target_idx)
         elif locator is not None:
             locator = NpyRows(*locator, tuple(names), tuple(design), target_idx)
         yield RowSource(display, n, names, design, target_idx, chunks, int(chunk_rows), locator)
-
-
-@dataclass(frozen=True)
-class ParquetRows:
-    """Where the rows of a Parquet file lie: a Dask worker reads the row groups that hold its
-    blocks and cuts the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`."""
-
-    path: str
-    display: str
-    n: int
-    names: tuple
-    design: tuple
-    target: int | None
-
-    def blocks(self, first, last):
-        """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(self.path)
-        lo, hi = first * BLOCK_ROWS, min(self.n, last * BLOCK_ROWS)
-        groups, tables, begin, at = [], [], None, 0
-        for g in range(pf.metadata.num_row_groups):
-            rows = pf.metadata.row_group(g).num_rows
-            if at + rows > lo and at < hi:
-                groups.append(g)
-                begin = at if begin is None else begin
-            at += rows
-        for g in groups:
-            batch = pf.read_row_group(g, columns=list(self.names))
-            tables.append(np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
-                                           for k in range(batch.num_columns)]))
-        table = np.vstack(tables)[lo - begin:hi - begin]
-        for b in range(first, last):
-            start = b * BLOCK_ROWS
-            piece = table[start - lo:min(start + BLOCK_ROWS, hi) - lo]
-            x, y = design_block(piece, start, list(self.names), list(self.design), self.target,
-                                self.display)
-            yield start, x, y
 
 
 def _npy_locator(path, display):
@@ -272,6 +189,19 @@ def _npz_chunks(path, display):
             yield arr[s:s + chunk_rows]
 
     return arr.shape[0], arr.shape[1], chunks
+
+
+def _zarr_chunks(path, display):
+    from cond.formats.zarr_store import design_array, read_rows, row_step
+
+    array, n, ncols = design_array(path, display)
+
+    def chunks(chunk_rows):
+        step = row_step(array, chunk_rows)
+        for s in range(0, n, step):
+            yield read_rows(array, s, min(n, s + step), display)
+
+    return n, ncols, chunks
 
 
 def _parquet_chunks(path, display):
