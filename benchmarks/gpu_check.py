@@ -2,6 +2,10 @@
 
     python benchmarks/gpu_check.py            # needs pip install -e '.[test,gpu]' and a CUDA GPU
 
+Offline, where CuPy and the rest are already installed (a lent GPU machine):
+
+    python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . && python3 benchmarks/gpu_check.py
+
 1. runs the CuPy tests (tests/test_distributed.py -k cuda): they fail here
    instead of skipping, because this script is only run where a GPU is;
 2. times ``cond.inspect`` of a stack of four 4096 x 4096 float32 matrices on

@@ -12,7 +12,7 @@ import importlib.util
 
 import numpy as np
 
-INSTALL = "pip install 'cond[gpu]' (CuPy for CUDA 12)"
+INSTALL = "pip install 'cond[gpu]' (CuPy for CUDA 12; 'cond[gpu-cuda13]' for CUDA 13)"
 
 
 def require_gpu():

@@ -27,15 +27,6 @@ def namespace(device):
     return np
 
 
-def _scatter_add(xp, target, index, values):
-    if xp is np:
-        np.add.at(target, index, values)
-    else:
-        import cupyx
-
-        cupyx.scatter_add(target, index, values)
-
-
 def sketched_leverage_on(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Scores:
     """Approximate leverage scores (DMMW 2012) computed with the array module ``xp``.
 
@@ -65,7 +56,7 @@ def sketched_leverage_on(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Score
         signs = xp.asarray(np.where(u[:, s:] < 0.5, -1.0, 1.0) / np.sqrt(s))
         xd = xp.asarray(x, dtype=xp.float64)
         for h in range(s):
-            _scatter_add(xp, sketch, buckets[:, h], signs[:, h, None] * xd)
+            xp.add.at(sketch, buckets[:, h], signs[:, h, None] * xd)  # ufunc.at: CuPy >= 12
     r = xp.linalg.qr(sketch, mode="r")[:d]
     if r.shape[0] < d:
         r = xp.concatenate([r, xp.zeros((d - r.shape[0], d))])
