@@ -19,6 +19,7 @@ import re
 from cond.errors import UsageError
 
 ENV = "COND_SCHEDULER"
+TIMEOUT_ENV = "COND_SCHEDULER_TIMEOUT"
 
 
 def scheduler_from(option):
@@ -55,12 +56,32 @@ def dask_client(spec):
         finally:
             cluster.close()
         return
+    timeout = connect_timeout()
     try:
-        client = distributed.Client(spec, timeout="20s")
+        client = distributed.Client(spec, timeout=timeout)
     except OSError as exc:
-        raise UsageError(f"cannot reach the Dask scheduler at {spec} ({exc})") from None
+        raise UsageError(f"cannot reach the Dask scheduler at {spec} within {timeout:g} s "
+                         f"(${TIMEOUT_ENV}); {str(exc).splitlines()[0]}") from None
     with client:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except (TimeoutError, OSError):
+            raise UsageError(f"the Dask scheduler at {spec} has no workers (waited {timeout:g} s, "
+                             f"${TIMEOUT_ENV}); start some with dask worker {spec}") from None
         yield client
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a remote scheduler and for its first worker: ``$COND_SCHEDULER_TIMEOUT``,
+    default 20."""
+    text = os.environ.get(TIMEOUT_ENV, "20")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"${TIMEOUT_ENV} must be a positive number of seconds; got {text!r}")
+    return value
 
 
 def ordered_map(client, fn, items, *, window=None, progress=None, **kwargs):

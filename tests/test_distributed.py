@@ -207,6 +207,33 @@ def test_bad_input_on_a_worker_is_one_line_naming_file_and_tensor(tmp_path, clus
     assert not (tmp_path / "o.safetensors").exists()
 
 
+@needs_dask
+def test_unreachable_scheduler_and_one_without_workers_are_one_line_errors(tmp_path):
+    import logging
+    import socket
+    import time
+
+    import distributed
+
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((5000, 3)))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["sample", str(tmp_path / "X.npy"), "--size", "5", "--scheduler"]
+    started = time.perf_counter()
+    result = runner.invoke(app, [*args, f"tcp://127.0.0.1:{port}"], env={"COND_SCHEDULER_TIMEOUT": "1"})
+    assert_one_line_error(result, [f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port} within 1 s"])
+    assert time.perf_counter() - started < 15  # the timeout was honoured, not Dask's default
+    empty = distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=logging.ERROR)
+    try:
+        result = runner.invoke(app, [*args, empty.scheduler_address], env={"COND_SCHEDULER_TIMEOUT": "1"})
+        assert_one_line_error(result, ["has no workers", "dask worker " + empty.scheduler_address])
+    finally:
+        empty.close()
+    result = runner.invoke(app, [*args, f"tcp://127.0.0.1:{port}"], env={"COND_SCHEDULER_TIMEOUT": "soon"})
+    assert_one_line_error(result, ["$COND_SCHEDULER_TIMEOUT must be a positive number of seconds; got 'soon'"])
+
+
 def test_scheduler_and_device_errors(tmp_path):
     _checkpoint(tmp_path / "m.safetensors")
     np.save(tmp_path / "X.npy", np.ones((10, 2)))
