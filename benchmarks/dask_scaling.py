@@ -10,7 +10,7 @@ started (startup is printed apart):
 - ``inspect`` of the checkpoint in this process with one thread (the per-task
   baseline), on 1 worker and on 2 workers;
 - ``sample --method leverage`` of the design matrix in this process, on 1
-  worker and on 2 workers.
+  worker and on 2 workers, with exact and with sketched scores.
 
 Prints the 2-worker speed-up over 1 worker, and the scheduler overhead per
 task: (1-worker time - one-thread in-process time) / tasks. Checks that every
@@ -76,8 +76,9 @@ def main():
         with threadpool_limits(limits=1, user_api="blas"):  # what one worker does, without Dask
             t_inspect, ref = timed(lambda: cond.inspect(index, workers=1))
         t_sample, ref_s = timed(lambda: sample(design, size=2000, seed=3))
+        t_sketch, ref_k = timed(lambda: sample(design, size=2000, seed=3, scores="sketch"))
         print(f"in process: inspect {t_inspect:.2f} s ({args.matrices} matrices {args.size}^2, one thread), "
-              f"sample {t_sample:.2f} s ({args.rows} x {args.cols}, {blocks} blocks)")
+              f"sample {t_sample:.2f} s ({args.rows} x {args.cols}, {blocks} blocks), sketched {t_sketch:.2f} s")
         results = {}
         for workers in (1, 2):
             t0 = time.perf_counter()
@@ -87,14 +88,16 @@ def main():
             address = cluster.scheduler_address
             t_i, rep = timed(lambda: cond.inspect(index, scheduler=address))
             t_s, rep_s = timed(lambda: sample(design, size=2000, seed=3, scheduler=address))
+            t_k, rep_k = timed(lambda: sample(design, size=2000, seed=3, scores="sketch", scheduler=address))
             cluster.close()
             assert [m.diagnostics.kappa for m in rep.matrices] == [m.diagnostics.kappa for m in ref.matrices]
             assert np.array_equal(rep_s.indices, ref_s.indices) and np.array_equal(rep_s.scores, ref_s.scores)
-            results[workers] = (t_i, t_s)
+            assert np.array_equal(rep_k.indices, ref_k.indices) and np.array_equal(rep_k.scores, ref_k.scores)
+            results[workers] = (t_i, t_s, t_k)
             print(f"{workers} worker(s): cluster start {startup:.1f} s; inspect {t_i:.2f} s, "
-                  f"sample {t_s:.2f} s; results equal the in-process ones")
-        (i1, s1), (i2, s2) = results[1], results[2]
-        print(f"speed-up 1 -> 2 workers: inspect x{i1 / i2:.2f}, sample x{s1 / s2:.2f}")
+                  f"sample {t_s:.2f} s, sketched {t_k:.2f} s; results equal the in-process ones")
+        (i1, s1, k1), (i2, s2, k2) = results[1], results[2]
+        print(f"speed-up 1 -> 2 workers: inspect x{i1 / i2:.2f}, sample x{s1 / s2:.2f}, sketched x{k1 / k2:.2f}")
         print(f"overhead per task (1 worker vs one thread in process): inspect "
               f"{(i1 - t_inspect) / args.matrices * 1e3:.1f} ms over {args.matrices} tasks")
         print(f"(sample's 1-worker time vs in process: {s1:.2f} s vs {t_sample:.2f} s; the in-process path "

@@ -41,7 +41,7 @@ def main():
     print(f"CuPy tests: exit code {tests.returncode}")
 
     import cond
-    from cond.linalg.leverage import sketched_leverage
+    from cond.linalg.sketch import sketched_leverage
     from cond.linalg.leverage_device import sketched_leverage_on
 
     rng = np.random.default_rng(0)

@@ -21,6 +21,7 @@ import numpy as np
 
 from cond.formats.row_stream import open_rows
 from cond.linalg import leverage as lev
+from cond.linalg.sketch import sketch_sizes, sketched_leverage
 
 
 def make(path, n, d, seed=0):
@@ -55,11 +56,11 @@ def main():
         exact = lev.leverage_scores(blocks, rows.n, rows.d).values
         t_exact = time.perf_counter() - t0
         t0 = time.perf_counter()
-        sketch = lev.sketched_leverage(blocks, rows.n, rows.d, seed=0)
+        sketch = sketched_leverage(blocks, rows.n, rows.d, seed=0)
         t_sketch = time.perf_counter() - t0
     ratio = sketch.values / exact
     rel = np.abs(ratio - 1)
-    sizes = lev.sketch_sizes(args.n, args.d)
+    sizes = sketch_sizes(args.n, args.d)
     print(f"exact streaming scores:  {t_exact:.1f} s")
     print(f"sketched scores:         {t_sketch:.1f} s (embedding rows {sizes[0]}, {sizes[1]} nonzeros per "
           f"column, JL dimension {sizes[2]})")

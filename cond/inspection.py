@@ -12,7 +12,6 @@ import dataclasses
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -122,7 +121,9 @@ def _check_distributable(source, input_format):
 
 def _check_workers(workers):
     if workers is None:
-        return max(1, min(os.cpu_count() or 1, 8))
+        from cond.threads import default_threads
+
+        return default_threads()
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"`workers` must be a positive integer; got {workers!r}")
     return workers
@@ -164,29 +165,16 @@ def _run(label, entries, pattern, options, progress):
             results.append(analyse(e))
             _tick(progress, len(results), len(todo), e.name)
     else:
-        from threadpoolctl import threadpool_limits
+        from cond.threads import one_thread_blas, ordered_map
 
-        with threadpool_limits(limits=1, user_api="blas"), \
-                ThreadPoolExecutor(max_workers=options["workers"]) as pool:
-            # map() keeps file order; its lazy window holds at most `workers` tensors in flight
-            # beyond the ones being consumed, because each task loads its own tensor.
-            for result in _bounded_map(pool, analyse, todo, options["workers"]):
+        with one_thread_blas():
+            # file order; at most `workers` tensors in flight beyond the one being consumed,
+            # because each task loads its own tensor.
+            for result in ordered_map(analyse, todo, options["workers"]):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
     summary = Summary.of(results, skipped, time.perf_counter() - started)
     return InspectReport(label, tuple(results), tuple(skipped), summary, options)
-
-
-def _bounded_map(pool, fn, items, window):
-    """Like ``pool.map`` in order, but never more than ``window`` tasks submitted and unfinished."""
-    pending = []
-    it = iter(items)
-    for item in it:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.pop(0).result()
-    for future in pending:
-        yield future.result()
 
 
 def _tick(progress, done, total, name):
@@ -196,9 +184,9 @@ def _tick(progress, done, total, name):
 
 def _analyse_task(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
     """One tensor on a Dask worker: BLAS on one thread, as in the in-process pool."""
-    from threadpoolctl import threadpool_limits
+    from cond.threads import one_thread_blas
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_thread_blas():
         return _analyse(entry, alpha, normality, keep_spectrum, device)
 
 

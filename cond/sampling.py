@@ -19,6 +19,7 @@ import numpy as np
 from cond.errors import UsageError
 from cond.formats.row_stream import open_rows
 from cond.linalg import leverage as lev
+from cond.linalg import sketch
 from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
                                       subspace_distortion)
 
@@ -97,9 +98,10 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in this
         process). The score passes run as tasks over groups of row blocks that the
         workers read from the file themselves (``.npy``, Parquet, Zarr, and CSV through its
-        spilled ``.npy``: storage the workers share); R is reduced over the same binary tree
-        as in one process, so scores and sample are the same floats. Exact leverage
-        scores only (leverage, root-leverage, and the p = 2 Lewis-based methods).
+        spilled ``.npy``: storage the workers share); R (or the sketch S A) is reduced over
+        the same binary tree as in one process, so scores and sample are the same floats.
+        Leverage scores, exact or sketched (leverage, root-leverage, and the p = 2
+        Lewis-based methods); not with ``device="cuda"``.
     device : {"cpu", "cuda"}
         ``cuda`` computes sketched scores (``scores="sketch"``) with CuPy on the GPU.
     progress : callable, optional
@@ -129,9 +131,11 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
                          f"and sketch-srht run on the CPU); got `--scores {scores}`")
     device = check_device(device)
     spec = scheduler_from(scheduler)
-    if spec is not None and (scores != "exact" or (method in ("lewis", "sensitivity", "augmented") and p != 2)):
-        raise UsageError("`--scheduler` runs exact leverage scores (leverage, root-leverage, and lewis, "
-                         "sensitivity or augmented at p = 2); run this one without `--scheduler`")
+    if spec is not None and method in ("lewis", "sensitivity", "augmented") and p != 2:
+        raise UsageError(f"`--scheduler` runs leverage scores (exact or sketched), and {method} only at p = 2 "
+                         f"(the Lewis iteration at p = {p:g} runs in one process); run it without `--scheduler`")
+    if spec is not None and device == "cuda":
+        raise UsageError("`--scheduler` and `--device cuda` are either-or: the workers compute on their CPUs")
     started = time.perf_counter()
     tick = progress or (lambda stage: None)
     with open_rows(source, input_format=input_format, columns=columns, target=target,
@@ -148,7 +152,7 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
             if rows.locator is None:
                 raise UsageError("`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run "
                                  "this input without it", path=rows.path)
-            precomputed = _distributed_leverage(spec, rows.locator, n, d, rcond, tick)
+            precomputed = _distributed_scores(spec, rows.locator, n, d, rcond, scores, seed, tick)
         elif device == "cuda" and method != "uniform":
             from cond.linalg.leverage_device import namespace, sketched_leverage_on
 
@@ -194,7 +198,7 @@ def _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed=None):
         return np.ones(n), min(n, d), {}, None
     if method in ("leverage", "root-leverage"):
         sc = leverage() if scores == "exact" or precomputed is not None else \
-            lev.sketched_leverage(blocks, n, d, seed, rcond, srht=scores == "sketch-srht")
+            sketch.sketched_leverage(blocks, n, d, seed, rcond, srht=scores == "sketch-srht")
         tau = sc.values
         values = tau if method == "leverage" else tau ** (p / 2)
         r = sc.detail.get("r")
@@ -219,43 +223,87 @@ def _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed=None):
     return (sens + tau if method == "augmented" else sens), rank, detail, r
 
 
-def _distributed_leverage(spec, locator, n, d, rcond, tick):
-    """Exact leverage scores on a Dask cluster, equal to :func:`cond.linalg.leverage.leverage_scores`.
+def _distributed_scores(spec, locator, n, d, rcond, scores, seed, tick):
+    """Leverage scores on a Dask cluster, the same floats as in one process.
 
-    Blocks are grouped in runs of 2**k (aligned), so each group's R is a complete
-    subtree of the in-process :class:`~cond.linalg.leverage.RTree` (the last group a
-    partial stack); pushed in order, they give the same R, hence the same scores.
+    Exact: R by :class:`~cond.linalg.leverage.RTree` over the row blocks; sketched:
+    S A by :class:`~cond.linalg.sketch.SketchSum` over its leaves. Tasks take aligned
+    runs of 2**k leaves (blocks, or sketch leaves), so each returns a complete subtree
+    of the in-process tree (the last one a partial stack); pushed in order, they give
+    the same R or S A, then the same basis, and the score pass is row by row.
     """
     from cond.distributed import dask_client, ordered_map
     from cond.formats.row_blocks import BLOCK_ROWS
+    from cond.threads import one_thread_blas
 
     nblocks = -(-n // BLOCK_ROWS)
-    with dask_client(spec) as client:
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
-        level = max(0, int(math.floor(math.log2(max(1.0, nblocks / (4 * workers))))))
-        groups = [(g, min(g + 2**level, nblocks)) for g in range(0, nblocks, 2**level)]
-        tree = lev.RTree(d)
-        for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+    leaf_blocks = 1 if scores == "exact" else sketch.leaf_rows(n, d) // BLOCK_ROWS
+    # BLAS on one thread here and on the workers, as in the in-process path (cond.threads)
+    with dask_client(spec) as client, one_thread_blas():
+        groups = aligned_groups(nblocks, leaf_blocks, len(client.scheduler_info().get("workers", {})))
+        if scores == "exact":
+            tree = lev.RTree(d)
+            for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+                for node_level, node in stack:
+                    tree.push(node_level, node)
+            r = tree.result()
+            t, k = lev.rank_basis(r, n, rcond)
+            tick("scores")
+            values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
+            return lev.Scores(values, k, {"passes": 2, "r": r})
+        total = sketch.SketchSum(n, d, seed)
+        for stack in ordered_map(client, _group_sketch, groups, locator=locator, n=n, d=d, seed=seed):
             for node_level, node in stack:
-                tree.push(node_level, node)
-        r = tree.result()
-        t, k = lev.rank_basis(r, n, rcond)
+                total.tree.push(node_level, node)
+        tg, k, detail = sketch.sketch_basis(total.result(), n, d, seed, rcond, srht=scores == "sketch-srht")
         tick("scores")
-        values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
-    return lev.Scores(values, k, {"passes": 2, "r": r})
+        values = np.concatenate(list(ordered_map(client, _group_jl_scores, groups, locator=locator, tg=tg)))
+        return lev.Scores(values, k, detail)
+
+
+def aligned_groups(nblocks, leaf_blocks, workers):
+    """Tasks as ``(first, last)`` block ranges: aligned runs of 2**k leaves of ``leaf_blocks``
+    blocks (the last run shorter), about four per worker, so that each run is a complete
+    subtree of the in-process reduction tree."""
+    leaves = -(-nblocks // leaf_blocks)
+    size = leaf_blocks * 2 ** max(0, int(math.floor(math.log2(max(1.0, leaves / (4 * max(1, workers)))))))
+    return [(g, min(g + size, nblocks)) for g in range(0, nblocks, size)]
 
 
 def _group_r(group, locator, d):
     """The R stack of blocks ``group`` = (first, last): one Dask task."""
+    from cond.threads import one_thread_blas
+
     tree = lev.RTree(d)
-    for _, x, _ in locator.blocks(*group):
-        tree.add_block(x)
+    with one_thread_blas():
+        for _, x, _ in locator.blocks(*group):
+            tree.add_block(x)
     return tree.stack
 
 
 def _group_leverage(group, locator, t):
     """Leverage scores of the rows of blocks ``group``: one Dask task."""
-    return np.concatenate([lev.block_leverage(x, t) for _, x, _ in locator.blocks(*group)])
+    from cond.threads import one_thread_blas
+
+    with one_thread_blas():
+        return np.concatenate([lev.block_leverage(x, t) for _, x, _ in locator.blocks(*group)])
+
+
+def _group_sketch(group, locator, n, d, seed):
+    """The S A stack of the sketch leaves in blocks ``group``: one Dask task."""
+    total = sketch.SketchSum(n, d, seed)
+    for start, x, _ in locator.blocks(*group):
+        total.add(start, x)
+    total.close_leaf()
+    return total.tree.stack
+
+
+def _group_jl_scores(group, locator, tg):
+    """Sketched scores of the rows of blocks ``group``: one Dask task."""
+    from cond.threads import one_thread_blas
+
+    with one_thread_blas():
+        return np.concatenate([sketch.jl_scores(x, tg) for _, x, _ in locator.blocks(*group)])
 
 
 def _collect(rows, idx):

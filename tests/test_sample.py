@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cli_checks import assert_one_line_error
 from cond.cli.main import app
 from cond.linalg import leverage as lev
+from cond.linalg import sketch
 from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion
 from cond.sampling import sample
 
@@ -89,7 +90,7 @@ def test_sketched_scores_close_to_exact():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((20000, 12)) * rng.exponential(1.0, size=(20000, 1))
     exact = lev.leverage_scores(blocks_of(a, 4096), 20000, 12).values
-    sk = lev.sketched_leverage(blocks_of(a, 4096), 20000, 12, seed=5)
+    sk = sketch.sketched_leverage(blocks_of(a, 4096), 20000, 12, seed=5)
     ratio = sk.values / exact
     assert np.median(np.abs(ratio - 1)) <= 0.2
     assert np.all((ratio > 0.5) & (ratio < 2.0))
@@ -99,11 +100,108 @@ def test_sketch_with_srht_stage_stays_close():
     rng = np.random.default_rng(8)
     a = rng.standard_normal((30000, 8)) * rng.exponential(1.0, size=(30000, 1))
     exact = lev.leverage_scores(blocks_of(a, 4096), 30000, 8).values
-    sk = lev.sketched_leverage(blocks_of(a, 4096), 30000, 8, seed=2, srht=True)
+    sk = sketch.sketched_leverage(blocks_of(a, 4096), 30000, 8, seed=2, srht=True)
     assert sk.detail["srht_rows"] == 128
     ratio = sk.values / exact
     assert np.median(np.abs(ratio - 1)) <= 0.3
     assert np.all((ratio > 1 / 3) & (ratio < 3))
+
+
+def test_sketch_sum_is_s_times_a_and_independent_of_how_rows_arrive():
+    """S A against S formed densely from its definition (buckets and signs from the keyed
+    uniforms), and bit for bit the same whatever the block cutting, since the leaves
+    (not the blocks) fix the order of the additions."""
+    from cond.kernels.sketching import keyed_uniforms
+
+    n, d, seed = 23_000, 3, 4
+    a = np.random.default_rng(5).standard_normal((n, d))
+    rows, s, _ = sketch.sketch_sizes(n, d)
+    assert n // sketch.leaf_rows(n, d) >= 3  # several leaves
+    u = keyed_uniforms(seed, 0, 2 * s * n).reshape(n, 2 * s)
+    dense = np.zeros((rows, n))
+    for t in range(s):
+        np.add.at(dense, (np.minimum((u[:, t] * rows).astype(np.int64), rows - 1), np.arange(n)),
+                  np.where(u[:, s + t] < 0.5, -1.0, 1.0) / np.sqrt(s))
+    results = []
+    for size in (4096, 7, 10_000, n):
+        total = sketch.SketchSum(n, d, seed)
+        for start, x in blocks_of(a, size)():
+            total.add(start, x)
+        results.append(total.result())
+    # each entry sums ~n s / rows terms of size |a|: rounding ~ sqrt(terms) eps max|a|
+    np.testing.assert_allclose(results[0], dense @ a, rtol=0, atol=1e-12 * np.abs(a).max() * np.sqrt(n))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_sketch_sum_from_subtrees_computed_apart_equals_one_pass():
+    """What the Dask path does (sampling._group_sketch on aligned runs of leaves, the stacks
+    pushed in order), without the cluster: the same S A, bit for bit, and it differs from a
+    plain left-to-right sum of the leaves, so the test would see a wrong tree."""
+    from cond.formats.row_stream import open_rows
+    from cond.sampling import _group_sketch, aligned_groups
+
+    n, d, seed = 53_000, 5, 6  # 7 leaves: with 4 a task, the last task holds 3
+    a = np.random.default_rng(12).standard_normal((n, d))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        np.save(f"{tmp}/X.npy", a)
+        with open_rows(f"{tmp}/X.npy") as rows:
+            leaf_blocks = sketch.leaf_rows(n, d) // 4096
+            nblocks = -(-n // 4096)
+            one_pass = sketch.SketchSum(n, d, seed)
+            for start, x, _ in rows.blocks():
+                one_pass.add(start, x)
+            expected = one_pass.result()
+            for workers in (1, 2, 3, 8):
+                groups = aligned_groups(nblocks, leaf_blocks, workers)
+                total = sketch.SketchSum(n, d, seed)
+                for group in groups:
+                    for level, node in _group_sketch(group, rows.locator, n, d, seed):
+                        total.tree.push(level, node)
+                np.testing.assert_array_equal(total.result(), expected)
+            leaves = [_group_sketch((g, min(g + leaf_blocks, nblocks)), rows.locator, n, d, seed)[0][1]
+                      for g in range(0, nblocks, leaf_blocks)]
+    assert len(leaves) >= 7
+    flat = leaves[0]
+    for leaf in leaves[1:]:  # the same additions, left to right instead of by the tree
+        flat = flat + leaf
+    np.testing.assert_allclose(flat, expected, rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(flat, expected)
+
+
+def test_scores_do_not_depend_on_threads():
+    """Blocks side by side on threads, each with one BLAS thread (cond.threads), give the floats of
+    one block at a time on one thread: what a Dask worker computes. A multi-threaded BLAS on a
+    block did not (the float32 JL product differed by ~1e-7 relative on 2 cores)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(13)
+    a = rng.standard_normal((20_000, 120)) * rng.exponential(1.0, size=(20_000, 1))
+    blocks = blocks_of(a, 4096)
+    many = [lev.leverage_scores(blocks, 20_000, 120, threads=4),
+            sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=4)]
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = [lev.leverage_scores(blocks, 20_000, 120, threads=1),
+               sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=1)]
+    for m, o in zip(many, one):
+        np.testing.assert_array_equal(m.values, o.values)
+
+
+@pytest.mark.parametrize("leaf_blocks", [1, 2, 32])
+def test_aligned_groups_are_complete_subtrees(leaf_blocks):
+    from cond.sampling import aligned_groups
+
+    for nblocks in (1, 5, 15, 64, 245, 1000):
+        for workers in (0, 1, 2, 3, 16):
+            groups = aligned_groups(nblocks, leaf_blocks, workers)
+            size = groups[0][1] - groups[0][0] if len(groups) > 1 else None
+            assert groups[0][0] == 0 and groups[-1][1] == nblocks
+            assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))  # contiguous, in order
+            if size is not None:  # a power of two times the leaf, every run but the last full
+                assert size % leaf_blocks == 0 and (size // leaf_blocks) & (size // leaf_blocks - 1) == 0
+                assert all(b - a == size for a, b in groups[:-1])
 
 
 def test_bernoulli_probabilities_sum_to_the_size():

@@ -12,9 +12,7 @@ and one score per row.
   factor |1 - p/2|; sum w = rank.
 - l_p sensitivity upper bounds (Woodruff & Yasuda 2023): p <= 2:
   min(w_i, tau_i^{p/2}); p > 2: d^{p/2 - 1} w_i.
-- Sketched leverage scores (Drineas, Magdon-Ismail, Mahoney & Woodruff, JMLR
-  2012): R from QR of a sparse embedding S A, then a Johnson-Lindenstrauss
-  projection G: tau_i ~ ||a_i^T R^{-1} G||^2.
+- Sketched leverage scores: :mod:`cond.linalg.sketch`.
 """
 
 from __future__ import annotations
@@ -54,43 +52,61 @@ def leaf_r(x, d):
     return np.triu(r)
 
 
-class RTree:
-    """R of a tall matrix by a binary tree of QRs over its blocks (TSQR), in streaming order.
+class PairTree:
+    """A reduction by a binary tree over leaves that arrive in order (a binary counter).
 
-    Leaves are the blocks' R factors; a node merges two equal-level neighbours,
-    R = qr([R_left; R_right]).R, as soon as both exist (a binary counter), so the
-    stack holds O(log n) factors. The tree depends only on the number of blocks:
-    any run that feeds the same leaves in the same order, or complete subtrees of
-    2**k aligned leaves computed elsewhere (:meth:`push`), gets the same floats.
+    A node merges two equal-level neighbours, ``merge(left, right)``, as soon as both
+    exist, so the stack holds O(log leaves) values. The tree depends only on the
+    number of leaves: any run that feeds the same leaves in the same order, or
+    complete subtrees of 2**k aligned leaves computed elsewhere (:meth:`push`), gets
+    the same floats. That is what lets a Dask cluster reproduce the in-process result.
     """
 
-    def __init__(self, d):
-        self.d = d
+    def __init__(self, merge):
+        self.merge = merge
         self.stack = []
+
+    def push(self, level, value):
+        while self.stack and self.stack[-1][0] == level:
+            _, left = self.stack.pop()
+            value = self.merge(left, value)
+            level += 1
+        self.stack.append((level, value))
+
+    def result(self):
+        """The merge of every leaf (None when there were none)."""
+        out = None
+        for _, node in reversed(self.stack):  # fold from the latest subtree down
+            out = node if out is None else self.merge(node, out)
+        return out
+
+
+class RTree(PairTree):
+    """R of a tall matrix by a binary tree of QRs over its blocks (TSQR), in streaming order:
+    leaves are the blocks' R factors, R = qr([R_left; R_right]).R at each node."""
+
+    def __init__(self, d):
+        super().__init__(lambda left, right: leaf_r(np.vstack([left, right]), d))
+        self.d = d
 
     def add_block(self, x):
         self.push(0, leaf_r(x, self.d))
 
-    def push(self, level, r):
-        while self.stack and self.stack[-1][0] == level:
-            _, left = self.stack.pop()
-            r = leaf_r(np.vstack([left, r]), self.d)
-            level += 1
-        self.stack.append((level, r))
-
     def result(self):
-        r = None
-        for _, node in reversed(self.stack):  # fold from the latest subtree down
-            r = node if r is None else leaf_r(np.vstack([node, r]), self.d)
+        r = super().result()
         return np.zeros((self.d, self.d)) if r is None else r
 
 
-def tree_r(blocks, d):
-    """R (d x d) with R^T R = A^T A by :class:`RTree` over the blocks."""
+def tree_r(blocks, d, threads=None):
+    """R (d x d) with R^T R = A^T A by :class:`RTree` over the blocks (leaf QRs on ``threads``
+    threads with BLAS on one, :mod:`cond.threads`; the tree in order)."""
+    from cond.threads import one_thread_blas, ordered_map
+
     tree = RTree(d)
-    for _, x in blocks():
-        tree.add_block(x)
-    return tree.result()
+    with one_thread_blas():
+        for r in ordered_map(lambda item: leaf_r(item[1], d), blocks(), threads):
+            tree.push(0, r)
+        return tree.result()
 
 
 def block_leverage(x, t):
@@ -109,13 +125,20 @@ def rank_basis(r, n, rcond=DEFAULT_RCOND):
     return vt[:k].T / s[:k], k
 
 
-def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND) -> Scores:
-    """Exact leverage scores: one pass for R (:class:`RTree`), one for the scores."""
-    r = tree_r(blocks, d)
-    t, k = rank_basis(r, n, rcond)
+def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND, threads=None) -> Scores:
+    """Exact leverage scores: one pass for R (:class:`RTree`), one for the scores.
+
+    Every step runs with BLAS on one thread (blocks side by side on ``threads``
+    threads), so the floats are those a Dask worker computes for the same blocks.
+    """
+    from cond.threads import one_thread_blas, ordered_map
+
+    r = tree_r(blocks, d, threads)
     out = np.empty(n)
-    for start, x in blocks():
-        out[start:start + len(x)] = block_leverage(x, t)
+    with one_thread_blas():
+        t, k = rank_basis(r, n, rcond)
+        for start, values in ordered_map(lambda item: (item[0], block_leverage(item[1], t)), blocks(), threads):
+            out[start:start + len(values)] = values
     return Scores(out, k, {"passes": 2, "r": r})
 
 
@@ -161,62 +184,3 @@ def sensitivity_bounds(lewis, leverage, p, d):
     if p <= 2:
         return np.minimum(lewis, leverage ** (p / 2))
     return d ** (p / 2 - 1) * lewis
-
-
-def sketch_sizes(n, d):
-    """(embedding rows, nonzeros per column, JL dimension) used by :func:`sketched_leverage`.
-
-    Sparse embedding (OSNAP, Nelson & Nguyen 2013) with s = 4 nonzeros per column
-    and 64 d rows: an (1 +- eps) subspace embedding with eps about sqrt(d / rows) =
-    1/8 in practice (the theory asks for O(d^{1+g} log d) rows with s = O(1/g)),
-    which moves each score by at most a factor (1 +- eps)^{-2}. Then a Gaussian JL
-    projection to k = max(128, 24 ln n) columns: a score's relative error has standard
-    deviation sqrt(2 / k) and P(chi2_k / k < 0.6) < 1e-7 for n = 10^6 (k = 332).
-    """
-    rows = int(min(n, max(64 * d, 256)))
-    jl = int(max(128, np.ceil(24 * np.log(max(n, 2)))))
-    return rows, 4, jl
-
-
-def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False) -> Scores:
-    """Approximate leverage scores (DMMW 2012): two passes, O(n d (s + k)) work.
-
-    With ``srht`` the sparse embedding's rows are further mixed by a subsampled
-    randomized Hadamard transform (random signs, the fast Walsh-Hadamard
-    transform, 16 d rows kept) before the QR: a cheaper QR for large d, at the
-    price of more distortion (about sqrt(d / 16 d) = 1/4 more).
-    """
-    from cond.kernels.sketching import fwht, keyed_uniforms, sparse_embed_accumulate
-
-    rows, s, k = sketch_sizes(n, d)
-    sketch = np.zeros((rows, d))
-    for start, x in blocks():
-        b = len(x)
-        u = keyed_uniforms(seed, start * 2 * s, 2 * s * b).reshape(b, 2 * s)
-        buckets = np.minimum((u[:, :s] * rows).astype(np.int64), rows - 1)
-        signs = np.where(u[:, s:] < 0.5, -1.0, 1.0) / np.sqrt(s)
-        sparse_embed_accumulate(sketch, x, buckets, signs)
-    detail = {}
-    if srht and rows > 16 * d:
-        size = 1 << int(np.ceil(np.log2(rows)))
-        mixed = np.zeros((size, d))
-        flips = np.where(keyed_uniforms(seed + 1, 0, rows) < 0.5, -1.0, 1.0)
-        mixed[:rows] = sketch * flips[:, None]
-        fwht(mixed)
-        keep = np.sort(np.argsort(keyed_uniforms(seed + 2, 0, size))[: 16 * d])
-        sketch = mixed[keep] / np.sqrt(len(keep))
-        detail["srht_rows"] = len(keep)
-    r = scipy.linalg.qr(sketch, mode="r", check_finite=False)[0][:d]
-    if r.shape[0] < d:
-        r = np.vstack([r, np.zeros((d - r.shape[0], d))])
-    t, rank = rank_basis(np.triu(r), n, rcond)
-    g = np.random.default_rng([seed, 1]).standard_normal((rank, k)) / np.sqrt(k)
-    # The JL product runs in float32: its rounding (~1e-7 relative) is far below the
-    # projection's own error (~sqrt(2 / k)), and it halves the cost of this pass.
-    tg = (t @ g).astype(np.float32)
-    out = np.empty(n)
-    for start, x in blocks():
-        out[start:start + len(x)] = np.sum(np.square(x.astype(np.float32) @ tg, dtype=np.float32), axis=1,
-                                           dtype=np.float64)
-    return Scores(out, rank, {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s, "jl_dim": k,
-                              **detail})

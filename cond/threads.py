@@ -1,0 +1,49 @@
+"""Independent pieces of work (matrices, row blocks) on every core, with BLAS on one thread.
+
+A multi-threaded BLAS may split a product or a factorisation differently for
+different thread counts, and so change the last bits of its result. cond runs
+such work with BLAS on one thread and takes its parallelism from running
+pieces side by side instead: the floats of a piece are then the same in this
+process, in its thread pool and on a Dask worker (same BLAS build and CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+
+def default_threads() -> int:
+    """Pieces run at once by default: the CPUs, at most 8."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@contextlib.contextmanager
+def one_thread_blas():
+    """BLAS and LAPACK on one thread inside the block (process-wide, as threadpoolctl works)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def ordered_map(fn, items, threads=None):
+    """``fn(item)`` for each item, on ``threads`` threads, yielded in item order.
+
+    Items are drawn lazily: at most ``threads`` are submitted and unfinished beyond
+    the result being consumed, so a generator of loaded blocks stays bounded.
+    """
+    threads = default_threads() if threads is None else int(threads)
+    if threads <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = []
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= threads:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
