@@ -87,7 +87,9 @@ def sample_command(
         show_default=False)] = None,
     columns: ColumnsOpt = None,
     input_format: InputFormatOpt = None,
-    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows read at a time.")] = 65536,
+    chunk_rows: Annotated[Optional[int], typer.Option(
+        "--chunk-rows", min=1, help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
+        show_default=False)] = None,
     output_format: Annotated[SampleFormat, typer.Option("--format", "-f", help="Output format.")]
         = SampleFormat.tsv,
     emit: Annotated[Emit, typer.Option(

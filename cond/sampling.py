@@ -62,7 +62,7 @@ def parse_size(size, n):
 
 
 def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
-           rcond=None, columns=None, target=None, input_format=None, chunk_rows=65536, verify=False,
+           rcond=None, columns=None, target=None, input_format=None, chunk_rows=None, verify=False,
            keep_rows=False, scheduler=None, device="cpu", progress=None) -> SampleResult:
     """Score every row of a design matrix and draw a weighted sample.
 
@@ -87,8 +87,8 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         Relative cut-off for the numerical rank (default max(n, d) * eps).
     columns, target : str, optional
         Design columns (names, globs, indices, ranges) and the target column.
-    chunk_rows : int
-        Rows read at a time.
+    chunk_rows : int, optional
+        Rows read at a time (default: 16 MiB of float64 rows, a multiple of 4096).
     verify : bool
         Measure the l2 subspace-embedding distortion (p = 2) and, with a target, the
         residual ratio of the sample's least-squares solution.

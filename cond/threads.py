@@ -47,3 +47,52 @@ def ordered_map(fn, items, threads=None):
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
+
+
+def prefetch(items, depth=1):
+    """Iterate ``items`` with the next ``depth`` of them produced ahead on a background thread.
+
+    For readers: the next chunk is read (file reads release the GIL) while the current one
+    is computed on. An exception in the producer is raised here, at the item where it
+    happened; leaving the loop early stops the producer.
+    """
+    import queue
+    import threading
+
+    box = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            box.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="cond-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting to put
+            try:
+                box.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.05)

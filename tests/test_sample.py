@@ -228,8 +228,12 @@ def test_kernels_match_numpy_references():
     for i in range(50):
         for t in range(2):
             dense[buckets[i, t], i] += signs[i, t]
-    np.testing.assert_allclose(sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs),
+    np.testing.assert_allclose(sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs, 0, 9),
                                dense @ block, atol=1e-12)
+    halves = np.zeros((9, 4))  # two bucket ranges, as two threads do: the same floats
+    sparse_embed_accumulate(halves, block, buckets, signs, 0, 4)
+    sparse_embed_accumulate(halves, block, buckets, signs, 4, 9)
+    np.testing.assert_array_equal(halves, sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs, 0, 9))
     u = keyed_uniforms(7, 100, 1000)
     assert np.all((u >= 0) & (u < 1)) and abs(u.mean() - 0.5) < 0.05
     np.testing.assert_array_equal(keyed_uniforms(7, 100, 1000)[10:20], keyed_uniforms(7, 110, 10))

@@ -37,21 +37,41 @@ def keyed_uniforms(seed, start, count):
 
 
 @njit(**JIT_OPTIONS)
-def sparse_embed_accumulate(out, block, buckets, signs):
-    """out[buckets[i, t]] += signs[i, t] * block[i] for every row i and each of its t hashes.
+def sparse_embed_accumulate(out, block, buckets, signs, lo, hi):
+    """out[buckets[i, t]] += signs[i, t] * block[i] for every row i and each of its t hashes
+    whose bucket is in [lo, hi).
 
     out: (s, d) accumulator; block: (b, d); buckets, signs: (b, t). With t = 1 this is
     CountSketch; t > 1 with signs scaled by 1/sqrt(t) is a sparse (OSNAP-style) embedding.
+    Threads that take disjoint bucket ranges write disjoint rows of ``out``, and each
+    entry still gets its terms in row order: the sum does not depend on the split.
     """
     b, d = block.shape
     t = buckets.shape[1]
     for i in range(b):
         for h in range(t):
             row = buckets[i, h]
+            if row < lo or row >= hi:
+                continue
             sg = signs[i, h]
             for j in range(d):
                 out[row, j] += sg * block[i, j]
     return out
+
+
+@njit(**JIT_OPTIONS)
+def embedding_hashes(seed, start, count, nonzeros, rows):
+    """Buckets (count x nonzeros, in [0, rows)) and signs (+-1/sqrt(nonzeros)) of rows
+    ``start`` .. ``start + count - 1``, from the keyed uniforms of (seed, 2 nonzeros i + k)."""
+    u = keyed_uniforms(seed, start * 2 * nonzeros, 2 * nonzeros * count)
+    buckets = np.empty((count, nonzeros), dtype=np.int64)
+    signs = np.empty((count, nonzeros))
+    scale = 1.0 / np.sqrt(nonzeros)
+    for i in range(count):
+        for h in range(nonzeros):
+            buckets[i, h] = min(int(u[i * 2 * nonzeros + h] * rows), rows - 1)
+            signs[i, h] = -scale if u[i * 2 * nonzeros + nonzeros + h] < 0.5 else scale
+    return buckets, signs
 
 
 @njit(**JIT_OPTIONS)

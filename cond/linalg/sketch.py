@@ -22,6 +22,7 @@ import scipy.linalg
 from cond.linalg.leverage import DEFAULT_RCOND, PairTree, Scores, rank_basis
 
 LEAF_GRAIN = 4096  # a leaf is a whole number of these rows (the row blocks of cond.formats.row_blocks)
+ENTRIES_PER_THREAD = 2**18  # sketches smaller than this (2 MB) are accumulated on one thread
 
 
 def sketch_sizes(n, d):
@@ -59,17 +60,26 @@ class SketchSum:
         Shape of A (n fixes the embedding size and the leaves).
     seed : int
         Buckets and signs of row i are a pure function of (seed, i).
+    pool : concurrent.futures.Executor, optional
+        Threads that accumulate disjoint ranges of the sketch's rows side by side (the
+        kernel releases the GIL); every entry still gets its terms in row order, so the
+        floats do not depend on the number of threads.
+    threads : int
+        How many ranges to split the sketch into when ``pool`` is given.
     """
 
-    def __init__(self, n, d, seed):
+    def __init__(self, n, d, seed, pool=None, threads=1):
         self.rows, self.s, _ = sketch_sizes(n, d)
         self.d, self.seed, self.leaf_rows = d, int(seed), leaf_rows(n, d)
         self.tree = PairTree(np.add)
         self._leaf, self._part = None, None
+        self._pool = pool
+        pieces = max(1, min(int(threads), self.rows * d // ENTRIES_PER_THREAD)) if pool is not None else 1
+        self._ranges = [(j * self.rows // pieces, (j + 1) * self.rows // pieces) for j in range(pieces)]
 
     def add(self, start, x):
         """Rows ``start`` .. ``start + len(x) - 1`` of A (rows must come in order)."""
-        from cond.kernels.sketching import keyed_uniforms, sparse_embed_accumulate
+        from cond.kernels.sketching import embedding_hashes, sparse_embed_accumulate
 
         while len(x):
             leaf = start // self.leaf_rows
@@ -77,12 +87,14 @@ class SketchSum:
                 self.close_leaf()
                 self._leaf, self._part = leaf, np.zeros((self.rows, self.d))
             piece = x[:(leaf + 1) * self.leaf_rows - start]
-            b, s = len(piece), self.s
-            u = keyed_uniforms(self.seed, start * 2 * s, 2 * s * b).reshape(b, 2 * s)
-            buckets = np.minimum((u[:, :s] * self.rows).astype(np.int64), self.rows - 1)
-            signs = np.where(u[:, s:] < 0.5, -1.0, 1.0) / np.sqrt(s)
-            sparse_embed_accumulate(self._part, piece, buckets, signs)
-            start, x = start + b, x[b:]
+            buckets, signs = embedding_hashes(self.seed, start, len(piece), self.s, self.rows)
+            if len(self._ranges) == 1:
+                sparse_embed_accumulate(self._part, piece, buckets, signs, 0, self.rows)
+            else:
+                part = self._part
+                list(self._pool.map(lambda r: sparse_embed_accumulate(part, piece, buckets, signs, r[0], r[1]),
+                                    self._ranges))
+            start, x = start + len(piece), x[len(piece):]
 
     def close_leaf(self):
         """Hand the current leaf to the tree (a task ends its group of leaves with this)."""
@@ -148,11 +160,15 @@ def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, thr
     threads : int, optional
         Blocks scored side by side (BLAS on one thread each; default: the CPUs, at most 8).
     """
-    from cond.threads import one_thread_blas, ordered_map
+    from concurrent.futures import ThreadPoolExecutor
 
-    total = SketchSum(n, d, seed)
-    for start, x in blocks():
-        total.add(start, x)
+    from cond.threads import default_threads, one_thread_blas, ordered_map
+
+    threads = default_threads() if threads is None else int(threads)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        total = SketchSum(n, d, seed, pool, threads)
+        for start, x in blocks():
+            total.add(start, x)
     out = np.empty(n)
     with one_thread_blas():  # the floats a Dask worker gets (cond.threads); blocks side by side
         tg, rank, detail = sketch_basis(total.result(), n, d, seed, rcond, srht)
