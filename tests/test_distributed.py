@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
-from cli_checks import assert_one_line_error
+from cli_checks import assert_one_line_error, run_cli_without
 from cond.cli.main import app
 from cond.errors import UsageError
 from cond.sampling import sample
@@ -268,16 +268,8 @@ def test_scheduler_and_device_errors(tmp_path):
 
 def test_scheduler_without_dask_says_what_to_install(tmp_path):
     _checkpoint(tmp_path / "m.safetensors")
-    code = ("import sys, importlib.machinery\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        return importlib.machinery.ModuleSpec(name, None) if name.split('.')[0] in "
-            "('dask', 'distributed') else None\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from cond.cli.main import main\n"
-            f"sys.argv = ['cond', 'inspect', {str(tmp_path / 'm.safetensors')!r}, '--scheduler', 'local:2']\n"
-            "main()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run_cli_without(["dask", "distributed"], ["inspect", str(tmp_path / "m.safetensors"), "--scheduler",
+                                                    "local:2"])
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == ["cond: error: `--scheduler` needs Dask: pip install 'cond[dask]'"]
 

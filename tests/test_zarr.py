@@ -5,14 +5,12 @@ bad-input contract (pickle codecs refused before any chunk is decoded)."""
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli_checks import assert_one_line_error
+from cli_checks import assert_one_line_error, run_cli_without
 from cond.cli.main import app
 from cond.sampling import sample
 
@@ -146,15 +144,7 @@ def test_non_finite_and_non_numeric_zarr(tmp_path):
 
 def test_zarr_without_the_package_says_what_to_install(tmp_path):
     store = write(tmp_path / "a.zarr", np.ones((10, 2)), chunks=(5, 2))
-    code = ("import sys, importlib.machinery\n"
-            "class Block:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        return importlib.machinery.ModuleSpec(name, None) if name.split('.')[0] == 'zarr' else None\n"
-            "sys.meta_path.insert(0, Block())\n"
-            "from cond.cli.main import main\n"
-            f"sys.argv = ['cond', 'sample', {store!r}, '--size', '2']\n"
-            "main()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = run_cli_without(["zarr"], ["sample", store, "--size", "2"])
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == \
         [f"cond: error: {store}: reading Zarr needs zarr: pip install 'cond[zarr]'"]

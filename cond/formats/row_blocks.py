@@ -39,19 +39,26 @@ def design_block(table, start, names, design, target, display):
 
 
 @dataclass(frozen=True)
-class NpyRows:
-    """Where the rows of a C-order ``.npy`` lie, so that a Dask worker reads its blocks itself
-    (the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`, hence the same floats)."""
+class RowsOnDisk:
+    """What every locator carries: the file, its display name, the row count and the
+    column choice (names, design column indices, target index)."""
 
     path: str
     display: str
-    offset: int
-    dtype: str
     n: int
-    ncols: int
     names: tuple
     design: tuple
     target: int | None
+
+
+@dataclass(frozen=True)
+class NpyRows(RowsOnDisk):
+    """Where the rows of a C-order ``.npy`` lie, so that a Dask worker reads its blocks itself
+    (the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`, hence the same floats)."""
+
+    offset: int
+    dtype: str
+    ncols: int
 
     def blocks(self, first, last):
         """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
@@ -68,16 +75,9 @@ class NpyRows:
 
 
 @dataclass(frozen=True)
-class ParquetRows:
+class ParquetRows(RowsOnDisk):
     """Where the rows of a Parquet file lie: a Dask worker reads the row groups that hold its
     blocks and cuts the same :data:`BLOCK_ROWS` blocks as :meth:`RowSource.blocks`."""
-
-    path: str
-    display: str
-    n: int
-    names: tuple
-    design: tuple
-    target: int | None
 
     def blocks(self, first, last):
         """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
@@ -100,17 +100,10 @@ class ParquetRows:
 
 
 @dataclass(frozen=True)
-class ZarrRows:
+class ZarrRows(RowsOnDisk):
     """Where the rows of a Zarr array lie: a Dask worker reads the rows of its blocks (zarr
     decodes the chunks that hold them) and cuts the same :data:`BLOCK_ROWS` blocks as
     :meth:`RowSource.blocks`."""
-
-    path: str
-    display: str
-    n: int
-    names: tuple
-    design: tuple
-    target: int | None
 
     def blocks(self, first, last):
         """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""

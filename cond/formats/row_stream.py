@@ -93,18 +93,18 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             fmt = "npy"
         else:
             names = None
-        locator = None
+        locator = None  # (the locator class, its own fields) where workers can read the rows
         if fmt == "npy":
-            n, ncols, chunks = _npy_chunks(real, display)
-            locator = _npy_locator(real, display)
+            n, ncols, chunks, layout = _npy_chunks(real, display)
+            locator = None if layout is None else (NpyRows, layout)
         elif fmt == "npz":
             n, ncols, chunks = _npz_chunks(real, display)
         elif fmt == "parquet":
             n, ncols, chunks, names = _parquet_chunks(real, display)
-            locator = ("parquet", os.path.abspath(real), display, n)
+            locator = (ParquetRows, {})
         elif fmt == "zarr":
             n, ncols, chunks = _zarr_chunks(real, display)
-            locator = ("zarr", os.path.abspath(real), display, n)
+            locator = (ZarrRows, {})
         else:
             raise UsageError(f"cond sample reads npy, npz, csv, tsv, parquet or zarr; {display} is {fmt}",
                              path=display)
@@ -121,11 +121,9 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             raise UsageError("no design columns left after --columns and --target", path=display)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
-        if locator is not None and locator[0] in ("parquet", "zarr"):
-            kind = ParquetRows if locator[0] == "parquet" else ZarrRows
-            locator = kind(*locator[1:], tuple(names), tuple(design), target_idx)
-        elif locator is not None:
-            locator = NpyRows(*locator, tuple(names), tuple(design), target_idx)
+        if locator is not None:
+            kind, fields = locator
+            locator = kind(os.path.abspath(real), display, n, tuple(names), tuple(design), target_idx, **fields)
         chunk_rows = default_chunk_rows(ncols) if chunk_rows is None else int(chunk_rows)
         yield RowSource(display, n, names, design, target_idx, chunks, chunk_rows, locator)
 
@@ -134,18 +132,6 @@ def default_chunk_rows(ncols, chunk_bytes=CHUNK_BYTES):
     """Rows read at a time by default: about ``chunk_bytes`` of float64 rows, a multiple of
     :data:`BLOCK_ROWS` (at least one block), so that a chunk cuts into whole blocks."""
     return max(1, chunk_bytes // (8 * max(1, ncols) * BLOCK_ROWS)) * BLOCK_ROWS
-
-
-def _npy_locator(path, display):
-    """(path, display, data offset, dtype, n, ncols) of a C-order .npy, or None (Fortran order)."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                 else np.lib.format.read_array_header_2_0(f))
-        offset = f.tell()
-    if fortran:
-        return None
-    return os.path.abspath(path), display, offset, dtype.str, shape[0], shape[1]
 
 
 def _npy_chunks(path, display):
@@ -188,7 +174,7 @@ def _npy_chunks(path, display):
                     raise InputError(f"truncated data: rows from {s} on could not be read", path=display)
                 yield chunk
 
-    return n, ncols, chunks
+    return n, ncols, chunks, None if fortran else {"offset": offset, "dtype": dtype.str, "ncols": ncols}
 
 
 class ChunkBuffers:
