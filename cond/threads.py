@@ -77,6 +77,10 @@ def prefetch(items, depth=1):
             box.put((done, None))
         except BaseException as exc:  # handed to the consumer, raised there
             box.put((done, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator's files close on this thread, not at collection
+                close()
 
     worker = threading.Thread(target=produce, name="cond-prefetch", daemon=True)
     worker.start()
