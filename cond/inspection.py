@@ -165,12 +165,12 @@ def _run(label, entries, pattern, options, progress):
             results.append(analyse(e))
             _tick(progress, len(results), len(todo), e.name)
     else:
-        from cond.threads import one_thread_blas, ordered_map
+        from cond.threads import one_thread_blas, threaded_map
 
         with one_thread_blas():
             # file order; at most `workers` tensors in flight beyond the one being consumed,
             # because each task loads its own tensor.
-            for result in ordered_map(analyse, todo, options["workers"]):
+            for result in threaded_map(analyse, todo, options["workers"]):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
     summary = Summary.of(results, skipped, time.perf_counter() - started)

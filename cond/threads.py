@@ -28,7 +28,7 @@ def one_thread_blas():
         yield
 
 
-def ordered_map(fn, items, threads=None):
+def threaded_map(fn, items, threads=None):
     """``fn(item)`` for each item, on ``threads`` threads, yielded in item order.
 
     Items are drawn lazily: at most ``threads`` are submitted and unfinished beyond

@@ -9,7 +9,7 @@ import pytest
 
 from cond.errors import InputError
 from cond.formats.row_stream import default_chunk_rows, open_rows
-from cond.threads import ordered_map, prefetch
+from cond.threads import threaded_map, prefetch
 
 
 def test_ordered_map_keeps_order_and_a_bounded_window():
@@ -28,7 +28,7 @@ def test_ordered_map_keeps_order_and_a_bounded_window():
         return k * k
 
     out = []
-    for value in ordered_map(work, items(), threads=3):
+    for value in threaded_map(work, items(), threads=3):
         with lock:
             live[0] -= 1
         out.append(value)

@@ -66,13 +66,13 @@ def parse_text_block(block, delimiter: str, names, display, line_offset=0, start
     the values are written once. Ragged rows and non-numbers raise an InputError naming
     the line (``line_offset`` lines precede the block).
     """
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
     from cond.kernels.text_parse import count_lines
+    from cond.threads import default_threads
 
     buf = np.frombuffer(block, dtype=np.uint8)[start:]
-    workers = min(os.cpu_count() or 1, 8) if len(buf) > PARALLEL_BYTES else 1
+    workers = default_threads() if len(buf) > PARALLEL_BYTES else 1
     pieces, first = [], 0
     for k in range(1, workers):
         cut = _next_newline(buf, len(buf) * k // workers)

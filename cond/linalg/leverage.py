@@ -100,11 +100,11 @@ class RTree(PairTree):
 def tree_r(blocks, d, threads=None):
     """R (d x d) with R^T R = A^T A by :class:`RTree` over the blocks (leaf QRs on ``threads``
     threads with BLAS on one, :mod:`cond.threads`; the tree in order)."""
-    from cond.threads import one_thread_blas, ordered_map
+    from cond.threads import one_thread_blas, threaded_map
 
     tree = RTree(d)
     with one_thread_blas():
-        for r in ordered_map(lambda item: leaf_r(item[1], d), blocks(), threads):
+        for r in threaded_map(lambda item: leaf_r(item[1], d), blocks(), threads):
             tree.push(0, r)
         return tree.result()
 
@@ -131,13 +131,13 @@ def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND, threads=None) -> Scores:
     Every step runs with BLAS on one thread (blocks side by side on ``threads``
     threads), so the floats are those a Dask worker computes for the same blocks.
     """
-    from cond.threads import one_thread_blas, ordered_map
+    from cond.threads import one_thread_blas, threaded_map
 
     r = tree_r(blocks, d, threads)
     out = np.empty(n)
     with one_thread_blas():
         t, k = rank_basis(r, n, rcond)
-        for start, values in ordered_map(lambda item: (item[0], block_leverage(item[1], t)), blocks(), threads):
+        for start, values in threaded_map(lambda item: (item[0], block_leverage(item[1], t)), blocks(), threads):
             out[start:start + len(values)] = values
     return Scores(out, k, {"passes": 2, "r": r})
 

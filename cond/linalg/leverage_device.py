@@ -1,10 +1,10 @@
 """Sketched leverage scores on any array namespace: NumPy here, CuPy for ``--device cuda``.
 
 The same algorithm and the same random numbers as
-:func:`cond.linalg.sketch.sketched_leverage` (keys drawn on the host by the
-keyed generator, the JL matrix from the same seeded generator), written with
-array operations instead of numba kernels so that it runs where the array
-lives: each row block is moved to the device once per pass, the sketch, its QR,
+:func:`cond.linalg.sketch.sketched_leverage` (buckets and signs drawn on the host
+by :func:`cond.kernels.sketching.embedding_hashes`, the JL matrix from the same
+seeded generator), written with array operations instead of numba kernels so
+that it runs where the array lives: each row block is moved to the device once per pass, the sketch, its QR,
 the rank basis and the JL product stay there. Accumulation order differs from
 the kernel's, so scores agree to rounding (tests: 1e-10 relative when BLAS runs the
 float32 JL product on one thread as cond's CPU path does, 1e-6 otherwise), not bit for
@@ -47,15 +47,14 @@ def sketched_leverage_on(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Score
     Scores
         Values on the host (a NumPy array).
     """
-    from cond.kernels.sketching import keyed_uniforms
+    from cond.kernels.sketching import embedding_hashes
 
     rows, s, k = sketch_sizes(n, d)
     sketch = xp.zeros((rows, d))
     for start, x in blocks():
         b = len(x)
-        u = keyed_uniforms(seed, start * 2 * s, 2 * s * b).reshape(b, 2 * s)
-        buckets = xp.asarray(np.minimum((u[:, :s] * rows).astype(np.int64), rows - 1))
-        signs = xp.asarray(np.where(u[:, s:] < 0.5, -1.0, 1.0) / np.sqrt(s))
+        host_buckets, host_signs = embedding_hashes(seed, start, b, s, rows)
+        buckets, signs = xp.asarray(host_buckets), xp.asarray(host_signs)
         xd = xp.asarray(x, dtype=xp.float64)
         for h in range(s):
             xp.add.at(sketch, buckets[:, h], signs[:, h, None] * xd)  # ufunc.at: CuPy >= 12

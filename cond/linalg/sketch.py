@@ -162,7 +162,7 @@ def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, thr
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from cond.threads import default_threads, one_thread_blas, ordered_map
+    from cond.threads import default_threads, one_thread_blas, threaded_map
 
     threads = default_threads() if threads is None else int(threads)
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -172,6 +172,6 @@ def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, thr
     out = np.empty(n)
     with one_thread_blas():  # the floats a Dask worker gets (cond.threads); blocks side by side
         tg, rank, detail = sketch_basis(total.result(), n, d, seed, rcond, srht)
-        for start, values in ordered_map(lambda item: (item[0], jl_scores(item[1], tg)), blocks(), threads):
+        for start, values in threaded_map(lambda item: (item[0], jl_scores(item[1], tg)), blocks(), threads):
             out[start:start + len(values)] = values
     return Scores(out, rank, detail)
