@@ -30,30 +30,35 @@ def svdvals(a: np.ndarray, overwrite_a: bool = False) -> np.ndarray:
     fails it.
 
     Either way the computed values are those of ``a + E`` with ``||E||_2`` a
-    small multiple of ``u * ||a||_2``. With ``overwrite_a`` the array may be
-    used as workspace (its contents are garbage afterwards).
+    small multiple of ``u * ||a||_2``. With ``overwrite_a`` only ``gesdd`` may use
+    the array as workspace (its contents are garbage afterwards). The CholeskyQR2
+    path never writes to ``a``: when it declines, ``gesdd`` must see the original
+    values, not the Q factor the first pass made of them (STYLE rule 14).
     """
     m, n = a.shape
     # xt: the transpose of the tall orientation, Fortran-ordered (n x m), so that every
     # BLAS call below reads it in place.
     xt = a.T if m >= n else a
     if min(m, n) * CHOLQR_ASPECT <= max(m, n):
-        s = _cholqr2_svdvals(np.asfortranarray(xt), overwrite_a)
+        s = _cholqr2_svdvals(np.asfortranarray(xt))
         if s is not None:
             return s
     return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd",
                             overwrite_a=overwrite_a)
 
 
-def _cholqr2_svdvals(xt, overwrite):
-    """CholeskyQR2 on the tall matrix X = xt.T; None when its condition does not hold."""
+def _cholqr2_svdvals(xt):
+    """CholeskyQR2 on the tall matrix X = xt.T; None when its condition does not hold.
+
+    ``xt`` is only read: Q1 is a new array, so a decline leaves the input intact.
+    """
     n, m = xt.shape
     r1 = _chol_of_gram(xt)
     if r1 is None:
         return None
-    # Q1^T = R1^{-T} X^T, in place only when the caller allows it
-    q1t = _dtrsm(1.0, r1, xt, side=0, lower=0, trans_a=1, diag=0, overwrite_b=int(overwrite))
+    q1t = _dtrsm(1.0, r1, xt, side=0, lower=0, trans_a=1, diag=0, overwrite_b=0)  # Q1^T = R1^-T X^T
     r2 = _chol_of_gram(q1t)
+    del q1t
     if r2 is None:
         return None
     r = np.triu(r2) @ np.triu(r1)
