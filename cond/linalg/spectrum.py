@@ -115,7 +115,7 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
 
 def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device="cpu"):
     m, n = a.shape
-    sumsq, nonfinite = _sum_of_squares(a)
+    frob, nonfinite = _frobenius(a)
     zero_fraction = float(a.size - np.count_nonzero(a)) / a.size  # NaN counts as non-zero
     empty = dict(sigma_max=None, sigma_min=None, kappa=None, kappa_lower_bound=None,
                  storage_limited=False, numerical_rank=None, rank_tolerance=None, stable_rank=None,
@@ -127,7 +127,6 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
         return MatrixDiagnostics((m, n), "zero", frobenius_norm=0.0, zero_fraction=1.0,
                                  nonfinite_count=0, **{**empty, "sigma_max": 0.0, "sigma_min": 0.0,
                                                        "numerical_rank": 0, "rank_tolerance": 0.0})
-    frob = float(np.sqrt(sumsq))
     henrici = _henrici(a, frob) if normality and m == n else None  # before a may be overwritten
     if device == "cuda":
         from cond.backends.cupy_backend import to_device
@@ -143,8 +142,11 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
     unresolved = kappa * EPS64 * c > UNRESOLVED_THRESHOLD
     storage_limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
     status = "unresolved" if unresolved else "storage-limited" if storage_limited else "ok"
-    energy = np.cumsum(s * s)
-    p = s / s.sum()
+    # shares of sigma and sigma^2 from s / sigma_max: s * s under- or overflows for entries
+    # near the float64 limits (~1e-170, ~1e160), the ratios never do
+    scaled = s / smax
+    energy = np.cumsum(scaled * scaled)
+    p = scaled / scaled.sum()
     p = p[p > 0]
     fit = _alpha(s, err) if alpha else None
     return MatrixDiagnostics(
@@ -157,7 +159,7 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
         storage_limited=bool(storage_limited),
         numerical_rank=int(np.count_nonzero(s > err)),
         rank_tolerance=err,
-        stable_rank=frob * frob / (smax * smax),
+        stable_rank=(frob / smax) ** 2,
         effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
         energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
         energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]),
@@ -181,26 +183,42 @@ def _energy_rank(cumulative, level):
 
 
 def _alpha(s, err):
+    """The power-law fit of sigma^2, computed on (sigma / sigma_max)^2 (alpha is scale-free) so that
+    the squares never under- or overflow; xmin is scaled back."""
+    import dataclasses
+
     from cond.linalg.powerlaw import fit_powerlaw
 
-    return fit_powerlaw((s[s > err]) ** 2)
+    fit = fit_powerlaw((s[s > err] / s[0]) ** 2)
+    if fit is None or fit.xmin is None:
+        return fit
+    return dataclasses.replace(fit, xmin=fit.xmin * s[0] * s[0])
 
 
-def _sum_of_squares(a):
-    """(sum of a_ij^2, count of non-finite entries) in one BLAS pass when all is finite."""
+def _frobenius(a):
+    """(||a||_F, count of non-finite entries) in one BLAS pass when the squares stay finite.
+
+    Finite entries whose squares overflow (or underflow) are rescaled by a power of two
+    (exact), and the norm, not its square, is scaled back: ||a||_F of entries ~1e160 is finite.
+    """
     flat = a.reshape(-1)
-    sumsq = float(np.dot(flat, flat))
-    if np.isfinite(sumsq):
-        return sumsq, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        sumsq = float(np.dot(flat, flat))
+    if np.isfinite(sumsq) and sumsq > 1e-290:
+        return float(np.sqrt(sumsq)), 0
     nonfinite = int(a.size - np.count_nonzero(np.isfinite(a)))
     if nonfinite:
         return None, nonfinite
-    scale = float(np.max(np.abs(flat)))  # finite entries whose squares overflow
-    scaled = flat / scale
-    return float(np.dot(scaled, scaled)) * scale * scale, 0
+    peak = float(np.max(np.abs(flat)))
+    if peak == 0.0:
+        return 0.0, 0
+    shift = -np.frexp(peak)[1]
+    scaled = np.ldexp(flat, shift)
+    return float(np.ldexp(np.sqrt(np.dot(scaled, scaled)), -shift)), 0
 
 
 def _henrici(a, frob):
+    """sqrt(||A||_F^2 - sum |lambda_i|^2) / ||A||_F, formed from |lambda_i| / ||A||_F (no overflow)."""
     lam = backend_of(a).eigvals(a)
-    gap = frob * frob - float(np.sum(np.abs(lam) ** 2))
-    return float(np.sqrt(max(gap, 0.0)) / frob)
+    gap = 1.0 - float(np.sum((np.abs(lam) / frob) ** 2))
+    return float(np.sqrt(max(gap, 0.0)))

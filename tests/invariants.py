@@ -1,0 +1,175 @@
+"""The invariant checkers: what README.md promises, asserted against an independent truth.
+
+``check_inspect_row`` is the one judge of every (case, path) pair of the catalogue
+(``test_catalogue.py``) and of the property tests. It states the promise of README's
+"The numbers and when to trust them" exactly as it is tested:
+
+With ``c = max(m, n)``, ``eps = 2**-52`` and ``e = c eps sigma_1`` (sigma the exact
+singular values of the stored matrix, widened exactly to float64):
+
+1. every reported singular value (sigma_max, sigma_min, the spectrum) is within ``e``;
+2. status ``ok`` means the computed kappa satisfies ``kappa c eps <= 0.1``, so by 1 the
+   reported kappa lies in ``[(sigma_1 - e) / (sigma_n + e), (sigma_1 + e) / (sigma_n - e)]``;
+3. status ``unresolved`` means ``kappa c eps > 0.1`` and ``kappa_lower_bound <= kappa_true``;
+4. ``storage-limited`` (status, and the boolean) means ``kappa > 1 / u_storage``;
+5. ``numerical_rank`` counts the sigma above ``rank_tolerance = c eps sigma_max``: it lies
+   between the true counts above ``tol + e`` and above ``tol - e``;
+6. ``frobenius_norm`` is within ``(m n + 2) eps`` relative (a float64 dot product);
+   ``stable_rank``, ``effective_rank`` and the energy ranks are those of a spectrum within
+   ``e`` and a norm within that bound (tolerances derived below, next to each check).
+
+An oracle's own uncertainty (``case.sigma_err``) is added to ``e``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from oracles import EPS
+
+UNRESOLVED_THRESHOLD = 0.1
+
+
+class Tally:
+    """Counts of what the catalogue checked, printed at the end of the session (conftest)."""
+
+    pairs = 0
+    cases = set()
+    paths = set()
+
+    @classmethod
+    def add(cls, case, path):
+        cls.pairs += 1
+        cls.cases.add(case)
+        cls.paths.add(path)
+
+
+def exact_frobenius(a):
+    """||a||_F of the exact values: fsum of squares after an exact power-of-two scaling."""
+    a = np.asarray(a, dtype=np.float64)
+    peak = float(np.max(np.abs(a))) if a.size else 0.0
+    if peak == 0.0:
+        return 0.0
+    shift = -math.frexp(peak)[1]
+    scaled = np.ldexp(a, shift)  # exact: a power of two
+    return math.ldexp(math.sqrt(math.fsum((scaled * scaled).ravel())), -shift)
+
+
+def _effective_rank(s):
+    s = s[s > 0]
+    p = s / s.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def check_inspect_row(case, row, unit_roundoff, spectrum=None):
+    """Assertion messages (empty when every promise holds) for one analysed row.
+
+    Parameters
+    ----------
+    case : cases.Case
+    row : dict
+        A ``cond.inspect/1`` matrix row (JSON, or ``MatrixReport.row()``).
+    unit_roundoff : float or None
+        Unit roundoff of the dtype the path stored the values in (None for text).
+    spectrum : ndarray, optional
+        Every computed singular value, when the path returns them.
+    """
+    missing = [k for k in ("sigma_max", "sigma_min", "frobenius_norm", "stable_rank", "effective_rank",
+                           "numerical_rank", "rank_tolerance", "energy_rank_90", "energy_rank_99")
+               if row.get(k) is None and "zero" not in case.tags]
+    if missing:
+        return [f"{', '.join(missing)} missing (null) for status {row.get('status')}"]
+    bad = []
+    m, n = case.a.shape
+    if list(row["matrix_shape"]) != [m, n]:
+        return [f"shape {row['matrix_shape']} != {[m, n]}"]
+    zero_fraction = float(np.count_nonzero(case.a == 0)) / case.a.size
+    if row["zero_fraction"] != zero_fraction:
+        bad.append(f"zero_fraction {row['zero_fraction']} != {zero_fraction}")
+    if row["nonfinite_count"] != 0:
+        bad.append(f"nonfinite_count {row['nonfinite_count']} != 0")
+    if "zero" in case.tags:
+        if row["status"] != "zero" or row["sigma_max"] != 0.0 or row["numerical_rank"] != 0:
+            bad.append(f"zero matrix reported as {row['status']}, sigma_max {row['sigma_max']}")
+        return bad
+    c = max(m, n)
+    s = case.sigma
+    e = c * EPS * s[0] + case.sigma_err
+    # 1. singular values within e (plus the eps of rounding the truth to float64)
+    for label, got, true in (("sigma_max", row["sigma_max"], s[0]), ("sigma_min", row["sigma_min"], s[-1])):
+        if got is None or not abs(got - true) <= e + EPS * true:
+            bad.append(f"{label} {got!r} not within {e:.3g} of {true!r}")
+    if spectrum is not None:
+        worst = float(np.max(np.abs(np.asarray(spectrum) - s)))
+        if not worst <= e + EPS * s[0]:
+            bad.append(f"a singular value is {worst:.3g} from the truth (allowed {e:.3g})")
+    if bad:
+        return bad
+    lo = (s[0] - e) / (s[-1] + e)
+    hi = (s[0] + e) / (s[-1] - e) if s[-1] > e else math.inf
+    kappa = row["kappa"]  # None in JSON means infinite
+    kappa = math.inf if kappa is None else kappa
+    resolved = kappa * EPS * c <= UNRESOLVED_THRESHOLD
+    status = row["status"]
+    # 2.-4. the status and what it promises
+    if status == "ok" or status == "storage-limited":
+        if not resolved:
+            bad.append(f"status {status} with kappa {kappa:.6g} beyond c eps kappa <= 0.1")
+        if not lo * (1 - 2 * EPS) <= kappa <= hi * (1 + 2 * EPS):
+            bad.append(f"status {status}: kappa {kappa!r} outside [{lo!r}, {hi!r}] (truth {s[0] / s[-1]!r})")
+        if row["kappa_lower_bound"] is not None:
+            bad.append("a resolved kappa carries a lower bound")
+    elif status == "unresolved":
+        if resolved:
+            bad.append(f"unresolved with kappa {kappa:.6g}, which c eps kappa <= 0.1 resolves")
+        bound = row["kappa_lower_bound"]
+        if bound is None or not bound <= hi * (1 + 2 * EPS):
+            bad.append(f"kappa_lower_bound {bound!r} above the largest true kappa {hi!r}")
+        if hi * EPS * c <= UNRESOLVED_THRESHOLD * (1 - 1e-6):  # 'unresolved only where float64 cannot'
+            bad.append(f"unresolved although every kappa consistent with the truth (<= {hi:.4g}) is resolvable")
+    else:
+        bad.append(f"status {status!r} for a finite non-zero matrix")
+    limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
+    if bool(row["storage_limited"]) != limited:
+        bad.append(f"storage_limited {row['storage_limited']} but kappa {kappa:.4g}, u {unit_roundoff}")
+    if status in ("ok", "storage-limited") and (status == "storage-limited") != limited:
+        bad.append(f"status {status} but storage_limited should be {limited}")
+    # 5. numerical rank between the counts the perturbation e allows
+    tol = row["rank_tolerance"]
+    if not abs(tol - c * EPS * s[0]) <= c * EPS * e + EPS * tol:
+        bad.append(f"rank_tolerance {tol!r} != c eps sigma_max = {c * EPS * s[0]!r}")
+    rank_lo, rank_hi = int(np.sum(s > tol + e)), int(np.sum(s > tol - e))
+    if not rank_lo <= row["numerical_rank"] <= rank_hi:
+        bad.append(f"numerical_rank {row['numerical_rank']} outside [{rank_lo}, {rank_hi}]")
+    # 6. norms and ranks derived from the spectrum, in units of sigma_1 (no over- or underflow
+    # for the cases near the float64 limits)
+    frob = exact_frobenius(case.a)
+    frob_tol = (m * n + 2) * EPS  # gamma_{mn}: a float64 sum of m n squares
+    if not abs(row["frobenius_norm"] - frob) <= frob_tol * frob:
+        bad.append(f"frobenius_norm {row['frobenius_norm']!r} != {frob!r}")
+    u, eu = s / s[0], e / s[0]
+    stable = (frob / s[0]) ** 2
+    stable_tol = 2 * frob_tol + 2 * eu + 4 * EPS  # relative: ||.||_F^2 / sigma_1^2
+    if not abs(row["stable_rank"] - stable) <= stable_tol * stable * 1.01:
+        bad.append(f"stable_rank {row['stable_rank']!r} != {stable!r}")
+    # p_i = sigma_i / sum(sigma) moves by at most delta = 2 k e / sum(sigma) (k values); the
+    # entropy term -p log p has modulus of continuity |x - y| (1 + |log |x - y||) for |x - y| <= 1/e.
+    k = len(u)
+    delta = min(2 * k * eu / float(np.sum(u)), 1 / math.e)
+    d_entropy = k * delta * (1 + abs(math.log(delta))) if delta > 0 else 0.0
+    eff = _effective_rank(u)
+    if not abs(row["effective_rank"] - eff) <= eff * math.expm1(d_entropy + 8 * k * EPS) + 8 * EPS * eff:
+        bad.append(f"effective_rank {row['effective_rank']!r} != {eff!r}")
+    # energy ranks: sigma_i^2 moves by at most 2 sigma_i e + e^2; the code keeps 4 ulps of slack
+    total = float(np.sum(u * u))
+    slack = float(np.sum(2 * u * eu + eu * eu)) + 8 * k * EPS * total
+    cumulative = np.cumsum(u * u)
+    for level, key in ((0.90, "energy_rank_90"), (0.99, "energy_rank_99")):
+        r = row[key]
+        enough = cumulative[r - 1] >= level * total - slack
+        minimal = r == 1 or cumulative[r - 2] < level * total + slack
+        if not (enough and minimal):
+            bad.append(f"{key} {r} does not keep the {level:.0%} energy minimally")
+    return bad
