@@ -14,7 +14,9 @@ Three passes, holding a bounded amount in memory:
    is replaced by its cluster factor once the cluster is verified;
 3. the manifest is written and the file renamed into place.
 
-Every error recorded is measured in float64 on the factors exactly as written.
+Every error recorded is measured in float64 on what ``cond expand`` gives back: the
+factors exactly as written, multiplied in float64 and rounded once to the tensor's
+original dtype (for bf16 that last rounding alone can add 2**-9 relative).
 
 With ``method="fisher"`` or ``"whiten"`` each matrix W is approximated through
 a weighted matrix A W B (:mod:`cond.linalg.weighted`); the bound applies to the
@@ -365,6 +367,7 @@ def _own_form(entry, opts, calibration):
     storage = opts["dtype"] or entry.dtype
     np_dtype = numpy_dtype(storage)
     bound = opts["max_error"]
+    expanded = _rounder(entry.dtype)  # what `cond expand` writes: the product in the original dtype
     # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
     with _blas_threads(1 if w.size < SMALL_MATRIX else None):
         left, right, s = weighted_factors(w, weighting, min(m, n))
@@ -381,10 +384,10 @@ def _own_form(entry, opts, calibration):
         if lowrank_params(m, n, r) >= m * n:
             break
         lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
-        lo64, ro64 = lo.astype(np.float64), ro.astype(np.float64)
-        err = _error(w, weighted_norm, lo64, ro64, weighting)
+        approx = expanded(lo.astype(np.float64) @ ro.astype(np.float64))
+        err = _error(w, weighted_norm, approx, weighting)
         if bound is None or err <= bound:
-            plain = err if weighting.kind == "none" else _error(w, norm, lo64, ro64)
+            plain = err if weighting.kind == "none" else _error(w, norm, approx)
             chosen = (r, lo, ro, err, plain)
             break
     notes = [weight_note] if weight_note else []
@@ -424,11 +427,11 @@ def _blas_threads(limit):
     return _CONTROLLER[0].limit(limits=limit, user_api="blas")
 
 
-def _error(w, norm, left, right, weighting=None):
-    """||A (W - left right) B||_F / norm (A = B = I without a weighting)."""
+def _error(w, norm, approx, weighting=None):
+    """||A (W - approx) B||_F / norm (A = B = I without a weighting)."""
     if norm == 0:
         return 0.0
-    diff = w - left @ right
+    diff = w - approx
     if weighting is not None and weighting.kind != "none":
         diff = weighting.apply(diff)
     return float(np.linalg.norm(diff) / norm)
@@ -515,7 +518,8 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None):
             else:  # the driver saw the weighted matrix: read the plain one again
                 w = chunk[i].entry.load()
                 w = w.reshape(w.shape[0], -1)
-            factors[i], errors[i], plain[i] = _member_factor(w, weightings[i], basis64, axis, np_dtype)
+            factors[i], errors[i], plain[i] = _member_factor(w, weightings[i], basis64, axis, np_dtype,
+                                                             _rounder(chunk[i].dtype))
         if not _verified(errors, blocks, cl.members, opts):
             continue  # the driver measured the same arithmetic, so this should not happen: keep own forms
         computed.append((cl.members, cl.rank, basis, factors, errors, plain))
@@ -555,14 +559,14 @@ def _write_clusters(chunk, axis, first_id, computed, writer, opts):
     return records
 
 
-def _member_factor(w, weighting, basis64, axis, np_dtype):
+def _member_factor(w, weighting, basis64, axis, np_dtype, expanded):
     """The factor of the member W (m x n) against the shared basis (r x n for cols, r x m for
-    rows, in the storage dtype), its weighted error and its plain error, measured on what is
-    written."""
+    rows, in the storage dtype), its weighted error and its plain error, measured on what
+    ``expanded`` (the rounding to the member's original dtype) makes of the product."""
     plain_block = w if axis == "cols" else w.T
     factor = (basis64.T @ plain_block).astype(np_dtype)
     approx = basis64 @ factor.astype(np.float64)
-    approx = approx if axis == "cols" else approx.T
+    approx = expanded(approx if axis == "cols" else approx.T)
     norm = float(np.linalg.norm(w))
     plain = float(np.linalg.norm(w - approx) / norm) if norm else 0.0
     if weighting.kind == "none":

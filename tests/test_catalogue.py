@@ -11,7 +11,6 @@ The count of (case, path) pairs checked is printed at the end of the session.
 
 import gzip
 import json
-import os
 
 import ml_dtypes
 import numpy as np

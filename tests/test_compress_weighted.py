@@ -15,9 +15,9 @@ from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
+from checkpoints import planted_checkpoint, reconstruct
 from cli_checks import assert_one_line_error
 from cond.cli.main import app
-from test_compress import planted_checkpoint, reconstruct
 
 runner = CliRunner()
 HERE = os.path.dirname(os.path.abspath(__file__))

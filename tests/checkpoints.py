@@ -1,0 +1,48 @@
+"""Checkpoints for the compress tests, and a reader of cond-lowrank/1 independent of cond's.
+
+``reconstruct`` rebuilds every matrix from the file with only the safetensors package
+and the manifest: the factors multiplied in float64 and rounded once to the original
+dtype, which is what a user of the dense checkpoint holds.
+"""
+
+import json
+
+import ml_dtypes
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16}
+
+
+def planted_checkpoint(path, dtype=np.float32, seed=0, k=12, m=64, n=24, transpose=False):
+    """Matrices from 2 planted 4-dim subspaces (they can share bases), biases and an int tensor."""
+    rng = np.random.default_rng(seed)
+    bases = [np.linalg.qr(rng.standard_normal((m, 4)))[0] for _ in range(2)]
+    tensors = {}
+    for i in range(k):
+        w = bases[i % 2] @ rng.standard_normal((4, n)) + 0.003 * rng.standard_normal((m, n))
+        w *= np.exp(0.3 * rng.standard_normal())
+        tensors[f"layers.{i}.weight"] = np.ascontiguousarray((w.T if transpose else w).astype(dtype))
+        tensors[f"layers.{i}.bias"] = rng.standard_normal(m).astype(dtype)
+    tensors["position_ids"] = np.arange(8, dtype=np.int64)
+    tensors["odd.weight"] = rng.standard_normal((m, n)).astype(dtype)  # full rank: stays dense
+    save_file(tensors, str(path), metadata={"format": "pt", "origin": "test"})
+    return tensors
+
+
+def reconstruct(path):
+    """Dense float64 matrices from the file, using only the safetensors package and the manifest."""
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+    manifest = json.loads(meta["cond.manifest"])
+    stored = load_file(str(path))
+    out = {}
+    for t in manifest["tensors"]:
+        keys = t["keys"]
+        if t["storage"] == "dense":
+            out[t["name"]] = stored[keys[0]]
+        else:  # multiplied out in float64 and rounded once to the original dtype, as a user would
+            product = stored[keys[0]].astype(np.float64) @ stored[keys[1]].astype(np.float64)
+            out[t["name"]] = product.reshape(t["shape"]).astype(DTYPES[t["dtype"]])
+    return manifest, stored, out
