@@ -11,6 +11,7 @@ import typer
 
 from cond.cli.errors import mapped_errors
 from cond.cli.options import FormatOpt, OutputFormat, QuietOpt, SchedulerOpt
+from cond.cli.output import cell, printable
 from cond.cli.progress import progress_bar
 
 
@@ -155,6 +156,8 @@ def compress_command(
                               max_pool_bytes=parse_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)
+        if report.nothing_compressed is not None:
+            print(f"cond: nothing compressed: {printable(report.nothing_compressed)}", file=sys.stderr)
 
 
 def _render(report, fmt):
@@ -189,7 +192,7 @@ def _table(doc):
     from rich.table import Table
 
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    table = Table(title=f"cond compress {doc['input']} -> {doc['output']}", title_justify="left",
+    table = Table(title=f"cond compress {cell(doc['input'])} -> {cell(doc['output'])}", title_justify="left",
                   header_style="bold")
     weighted = doc["method"] != "svd"
     columns = ["name", "shape", "storage", "rank", "weighted error" if weighted else "error", "bound"]
@@ -200,24 +203,24 @@ def _table(doc):
     for t in doc["tensors"]:
         if t["storage"] == "dense" and t["error"] is None:
             continue  # untouched tensors: counted in the totals below
-        row = [t["name"], "x".join(map(str, t["shape"])), t["storage"],
+        row = [cell(t["name"]), "x".join(map(str, t["shape"])), t["storage"],
                "-" if t["rank"] is None else str(t["rank"]),
                "-" if t["error"] is None else f"{t['error']:.4f}",
                "-" if t["bound"] is None else f"{t['bound']:g}"]
         if weighted:
-            row += ["-" if t["plain_error"] is None else f"{t['plain_error']:.4f}", t["weighting"]]
+            row += ["-" if t["plain_error"] is None else f"{t['plain_error']:.4f}", cell(t["weighting"])]
         table.add_row(*row, f"{t['params_before']} -> {t['params_after']}",
                       "-" if t["cluster"] is None else str(t["cluster"]))
     console.print(table)
     for t in doc["tensors"]:
         if t["note"] and t["error"] is not None and (weighted or t["storage"] == "dense"):
-            console.print(f"{t['name']}: {t['note']}", markup=False, highlight=False)
+            console.print(f"{printable(t['name'])}: {printable(t['note'])}", markup=False, highlight=False)
     if doc["unweighted"]:
-        console.print(f"no weights entry, compressed with plain SVD: {', '.join(doc['unweighted'])}",
+        console.print(f"no weights entry, compressed with plain SVD: {printable(', '.join(doc['unweighted']))}",
                       markup=False, highlight=False)
     for c in doc["clusters"]:
         console.print(f"cluster {c['id']} ({c['axis']}, rank {c['rank']}, shared {c['params']} params): "
-                      f"{', '.join(c['members'])}", markup=False, highlight=False)
+                      f"{printable(', '.join(c['members']))}", markup=False, highlight=False)
     t = doc["totals"]
     untouched = sum(1 for x in doc["tensors"] if x["storage"] == "dense" and x["error"] is None)
     worst = "-" if t["worst_error"] is None else f"{t['worst_error']:.4f}"

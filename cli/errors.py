@@ -22,7 +22,9 @@ def debug() -> bool:
 
 
 def say_error(line: str) -> None:
-    print(f"cond: error: {line}", file=sys.stderr)
+    from cond.cli.output import printable
+
+    print(f"cond: error: {printable(line)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import typer
 from cond.cli.errors import EXIT_GATE, mapped_errors
 from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, FormatOpt, InputFormatOpt, InputPath,
                               OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
+from cond.cli.output import cell, printable
 from cond.cli.progress import progress_bar
 
 
@@ -92,6 +93,13 @@ def inspect_command(
     if fail_above is not None and not fail_above > 0:
         raise typer.BadParameter(f"must be positive; got {fail_above}", param_hint="--fail-above")
     with mapped_errors():
+        from cond.errors import UsageError
+        from cond.formats.atomic import check_output
+
+        if sort is SortKey.alpha and not alpha:
+            raise UsageError("`--sort alpha` needs `--alpha` (alpha is only computed when asked for)")
+        if spectra is not None:
+            check_output(spectra, inputs=[path])
         from cond.inspection import inspect
 
         with progress_bar("inspect", enabled=not quiet) as tick:
@@ -104,12 +112,18 @@ def inspect_command(
 
             write_spectra(spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
                                     if m.diagnostics.spectrum is not None}, inputs=[path])
+        if not report.matrices:
+            why = f"no tensor matches `--filter {filter_}`" if filter_ is not None else "no matrix to analyse"
+            if fail_above is not None:  # a gate that checked nothing must not pass
+                raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=path)
+            print(f"cond: {why}", file=sys.stderr)
         rows = _ordered(report.matrices, sort, top)
         _render(report, rows, output_format, alpha, normality)
         if fail_above is not None:
             over = report.above(fail_above)
             if over:
-                worst = over[0].name if len(over) == 1 else f"{len(over)} matrices, e.g. {over[0].name}"
+                name = printable(over[0].name)
+                worst = name if len(over) == 1 else f"{len(over)} matrices, e.g. {name}"
                 print(f"cond: kappa above {fail_above:g}: {worst}", file=sys.stderr)
                 raise typer.Exit(EXIT_GATE)
 
@@ -174,7 +188,7 @@ def _table(report, rows, alpha, normality):
     from rich.table import Table
 
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-    table = Table(title=f"cond inspect {report.input}", title_justify="left", header_style="bold")
+    table = Table(title=f"cond inspect {cell(report.input)}", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("shape", "right"), ("dtype", "left"), ("kappa", "right"),
                          ("status", "left"), ("sigma_max", "right"), ("sigma_min", "right"),
                          ("rank", "right"), ("stable", "right"), ("eff.", "right"),
@@ -191,7 +205,7 @@ def _table(report, rows, alpha, normality):
         if d.status == "non-finite":
             status = f"non-finite ({d.nonfinite_count})"
         kappa = _g(d.kappa) if d.kappa_lower_bound is None else f">= {_g(d.kappa_lower_bound)}"
-        cells = [m.name, shape, m.dtype, kappa, f"[{STATUS_STYLE[d.status]}]{status}[/]",
+        cells = [cell(m.name), shape, cell(m.dtype), kappa, f"[{STATUS_STYLE[d.status]}]{status}[/]",
                  _g(d.sigma_max), _g(d.sigma_min), _g(d.numerical_rank), _g(d.stable_rank, 3),
                  _g(d.effective_rank, 3), _g(d.energy_rank_90), _g(d.energy_rank_99),
                  f"{d.zero_fraction:.1%}"]
@@ -204,12 +218,12 @@ def _table(report, rows, alpha, normality):
     if any(m.reshaped for m in rows):
         console.print("* N-D tensor analysed as (shape[0], prod(rest))")
     for reason, names in _group_skipped(report.skipped):
-        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        console.print(f"skipped {len(names)}: {reason}: {shown}", markup=False, highlight=False)
+        shown = ", ".join(printable(n) for n in names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        console.print(f"skipped {len(names)}: {printable(reason)}: {shown}", markup=False, highlight=False)
     if report.compressed is not None:
         _manifest_lines(console, report.compressed)
     sm = report.summary
-    worst = "-" if sm.worst_kappa is None else f"{_g(sm.worst_kappa)} ({sm.worst_kappa_name})"
+    worst = "-" if sm.worst_kappa is None else f"{_g(sm.worst_kappa)} ({printable(sm.worst_kappa_name)})"
     console.print(f"{sm.matrices} matrices analysed, {sm.skipped} skipped; worst kappa {worst}; "
                   f"{sm.unresolved} unresolved, {sm.storage_limited} storage-limited, "
                   f"{sm.nonfinite} non-finite; {sm.seconds:.2f} s", markup=False, highlight=False)

@@ -11,9 +11,43 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from cond._version import __version__
 from cond.cli import compress_cmd, inspect_cmd, sample_cmd
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a missing option, a bad value, an unknown command) as one line on stderr
+    with exit 2, like every other error cond reports, instead of click's framed box."""
+
+    def main(self, *args, standalone_mode=True, **kwargs):
+        import sys
+
+        from cond.cli.errors import EXIT_INPUT, say_error
+
+        try:
+            from typer._click import exceptions as clicks  # typer >= 0.24 vendors click
+        except ImportError:  # pragma: no cover - older typer on the real click
+            from click import exceptions as clicks
+        try:
+            rc = super().main(*args, standalone_mode=False, **kwargs)
+        except clicks.NoArgsIsHelpError as exc:  # `cond` or `cond inspect` alone: the help, as before
+            print(exc.format_message())
+            rc = EXIT_INPUT
+        except clicks.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "cond"
+            say_error(f"{exc.format_message()} (see `{command} --help`)")
+            rc = EXIT_INPUT
+        except clicks.ClickException as exc:
+            say_error(exc.format_message())
+            rc = exc.exit_code
+        except typer.Abort:
+            say_error("interrupted")
+            rc = 130
+        if not standalone_mode:
+            return rc
+        sys.exit(rc if isinstance(rc, int) else 0)
 
 app = typer.Typer(
     name="cond",
@@ -26,6 +60,8 @@ app = typer.Typer(
          "  cond sample X.npy --method leverage --size 2000 > sample.tsv",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineErrors,
+    rich_markup_mode=None,  # help text is literal: 'cond[dask]' is an extra, not markup
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

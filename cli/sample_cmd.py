@@ -95,8 +95,10 @@ def sample_command(
     emit: Annotated[Emit, typer.Option(
         "--emit", help="indices: index weight scale prob; rows: the scaled rows (and target).")]
         = Emit.indices,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout.",
-                                                  show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout "
+                                                  "(- is stdout).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output or --scores-out.")]
+        = False,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Print the l2 subspace-embedding distortion eps_hat (and, with --target, the "
                          "residual ratio) to stderr; p = 2 only.")] = False,
@@ -106,7 +108,13 @@ def sample_command(
 ):
     """Draw a weighted row sample whose weighted problem behaves like the whole."""
     with mapped_errors():
+        from cond.formats.atomic import check_output
         from cond.sampling import sample
+
+        output = None if output == "-" else output
+        for target_path in (output, scores_out):  # before the passes, not after them
+            if target_path is not None:
+                check_output(target_path, inputs=[path], force=force)
 
         def tick(stage):
             if not quiet and sys.stderr.isatty():
@@ -118,8 +126,8 @@ def sample_command(
                         chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit.rows,
                         scheduler=scheduler, device=device.value, progress=tick)
         if scores_out is not None:
-            _write_scores(scores_out, result.scores, path)
-        _write(result, output_format, emit, output, path)
+            _write_scores(scores_out, result.scores, path, force)
+        _write(result, output_format, emit, output, path, force)
         if verify:
             v = result.verify
             line = f"cond sample --verify: eps_hat = {v['eps_hat']:.4f} (max |sigma_j(S A R^-1) - 1|)"
@@ -129,12 +137,12 @@ def sample_command(
             print(line + ". No per-coefficient guarantee is implied.", file=sys.stderr)
 
 
-def _write_scores(path, scores, source):
+def _write_scores(path, scores, source, force):
     import numpy as np
 
     from cond.formats.atomic import atomic_output
 
-    with atomic_output(path, inputs=[source]) as tmp:
+    with atomic_output(path, inputs=[source], force=force) as tmp:
         if path.endswith(".npy"):
             with open(tmp, "wb") as f:
                 np.save(f, scores)
@@ -142,12 +150,12 @@ def _write_scores(path, scores, source):
             np.savetxt(tmp, scores, fmt="%.17g")
 
 
-def _write(result, fmt, emit, output, source):
+def _write(result, fmt, emit, output, source, force):
     if output is None:
         return _emit(result, fmt, emit, sys.stdout)
     from cond.formats.atomic import atomic_output
 
-    with atomic_output(output, inputs=[source]) as tmp:
+    with atomic_output(output, inputs=[source], force=force) as tmp:
         with open(tmp, "w" if fmt is not SampleFormat.npy else "wb") as f:
             _emit(result, fmt, emit, f)
 

@@ -90,6 +90,19 @@ class CompressReport:
         errors = [t.error for t in self.tensors if t.error is not None]
         return max(errors) if errors else None
 
+    @property
+    def nothing_compressed(self) -> Optional[str]:
+        """Why no matrix was factored (the reasons and how many each), or None when one was."""
+        if any(t.storage != "dense" for t in self.tensors):
+            return None
+        if not self.tensors:
+            return "the checkpoint holds no tensors"
+        reasons = {}
+        for t in self.tensors:
+            reason = (t.note or "kept dense").split(";")[0]
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+
     def to_dict(self) -> dict:
         from cond._version import __version__
 
@@ -107,7 +120,7 @@ class CompressReport:
                         compression_ratio=self.compression_ratio,
                         param_ratio=self.params_before / max(self.params_after, 1),
                         worst_error=self.worst_error, seconds=self.seconds, **counts,
-                        clusters=len(self.clusters)),
+                        clusters=len(self.clusters), nothing_compressed=self.nothing_compressed),
             tensors=[t.row() for t in self.tensors],
             clusters=[c.row() for c in self.clusters],
         )

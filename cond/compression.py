@@ -44,6 +44,7 @@ import numpy as np
 from cond.compress_report import ClusterRecord, CompressReport, TensorRecord
 from cond.errors import InputError, UsageError
 from cond.formats import open_entries
+from cond.formats.atomic import check_output
 from cond.formats.detect import format_of
 from cond.formats.lowrank_format import FORMAT
 from cond.formats.safetensors_file import numpy_dtype, read_header
@@ -144,12 +145,13 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     if fmt not in ("safetensors", "index", "directory"):
         raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
                          f"{source} is {fmt}", path=source)
-    sources = _source_files(source, fmt)
-    source_meta = read_header(sources[0]).metadata if fmt == "safetensors" else {}
+    with open_entries(source) as entries:  # every header checked, the index against its shards
+        entries = list(entries)
+    sources = [source] if fmt == "safetensors" else list(dict.fromkeys(e.source for e in entries))
+    source_meta = read_header(source).metadata if fmt == "safetensors" else {}
     if fmt == "safetensors" and source_meta.get("cond.format") == FORMAT:
         raise UsageError("is already a cond-lowrank/1 file; expand it first", path=source)
-    with open_entries(source) as entries:
-        entries = list(entries)
+    check_output(output, inputs=sources, force=force)
     names = {e.name for e in entries}
     calibration = _calibration(opts, fisher, activations, source, output, sources)
     if calibration is not None:
@@ -281,19 +283,6 @@ def _weighting_of(calibration, name, shape):
     return weighting, "; ".join(notes) or None
 
 
-def _source_files(source, fmt):
-    if fmt == "safetensors":
-        return [source]
-    folder = source if fmt == "directory" else os.path.dirname(os.path.abspath(source))
-    if fmt == "index":
-        with open(source) as f:
-            return [os.path.join(folder, s) for s in dict.fromkeys(json.load(f)["weight_map"].values())]
-    index = [f for f in os.listdir(folder) if f.endswith(".safetensors.index.json")]
-    if index:
-        return _source_files(os.path.join(folder, index[0]), "index")
-    return [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.endswith(".safetensors")]
-
-
 def _rounder(storage_dtype):
     np_dtype = numpy_dtype(storage_dtype)
     return lambda x: np.asarray(x).astype(np_dtype).astype(np.float64)
@@ -383,7 +372,13 @@ def _own_form(entry, opts, calibration):
     for r in ranks:
         if lowrank_params(m, n, r) >= m * n:
             break
-        lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
+        with np.errstate(over="ignore"):
+            lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(ro))):
+            peak = max(float(np.max(np.abs(left[:, :r]))), float(np.max(np.abs(right[:r]))))
+            raise InputError(f"the rank-{r} factors overflow {storage} (largest entry {peak:.3g}, beyond "
+                             f"{float(np.finfo(np_dtype).max):.5g}); store them with `--dtype f32` or bf16",
+                             path=entry.source, tensor=name, shape=entry.shape)
         approx = expanded(lo.astype(np.float64) @ ro.astype(np.float64))
         err = _error(w, weighted_norm, approx, weighting)
         if bound is None or err <= bound:

@@ -62,3 +62,24 @@ class InputError(CondError):
 
 class UsageError(CondError):
     """An argument breaks a rule (a parameter out of range, an unknown column)."""
+
+
+class input_errors:  # noqa: N801 - used as a context manager, read as a phrase
+    """The boundary between ``cond.linalg`` and a command: a ``ValueError`` raised by the
+    numerics on this input (a zero matrix, a rank it cannot have) becomes an
+    :class:`InputError` naming the file, tensor and shape.
+
+    >>> with input_errors(path="X.npy"):  # doctest: +SKIP
+    ...     scores = leverage_scores(blocks, n, d, rcond)
+    """
+
+    def __init__(self, *, path=None, tensor=None, shape=None):
+        self.where = dict(path=path, tensor=tensor, shape=shape)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None and issubclass(kind, ValueError) and not isinstance(value, CondError):
+            raise InputError(str(value), **self.where) from value
+        return False

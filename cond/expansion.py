@@ -15,7 +15,7 @@ import os
 import re
 
 from cond.errors import UsageError
-from cond.formats.atomic import atomic_output
+from cond.formats.atomic import atomic_output, check_output
 from cond.formats.lowrank_format import CompressedCheckpoint
 from cond.formats.safetensors_file import _DTYPES
 from cond.formats.safetensors_writer import SafetensorsWriter
@@ -60,18 +60,23 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
         ``files`` written, ``total_size`` in bytes, ``tensors``.
     """
     limit = parse_size(max_shard_size)
+    single_file = str(output).endswith(".safetensors")
+    check_output(output, inputs=[source], force=force, directory=not single_file)
+    earlier = [] if single_file else _earlier_expansion(output, source)
+    if earlier and not force:
+        raise UsageError(f"holds an earlier expansion ({', '.join(sorted(earlier)[:3])}"
+                         f"{' ...' if len(earlier) > 3 else ''}); pass --force to replace it", path=str(output))
     ckpt = CompressedCheckpoint(source)
     plan = [(t["name"], _nbytes(t)) for t in ckpt.manifest["tensors"]]
     total = sum(size for _, size in plan)
     shards = _shard(plan, limit)
-    single_file = str(output).endswith(".safetensors")
     if single_file and len(shards) > 1:
         raise UsageError(f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
                          "into, or a larger --max-shard-size", path=str(output))
     if single_file:
         files = [str(output)]
     else:
-        os.makedirs(output, exist_ok=True)
+        os.makedirs(output, exist_ok=True)  # its parent exists (checked above)
         names = (["model.safetensors"] if len(shards) == 1 else
                  [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
         files = [os.path.join(output, n) for n in names]
@@ -92,7 +97,23 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
         with atomic_output(index, inputs=[source], force=force) as tmp, open(tmp, "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
         files.append(index)
+    for name in earlier:  # what the earlier expansion wrote and this one did not replace
+        path = os.path.join(output, name)
+        if path not in files:
+            os.unlink(path)
     return dict(files=files, total_size=total, tensors=len(plan))
+
+
+_EXPANSION_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json")
+
+
+def _earlier_expansion(folder, source):
+    """Names of the files an earlier ``cond expand`` into ``folder`` wrote (never the source)."""
+    if not os.path.isdir(folder):
+        return []
+    source = os.path.realpath(source)
+    return [f for f in os.listdir(folder) if _EXPANSION_FILE.fullmatch(f)
+            and os.path.realpath(os.path.join(folder, f)) != source]
 
 
 def _nbytes(t):

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from cond.errors import UsageError
+from cond.errors import UsageError, input_errors
 from cond.formats.row_stream import open_rows
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
@@ -47,18 +47,26 @@ class SampleResult:
     seconds: float = 0.0
 
 
-def parse_size(size, n):
-    """A count (``2000``) or a percentage of n (``1%``) -> an expected sample size."""
+def parse_size(size, n, replacement=False):
+    """A count (``2000``) or a percentage of n (``1%``) -> an expected sample size.
+
+    Without replacement each row is kept at most once, so the size is at most n (100%).
+    """
     text = str(size).strip()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*%", text)
     if match:
         value = float(match.group(1)) / 100.0 * n
         if not 0 < value:
             raise UsageError(f"`--size` must be positive; got {size!r}")
-        return max(1, int(round(value)))
-    if not re.fullmatch(r"\d+", text) or int(text) < 1:
+        m = max(1, int(round(value)))
+    elif not re.fullmatch(r"\d+", text) or int(text) < 1:
         raise UsageError(f"`--size` must be a positive count or a percentage like 1%; got {size!r}")
-    return int(text)
+    else:
+        m = int(text)
+    if m > n and not replacement:
+        raise UsageError(f"`--size` must be at most the {n} rows (100%) without `--replacement`, which "
+                         f"keeps each row at most once; got {size!r}")
+    return m
 
 
 def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
@@ -121,6 +129,9 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         raise UsageError(f"`--scores` must be exact, sketch or sketch-srht; got {scores!r}")
     if scores != "exact" and method not in ("leverage", "root-leverage"):
         raise UsageError(f"`--scores sketch` applies to leverage and root-leverage; {method} needs exact")
+    if rcond is not None and not (isinstance(rcond, (int, float)) and 0 <= rcond < 1):
+        raise UsageError(f"`--rcond` must be in [0, 1): singular values below rcond * sigma_max count as "
+                         f"zero; got {rcond}")
     if verify and p != 2:
         raise UsageError(f"`--verify` checks the l2 subspace embedding, so it needs p = 2; got p = {p}")
     from cond.backends import check_device
@@ -141,52 +152,59 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     with open_rows(source, input_format=input_format, columns=columns, target=target,
                    chunk_rows=chunk_rows) as rows:
         n, d = rows.n, rows.d
-        m = parse_size(size, n)
+        m = parse_size(size, n, replacement)
+        with input_errors(path=rows.path, shape=(n, d)):  # e.g. a matrix that is numerically zero
+            return _sample_rows(rows, n, d, m, method, p, seed, replacement, scores, rcond, verify, keep_rows,
+                                spec, device, tick, started)
 
-        def blocks():
-            for start, x, _ in rows.blocks():
-                yield start, x
 
-        tick("scores")
-        if spec is not None and method != "uniform":
-            if rows.locator is None:
-                raise UsageError("`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run "
-                                 "this input without it", path=rows.path)
-            precomputed = _distributed_scores(spec, rows.locator, n, d, rcond, scores, seed, tick)
-        elif device == "cuda" and method != "uniform":
-            from cond.linalg.leverage_device import namespace, sketched_leverage_on
+def _sample_rows(rows, n, d, m, method, p, seed, replacement, scores, rcond, verify, keep_rows, spec, device,
+                 tick, started):
+    """The passes over an open design: scores, the draw, the kept rows and the check."""
+    def blocks():
+        for start, x, _ in rows.blocks():
+            yield start, x
 
-            precomputed = sketched_leverage_on(namespace("cuda"), blocks, n, d, seed, rcond)
-        else:
-            precomputed = None
-        s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed)
-        tick("sampling")
-        if replacement:
-            idx, counts, probs = sample_with_replacement(s, m, seed)
-            weights = counts / (m * probs)
-        else:
-            q, _ = bernoulli_probabilities(s, m)
-            idx = sample_bernoulli(q, seed)
-            counts, probs = None, q[idx]
-            weights = 1.0 / probs
-        scales = weights ** (1.0 / p)
-        header = dict(method=method, p=p, n=n, d=d, rank=rank, expected=m,
-                      actual=int(len(idx) if counts is None else int(np.sum(counts))),
-                      distinct=int(len(idx)), seed=int(seed), replacement=bool(replacement), scores=scores,
-                      **{k: v for k, v in detail.items() if isinstance(v, (int, float, bool, str))})
-        result = SampleResult(header, idx, weights, scales, probs, counts, s,
-                              design_names=rows.design_names,
-                              target_name=None if rows.target is None else rows.names[rows.target])
-        if keep_rows or verify:
-            tick("rows")
-            sel_x, sel_y = _collect(rows, idx)
-            result.rows = sel_x * scales[:, None]
-            result.target = None if sel_y is None else sel_y * scales
-        if verify:
-            tick("verify")
-            result.verify = _verify(rows, blocks, n, d, r_exact, rcond, sel_x, sel_y, weights)
-        result.seconds = time.perf_counter() - started  # not in the header: output is reproducible
-        return result
+    tick("scores")
+    if spec is not None and method != "uniform":
+        if rows.locator is None:
+            raise UsageError("`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run "
+                             "this input without it", path=rows.path)
+        precomputed = _distributed_scores(spec, rows.locator, n, d, rcond, scores, seed, tick)
+    elif device == "cuda" and method != "uniform":
+        from cond.linalg.leverage_device import namespace, sketched_leverage_on
+
+        precomputed = sketched_leverage_on(namespace("cuda"), blocks, n, d, seed, rcond)
+    else:
+        precomputed = None
+    s, rank, detail, r_exact = _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed)
+    tick("sampling")
+    if replacement:
+        idx, counts, probs = sample_with_replacement(s, m, seed)
+        weights = counts / (m * probs)
+    else:
+        q, _ = bernoulli_probabilities(s, m)
+        idx = sample_bernoulli(q, seed)
+        counts, probs = None, q[idx]
+        weights = 1.0 / probs
+    scales = weights ** (1.0 / p)
+    header = dict(method=method, p=p, n=n, d=d, rank=rank, expected=m,
+                  actual=int(len(idx) if counts is None else int(np.sum(counts))),
+                  distinct=int(len(idx)), seed=int(seed), replacement=bool(replacement), scores=scores,
+                  **{k: v for k, v in detail.items() if isinstance(v, (int, float, bool, str))})
+    result = SampleResult(header, idx, weights, scales, probs, counts, s,
+                          design_names=rows.design_names,
+                          target_name=None if rows.target is None else rows.names[rows.target])
+    if keep_rows or verify:
+        tick("rows")
+        sel_x, sel_y = _collect(rows, idx)
+        result.rows = sel_x * scales[:, None]
+        result.target = None if sel_y is None else sel_y * scales
+    if verify:
+        tick("verify")
+        result.verify = _verify(rows, blocks, n, d, r_exact, rcond, sel_x, sel_y, weights)
+    result.seconds = time.perf_counter() - started  # not in the header: output is reproducible
+    return result
 
 
 def _scores(method, p, scores, blocks, n, d, seed, rcond, precomputed=None):

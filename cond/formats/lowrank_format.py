@@ -11,14 +11,13 @@ its shape; a dense tensor is stored under its own name, bytes unchanged.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from cond.errors import InputError
-from cond.formats.safetensors_file import entries_of_file, numpy_dtype, read_header
+from cond.formats.safetensors_file import _DTYPES, entries_of_file, numpy_dtype, parse_json, read_header
 
 FORMAT = "cond-lowrank/1"
 STORAGES = ("dense", "lowrank", "cluster")
@@ -26,6 +25,45 @@ STORAGES = ("dense", "lowrank", "cluster")
 
 def is_compressed(metadata: dict) -> bool:
     return metadata.get("cond.format") == FORMAT
+
+
+def _check_manifest(manifest, display):
+    """The manifest's structure, checked before anything reads it: a tampered or foreign
+    manifest is one InputError, never a KeyError deep inside expand."""
+    def bad(rule, tensor=None):
+        raise InputError(f"cond.manifest: {rule}", path=display, tensor=tensor)
+
+    if not isinstance(manifest, dict):
+        bad(f"must be a JSON object; got a {type(manifest).__name__}")
+    tensors = manifest.get("tensors")
+    if not isinstance(tensors, list):
+        bad("`tensors` must be a list of tensor records")
+    names = set()
+    for k, t in enumerate(tensors):
+        if not isinstance(t, dict):
+            bad(f"tensor record {k} is not an object")
+        name = t.get("name")
+        if not isinstance(name, str):
+            bad(f"tensor record {k} has no string `name`")
+        if name in names:
+            bad("names this tensor twice", name)
+        names.add(name)
+        shape = t.get("shape")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                for d in shape)):
+            bad(f"`shape` must be a list of non-negative integers; got {shape!r}", name)
+        dtype = t.get("dtype")
+        if not isinstance(dtype, str) or dtype not in _DTYPES or _DTYPES[dtype][1] is None:
+            bad(f"`dtype` {dtype!r} is not a safetensors dtype cond can restore", name)
+        if t.get("storage") not in STORAGES:
+            bad(f"`storage` {t.get('storage')!r} is not one of {', '.join(STORAGES)}", name)
+        keys = t.get("keys")
+        want = 1 if t["storage"] == "dense" else 2
+        if not (isinstance(keys, list) and len(keys) == want and all(isinstance(x, str) for x in keys)):
+            bad(f"`keys` must list {want} stored tensor name{'s' if want > 1 else ''} for storage "
+                f"{t['storage']}; got {keys!r}", name)
+        if t["storage"] != "dense" and len(shape) < 1:
+            bad("a factored tensor must have at least one dimension", name)
 
 
 class CompressedCheckpoint(Mapping):
@@ -46,10 +84,8 @@ class CompressedCheckpoint(Mapping):
         if not is_compressed(header.metadata):
             raise InputError(f"not a {FORMAT} file (no cond.format metadata); "
                              "it is an ordinary checkpoint", path=display)
-        try:
-            self.manifest = json.loads(header.metadata.get("cond.manifest", ""))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"cond.manifest is not valid JSON ({exc})", path=display) from None
+        self.manifest = parse_json(header.metadata.get("cond.manifest", ""), display, "cond.manifest")
+        _check_manifest(self.manifest, display)
         self._display = display
         self._stored = {e.name: e for e in entries_of_file(path, display, header=header)}
         self._tensors = {}

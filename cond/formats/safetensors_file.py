@@ -105,19 +105,30 @@ def read_header(path, display=None) -> SafetensorsHeader:
             raise InputError(f"header length {n} bytes exceeds the file size ({size} bytes); "
                              "truncated or not a safetensors file", path=display)
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"header is not valid JSON ({exc})", path=display) from None
+    header = parse_json(raw, display, "header")
     if not isinstance(header, dict):
         raise InputError("header JSON is not an object", path=display)
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict):
         raise InputError("__metadata__ is not an object", path=display)
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise InputError(f"__metadata__ must map strings to strings (the safetensors format); "
+                             f"'{key}' holds a {type(value).__name__}", path=display)
     data_size = size - 8 - n
     tensors = [_check_entry(name, spec, display) for name, spec in header.items()]
     _check_layout(tensors, data_size, display)
     return SafetensorsHeader(display, tuple(tensors), dict(metadata), 8 + n)
+
+
+def parse_json(raw, display, what):
+    """JSON from bytes, any failure (bad UTF-8, bad syntax, nesting too deep) one InputError."""
+    try:
+        return json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{what} is not valid JSON ({exc})", path=display) from None
+    except RecursionError:
+        raise InputError(f"{what} JSON is nested too deeply to be a {what}", path=display) from None
 
 
 def _file_size(path, display) -> int:
@@ -217,11 +228,8 @@ def entries_of_index(index_path, display=None):
     """
     display = str(index_path) if display is None else display
     _file_size(index_path, display)
-    try:
-        with open(index_path, "rb") as f:
-            index = json.loads(f.read().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"index is not valid JSON ({exc})", path=display) from None
+    with open(index_path, "rb") as f:
+        index = parse_json(f.read(), display, "index")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise InputError("index has no 'weight_map' object", path=display)
@@ -261,5 +269,13 @@ def entries_of_directory(folder):
     if not files:
         raise InputError("directory holds no .safetensors file and no index", path=folder)
     headers = [read_header(os.path.join(folder, f)) for f in files]
+    seen = {}
+    for f, header in zip(files, headers):
+        for t in header.tensors:
+            if t.name in seen:
+                raise InputError(f"tensor '{t.name}' is in both {seen[t.name]} and {f}; a checkpoint "
+                                 "names each tensor once (add an index to say which shard holds it)",
+                                 path=folder)
+            seen[t.name] = f
     for f, header in zip(files, headers):
         yield from entries_of_file(os.path.join(folder, f), header=header)
