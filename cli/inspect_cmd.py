@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import EXIT_GATE, mapped_errors
-from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, FormatOpt, InputFormatOpt, InputPath,
+from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
                               OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
 from cond.cli.output import cell, printable
 from cond.cli.progress import progress_bar
@@ -77,6 +77,7 @@ def inspect_command(
                           "(one array per tensor name).", show_default=False)] = None,
     input_format: InputFormatOpt = None,
     columns: ColumnsOpt = None,
+    header: HeaderOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = Device.cpu,
@@ -100,13 +101,18 @@ def inspect_command(
             raise UsageError("`--sort alpha` needs `--alpha` (alpha is only computed when asked for)")
         if spectra is not None:
             check_output(spectra, inputs=[path])
+        def notice(line):
+            if not quiet:
+                print(f"cond: {printable(line)}", file=sys.stderr)
+
         from cond.inspection import inspect
 
         with progress_bar("inspect", enabled=not quiet) as tick:
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
                              input_format=None if input_format is None else input_format.value,
                              columns=columns, workers=workers, keep_spectra=spectra is not None,
-                             scheduler=scheduler, device=device.value, progress=tick)
+                             scheduler=scheduler, device=device.value, progress=tick, header=header,
+                             notice=notice)
         if spectra is not None:
             from cond.formats.atomic import write_spectra
 

@@ -42,7 +42,11 @@ ColumnsOpt = Annotated[Optional[str], typer.Option(
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=1, help="Matrices analysed at once (default: CPUs, at most 8); "
                              "each holds one tensor in memory.", show_default=False)]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notices on stderr.")]
+HeaderOpt = Annotated[Optional[bool], typer.Option(
+    "--header/--no-header", help="CSV / TSV: the first line is (or is not) a header. Default: a header "
+                                 "when a field of the first line is neither a number nor a missing value "
+                                 "(NA, empty); cond says so on stderr.", show_default=False)]
 SchedulerOpt = Annotated[Optional[str], typer.Option(
     "--scheduler", help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N "
                         "(a local cluster of N worker processes). Default: $COND_SCHEDULER, else "

@@ -10,7 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import ColumnsOpt, Device, DeviceOpt, InputFormatOpt, InputPath, QuietOpt, SchedulerOpt
+from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, HeaderOpt, InputFormatOpt, InputPath, QuietOpt,
+                              SchedulerOpt)
+from cond.cli.output import printable
 
 
 class Method(str, Enum):
@@ -86,6 +88,7 @@ def sample_command(
         "--target", help="Target column (excluded from the scores; emitted with --emit rows).",
         show_default=False)] = None,
     columns: ColumnsOpt = None,
+    header: HeaderOpt = None,
     input_format: InputFormatOpt = None,
     chunk_rows: Annotated[Optional[int], typer.Option(
         "--chunk-rows", min=1, help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
@@ -116,6 +119,10 @@ def sample_command(
             if target_path is not None:
                 check_output(target_path, inputs=[path], force=force)
 
+        def notice(line):
+            if not quiet:
+                print(f"cond: {printable(line)}", file=sys.stderr)
+
         def tick(stage):
             if not quiet and sys.stderr.isatty():
                 print(f"cond sample: {stage} pass", file=sys.stderr)
@@ -124,7 +131,8 @@ def sample_command(
                         scores=scores.value, rcond=rcond, columns=columns, target=target,
                         input_format=None if input_format is None else input_format.value,
                         chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit.rows,
-                        scheduler=scheduler, device=device.value, progress=tick)
+                        scheduler=scheduler, device=device.value, progress=tick, header=header,
+                        notice=notice)
         if scores_out is not None:
             _write_scores(scores_out, result.scores, path, force)
         _write(result, output_format, emit, output, path, force)

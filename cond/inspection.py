@@ -24,7 +24,7 @@ from cond.report import InspectReport, MatrixReport, SkippedTensor, Summary
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
             columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
-            progress=None) -> InspectReport:
+            progress=None, header=None, notice=None) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -58,6 +58,10 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         Where the singular values are computed (``cuda`` needs CuPy and a GPU).
     progress : callable, optional
         Called as ``progress(done, total, name)`` after each matrix.
+    header : bool, optional
+        CSV / TSV: whether the first line is a header (default: decided by its fields).
+    notice : callable, optional
+        ``notice(line)`` hears what cond decided on the caller's behalf (a header line).
 
     Returns
     -------
@@ -81,7 +85,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     if options["scheduler"] is not None:
         _check_distributable(source, input_format)
     if isinstance(source, (str, os.PathLike)):
-        with open_entries(source, input_format=input_format, columns=columns) as entries:
+        with open_entries(source, input_format=input_format, columns=columns, header=header,
+                          notice=notice) as entries:
             report = _run(str(source), entries, pattern, options, progress)
         manifest = _manifest_of(source)
         return report if manifest is None else dataclasses.replace(report, compressed=manifest)

@@ -71,7 +71,8 @@ def parse_size(size, n, replacement=False):
 
 def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
            rcond=None, columns=None, target=None, input_format=None, chunk_rows=None, verify=False,
-           keep_rows=False, scheduler=None, device="cpu", progress=None) -> SampleResult:
+           keep_rows=False, scheduler=None, device="cpu", progress=None, header=None,
+           notice=None) -> SampleResult:
     """Score every row of a design matrix and draw a weighted sample.
 
     Parameters
@@ -114,6 +115,10 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         ``cuda`` computes sketched scores (``scores="sketch"``) with CuPy on the GPU.
     progress : callable, optional
         ``progress(stage)`` at each pass.
+    header : bool, optional
+        CSV / TSV: whether the first line is a header (default: decided by its fields).
+    notice : callable, optional
+        ``notice(line)`` hears what cond decided on the caller's behalf (a header line).
     """
     if method not in METHODS:
         raise UsageError(f"`--method` must be one of {', '.join(METHODS)}; got {method!r}")
@@ -150,7 +155,7 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     started = time.perf_counter()
     tick = progress or (lambda stage: None)
     with open_rows(source, input_format=input_format, columns=columns, target=target,
-                   chunk_rows=chunk_rows) as rows:
+                   chunk_rows=chunk_rows, header=header, notice=notice) as rows:
         n, d = rows.n, rows.d
         m = parse_size(size, n, replacement)
         with input_errors(path=rows.path, shape=(n, d)):  # e.g. a matrix that is numerically zero

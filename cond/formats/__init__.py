@@ -17,7 +17,7 @@ __all__ = ["FORMATS", "TensorEntry", "open_entries"]
 
 
 @contextlib.contextmanager
-def open_entries(path, *, input_format=None, columns=None):
+def open_entries(path, *, input_format=None, columns=None, header=None, notice=None):
     """Open ``path`` (a file, a checkpoint directory, an index JSON, or ``-``).
 
     Parameters
@@ -29,6 +29,10 @@ def open_entries(path, *, input_format=None, columns=None):
         One of :data:`FORMATS`; by default from the name or the first bytes.
     columns : str, optional
         Column selection for tables (CSV, TSV, Parquet).
+    header : bool, optional
+        Text tables: whether the first line is a header (default: decided by its fields).
+    notice : callable, optional
+        ``notice(line)`` hears what cond decided on the user's behalf (a header line).
 
     Yields
     ------
@@ -39,7 +43,14 @@ def open_entries(path, *, input_format=None, columns=None):
         fmt = format_of(real, display, input_format)
         if columns is not None and fmt not in ("csv", "tsv", "parquet"):
             raise UsageError(f"`--columns` applies to csv, tsv and parquet input; {display} is {fmt}")
-        yield _reader(fmt)(real, display, columns)
+        if header is not None and fmt not in ("csv", "tsv"):
+            raise UsageError(f"`--header` / `--no-header` apply to csv and tsv input; {display} is {fmt}")
+        if fmt in ("csv", "tsv"):
+            from cond.formats.tables import entries_of_delimited
+
+            yield entries_of_delimited(real, display, "," if fmt == "csv" else "\t", columns, header, notice)
+        else:
+            yield _reader(fmt)(real, display, columns)
 
 
 def _reader(fmt):
@@ -51,8 +62,6 @@ def _reader(fmt):
         "safetensors": lambda p, d, c: safetensors_file.entries_of_file(p, d),
         "npy": lambda p, d, c: arrays.entries_of_npy(p, d),
         "npz": lambda p, d, c: arrays.entries_of_npz(p, d),
-        "csv": lambda p, d, c: tables.entries_of_delimited(p, d, ",", c),
-        "tsv": lambda p, d, c: tables.entries_of_delimited(p, d, "\t", c),
         "parquet": lambda p, d, c: tables.entries_of_parquet(p, d, c),
         "mtx": lambda p, d, c: matrix_market.entries_of_mtx(p, d),
         "zarr": lambda p, d, c: zarr_store.entries_of_zarr(p, d),

@@ -23,7 +23,7 @@ import numpy as np
 from cond.errors import InputError, UsageError
 from cond.formats.detect import format_of, local_path
 from cond.formats.row_blocks import BLOCK_ROWS, NpyRows, ParquetRows, ZarrRows, design_block
-from cond.formats.tables import select_columns
+from cond.formats.tables import check_numeric_columns, open_parquet, select_columns
 
 TEXT_CHUNK_BYTES = 32 * 2**20
 CHUNK_BYTES = 16 * 2**20  # default rows read at a time: this many bytes of float64 rows
@@ -77,17 +77,22 @@ def _reblock(chunks, size):
 
 
 @contextlib.contextmanager
-def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=None):
+def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=None, header=None,
+              notice=None):
     """Open a design matrix for streaming passes (a context manager yielding a RowSource).
 
-    ``chunk_rows`` (rows read at a time) defaults to :func:`default_chunk_rows`.
+    ``chunk_rows`` (rows read at a time) defaults to :func:`default_chunk_rows`. ``header``
+    (text only): True or False says whether the first line is a header; None lets cond
+    decide and tell ``notice(line)``.
     """
     if chunk_rows is not None and int(chunk_rows) < 1:
         raise UsageError(f"`--chunk-rows` must be a positive integer; got {chunk_rows}")
     with local_path(path) as (real, display), contextlib.ExitStack() as stack:
         fmt = format_of(real, display, input_format)
+        if header is not None and fmt not in ("csv", "tsv"):
+            raise UsageError(f"`--header` / `--no-header` apply to csv and tsv input; {display} is {fmt}")
         if fmt in ("csv", "tsv"):
-            real = stack.enter_context(_text_to_npy(real, display, "," if fmt == "csv" else "\t"))
+            real = stack.enter_context(_text_to_npy(real, display, "," if fmt == "csv" else "\t", header, notice))
             names = real[1]
             real = real[0]
             fmt = "npy"
@@ -100,7 +105,8 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
         elif fmt == "npz":
             n, ncols, chunks = _npz_chunks(real, display)
         elif fmt == "parquet":
-            n, ncols, chunks, names = _parquet_chunks(real, display)
+            parquet, names = open_parquet(real, display)
+            n, ncols, chunks = parquet.metadata.num_rows, len(names), None  # chunks: once columns are chosen
             locator = (ParquetRows, {})
         elif fmt == "zarr":
             n, ncols, chunks = _zarr_chunks(real, display)
@@ -119,6 +125,13 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
         design = [j for j in select_columns(names, columns, display) if j != target_idx]
         if not design:
             raise UsageError("no design columns left after --columns and --target", path=display)
+        if fmt == "parquet":  # read only the chosen columns, each checked to be numeric
+            used = sorted(set(design) | ({target_idx} if target_idx is not None else set()))
+            check_numeric_columns(parquet, used, display)
+            position = {j: k for k, j in enumerate(used)}
+            names, design = [names[j] for j in used], [position[j] for j in design]
+            target_idx = None if target_idx is None else position[target_idx]
+            chunks = _parquet_chunks(parquet, names)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
         if locator is not None:
@@ -233,36 +246,25 @@ def _zarr_chunks(path, display):
     return n, ncols, chunks
 
 
-def _parquet_chunks(path, display):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InputError("reading Parquet needs pyarrow: pip install 'cond[parquet]'", path=display) from None
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise InputError(f"not a valid Parquet file ({str(exc).splitlines()[0]})", path=display) from None
-    import pyarrow as pa
-
-    names = [f.name for f in pf.schema_arrow]
-    numeric = [f.name for f in pf.schema_arrow
-               if pa.types.is_floating(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)]
-    if not numeric:
-        raise InputError("has no numeric columns", path=display)
-    names = numeric
+def _parquet_chunks(pf, names):
+    """Record batches of the named (numeric, checked) columns as float64 arrays."""
+    from cond.formats.tables import read_parquet_columns
 
     def chunks(chunk_rows):
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=names):
-            yield np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
-                                   for k in range(batch.num_columns)])
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(names)):
+            yield read_parquet_columns(batch)
 
-    return pf.metadata.num_rows, len(names), chunks, names
+    return chunks
 
 
 @contextlib.contextmanager
-def _text_to_npy(path, display, delimiter):
-    """Parse a delimited text file once into a temporary float64 .npy; yield (path, names)."""
-    from cond.formats.tables import parse_text_block
+def _text_to_npy(path, display, delimiter, header=None, notice=None):
+    """Parse a delimited text file once into a temporary float64 .npy; yield (path, names).
+
+    The table's layout (header, first data line) comes from :func:`tables.text_layout`, the
+    rules ``inspect`` reads text by.
+    """
+    from cond.formats.tables import header_notice, lf_line_ends, parse_text_block, text_layout
 
     with open(path, "rb") as f:
         magic = f.read(2)
@@ -270,7 +272,7 @@ def _text_to_npy(path, display, delimiter):
     fd, tmp = tempfile.mkstemp(prefix="cond-rows-", suffix=".npy")
     os.close(fd)
     try:
-        names, rows, ncols = None, 0, None
+        layout, rows, cr_only = None, 0, False
         with opener(path, "rb") as src, open(tmp, "wb") as out:
             out.write(b"\0" * 128)  # room for the .npy header, written at the end
             leftover, line_no = b"", 0
@@ -279,6 +281,10 @@ def _text_to_npy(path, display, delimiter):
                     piece = src.read(TEXT_CHUNK_BYTES)
                 except (OSError, EOFError) as exc:
                     raise InputError(f"cannot read ({exc})", path=display) from None
+                if layout is None and leftover == b"":
+                    cr_only = lf_line_ends(piece) is not piece
+                if cr_only:
+                    piece = piece.replace(b"\r", b"\n")
                 data = leftover + piece
                 if not piece:
                     cut = len(data)
@@ -288,23 +294,27 @@ def _text_to_npy(path, display, delimiter):
                         leftover = data
                         continue
                 block, leftover = data[:cut], data[cut:]
-                if names is None:
-                    names, block, skipped = _header(block, delimiter, display)
-                    line_no += skipped
-                    ncols = len(names)
-                values, lines = parse_text_block(block, delimiter, names, display, line_no)
-                line_no += lines
+                start = 0
+                if layout is None:
+                    if not block.strip(b" \t\r\n") and piece:
+                        leftover = block + leftover
+                        continue
+                    layout = text_layout(block, delimiter, display, header)
+                    start, line_no = layout.start, layout.lines
+                values, lines = parse_text_block(block, delimiter, layout.names, display, line_no, start=start)
+                line_no += block.count(b"\n", start)
                 values.tofile(out)
                 rows += len(values)
                 if not piece:
                     break
-        if names is None or rows == 0:
-            raise InputError("empty file" if names is None else "has a header but no data rows",
-                             path=display)
-        header = {"descr": "<f8", "fortran_order": False, "shape": (rows, ncols)}
+        if rows == 0:
+            raise InputError("has a header but no data rows", path=display)
+        if notice is not None and header_notice(display, layout):
+            notice(header_notice(display, layout))
+        header_dict = {"descr": "<f8", "fortran_order": False, "shape": (rows, len(layout.names))}
         with open(tmp, "r+b") as out:
-            _write_header(out, header)
-        yield tmp, names
+            _write_header(out, header_dict)
+        yield tmp, layout.names
     finally:
         os.unlink(tmp)
 
@@ -317,19 +327,3 @@ def _write_header(f, header):
         raise InputError("too many columns for the .npy spill header")
     f.seek(0)
     f.write(b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + text + b" " * pad + b"\n")
-
-
-def _header(block, delimiter, display):
-    """(names, rest of block, lines consumed) from the first non-blank line."""
-    from cond.formats.tables import looks_numeric
-
-    text_lines = block.split(b"\n")
-    for k, raw in enumerate(text_lines):
-        line = raw.decode("utf-8", errors="replace").strip("\r")
-        if line.strip():
-            fields = line.split(delimiter)
-            if all(looks_numeric(x) for x in fields):
-                return [str(j) for j in range(len(fields))], b"\n".join(text_lines[k:]), k
-            rest = b"\n".join(text_lines[k + 1:])
-            return [x.strip().strip('"') for x in fields], rest, k + 1
-    raise InputError("empty file", path=display)

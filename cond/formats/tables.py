@@ -1,16 +1,31 @@
 """Delimited text (CSV / TSV, optionally gzipped) and Parquet tables as one matrix.
 
-A header line is detected when any field of the first non-blank line is not a
-number. ``columns`` selects columns by name, glob (``x*``), 0-based index or
-index range (``2:5``), comma-separated, in the order given.
+The rules of a text table, the same for ``inspect`` and ``sample`` (:func:`text_layout`
+and the kernel):
+
+- a UTF-8 byte-order mark is not part of the first name; blank lines and comment lines
+  (first non-blank character ``#``, as in ``cond sample`` output) are skipped;
+  LF, CRLF and CR-only (classic Mac) line ends are all read;
+- the first content line is a header when one of its fields is neither a number nor a
+  missing-value token, or when it follows cond's own ``# cond sample`` line (empty, ``NA``, ``N/A``, ``null``, ``None``): a data row with a
+  missing value stays data, and then fails with the line and column named; the caller
+  is told when cond decided so (``--header`` / ``--no-header`` decide instead);
+- a quoted field runs to its closing quote: ``"1,000"`` is one field, and not a number;
+- every value must be a number (Python's ``float()`` spelling); an empty field or a
+  trailing delimiter is an error that names the line and what to do.
+
+``columns`` selects columns by name, glob (``x*``), 0-based index or index range
+(``2:5``), comma-separated, in the order given.
 """
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import gzip
 import os
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,6 +66,82 @@ def select_columns(names, spec, display):
 
 def looks_numeric(field: str) -> bool:
     return bool(_NUMBER.match(field.strip().strip('"')))
+
+
+MISSING_TOKENS = frozenset({"", "na", "n/a", "#n/a", "null", "none"})
+BOM = b"\xef\xbb\xbf"
+OWN_OUTPUT = b"# cond sample "  # the first line of `cond sample` text output, then its column names
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """Where a text table's data starts, and its column names.
+
+    Attributes
+    ----------
+    names : list of str
+        Column names from the header, or ``"0"``, ``"1"``, ... without one.
+    start : int
+        Byte offset of the first data line.
+    lines : int
+        Lines before ``start`` (for the line numbers of errors).
+    header_line : int or None
+        1-based line of the header that cond detected (None: no header, or the
+        caller said so with ``header``).
+    """
+
+    names: list
+    start: int
+    lines: int
+    header_line: int | None
+
+
+def split_fields(line: str, delimiter: str) -> list:
+    """The fields of one line, quotes honoured (``"1,000"`` is one field), stripped."""
+    return [f.strip() for f in next(csv.reader([line], delimiter=delimiter), [""])]
+
+
+def text_layout(data, delimiter, display, header=None) -> TextLayout:
+    """The layout of a text table from its first bytes (enough to hold the first content line).
+
+    ``header``: True or False decides; None lets the first content line decide (see the
+    module's rules).
+    """
+    pos = len(BOM) if bytes(data[:len(BOM)]) == BOM else 0
+    lines, own_output = 0, False
+    while True:
+        if pos >= len(data):
+            raise InputError("empty file (no data line)", path=display)
+        end = data.find(b"\n", pos)
+        end = len(data) if end < 0 else end
+        line = bytes(data[pos:end])
+        if line.strip() and not line.lstrip().startswith(b"#"):
+            break
+        own_output = own_output or line.startswith(OWN_OUTPUT)
+        pos, lines = end + 1, lines + 1
+    fields = split_fields(line.decode("utf-8", errors="replace").rstrip("\r"), delimiter)
+    detected = header is None and not own_output  # cond's own output always has a header line
+    if header is None:
+        header = own_output or any(not looks_numeric(f) and f.lower() not in MISSING_TOKENS for f in fields)
+    if not header:
+        return TextLayout([str(j) for j in range(len(fields))], pos, lines, None)
+    return TextLayout(fields, end + 1, lines + 1, lines + 1 if detected else None)
+
+
+def header_notice(display, layout) -> str | None:
+    """The one line that tells the user cond read a line as a header (None when it did not decide)."""
+    if layout.header_line is None:
+        return None
+    shown = ", ".join(layout.names[:4]) + (", ..." if len(layout.names) > 4 else "")
+    return f"{display}: read line {layout.header_line} as a header ({shown}); pass --no-header if it is data"
+
+
+def lf_line_ends(data):
+    """``data`` with CR-only line ends (classic Mac) turned into LF; other text as it is."""
+    head = bytes(data[:1 << 20])
+    if b"\r" in head and b"\n" not in head:
+        return bytes(data).replace(b"\r", b"\n")
+    return data
 
 
 PARALLEL_BYTES = 4 * 2**20  # blocks larger than this are parsed on all cores
@@ -136,32 +227,42 @@ def _raise_parse_error(piece, failure, names, delimiter, display, line_offset):
 
     status, row, col, found = failure
     line = line_offset + _line_of_row(piece, row)
+    text_line = _content_lines(piece)[row][1].decode("utf-8", errors="replace").rstrip("\r")
+    trailing = text_line.rstrip().endswith(delimiter) if delimiter.strip() else text_line.endswith(delimiter)
     if status == RAGGED:
+        if trailing and found == len(names) + 1:
+            raise InputError(f"line {line} ends with the delimiter (an empty last field); remove the "
+                             "trailing delimiters", path=display)
         raise InputError(f"ragged rows: line {line} has {found} fields, expected {len(names)}", path=display)
-    text = _field_text(piece, row, col, delimiter)
-    raise InputError(f"non-numeric value {text[:40]!r} at line {line}, column '{names[col]}'", path=display)
+    fields = split_fields(text_line, delimiter)
+    text = fields[col] if col < len(fields) else ""
+    where = f"line {line}, column '{names[col]}'"
+    if text == "" and trailing and col == len(names) - 1:
+        raise InputError(f"line {line} ends with the delimiter (an empty last field); remove the trailing "
+                         "delimiters (and the empty last name of the header)", path=display)
+    if text.lower() in MISSING_TOKENS:
+        raise InputError(f"missing value {text!r} at {where}: cond needs every value; impute or drop the "
+                         "row first", path=display)
+    raise InputError(f"non-numeric value {text[:40]!r} at {where}", path=display)
 
 
-def _nonblank_lines(block):
-    return [(k, ln) for k, ln in enumerate(block.split(b"\n")) if ln.strip()]
+def _content_lines(block):
+    """(index, line) of the lines the kernel parses: not blank, not a '#' comment."""
+    return [(k, ln) for k, ln in enumerate(block.split(b"\n"))
+            if ln.strip() and not ln.lstrip().startswith(b"#")]
 
 
 def _line_of_row(block, row):
-    """1-based line number (within the block) of the row-th non-blank line."""
-    return _nonblank_lines(block)[row][0] + 1
+    """1-based line number (within the block) of the row-th content line."""
+    return _content_lines(block)[row][0] + 1
 
 
-def _field_text(block, row, col, delimiter):
-    line = _nonblank_lines(block)[row][1].decode("utf-8", errors="replace").rstrip("\r")
-    fields = line.split(delimiter)
-    return fields[col].strip() if col < len(fields) else ""
-
-
-def entries_of_delimited(path, display=None, delimiter=",", columns=None):
+def entries_of_delimited(path, display=None, delimiter=",", columns=None, header=None, notice=None):
     """One entry: the numeric table of a CSV / TSV file (gzip allowed).
 
     A plain file is memory-mapped and parsed in place (no copy of the text); a gzip
-    file is decompressed into memory first.
+    file is decompressed into memory first. ``notice(line)`` hears when cond decided
+    that the first line is a header.
     """
     import contextlib
     import mmap
@@ -181,7 +282,7 @@ def entries_of_delimited(path, display=None, delimiter=",", columns=None):
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read ({exc})", path=display) from None
     try:
-        matrix = _parse_table(data, delimiter, columns, display)
+        matrix = _parse_table(lf_line_ends(data), delimiter, columns, display, header, notice)
     finally:
         if isinstance(data, mmap.mmap):
             with contextlib.suppress(BufferError):  # views held by a traceback: unmapped when freed
@@ -189,68 +290,65 @@ def entries_of_delimited(path, display=None, delimiter=",", columns=None):
     yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix)
 
 
-def _parse_table(data, delimiter, columns, display):
+def _parse_table(data, delimiter, columns, display, header=None, notice=None):
     """The selected columns of a delimited table held in ``data`` (bytes or an mmap)."""
-    pos, skipped = 0, 0
-    first_line = None
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        end = len(data) if end < 0 else end
-        line = data[pos:end]
-        pos = end + 1
-        skipped += 1
-        if line.strip():
-            first_line = line
-            break
-    if first_line is None:
-        raise InputError("empty file", path=display)
-    fields = first_line.decode("utf-8", errors="replace").rstrip("\r").split(delimiter)
-    has_header = not all(looks_numeric(x) for x in fields)
-    names = [x.strip().strip('"') for x in fields] if has_header else [str(i) for i in range(len(fields))]
-    use = select_columns(names, columns, display)
-    if not has_header:  # the first line is data: parse from its start
-        pos -= len(first_line) + 1
-        skipped -= 1
-    table, _ = parse_text_block(data, delimiter, names, display, skipped, start=max(pos, 0))
+    layout = text_layout(data, delimiter, display, header)
+    use = select_columns(layout.names, columns, display)
+    table, _ = parse_text_block(data, delimiter, layout.names, display, layout.lines, start=layout.start)
     if len(table) == 0:
         raise InputError("has a header but no data rows", path=display)
-    return table if use == list(range(len(names))) else np.ascontiguousarray(table[:, use])
+    if notice is not None and header_notice(display, layout):
+        notice(header_notice(display, layout))
+    return table if use == list(range(len(layout.names))) else np.ascontiguousarray(table[:, use])
 
 
-def entries_of_parquet(path, display=None, columns=None):
-    """One entry: the numeric columns of a Parquet file (needs pyarrow)."""
-    display = str(path) if display is None else display
+def open_parquet(path, display):
+    """``(ParquetFile, column names)``; pyarrow missing or a corrupt file is one InputError."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise InputError("reading Parquet needs pyarrow: pip install 'cond[parquet]'",
-                         path=display) from None
+        raise InputError("reading Parquet needs pyarrow: pip install 'cond[parquet]'", path=display) from None
     try:
-        schema = pq.read_schema(path)
+        pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise InputError(f"not a valid Parquet file ({str(exc).splitlines()[0]})", path=display) from None
-    names = list(schema.names)
-    use = select_columns(names, columns, display)
+    return pf, list(pf.schema_arrow.names)
+
+
+def check_numeric_columns(pf, indices, display):
+    """Refuse a chosen Parquet column that is not a number (inspect and sample alike: a string
+    column is never dropped silently)."""
     import pyarrow as pa
 
-    for i in use:
-        t = schema.field(i).type
-        if not (pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t)):
-            raise InputError(f"column '{names[i]}' has type {t}, not numeric; choose numeric "
+    for i in indices:
+        field = pf.schema_arrow.field(i)
+        if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
+                or pa.types.is_boolean(field.type)):
+            raise InputError(f"column '{field.name}' has type {field.type}, not numeric; choose numeric "
                              "columns with --columns", path=display)
 
-    def load():
-        table = pq.read_table(path, columns=[names[i] for i in use])
-        cols = [np.asarray(table.column(k).to_numpy(zero_copy_only=False), dtype=np.float64)
-                for k in range(table.num_columns)]
-        return np.column_stack(cols) if cols else np.empty((0, 0))
 
-    rows = pq.ParquetFile(path).metadata.num_rows
-    kinds = {str(schema.field(i).type) for i in use}
+def read_parquet_columns(batch):
+    """A record batch or table of numeric columns as one float64 array (rows x columns)."""
+    return np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
+                            for k in range(batch.num_columns)])
+
+
+def entries_of_parquet(path, display=None, columns=None):
+    """One entry: the chosen numeric columns of a Parquet file (needs pyarrow)."""
+    display = str(path) if display is None else display
+    pf, names = open_parquet(path, display)
+    use = select_columns(names, columns, display)
+    check_numeric_columns(pf, use, display)
+
+    def load():
+        return read_parquet_columns(pf.read(columns=[names[i] for i in use]))
+
+    kinds = {str(pf.schema_arrow.field(i).type) for i in use}
     dtype = kinds.pop() if len(kinds) == 1 else "mixed"
     widths = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
     u = unit_roundoff(widths[dtype]) if dtype in widths else None
-    yield TensorEntry(_stem(display), (rows, len(use)), dtype, display, u, None, load)
+    yield TensorEntry(_stem(display), (pf.metadata.num_rows, len(use)), dtype, display, u, None, load)
 
 
 def _stem(display):

@@ -102,7 +102,9 @@ def _parse_number(address, i, n, delim):
     Significant digits are counted from the first non-zero one; the first 19 form the
     mantissa, and whether any later digit is non-zero is remembered.
     """
+    quoted = False  # inside a quoted field a delimiter is text, not the end of the field
     while i < n and (_byte(address, i) == 32 or _byte(address, i) == 34):  # spaces, an opening quote
+        quoted = quoted != (_byte(address, i) == 34)
         i += 1
     neg = False
     if i < n and (_byte(address, i) == 45 or _byte(address, i) == 43):  # - +
@@ -152,10 +154,13 @@ def _parse_number(address, i, n, delim):
                 e = e * 10 + (c - 48)
             i += 1
         exp10 += -e if eneg else e
-    # the rest of the field may only be spaces, a closing quote or a carriage return
-    while i < n and _byte(address, i) != delim and _byte(address, i) != 10:
+    # the rest of the field may only be spaces, a closing quote or a carriage return; a quoted
+    # field ("1,000") runs to its closing quote, delimiters included, and is then not a number
+    while i < n and _byte(address, i) != 10 and (quoted or _byte(address, i) != delim):
         c = np.int64(_byte(address, i))
-        if c != 32 and c != 34 and c != 13:
+        if c == 34:
+            quoted = not quoted
+        elif c != 32 and c != 13:
             if status == 0:
                 status = 2
             elif status == 1 and not ((65 <= c <= 90) or (97 <= c <= 122)):
@@ -242,7 +247,9 @@ def count_lines(buf):
 
 @njit(**JIT_OPTIONS)
 def parse_delimited(buf, delim, ncols, values):
-    """Parse the non-blank lines of ``ncols`` fields each into ``values``, in one pass.
+    """Parse the lines of ``ncols`` fields each into ``values``, in one pass; blank lines and
+    comment lines (first non-blank character ``#``) are skipped. A quoted field runs to its
+    closing quote (a delimiter inside is part of it).
 
     Parameters
     ----------
@@ -273,12 +280,17 @@ def parse_delimited(buf, delim, ncols, values):
     newlines = 0
     n = buf.shape[0]
     while i < n and r < rows:
-        # skip a blank line
+        # skip a blank line, or a comment line (its first non-blank character '#')
         j = i
         while j < n and (buf[j] == 32 or buf[j] == 9 or buf[j] == 13):
             j += 1
         if j >= n:
             break
+        if buf[j] == 35:
+            while j < n and buf[j] != 10:
+                j += 1
+            if j >= n:
+                break
         if buf[j] == 10:
             i = j + 1
             newlines += 1
