@@ -1,0 +1,757 @@
+"""The bad-input corpus: every way an input or an argument can be wrong, for every command.
+
+Each case is a function that writes its broken input into a folder and returns the
+command line and the words the one-line error must contain (the file, the tensor,
+the problem). ``test_bad_input_corpus.py`` runs them all and checks the contract:
+exit 2, one line on stderr, no traceback, nothing written, the input untouched.
+
+Run as a script to write the corpus into a folder for a look by hand:
+``python tests/bad_inputs.py /tmp/corpus``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import sys
+
+import ml_dtypes
+import numpy as np
+from safetensors.numpy import save_file
+
+CORPUS = {"inspect": {}, "compress": {}, "expand": {}, "sample": {}}
+
+
+def case(command, name):
+    def register(make):
+        CORPUS[command][name] = make
+        return make
+    return register
+
+
+def header_file(path, header, data=b"", raw_len=None):
+    """A safetensors file with this header (any JSON value) and data section."""
+    blob = header if isinstance(header, bytes) else json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob) if raw_len is None else raw_len))
+        f.write(blob)
+        f.write(data)
+    return str(path)
+
+
+def good_checkpoint(folder, name="m.safetensors", dtype=np.float32):
+    rng = np.random.default_rng(0)
+    path = os.path.join(folder, name)
+    save_file({"w": (rng.standard_normal((48, 8)) @ rng.standard_normal((8, 40))).astype(dtype),
+               "b": rng.standard_normal(48).astype(dtype)}, path)
+    return path
+
+
+def compressed(folder):
+    """A valid cond-lowrank/1 file, and its header and data section to tamper with."""
+    from cond.compression import compress
+
+    src = good_checkpoint(folder, "src.safetensors")
+    out = os.path.join(folder, "c.safetensors")
+    compress(src, out, rank=4, min_size=1)
+    os.unlink(src)
+    raw = open(out, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    os.unlink(out)
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def tampered(folder, change, name="t.safetensors"):
+    """A cond-lowrank/1 file whose manifest ``change(manifest)`` edited (or replaced: a string)."""
+    header, data = compressed(folder)
+    manifest = json.loads(header["__metadata__"]["cond.manifest"])
+    edited = change(manifest)
+    header["__metadata__"]["cond.manifest"] = edited if isinstance(edited, str) else json.dumps(manifest)
+    return header_file(os.path.join(folder, name), header, data)
+
+
+def _w(manifest):
+    """The manifest's record of the low-rank matrix 'w' of :func:`compressed`."""
+    return next(t for t in manifest["tensors"] if t["name"] == "w")
+
+
+def design(folder, a, name="x.npy"):
+    path = os.path.join(folder, name)
+    np.save(path, a)
+    return path
+
+
+def text(folder, name, content):
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def pickle_bomb(folder, name):
+    """A pickle that would create a file named 'pwned' in ``folder`` if anything loaded it."""
+    class Boom:
+        def __reduce__(self):
+            return (open, (os.path.join(folder, "pwned"), "w"))
+
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(pickle.dumps(Boom()))
+    return path
+
+
+# ------------------------------------------------------------------ every reader, through inspect
+
+READ_CASES = {}
+
+
+def read_case(name):
+    """A broken input every command that reads this kind of file must refuse."""
+    def register(make):
+        READ_CASES[name] = make
+        return make
+    return register
+
+
+@read_case("missing file")
+def _(d):
+    return os.path.join(d, "nope.safetensors"), ["nope.safetensors", "no such file"]
+
+
+@read_case("empty safetensors")
+def _(d):
+    return text(d, "e.safetensors", b""), ["e.safetensors", "empty"]
+
+
+@read_case("header length beyond the file")
+def _(d):
+    return header_file(os.path.join(d, "h.safetensors"), {}, raw_len=5000), ["h.safetensors", "exceeds the file"]
+
+
+@read_case("header length beyond 100 MB")
+def _(d):
+    return header_file(os.path.join(d, "h.safetensors"), {}, raw_len=200 * 2**20), ["h.safetensors", "100 MB"]
+
+
+@read_case("header not JSON")
+def _(d):
+    return header_file(os.path.join(d, "j.safetensors"), b"{not json}"), ["j.safetensors", "not valid JSON"]
+
+
+@read_case("header JSON nested 100000 deep")
+def _(d):
+    return header_file(os.path.join(d, "deep.safetensors"), b"[" * 100000 + b"]" * 100000), \
+        ["deep.safetensors", "nested too deeply"]
+
+
+@read_case("header is a list")
+def _(d):
+    return header_file(os.path.join(d, "l.safetensors"), [1, 2]), ["l.safetensors", "not an object"]
+
+
+@read_case("metadata not string to string")
+def _(d):
+    return header_file(os.path.join(d, "meta.safetensors"),
+                       {"__metadata__": {"epoch": 3}, "w": {"dtype": "F32", "shape": [2, 2],
+                                                             "data_offsets": [0, 16]}}, b"\0" * 16), \
+        ["meta.safetensors", "strings to strings", "'epoch'"]
+
+
+@read_case("shape not a list of integers")
+def _(d):
+    return header_file(os.path.join(d, "s.safetensors"),
+                       {"w": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, b"\0" * 16), \
+        ["s.safetensors", "tensor 'w'", "shape"]
+
+
+@read_case("unknown dtype")
+def _(d):
+    return header_file(os.path.join(d, "u.safetensors"),
+                       {"w": {"dtype": "Q7", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 16), \
+        ["u.safetensors", "tensor 'w'", "unknown dtype 'Q7'"]
+
+
+@read_case("offsets outside the data")
+def _(d):
+    return header_file(os.path.join(d, "o.safetensors"),
+                       {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                        "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [400, 416]}}, b"\0" * 32), \
+        ["o.safetensors", "tensor 'b'", "outside the data section"]
+
+
+@read_case("overlapping offsets")
+def _(d):
+    return header_file(os.path.join(d, "v.safetensors"),
+                       {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+                        "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]}}, b"\0" * 24), \
+        ["v.safetensors", "overlap"]
+
+
+@read_case("offsets disagree with dtype and shape")
+def _(d):
+    return header_file(os.path.join(d, "d.safetensors"),
+                       {"a": {"dtype": "BF16", "shape": [3, 4], "data_offsets": [0, 48]}}, b"\0" * 48), \
+        ["d.safetensors", "tensor 'a'", "needs 24"]
+
+
+@read_case("huge shape")
+def _(d):
+    return header_file(os.path.join(d, "g.safetensors"),
+                       {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, b"\0" * 16), \
+        ["g.safetensors", "tensor 'a'", "needs"]
+
+
+@read_case("truncated data section")
+def _(d):
+    path = good_checkpoint(d, "full.safetensors")
+    cut = text(d, "cut.safetensors", open(path, "rb").read()[:-100])
+    os.unlink(path)
+    return cut, ["cut.safetensors", "truncated"]
+
+
+@read_case("index without weight_map")
+def _(d):
+    good_checkpoint(d, "a.safetensors")
+    return text(d, "model.safetensors.index.json", json.dumps({"metadata": {}})), \
+        ["model.safetensors.index.json", "weight_map"]
+
+
+@read_case("index naming a shard outside its folder")
+def _(d):
+    good_checkpoint(d, "a.safetensors")
+    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "../a.safetensors"}})), \
+        ["model.safetensors.index.json", "not a file name"]
+
+
+@read_case("index naming a missing shard")
+def _(d):
+    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "m-1.safetensors"}})), \
+        ["m-1.safetensors", "no such file"]
+
+
+@read_case("index that disagrees with its shard")
+def _(d):
+    good_checkpoint(d, "a.safetensors")
+    return text(d, "model.safetensors.index.json",
+                json.dumps({"weight_map": {"w": "a.safetensors", "ghost": "a.safetensors"}})), \
+        ["model.safetensors.index.json", "'ghost'", "lacks it"]
+
+
+@read_case("index JSON nested too deeply")
+def _(d):
+    return text(d, "model.safetensors.index.json", "[" * 100000 + "]" * 100000), \
+        ["model.safetensors.index.json", "nested too deeply"]
+
+
+@read_case("one tensor name in two shards")
+def _(d):
+    folder = os.path.join(d, "ckpt")
+    os.mkdir(folder)
+    good_checkpoint(folder, "a.safetensors")
+    good_checkpoint(folder, "b.safetensors")
+    return folder, ["ckpt", "is in both a.safetensors and b.safetensors"]
+
+
+@read_case("directory with no checkpoint")
+def _(d):
+    folder = os.path.join(d, "empty")
+    os.mkdir(folder)
+    return folder, ["empty", "no .safetensors"]
+
+
+@read_case("a pickle")
+def _(d):
+    return pickle_bomb(d, "model.pkl"), ["model.pkl", "pickle"]
+
+
+@read_case("a pickle named .safetensors")
+def _(d):
+    return pickle_bomb(d, "model.safetensors"), ["model.safetensors"]
+
+
+def _as(command_args):
+    """A read case (path, expect) as the command line of one command."""
+    return lambda make: lambda d: (lambda made: (command_args(d, made[0]), made[1]))(make(d))
+
+
+for _name, _make in READ_CASES.items():
+    CORPUS["inspect"][_name] = _as(lambda d, path: [path])(_make)
+
+
+@case("inspect", "object .npy (a pickle)")
+def _(d):
+    path = os.path.join(d, "obj.npy")
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    return [path], ["obj.npy", "pickle"]
+
+
+@case("inspect", "truncated .npy")
+def _(d):
+    path = design(d, np.ones((50, 4)), "t.npy")
+    data = open(path, "rb").read()
+    return [text(d, "t.npy", data[:200])], ["t.npy", "truncated"]
+
+
+@case("inspect", "corrupt .npy header")
+def _(d):
+    return [text(d, "h.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': <f8, }\n")], ["h.npy", "not a valid .npy"]
+
+
+@case("inspect", "corrupt .npz")
+def _(d):
+    return [text(d, "z.npz", b"PK\x03\x04 not a zip")], ["z.npz", "not a valid"]
+
+
+@case("inspect", "zero-size matrix")
+def _(d):
+    return [design(d, np.zeros((0, 3)), "z.npy")], ["z.npy", "zero-size"]
+
+
+@case("inspect", "ragged CSV")
+def _(d):
+    return [text(d, "r.csv", "a,b,c\n1,2,3\n4,5\n")], ["r.csv", "ragged", "line 3"]
+
+
+@case("inspect", "gzip that ends early")
+def _(d):
+    return [text(d, "g.csv.gz", b"\x1f\x8b\x08\x00garbage")], ["g.csv.gz", "cannot read"]
+
+
+@case("inspect", "Matrix Market hex value")
+def _(d):
+    return [text(d, "m.mtx", "%%MatrixMarket matrix array real general\n2 1\n0x10\n1\n")], ["m.mtx", "line 3"]
+
+
+@case("inspect", "unknown format")
+def _(d):
+    return [text(d, "blob.xyz", b"hello world, not a matrix")], ["blob.xyz", "--input-format"]
+
+
+@case("inspect", "--columns that match nothing")
+def _(d):
+    return [text(d, "c.csv", "a,b\n1,2\n3,4\n"), "--columns", "zz*"], ["c.csv", "matches no column"]
+
+
+@case("inspect", "--filter not a regular expression")
+def _(d):
+    return [good_checkpoint(d), "--filter", "(["], ["--filter", "regular expression"]
+
+
+@case("inspect", "--fail-above over no matrix")
+def _(d):
+    return [good_checkpoint(d), "--filter", "zzz", "--fail-above", "10"], ["m.safetensors", "nothing to check"]
+
+
+@case("inspect", "--sort alpha without --alpha")
+def _(d):
+    return [good_checkpoint(d), "--sort", "alpha"], ["--sort alpha", "--alpha"]
+
+
+@case("inspect", "--spectra into a folder that does not exist")
+def _(d):
+    return [good_checkpoint(d), "--spectra", os.path.join(d, "no", "s.npz")], ["s.npz", "folder does not exist"]
+
+
+@case("inspect", "--spectra over the input")
+def _(d):
+    path = good_checkpoint(d)
+    return [path, "--spectra", path], ["m.safetensors", "overwrite the input"]
+
+
+@case("inspect", "unknown option")
+def _(d):
+    return [good_checkpoint(d), "--nope"], ["--nope"]
+
+
+# ------------------------------------------------------------------ compress
+
+for _name, _make in READ_CASES.items():
+    CORPUS["compress"][_name] = _as(lambda d, path: _compress(d, source=path))(_make)
+
+
+def _compress(d, *extra, source=None):
+    source = source or good_checkpoint(d)
+    return [source, "--rank", "4", "-o", os.path.join(d, "out.safetensors"), *extra]
+
+
+@case("compress", "NaN in a matrix")
+def _(d):
+    w = np.ones((64, 64), np.float32)  # at least --min-size entries: a matrix compress works on
+    w[3, 4] = np.nan
+    path = os.path.join(d, "nan.safetensors")
+    save_file({"layer.weight": w}, path)
+    return _compress(d, source=path), ["nan.safetensors", "tensor 'layer.weight'", "NaN"]
+
+
+@case("compress", "f16 factors that overflow")
+def _(d):
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((64, 8)) @ rng.standard_normal((8, 64)) * 1e9).astype(np.float32)
+    path = os.path.join(d, "big.safetensors")
+    save_file({"w": w}, path)
+    return _compress(d, "--dtype", "f16", source=path), ["big.safetensors", "tensor 'w'", "overflow F16"]
+
+
+@case("compress", "a factor name that collides")
+def _(d):
+    rng = np.random.default_rng(2)
+    path = os.path.join(d, "c.safetensors")
+    save_file({"w": rng.standard_normal((64, 64)).astype(np.float32),
+               "w.U": rng.standard_normal((4, 4)).astype(np.float32)}, path)
+    return _compress(d, source=path), ["c.safetensors", "'w.U'", "collide"]
+
+
+@case("compress", "already compressed")
+def _(d):
+    header, data = compressed(d)
+    return _compress(d, source=header_file(os.path.join(d, "c.safetensors"), header, data)), \
+        ["c.safetensors", "already a cond-lowrank/1"]
+
+
+@case("compress", "not a checkpoint")
+def _(d):
+    return _compress(d, source=design(d, np.ones((64, 64)))), ["x.npy", "safetensors checkpoints"]
+
+
+@case("compress", "--max-error out of range")
+def _(d):
+    return [good_checkpoint(d), "--max-error", "1.5", "-o", os.path.join(d, "o.safetensors")], \
+        ["--max-error", "(0, 1)", "1.5"]
+
+
+@case("compress", "two targets")
+def _(d):
+    return [good_checkpoint(d), "--max-error", "0.1", "--rank", "3", "-o", os.path.join(d, "o.safetensors")], \
+        ["exactly one"]
+
+
+@case("compress", "--dtype int8")
+def _(d):
+    return _compress(d, "--dtype", "int8"), ["--dtype", "int8"]
+
+
+@case("compress", "output is a folder")
+def _(d):
+    os.mkdir(os.path.join(d, "out"))
+    return [good_checkpoint(d), "--rank", "4", "-o", os.path.join(d, "out")], ["out", "is a directory"]
+
+
+@case("compress", "output folder missing")
+def _(d):
+    return [good_checkpoint(d), "--rank", "4", "-o", os.path.join(d, "no", "o.safetensors")], \
+        ["o.safetensors", "folder does not exist"]
+
+
+@case("compress", "output is the input")
+def _(d):
+    path = good_checkpoint(d)
+    return [path, "--rank", "4", "-o", path], ["m.safetensors", "overwrite the input"]
+
+
+@case("compress", "output exists without --force")
+def _(d):
+    out = text(d, "old.safetensors", b"earlier")
+    return [good_checkpoint(d), "--rank", "4", "-o", out], ["old.safetensors", "--force"]
+
+
+@case("compress", "output to stdout")
+def _(d):
+    return [good_checkpoint(d), "--rank", "4", "-o", "-"], ["give a path"]
+
+
+@case("compress", "Fisher file that is not safetensors")
+def _(d):
+    return _compress(d, "--method", "fisher", "--fisher", text(d, "f.txt", "1 2 3\n")), ["f.txt"]
+
+
+@case("compress", "--group not a regular expression")
+def _(d):
+    return [good_checkpoint(d), "--max-error", "0.1", "--group", "(", "-o", os.path.join(d, "o.safetensors")], \
+        ["--group", "regular expression"]
+
+
+@case("compress", "missing -o")
+def _(d):
+    return [good_checkpoint(d), "--rank", "4"], ["--output"]
+
+
+# ------------------------------------------------------------------ expand
+
+def _expand(d, source):
+    return [source, "-o", os.path.join(d, "dense")]
+
+
+for _name in ("missing file", "empty safetensors", "header not JSON", "header JSON nested 100000 deep",
+              "metadata not string to string", "truncated data section", "a pickle named .safetensors"):
+    CORPUS["expand"][_name] = _as(_expand)(READ_CASES[_name])
+
+
+@case("expand", "an ordinary checkpoint")
+def _(d):
+    return _expand(d, good_checkpoint(d)), ["m.safetensors", "not a cond-lowrank/1 file"]
+
+
+@case("expand", "manifest not JSON")
+def _(d):
+    return _expand(d, tampered(d, lambda m: "not json")), ["t.safetensors", "not valid JSON"]
+
+
+@case("expand", "manifest nested too deeply")
+def _(d):
+    return _expand(d, tampered(d, lambda m: "[" * 100000 + "]" * 100000)), ["t.safetensors", "nested too deeply"]
+
+
+@case("expand", "manifest is a list")
+def _(d):
+    return _expand(d, tampered(d, lambda m: "[1]")), ["t.safetensors", "JSON object"]
+
+
+@case("expand", "manifest tensors not a list")
+def _(d):
+    return _expand(d, tampered(d, lambda m: m.__setitem__("tensors", {"a": 1}))), ["t.safetensors", "`tensors`"]
+
+
+@case("expand", "manifest record not an object")
+def _(d):
+    return _expand(d, tampered(d, lambda m: m["tensors"].__setitem__(0, [1, 2]))), ["t.safetensors", "record 0"]
+
+
+@case("expand", "manifest dtype unknown")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("dtype", "Q9"))), \
+        ["t.safetensors", "tensor 'w'", "'Q9'"]
+
+
+@case("expand", "manifest without keys")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).pop("keys"))), ["t.safetensors", "tensor 'w'", "`keys`"]
+
+
+@case("expand", "manifest names a missing factor")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("keys", ["w.U", "nope"]))), \
+        ["t.safetensors", "tensor 'w'", "'nope'"]
+
+
+@case("expand", "manifest shape that the factors do not make")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("shape", [3, 3]))), \
+        ["t.safetensors", "tensor 'w'", "do not make"]
+
+
+@case("expand", "manifest names a tensor twice")
+def _(d):
+    return _expand(d, tampered(d, lambda m: m["tensors"].append(dict(_w(m))))), \
+        ["t.safetensors", "tensor 'w'", "twice"]
+
+
+@case("expand", "manifest storage unknown")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("storage", "magic"))), \
+        ["t.safetensors", "tensor 'w'", "'magic'"]
+
+
+@case("expand", "manifest name not a string")
+def _(d):
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("name", 5))), ["t.safetensors", "`name`"]
+
+
+@case("expand", "output is the input")
+def _(d):
+    path = tampered(d, lambda m: None, name="c.safetensors")
+    return [path, "-o", path], ["c.safetensors", "overwrite the input"]
+
+
+@case("expand", "output folder's parent missing")
+def _(d):
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "no", "dense")], ["dense", "folder does not exist"]
+
+
+@case("expand", "output is a file where a folder is meant")
+def _(d):
+    return [tampered(d, lambda m: None), "-o", text(d, "dense", b"x")], ["dense", "not a directory"]
+
+
+@case("expand", "earlier expansion without --force")
+def _(d):
+    os.mkdir(os.path.join(d, "dense"))
+    text(d, os.path.join("dense", "model.safetensors"), b"earlier")
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense")], ["dense", "earlier expansion", "--force"]
+
+
+@case("expand", "output to stdout")
+def _(d):
+    return [tampered(d, lambda m: None), "-o", "-"], ["give a path"]
+
+
+@case("expand", "--max-shard-size not a size")
+def _(d):
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--max-shard-size", "10zb"], \
+        ["--max-shard-size", "10zb"]
+
+
+# ------------------------------------------------------------------ sample
+
+def _sample(path, *extra):
+    return [path, "--size", "10", *extra]
+
+
+@case("sample", "all-zero design")
+def _(d):
+    return _sample(design(d, np.zeros((100, 3)))), ["x.npy", "numerically zero"]
+
+
+@case("sample", "NaN in the design")
+def _(d):
+    a = np.ones((20, 2))
+    a[7, 1] = np.nan
+    return _sample(design(d, a)), ["x.npy", "row 7", "column '1'", "nan"]
+
+
+@case("sample", "Inf in the target")
+def _(d):
+    a = np.random.default_rng(0).standard_normal((20, 3))
+    a[4, 2] = np.inf
+    return _sample(design(d, a), "--target", "2"), ["x.npy", "row 4", "target", "inf"]
+
+
+@case("sample", "empty design")
+def _(d):
+    return _sample(design(d, np.zeros((0, 3)))), ["x.npy", "no rows"]
+
+
+@case("sample", "a vector")
+def _(d):
+    return _sample(design(d, np.arange(5.0))), ["x.npy", "2-D"]
+
+
+@case("sample", "complex dtype")
+def _(d):
+    return _sample(design(d, np.ones((5, 2), complex))), ["x.npy", "complex"]
+
+
+@case("sample", "strings in a .npy")
+def _(d):
+    return _sample(design(d, np.array([["a", "b"]]))), ["x.npy", "not numeric"]
+
+
+@case("sample", "object .npy (a pickle)")
+def _(d):
+    path = os.path.join(d, "obj.npy")
+    np.save(path, np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    return _sample(path), ["obj.npy", "pickle"]
+
+
+@case("sample", "truncated .npy")
+def _(d):
+    path = design(d, np.ones((50, 4)))
+    data = open(path, "rb").read()
+    return _sample(text(d, "x.npy", data[:200])), ["x.npy", "truncated"]
+
+
+@case("sample", "a pickle")
+def _(d):
+    return _sample(pickle_bomb(d, "x.pkl")), ["x.pkl", "pickle"]
+
+
+@case("sample", "a checkpoint")
+def _(d):
+    return _sample(good_checkpoint(d)), ["m.safetensors", "cond sample reads"]
+
+
+@case("sample", "a missing value in the first row")
+def _(d):
+    return _sample(text(d, "na.csv", "1,NA\n2,3\n4,5\n")), ["na.csv", "missing value 'NA'", "line 1"]
+
+
+@case("sample", "a quoted delimiter")
+def _(d):
+    return _sample(text(d, "q.csv", 'a,b\n"1,000",2\n3,4\n')), ["q.csv", "'1,000'", "line 2"]
+
+
+@case("sample", "a Parquet string column")
+def _(d):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = os.path.join(d, "s.parquet")
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "x": [1.0, 2.0, 3.0]}), path)
+    return _sample(path), ["s.parquet", "column 'id'", "not numeric"]
+
+
+@case("sample", "--size beyond the rows")
+def _(d):
+    return [design(d, np.random.default_rng(0).standard_normal((50, 2))), "--size", "200%"], \
+        ["--size", "at most the 50 rows"]
+
+
+@case("sample", "--size not a size")
+def _(d):
+    return [design(d, np.ones((5, 2))), "--size", "lots"], ["--size", "'lots'"]
+
+
+@case("sample", "--rcond out of range")
+def _(d):
+    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "2"), \
+        ["--rcond", "[0, 1)"]
+
+
+@case("sample", "--rcond negative")
+def _(d):
+    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "-1"), \
+        ["--rcond", "[0, 1)"]
+
+
+@case("sample", "-p for Lewis weights at 4")
+def _(d):
+    return _sample(design(d, np.ones((5, 2))), "--method", "lewis", "-p", "4"), ["-p", "below 4"]
+
+
+@case("sample", "--target naming two columns")
+def _(d):
+    return _sample(design(d, np.ones((5, 3))), "--target", "0,1"), ["x.npy", "--target", "one column"]
+
+
+@case("sample", "output is a folder")
+def _(d):
+    os.mkdir(os.path.join(d, "out"))
+    return _sample(design(d, np.ones((5, 2))), "-o", os.path.join(d, "out")), ["out", "is a directory"]
+
+
+@case("sample", "output exists without --force")
+def _(d):
+    return _sample(design(d, np.ones((5, 2))), "-o", text(d, "old.tsv", "earlier")), ["old.tsv", "--force"]
+
+
+@case("sample", "--scores-out into a missing folder")
+def _(d):
+    return _sample(design(d, np.ones((5, 2))), "--scores-out", os.path.join(d, "no", "s.npy")), \
+        ["s.npy", "folder does not exist"]
+
+
+@case("sample", "output is the input")
+def _(d):
+    path = design(d, np.ones((5, 2)))
+    return _sample(path, "-o", path, "--force"), ["x.npy", "overwrite the input"]
+
+
+@case("sample", "bf16 .npy")
+def _(d):
+    return _sample(design(d, np.ones((5, 2), dtype=ml_dtypes.bfloat16))), ["x.npy", "not numeric"]
+
+
+def main(folder):
+    """Write every case into its own subfolder of ``folder`` and print its command line."""
+    for command, cases in CORPUS.items():
+        for name, make in cases.items():
+            sub = os.path.join(folder, command, name.replace(" ", "_").replace("/", "-"))
+            os.makedirs(sub, exist_ok=True)
+            args, expect = make(sub)
+            args = [args] if isinstance(args, str) else args
+            print(f"cond {command} {' '.join(args)}    # {name}: {expect}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "bad-input-corpus")
