@@ -7,16 +7,22 @@ an input is never overwritten.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import tempfile
 
 from cond.errors import UsageError
 
 
-@functools.lru_cache(maxsize=1)
 def _umask() -> int:
-    """The process's umask (read once: reading it means setting it)."""
+    """The process's umask: from /proc where Linux shows it (no other thread can see a change),
+    else by setting it and putting it back."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
