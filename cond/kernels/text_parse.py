@@ -103,8 +103,10 @@ def _parse_number(address, i, n, delim):
     mantissa, and whether any later digit is non-zero is remembered.
     """
     quoted = False  # inside a quoted field a delimiter is text, not the end of the field
-    while i < n and (_byte(address, i) == 32 or _byte(address, i) == 34):  # spaces, an opening quote
-        quoted = quoted != (_byte(address, i) == 34)
+    while i < n and _byte(address, i) == 32:  # spaces
+        i += 1
+    if i < n and _byte(address, i) == 34:  # an opening quote
+        quoted = True
         i += 1
     neg = False
     if i < n and (_byte(address, i) == 45 or _byte(address, i) == 43):  # - +
@@ -158,14 +160,16 @@ def _parse_number(address, i, n, delim):
     # field ("1,000") runs to its closing quote, delimiters included, and is then not a number
     while i < n and _byte(address, i) != 10 and (quoted or _byte(address, i) != delim):
         c = np.int64(_byte(address, i))
-        if c == 34:
-            quoted = not quoted
-        elif c != 32 and c != 13:
+        if c == 34 and quoted:  # the closing quote
+            quoted = False
+        elif c != 32 and c != 13:  # anything else, a stray quote too, makes it no number
             if status == 0:
                 status = 2
             elif status == 1 and not ((65 <= c <= 90) or (97 <= c <= 122)):
                 status = 2
         i += 1
+    if quoted and status == 0:  # a quote opened and never closed
+        status = 2
     if status != 0:
         return 0.0, status, i
     if mant == 0:  # all digits zero (a non-zero digit beyond the 19th is impossible here)
