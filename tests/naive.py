@@ -1,5 +1,7 @@
 """Slow, obviously correct versions of cond's kernels, used as references."""
 
+import math
+
 import numpy as np
 
 
@@ -23,3 +25,44 @@ def powerlaw_ks_scan(x, min_tail):
         alphas[k] = a
         distances[k] = max(np.max(ecdf_hi - fit), np.max(fit - ecdf_lo), 0.0)
     return alphas, distances
+
+
+def frobenius(a):
+    """||a||_F of the exact values: fsum of squares after an exact power-of-two scaling
+    (no over- or underflow for entries near the float64 limits)."""
+    a = np.asarray(a, dtype=np.float64)
+    peak = float(np.max(np.abs(a))) if a.size else 0.0
+    if peak == 0.0:
+        return 0.0
+    shift = -math.frexp(peak)[1]
+    scaled = np.ldexp(a, shift)  # exact: a power of two
+    return math.ldexp(math.sqrt(math.fsum((scaled * scaled).ravel())), -shift)
+
+
+def effective_rank(s):
+    """exp of the entropy of p_i = sigma_i / sum(sigma) over the positive sigma (Roy & Vetterli)."""
+    s = np.asarray(s, dtype=np.float64)
+    s = s[s > 0]
+    p = s / s.sum()
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def hat_diagonal(a):
+    """Leverage scores: the diagonal of the hat matrix, from LAPACK's SVD, at numpy's default rank."""
+    u, s, _ = np.linalg.svd(a, full_matrices=False)
+    rank = int(np.sum(s > max(a.shape) * np.finfo(float).eps * s[0]))
+    return np.sum(u[:, :rank] ** 2, axis=1)
+
+
+def lewis_fixed_point(a, w, p):
+    """(a_i^T (A^T W^(1-2/p) A)^-1 a_i)^(p/2): Lewis weights are the w this maps to itself."""
+    m = a.T @ (a * (w ** (1 - 2 / p))[:, None])
+    return np.einsum("ij,jk,ik->i", a, np.linalg.inv(m), a) ** (p / 2)
+
+
+def brute_sensitivities(a, p, angles=200_000):
+    """sup over unit x in R^2 of |a_i^T x|^p / ||A x||_p^p on a fine grid (a lower estimate)."""
+    t = np.linspace(0, np.pi, angles, endpoint=False)
+    x = np.vstack([np.cos(t), np.sin(t)])
+    ax = np.abs(a @ x) ** p
+    return np.max(ax / ax.sum(axis=0), axis=1)
