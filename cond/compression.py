@@ -42,7 +42,7 @@ from typing import Optional
 import numpy as np
 
 from cond.compress_report import ClusterRecord, CompressReport, TensorRecord
-from cond.errors import InputError, UsageError
+from cond.errors import InputError, UsageError, input_errors
 from cond.formats import open_entries
 from cond.formats.atomic import check_output
 from cond.formats.detect import format_of
@@ -358,7 +358,8 @@ def _own_form(entry, opts, calibration):
     bound = opts["max_error"]
     expanded = _rounder(entry.dtype)  # what `cond expand` writes: the product in the original dtype
     # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
-    with _blas_threads(1 if w.size < SMALL_MATRIX else None):
+    with _blas_threads(1 if w.size < SMALL_MATRIX else None), \
+            input_errors(path=entry.source, tensor=name, shape=entry.shape):  # linalg's ValueErrors
         left, right, s = weighted_factors(w, weighting, min(m, n))
     if bound is not None:
         first = max(1, rank_for_error(s, bound))
@@ -498,10 +499,11 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None):
     rounding = _rounder(storage)
     np_dtype = numpy_dtype(storage)
     own = [c.own.params_after for c in chunk]
-    found = greedy_clusters(blocks, own, opts["max_error"], predictor=opts["estimator"],
-                            scope=opts["error_scope"], patience=opts["patience"], rounding=rounding,
-                            seed=opts["seed"],
-                            progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
+    with input_errors(path=chunk[0].entry.source, tensor=f"{chunk[0].name} and {len(chunk) - 1} more"):
+        found = greedy_clusters(blocks, own, opts["max_error"], predictor=opts["estimator"],
+                                scope=opts["error_scope"], patience=opts["patience"], rounding=rounding,
+                                seed=opts["seed"],
+                                progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
     computed = []
     for cl in found:
         basis = cl.basis.astype(np_dtype)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from cond.errors import InputError, UsageError
+from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.linalg.spectrum import diagnose
@@ -198,8 +198,9 @@ def _analyse_task(entry, alpha, normality, keep_spectrum, device="cpu") -> Matri
 def _analyse(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
-    d = diagnose(values, unit_roundoff=entry.unit_roundoff,
-                 alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
-                 overwrite_a=values.flags.owndata and values.flags.writeable, device=device)
+    with input_errors(path=entry.source, tensor=entry.name, shape=entry.shape):  # linalg's ValueErrors
+        d = diagnose(values, unit_roundoff=entry.unit_roundoff,
+                     alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
+                     overwrite_a=values.flags.owndata and values.flags.writeable, device=device)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

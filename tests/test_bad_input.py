@@ -61,3 +61,16 @@ def test_main_entry_maps_errors_without_traceback(tmp_path):
                          text=True, env={k: v for k, v in os.environ.items() if k != "COND_DEBUG"})
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "bad.safetensors" in out.stderr
+
+
+def test_a_linalg_value_error_becomes_an_input_error_naming_the_tensor():
+    # the boundary each command keeps between cond.linalg and the user
+    from cond.errors import input_errors
+
+    with pytest.raises(InputError) as caught:
+        with input_errors(path="m.safetensors", tensor="w", shape=(3, 4)):
+            raise ValueError("`max_error` must be in (0, 1); got 2")
+    assert caught.value.one_line() == "m.safetensors: tensor 'w' (shape 3x4): `max_error` must be in (0, 1); got 2"
+    with pytest.raises(TypeError):  # only ValueErrors cross it: a bug stays a bug
+        with input_errors(path="m.safetensors"):
+            raise TypeError("not an input problem")
