@@ -65,7 +65,7 @@ def main():
     import distributed
 
     import cond
-    from cond.sampling import sample
+    from cond.commands.sample import sample
 
     with tempfile.TemporaryDirectory() as tmp:
         index = make_checkpoint(tmp, args.matrices, args.size)

@@ -143,8 +143,8 @@ def compress_command(
     the factors as written (in the original dtype unless --dtype).
     """
     with mapped_errors():
-        from cond.compression import compress
-        from cond.expansion import parse_size
+        from cond.commands.compress import compress
+        from cond.commands.expand import parse_size
 
         with progress_bar("compress", enabled=not quiet) as tick:
             report = compress(path, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
@@ -176,7 +176,7 @@ def _render(report, fmt):
     if fmt is OutputFormat.csv:
         import csv
 
-        from cond.compress_report import TENSOR_FIELDS
+        from cond.commands.compress.report import TENSOR_FIELDS
 
         writer = csv.DictWriter(sys.stdout, fieldnames=TENSOR_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -242,7 +242,7 @@ def expand_command(
 ):
     """Write the dense checkpoint of a compressed file: original names, shapes and dtypes."""
     with mapped_errors():
-        from cond.expansion import expand
+        from cond.commands.expand import expand
 
         with progress_bar("expand", enabled=not quiet) as tick:
             result = expand(path, output, max_shard_size=max_shard_size, force=force,

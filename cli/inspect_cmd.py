@@ -105,7 +105,7 @@ def inspect_command(
             if not quiet:
                 print(f"cond: {printable(line)}", file=sys.stderr)
 
-        from cond.inspection import inspect
+        from cond.commands.inspect import inspect
 
         with progress_bar("inspect", enabled=not quiet) as tick:
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
@@ -164,7 +164,7 @@ def _render(report, rows, fmt, alpha, normality):
         summary = report.to_dict()["summary"]
         sys.stdout.write(json.dumps({"record": "summary", **summary}) + "\n")
     elif fmt is OutputFormat.csv:
-        from cond.report import ROW_FIELDS
+        from cond.commands.inspect_report import ROW_FIELDS
 
         writer = csv.DictWriter(sys.stdout, fieldnames=ROW_FIELDS, lineterminator="\n")
         writer.writeheader()

@@ -112,7 +112,7 @@ def sample_command(
     """Draw a weighted row sample whose weighted problem behaves like the whole."""
     with mapped_errors():
         from cond.formats.atomic import check_output
-        from cond.sampling import sample
+        from cond.commands.sample import sample
 
         output = None if output == "-" else output
         for target_path in (output, scores_out):  # before the passes, not after them

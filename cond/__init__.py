@@ -14,8 +14,8 @@ __all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "loa
            "open_compressed"]
 
 _LAZY = {
-    "compress": ("cond.compression", "compress"),
-    "expand": ("cond.expansion", "expand"),
+    "compress": ("cond.commands.compress", "compress"),
+    "expand": ("cond.commands.expand", "expand"),
     "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
     "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
 }
@@ -28,11 +28,11 @@ def __getattr__(name):
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     if name == "inspect":
-        from cond.inspection import inspect
+        from cond.commands.inspect import inspect
 
         return inspect
     if name == "InspectReport":
-        from cond.report import InspectReport
+        from cond.commands.inspect_report import InspectReport
 
         return InspectReport
     raise AttributeError(f"module 'cond' has no attribute {name!r}")

@@ -51,7 +51,7 @@ def good_checkpoint(folder, name="m.safetensors", dtype=np.float32):
 
 def compressed(folder):
     """A valid cond-lowrank/1 file, and its header and data section to tamper with."""
-    from cond.compression import compress
+    from cond.commands.compress import compress
 
     src = good_checkpoint(folder, "src.safetensors")
     out = os.path.join(folder, "c.safetensors")

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
 from cond.cli.main import app
-from cond.report import ROW_FIELDS, SCHEMA
+from cond.commands.inspect_report import ROW_FIELDS, SCHEMA
 
 runner = CliRunner()
 

@@ -262,7 +262,7 @@ def test_bound_holds_on_what_expand_writes_in_narrow_dtypes(tmp_path, dtype):
     # expand multiplies the factors out and rounds once more to the original dtype (2**-9
     # relative for bf16). The tightest bound is the error cond itself reports at a fixed rank;
     # the expanded file, measured here against the original values, must still meet it.
-    from cond.expansion import expand
+    from cond.commands.expand import expand
 
     rng = np.random.default_rng(0)
     w = (rng.standard_normal((64, 48)) * np.geomspace(1, 1e-3, 48)).astype(dtype)

@@ -20,7 +20,7 @@ import cond
 from cli_checks import assert_one_line_error, run_cli_without
 from cond.cli.main import app
 from cond.errors import UsageError
-from cond.sampling import sample
+from cond.commands.sample import sample
 
 runner = CliRunner()
 HAS_DASK = importlib.util.find_spec("distributed") is not None

@@ -27,7 +27,7 @@ from cases import Case, STORAGE
 from cond.cli.main import app
 from cond.errors import InputError
 from cond.formats import open_entries
-from cond.sampling import sample
+from cond.commands.sample import sample
 import naive
 from invariants import check_inspect_row
 from oracles import mp_singular_values

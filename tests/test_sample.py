@@ -16,7 +16,7 @@ from cond.cli.main import app
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
 from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion
-from cond.sampling import sample
+from cond.commands.sample import sample
 
 runner = CliRunner()
 
@@ -130,7 +130,7 @@ def test_sketch_sum_from_subtrees_computed_apart_equals_one_pass():
     pushed in order), without the cluster: the same S A, bit for bit, and it differs from a
     plain left-to-right sum of the leaves, so the test would see a wrong tree."""
     from cond.formats.row_stream import open_rows
-    from cond.sampling import _group_sketch, aligned_groups
+    from cond.commands.sample import _group_sketch, aligned_groups
 
     n, d, seed = 53_000, 5, 6  # 7 leaves: with 4 a task, the last task holds 3
     a = np.random.default_rng(12).standard_normal((n, d))
@@ -183,7 +183,7 @@ def test_scores_do_not_depend_on_threads():
 @pytest.mark.parametrize("leaf_blocks", [1, 2, 32])
 def test_aligned_groups_are_complete_subtrees(leaf_blocks):
     from cond.formats.row_blocks import BLOCK_ROWS
-    from cond.sampling import aligned_groups
+    from cond.commands.sample import aligned_groups
 
     # sketch leaves are whole row blocks: what lets a task's blocks hold whole leaves
     assert sketch.LEAF_GRAIN == BLOCK_ROWS and sketch.leaf_rows(10**6, 50) % BLOCK_ROWS == 0

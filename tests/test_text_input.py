@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from cli_checks import assert_one_line_error
 from cond.cli.main import app
-from cond.inspection import inspect
-from cond.sampling import sample
+from cond.commands.inspect import inspect
+from cond.commands.sample import sample
 
 runner = CliRunner()
 X = np.array([[1.5, -2.0], [3.25, 4.0], [5.0, 6.5], [-7.0, 8.125]])

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli_checks import assert_one_line_error, run_cli_without
 from cond.cli.main import app
-from cond.sampling import sample
+from cond.commands.sample import sample
 
 zarr = pytest.importorskip("zarr")
 runner = CliRunner()

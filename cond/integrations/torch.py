@@ -2,7 +2,7 @@
 
 Imported only when used; torch is not a dependency of cond.
 
->>> from cond.torch_hooks import Calibrator                         # doctest: +SKIP
+>>> from cond.integrations.torch import Calibrator                         # doctest: +SKIP
 >>> with Calibrator(model) as cal:                                   # doctest: +SKIP
 ...     for x, y in loader:
 ...         model.zero_grad()

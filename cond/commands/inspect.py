@@ -19,7 +19,7 @@ from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.linalg.spectrum import diagnose
-from cond.report import InspectReport, MatrixReport, SkippedTensor, Summary
+from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
 
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,

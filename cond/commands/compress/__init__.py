@@ -41,7 +41,7 @@ from typing import Optional
 
 import numpy as np
 
-from cond.compress_report import ClusterRecord, CompressReport, TensorRecord
+from cond.commands.compress.report import ClusterRecord, CompressReport, TensorRecord
 from cond.errors import InputError, UsageError, input_errors
 from cond.formats import open_entries
 from cond.formats.atomic import check_output
@@ -256,7 +256,7 @@ def _check_method(method, fisher, fisher_axis, activations):
 
 
 def _calibration(opts, fisher, activations, source, output, sources):
-    from cond.calibration import CalibrationFile
+    from cond.commands.compress.calibration import CalibrationFile
 
     path = fisher if opts["method"] == "fisher" else activations if opts["method"] == "whiten" else None
     if path is None:

@@ -1,0 +1,1 @@
+"""Optional bridges to other libraries (PyTorch), imported only when asked for."""
