@@ -4,45 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import FormatOpt, OutputFormat, QuietOpt, SchedulerOpt
+from cond.cli.options import FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, choices
 from cond.cli.output import cell, printable
 from cond.cli.progress import progress_bar
+from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS
 
 
-class Estimator(str, Enum):
-    incremental = "incremental"
-    weyl = "weyl"
-    residual = "residual"
-    exact = "exact"
-
-
-class Axis(str, Enum):
-    auto = "auto"
-    cols = "cols"
-    rows = "rows"
-
-
-class Method(str, Enum):
-    svd = "svd"
-    fisher = "fisher"
-    whiten = "whiten"
-
-
-class FisherAxis(str, Enum):
-    in_ = "in"
-    out = "out"
-    both = "both"
-
-
-class Scope(str, Enum):
-    matrix = "matrix"
-    cluster = "cluster"
+Estimator = choices("Estimator", ESTIMATORS)
+Axis = choices("Axis", AXES)
+Method = choices("Method", METHODS)
+FisherAxis = choices("FisherAxis", FISHER_AXES)
+Scope = choices("Scope", ERROR_SCOPES)
 
 
 COMPRESS_EPILOG = """Examples:
@@ -99,18 +76,18 @@ def compress_command(
     cluster: Annotated[bool, typer.Option("--cluster/--no-cluster",
                                           help="Let matrices share bases (with --max-error).")] = True,
     estimator: Annotated[Estimator, typer.Option(
-        "--estimator", help="How a cluster's error is predicted while it grows.")] = Estimator.incremental,
+        "--estimator", help="How a cluster's error is predicted while it grows.")] = Estimator['incremental'],
     patience: Annotated[int, typer.Option("--patience", min=1,
                                           help="Failed candidates in a row that end a cluster.")] = 8,
     axis: Annotated[Axis, typer.Option(
         "--axis", help="cols: equal row counts share a left basis; rows: equal column counts share "
-                       "a right basis; auto: cols, then rows.")] = Axis.auto,
+                       "a right basis; auto: cols, then rows.")] = Axis['auto'],
     group: Annotated[Optional[str], typer.Option(
         "--group", help="Only matrices with the same match of this regex (its first group if any) "
                         "may share a basis.", show_default=False)] = None,
     error_scope: Annotated[Scope, typer.Option(
         "--error-scope", help="matrix: bound every matrix; cluster: bound each cluster (the paper's "
-                              "scope).")] = Scope.matrix,
+                              "scope).")] = Scope['matrix'],
     dtype: Annotated[Optional[str], typer.Option(
         "--dtype", help="Storage dtype of the factors: f32, f16, bf16 or f64 (default: each "
                         "tensor's own).", show_default=False)] = None,
@@ -118,13 +95,13 @@ def compress_command(
     method: Annotated[Method, typer.Option(
         "--method", help="svd: plain truncated SVD; fisher: Fisher-weighted SVD (--fisher); whiten: "
                          "activation-aware whitening (--activations). With weights the bound applies "
-                         "to the weighted error.")] = Method.svd,
+                         "to the weighted error.")] = Method['svd'],
     fisher: Annotated[Optional[str], typer.Option(
         "--fisher", help="Safetensors file of accumulated squared gradients per weight name (per element, "
                          "or a vector per input/output feature).", show_default=False)] = None,
     fisher_axis: Annotated[FisherAxis, typer.Option(
         "--fisher-axis", help="One Fisher importance per input feature (in), per output feature (out), "
-                              "or both.")] = FisherAxis.in_,
+                              "or both.")] = FisherAxis['in'],
     activations: Annotated[Optional[str], typer.Option(
         "--activations", help="Safetensors file of input Gram matrices X^T X (in x in) per weight name.",
         show_default=False)] = None,

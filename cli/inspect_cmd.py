@@ -6,30 +6,19 @@ import csv
 import json
 import math
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cond.cli.errors import EXIT_GATE, mapped_errors
-from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
+from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
                               OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
 from cond.cli.output import cell, printable
+from cond.commands.choices import SORT_KEYS
 from cond.cli.progress import progress_bar
 
 
-class SortKey(str, Enum):
-    file = "file"
-    name = "name"
-    kappa = "kappa"
-    sigma_max = "sigma_max"
-    sigma_min = "sigma_min"
-    stable_rank = "stable_rank"
-    effective_rank = "effective_rank"
-    alpha = "alpha"
-    frobenius_norm = "frobenius_norm"
-    zero_fraction = "zero_fraction"
-    seconds = "seconds"
+SortKey = choices("SortKey", SORT_KEYS)
 
 
 EPILOG = """Examples:

@@ -7,24 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
+from cond.commands.choices import DEVICES, INPUT_FORMATS, OUTPUT_FORMATS
 
 
-class InputFormat(str, Enum):
-    safetensors = "safetensors"
-    index = "index"
-    npy = "npy"
-    npz = "npz"
-    csv = "csv"
-    tsv = "tsv"
-    mtx = "mtx"
-    parquet = "parquet"
-    zarr = "zarr"
+def choices(name, values) -> type:
+    """A str Enum of the allowed ``values`` (from :mod:`cond.commands.choices`) for typer."""
+    return Enum(name, [(v, v) for v in values], type=str)
+
+
+OutputFormat = choices("OutputFormat", OUTPUT_FORMATS)
+InputFormat = choices("InputFormat", INPUT_FORMATS)
 
 
 InputPath = Annotated[str, typer.Argument(
@@ -53,9 +45,7 @@ SchedulerOpt = Annotated[Optional[str], typer.Option(
                         "in this process. Needs pip install 'cond[dask]'.", show_default=False)]
 
 
-class Device(str, Enum):
-    cpu = "cpu"
-    cuda = "cuda"
+Device = choices("Device", DEVICES)
 
 
 DeviceOpt = Annotated[Device, typer.Option(

@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import (ColumnsOpt, Device, DeviceOpt, HeaderOpt, InputFormatOpt, InputPath, QuietOpt,
+from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, HeaderOpt, InputFormatOpt, InputPath, QuietOpt,
                               SchedulerOpt)
 from cond.cli.output import printable
+from cond.commands.choices import EMITS, SAMPLE_FORMATS, SAMPLE_METHODS, SCORE_MODES
 
 
-class Method(str, Enum):
-    leverage = "leverage"
-    root_leverage = "root-leverage"
-    lewis = "lewis"
-    sensitivity = "sensitivity"
-    augmented = "augmented"
-    uniform = "uniform"
-
-
-class ScoreMode(str, Enum):
-    exact = "exact"
-    sketch = "sketch"
-    sketch_srht = "sketch-srht"
-
-
-class SampleFormat(str, Enum):
-    tsv = "tsv"
-    csv = "csv"
-    jsonl = "jsonl"
-    npy = "npy"
-
-
-class Emit(str, Enum):
-    indices = "indices"
-    rows = "rows"
+Method = choices("Method", SAMPLE_METHODS)
+ScoreMode = choices("ScoreMode", SCORE_MODES)
+SampleFormat = choices("SampleFormat", SAMPLE_FORMATS)
+Emit = choices("Emit", EMITS)
 
 
 EPILOG = """Examples:
@@ -68,7 +47,7 @@ def sample_command(
     path: InputPath,
     size: Annotated[str, typer.Option("--size", help="Expected sample size: a count or a percentage (1%).",
                                       show_default=False)],
-    method: Annotated[Method, typer.Option("--method", help="How rows are scored.")] = Method.leverage,
+    method: Annotated[Method, typer.Option("--method", help="How rows are scored.")] = Method['leverage'],
     p: Annotated[Optional[float], typer.Option(
         "-p", help="The l_p norm (default 2 for leverage and uniform, 1 otherwise; < 4 for lewis, "
                    "sensitivity, augmented).", show_default=False)] = None,
@@ -77,7 +56,7 @@ def sample_command(
     scores: Annotated[ScoreMode, typer.Option(
         "--scores", help="exact (streaming QR), sketch (sparse embedding + JL) or sketch-srht (also "
                          "an SRHT before the QR); sketches apply to leverage and root-leverage.")]
-        = ScoreMode.exact,
+        = ScoreMode['exact'],
     scores_out: Annotated[Optional[str], typer.Option(
         "--scores-out", help="Also write every row's score (.npy, or text one per line).",
         show_default=False)] = None,
@@ -94,10 +73,10 @@ def sample_command(
         "--chunk-rows", min=1, help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
         show_default=False)] = None,
     output_format: Annotated[SampleFormat, typer.Option("--format", "-f", help="Output format.")]
-        = SampleFormat.tsv,
+        = SampleFormat['tsv'],
     emit: Annotated[Emit, typer.Option(
         "--emit", help="indices: index weight scale prob; rows: the scaled rows (and target).")]
-        = Emit.indices,
+        = Emit['indices'],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout "
                                                   "(- is stdout).", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --output or --scores-out.")]
@@ -130,7 +109,7 @@ def sample_command(
         result = sample(path, size=size, method=method.value, p=p, seed=seed, replacement=replacement,
                         scores=scores.value, rcond=rcond, columns=columns, target=target,
                         input_format=None if input_format is None else input_format.value,
-                        chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit.rows,
+                        chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit['rows'],
                         scheduler=scheduler, device=device.value, progress=tick, header=header,
                         notice=notice)
         if scores_out is not None:
@@ -164,14 +143,14 @@ def _write(result, fmt, emit, output, source, force):
     from cond.formats.atomic import atomic_output
 
     with atomic_output(output, inputs=[source], force=force) as tmp:
-        with open(tmp, "w" if fmt is not SampleFormat.npy else "wb") as f:
+        with open(tmp, "w" if fmt is not SampleFormat['npy'] else "wb") as f:
             _emit(result, fmt, emit, f)
 
 
 def _emit(result, fmt, emit, out):
     import numpy as np
 
-    if emit is Emit.rows:
+    if emit is Emit['rows']:
         names = list(result.design_names) + ([result.target_name] if result.target is not None else [])
         table = result.rows if result.target is None else np.column_stack([result.rows, result.target])
     else:
@@ -180,17 +159,17 @@ def _emit(result, fmt, emit, out):
         if result.counts is not None:
             cols.append(result.counts)
         table = np.column_stack(cols) if len(result.indices) else np.zeros((0, len(names)))
-    if fmt is SampleFormat.npy:
+    if fmt is SampleFormat['npy']:
         binary = out.buffer if hasattr(out, "buffer") else out
         np.save(binary, np.asarray(table, dtype=np.float64))
         return
     header = {k: v for k, v in result.header.items()}
-    if fmt is SampleFormat.jsonl:
+    if fmt is SampleFormat['jsonl']:
         out.write(json.dumps({"record": "header", **header}) + "\n")
         for row in table:
             out.write(json.dumps(dict(zip(names, _typed(row, names, emit)))) + "\n")
         return
-    sep = "\t" if fmt is SampleFormat.tsv else ","
+    sep = "\t" if fmt is SampleFormat['tsv'] else ","
     out.write("# cond sample " + " ".join(f"{k}={v}" for k, v in header.items()) + "\n")
     out.write(sep.join(names) + "\n")
     for row in table:
@@ -198,7 +177,7 @@ def _emit(result, fmt, emit, out):
 
 
 def _typed(row, names, emit):
-    if emit is Emit.rows:
+    if emit is Emit['rows']:
         return [float(v) for v in row]
     return [int(v) if k in ("index", "count") else float(v) for k, v in zip(names, row)]
 

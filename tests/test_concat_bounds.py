@@ -89,7 +89,7 @@ def test_truncation_closed_forms():
     np.testing.assert_allclose(tail_errors(s) ** 2, [1.0, 25.25 / 50.25, 9.25 / 50.25, 0.25 / 50.25, 0.0])
     assert rank_for_error(s, 0.1) == 3 and rank_for_error(s, 0.5) == 2
     left, right, _ = svd_factors(w, 2)
-    assert relative_error(w, left, right) == pytest.approx(np.sqrt(9.25 / 50.25), rel=1e-14)
+    assert relative_error(w, left @ right) == pytest.approx(np.sqrt(9.25 / 50.25), rel=1e-14)
     assert rank_for_ratio(100, 50, 0.3) == 10  # 10 * 150 = 1500 <= 0.3 * 5000
     with pytest.raises(ValueError, match="max_error"):
         rank_for_error(s, 1.5)

@@ -14,7 +14,7 @@ import tempfile
 
 from cond.errors import InputError, UsageError
 
-FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet", "zarr")
+from cond.commands.choices import INPUT_FORMATS as FORMATS
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 

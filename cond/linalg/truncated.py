@@ -62,12 +62,29 @@ def _flip_signs(u, vt):
     return u * signs, vt * signs[:, None]
 
 
-def relative_error(w: np.ndarray, left: np.ndarray, right: np.ndarray) -> float:
-    """||W - left @ right||_F / ||W||_F in float64 (0 for W = 0 reproduced exactly)."""
+def relative_error(w: np.ndarray, approx: np.ndarray, weighting=None) -> float:
+    """The error of an approximation, plain or weighted: ||A (W - W_hat) B||_F / ||A W B||_F.
+
+    Parameters
+    ----------
+    w : ndarray of shape (m, n)
+        The matrix.
+    approx : ndarray of shape (m, n)
+        Its approximation W_hat (as the user gets it back: after every rounding).
+    weighting : cond.linalg.weighted.Weighting, optional
+        Row and column weights A and B (Fisher) or the whitening factor; plain when None
+        or of kind ``none``.
+
+    Returns
+    -------
+    float
+        In float64; 0 for W = W_hat = 0, inf for W = 0 approximated by anything else.
+    """
     w = np.asarray(w, dtype=np.float64)
-    approx = np.asarray(left, dtype=np.float64) @ np.asarray(right, dtype=np.float64)
-    norm = np.linalg.norm(w)
-    diff = np.linalg.norm(w - approx)
+    diff = w - np.asarray(approx, dtype=np.float64)
+    if weighting is not None and weighting.kind != "none":
+        w, diff = weighting.apply(w), weighting.apply(diff)
+    norm, err = np.linalg.norm(w), np.linalg.norm(diff)
     if norm == 0:
-        return 0.0 if diff == 0 else math.inf
-    return float(diff / norm)
+        return 0.0 if err == 0 else math.inf
+    return float(err / norm)

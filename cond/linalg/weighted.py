@@ -93,14 +93,10 @@ class Weighting:
                                              check_finite=False).T
 
     def error(self, w: np.ndarray, left: np.ndarray, right: np.ndarray) -> float:
-        """||A (W - left right) B||_F / ||A W B||_F in float64."""
-        w = np.asarray(w, dtype=np.float64)
-        diff = w - np.asarray(left, dtype=np.float64) @ np.asarray(right, dtype=np.float64)
-        norm = np.linalg.norm(self.apply(w))
-        err = np.linalg.norm(self.apply(diff))
-        if norm == 0:
-            return 0.0 if err == 0 else math.inf
-        return float(err / norm)
+        """||A (W - left right) B||_F / ||A W B||_F in float64 (:func:`~cond.linalg.truncated.relative_error`)."""
+        from cond.linalg.truncated import relative_error
+
+        return relative_error(w, np.asarray(left, dtype=np.float64) @ np.asarray(right, dtype=np.float64), self)
 
 
 def fisher_weighting(fisher: np.ndarray, m: int, n: int, axis: str = "in") -> Weighting:

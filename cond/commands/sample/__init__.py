@@ -23,7 +23,7 @@ from cond.linalg import sketch
 from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
                                       subspace_distortion)
 
-METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform")
+from cond.commands.choices import SAMPLE_METHODS as METHODS
 DEFAULT_P = {"leverage": 2.0, "root-leverage": 1.0, "lewis": 1.0, "sensitivity": 1.0, "augmented": 1.0,
              "uniform": 2.0}
 

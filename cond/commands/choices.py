@@ -1,0 +1,23 @@
+"""The allowed values of every option, in one place that imports nothing heavy: the
+commands validate against them, and cli/ builds its choices from them (``cond --help``
+imports no numpy)."""
+
+INPUT_FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet", "zarr")
+OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
+DEVICES = ("cpu", "cuda")
+
+SORT_KEYS = ("file", "name", "kappa", "sigma_max", "sigma_min", "stable_rank", "effective_rank", "alpha",
+             "frobenius_norm", "zero_fraction", "seconds")
+
+ESTIMATORS = ("incremental", "weyl", "residual", "exact")
+AXES = ("auto", "cols", "rows")
+METHODS = ("svd", "fisher", "whiten")
+FISHER_AXES = ("in", "out", "both")
+ERROR_SCOPES = ("matrix", "cluster")
+STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32", "f16": "F16",
+                  "float16": "F16", "bf16": "BF16", "bfloat16": "BF16"}
+
+SAMPLE_METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform")
+SCORE_MODES = ("exact", "sketch", "sketch-srht")
+SAMPLE_FORMATS = ("tsv", "csv", "jsonl", "npy")
+EMITS = ("indices", "rows")

@@ -1,0 +1,104 @@
+"""``cond compress`` options: validated once (SciPy's ``_iv`` habit) into a frozen record.
+
+The allowed values live in :mod:`cond.commands.choices`, which ``cond --help`` can read
+without importing numpy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES
+from cond.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CompressOptions:
+    """Everything a compress run was asked for, checked. ``record()`` is what the manifest keeps."""
+
+    max_error: Optional[float]
+    rank: Optional[int]
+    ratio: Optional[float]
+    include: Optional[str]
+    exclude: Optional[str]
+    seed: int
+    min_size: int
+    cluster: bool
+    estimator: str
+    patience: int
+    axis: str
+    group: Optional[str]
+    error_scope: str
+    dtype: Optional[str]  # the storage dtype of the factors (a safetensors name), None: each tensor's own
+    max_pool_bytes: int
+    method: str
+    fisher_axis: Optional[str]
+    include_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
+    exclude_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
+    group_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
+
+    def record(self) -> dict:
+        """The options as the manifest and the report record them (no compiled patterns)."""
+        return dict(max_error=self.max_error, rank=self.rank, ratio=self.ratio, include=self.include,
+                    exclude=self.exclude, seed=self.seed, min_size=self.min_size, cluster=self.cluster,
+                    estimator=self.estimator, patience=self.patience, axis=self.axis, group=self.group,
+                    error_scope=self.error_scope, dtype=self.dtype, max_pool_bytes=self.max_pool_bytes,
+                    method=self.method, fisher_axis=self.fisher_axis)
+
+
+def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exclude=None, min_size=4096,
+                     cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
+                     error_scope="matrix", dtype=None, seed=0, max_pool_bytes=2**30, method="svd", fisher=None,
+                     fisher_axis="in", activations=None) -> CompressOptions:
+    """Check every argument of :func:`cond.compress` against its rule (one-line UsageErrors)."""
+    given = [n for n, v in (("--max-error", max_error), ("--rank", rank), ("--ratio", ratio)) if v is not None]
+    if len(given) != 1:
+        raise UsageError(f"give exactly one of `--max-error`, `--rank`, `--ratio`; got {', '.join(given) or 'none'}")
+    if max_error is not None and not 0 < max_error < 1:
+        raise UsageError(f"`--max-error` must be in (0, 1); got {max_error}. Use `--rank` for a fixed rank")
+    if rank is not None and (not isinstance(rank, int) or rank < 1):
+        raise UsageError(f"`--rank` must be a positive integer; got {rank}")
+    if ratio is not None and not 0 < ratio <= 1:
+        raise UsageError(f"`--ratio` must be in (0, 1]; got {ratio}")
+    for flag, value, allowed in (("--estimator", estimator, ESTIMATORS), ("--axis", axis, AXES),
+                                 ("--error-scope", error_scope, ERROR_SCOPES), ("--method", method, METHODS),
+                                 ("--fisher-axis", fisher_axis, FISHER_AXES)):
+        if value not in allowed:
+            raise UsageError(f"`{flag}` must be one of {', '.join(allowed)}; got {value!r}")
+    if not isinstance(patience, int) or patience < 1:
+        raise UsageError(f"`--patience` must be a positive integer; got {patience}")
+    if min_size < 0:
+        raise UsageError(f"`--min-size` must be >= 0; got {min_size}")
+    storage = None
+    if dtype is not None:
+        storage = STORAGE_DTYPES.get(str(dtype).lower())
+        if storage is None:
+            raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16; got {dtype!r}")
+    _check_method(method, fisher, fisher_axis, activations)
+    patterns = {}
+    for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group)):
+        try:
+            patterns[flag] = re.compile(value) if value is not None else None
+        except re.error as exc:
+            raise UsageError(f"`{flag}` is not a valid regular expression ({exc}); got {value!r}") from None
+    return CompressOptions(
+        max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude, seed=int(seed),
+        min_size=int(min_size), cluster=bool(cluster) and max_error is not None, estimator=estimator,
+        patience=patience, axis=axis, group=group, error_scope=error_scope, dtype=storage,
+        max_pool_bytes=int(max_pool_bytes), method=method, fisher_axis=fisher_axis if method == "fisher" else None,
+        include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
+
+
+def _check_method(method, fisher, fisher_axis, activations):
+    if method == "fisher" and fisher is None:
+        raise UsageError("`--method fisher` needs `--fisher FILE` (accumulated squared gradients per weight)")
+    if method == "whiten" and activations is None:
+        raise UsageError("`--method whiten` needs `--activations FILE` (input Gram matrices per weight)")
+    if fisher is not None and method != "fisher":
+        raise UsageError(f"`--fisher` is given but `--method` is {method}; add `--method fisher`")
+    if fisher_axis != "in" and method != "fisher":
+        raise UsageError(f"`--fisher-axis` applies to `--method fisher`; got `--method {method}`")
+    if activations is not None and method != "whiten":
+        raise UsageError(f"`--activations` is given but `--method` is {method}; add `--method whiten`")
