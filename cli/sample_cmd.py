@@ -39,7 +39,8 @@ EPILOG = """Examples:
 
 Output: '#' header lines (method, p, n, d, rank, expected and actual size, seed), then
 'index weight scale prob' per kept row: 0-based index, loss weight 1/q, row multiplier
-q^(-1/p), probability q (with --replacement: also count, and prob is pi).
+q^(-1/p), probability q (with --replacement: also count, and prob is pi). --format json
+prints one cond.sample/1 object (schema in README.md).
 """
 
 
@@ -149,6 +150,16 @@ def _write(result, fmt, emit, output, source, force):
 
 def _emit(result, fmt, emit, out):
     import numpy as np
+
+    if fmt is SampleFormat["json"]:  # the cond.sample/1 object; --emit rows adds each row's values
+        doc = result.to_dict()
+        if emit is Emit["rows"]:
+            table = result.rows if result.target is None else np.column_stack([result.rows, result.target])
+            for row, values in zip(doc["rows"], table):
+                row["values"] = [float(v) for v in values]
+        json.dump(doc, out, indent=2)
+        out.write("\n")
+        return
 
     if emit is Emit['rows']:
         names = list(result.design_names) + ([result.target_name] if result.target is not None else [])

@@ -10,12 +10,13 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "load_compressed",
+__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "load_compressed",
            "open_compressed"]
 
 _LAZY = {
     "compress": ("cond.commands.compress", "compress"),
     "expand": ("cond.commands.expand", "expand"),
+    "sample": ("cond.commands.sample", "sample"),
     "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
     "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
 }

@@ -126,11 +126,11 @@ def test_sketch_sum_is_s_times_a_and_independent_of_how_rows_arrive():
 
 
 def test_sketch_sum_from_subtrees_computed_apart_equals_one_pass():
-    """What the Dask path does (sampling._group_sketch on aligned runs of leaves, the stacks
+    """What the Dask path does (distributed._group_sketch on aligned runs of leaves, the stacks
     pushed in order), without the cluster: the same S A, bit for bit, and it differs from a
     plain left-to-right sum of the leaves, so the test would see a wrong tree."""
     from cond.formats.row_stream import open_rows
-    from cond.commands.sample import _group_sketch, aligned_groups
+    from cond.commands.sample.distributed import _group_sketch, aligned_groups
 
     n, d, seed = 53_000, 5, 6  # 7 leaves: with 4 a task, the last task holds 3
     a = np.random.default_rng(12).standard_normal((n, d))
@@ -183,7 +183,7 @@ def test_scores_do_not_depend_on_threads():
 @pytest.mark.parametrize("leaf_blocks", [1, 2, 32])
 def test_aligned_groups_are_complete_subtrees(leaf_blocks):
     from cond.formats.row_blocks import BLOCK_ROWS
-    from cond.commands.sample import aligned_groups
+    from cond.commands.sample.distributed import aligned_groups
 
     # sketch leaves are whole row blocks: what lets a task's blocks hold whole leaves
     assert sketch.LEAF_GRAIN == BLOCK_ROWS and sketch.leaf_rows(10**6, 50) % BLOCK_ROWS == 0
@@ -432,3 +432,23 @@ def test_stdin_csv_gzip(tmp_path):
     (tmp_path / "a.csv").write_text(text)
     direct = runner.invoke(app, ["sample", str(tmp_path / "a.csv"), "--size", "50", "--seed", "1"])
     assert res.stdout == direct.stdout
+
+
+def test_json_output_is_the_sample_schema_and_matches_the_tsv(tmp_path):
+    import cond
+
+    a = np.random.default_rng(4).standard_normal((400, 3))
+    np.save(tmp_path / "a.npy", a)
+    args = ["sample", str(tmp_path / "a.npy"), "--size", "30", "--seed", "2"]
+    doc = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    tsv = runner.invoke(app, args).stdout.splitlines()
+    rows = [line.split("\t") for line in tsv[2:]]
+    assert doc["schema"] == "cond.sample/1" and doc["header"]["n"] == 400
+    assert [r["index"] for r in doc["rows"]] == [int(r[0]) for r in rows]
+    assert [r["weight"] for r in doc["rows"]] == [float(r[1]) for r in rows]  # repr round-trips exactly
+    result = cond.sample(str(tmp_path / "a.npy"), size=30, seed=2)  # exported like inspect and compress
+    assert result.to_dict()["rows"] == doc["rows"]
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):  # frozen: nothing patches a result afterwards
+        result.header = {}

@@ -56,7 +56,7 @@ def test_bom_is_not_part_of_the_first_name(tmp_path):
     p = tmp_path / "bom.csv"
     p.write_bytes(("\ufeffa,b\n" + PLAIN).encode("utf-8"))
     result = sample(str(p), size="100%", columns="a")
-    assert result.design_names == ["a"]
+    assert result.design_names == ("a",)
 
 
 @pytest.mark.parametrize("text, expect", [

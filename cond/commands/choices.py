@@ -19,5 +19,5 @@ STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32"
 
 SAMPLE_METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform")
 SCORE_MODES = ("exact", "sketch", "sketch-srht")
-SAMPLE_FORMATS = ("tsv", "csv", "jsonl", "npy")
+SAMPLE_FORMATS = ("tsv", "csv", "jsonl", "json", "npy")
 EMITS = ("indices", "rows")

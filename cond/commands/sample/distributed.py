@@ -1,0 +1,93 @@
+"""``cond sample --scheduler``: the score passes as Dask tasks, the same floats as in one process.
+
+Exact: R by :class:`~cond.linalg.leverage.RTree` over the row blocks; sketched: S A by
+:class:`~cond.linalg.sketch.SketchSum` over its leaves. Tasks take aligned runs of 2**k
+leaves (blocks, or sketch leaves), so each returns a complete subtree of the in-process
+tree (the last one a partial stack); pushed in order, they give the same R or S A, then
+the same basis, and the score pass is row by row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cond.linalg import leverage as lev
+from cond.linalg import sketch
+
+
+def distributed_scores(spec, locator, n, d, rcond, scores, seed, tick):
+    """Leverage scores (exact or sketched) of the rows ``locator`` finds, on a Dask cluster."""
+    from cond.distributed import dask_client, ordered_map
+    from cond.formats.row_blocks import BLOCK_ROWS
+    from cond.threads import one_thread_blas
+
+    nblocks = -(-n // BLOCK_ROWS)
+    leaf_blocks = 1 if scores == "exact" else sketch.leaf_rows(n, d) // BLOCK_ROWS
+    # BLAS on one thread here and on the workers, as in the in-process path (cond.threads)
+    with dask_client(spec) as client, one_thread_blas():
+        groups = aligned_groups(nblocks, leaf_blocks, len(client.scheduler_info().get("workers", {})))
+        if scores == "exact":
+            tree = lev.RTree(d)
+            for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+                for node_level, node in stack:
+                    tree.push(node_level, node)
+            r = tree.result()
+            t, k = lev.rank_basis(r, n, rcond)
+            tick("scores")
+            values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
+            return lev.Scores(values, k, {"passes": 2, "r": r})
+        total = sketch.SketchSum(n, d, seed)
+        for stack in ordered_map(client, _group_sketch, groups, locator=locator, n=n, d=d, seed=seed):
+            for node_level, node in stack:
+                total.tree.push(node_level, node)
+        tg, k, detail = sketch.sketch_basis(total.result(), n, d, seed, rcond, srht=scores == "sketch-srht")
+        tick("scores")
+        values = np.concatenate(list(ordered_map(client, _group_jl_scores, groups, locator=locator, tg=tg)))
+        return lev.Scores(values, k, detail)
+
+
+def aligned_groups(nblocks, leaf_blocks, workers):
+    """Tasks as ``(first, last)`` block ranges: aligned runs of 2**k leaves of ``leaf_blocks``
+    blocks (the last run shorter), about four per worker, so that each run is a complete
+    subtree of the in-process reduction tree."""
+    leaves = -(-nblocks // leaf_blocks)
+    size = leaf_blocks * 2 ** max(0, int(math.floor(math.log2(max(1.0, leaves / (4 * max(1, workers)))))))
+    return [(g, min(g + size, nblocks)) for g in range(0, nblocks, size)]
+
+
+def _group_r(group, locator, d):
+    """The R stack of blocks ``group`` = (first, last): one Dask task."""
+    from cond.threads import one_thread_blas
+
+    tree = lev.RTree(d)
+    with one_thread_blas():
+        for _, x, _ in locator.blocks(*group):
+            tree.add_block(x)
+    return tree.stack
+
+
+def _group_leverage(group, locator, t):
+    """Leverage scores of the rows of blocks ``group``: one Dask task."""
+    from cond.threads import one_thread_blas
+
+    with one_thread_blas():
+        return np.concatenate([lev.block_leverage(x, t) for _, x, _ in locator.blocks(*group)])
+
+
+def _group_sketch(group, locator, n, d, seed):
+    """The S A stack of the sketch leaves in blocks ``group``: one Dask task."""
+    total = sketch.SketchSum(n, d, seed)
+    for start, x, _ in locator.blocks(*group):
+        total.add(start, x)
+    total.close_leaf()
+    return total.tree.stack
+
+
+def _group_jl_scores(group, locator, tg):
+    """Sketched scores of the rows of blocks ``group``: one Dask task."""
+    from cond.threads import one_thread_blas
+
+    with one_thread_blas():
+        return np.concatenate([sketch.jl_scores(x, tg) for _, x, _ in locator.blocks(*group)])
