@@ -1,16 +1,15 @@
-"""``cond compress`` and ``cond expand``: low-rank checkpoints with a verified error bound."""
+"""``cond compress``: a low-rank checkpoint with a verified error bound for every matrix."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, choices
-from cond.cli.output import cell, printable
+from cond.cli.options import ForceOpt, FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, choices
+from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 from cond.cli.progress import progress_bar
 from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS
 
@@ -41,24 +40,13 @@ COMPRESS_EPILOG = """Examples:
   cond compress model.safetensors.index.json --max-error 0.05 --scheduler local:8 -o out.safetensors
 """
 
-EXPAND_EPILOG = """Examples:
-
-  cond expand model.lowrank.safetensors -o dense/
-
-  cond expand model.lowrank.safetensors -o dense/ --max-shard-size 2GB
-
-  cond expand model.lowrank.safetensors -o model.dense.safetensors
-"""
-
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="File (or, for expand, directory) to write.",
-                                        show_default=False)]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output.")]
 
 
 def compress_command(
     path: Annotated[str, typer.Argument(help="A .safetensors file, an index JSON or a checkpoint directory.",
                                         show_default=False)],
-    output: OutputOpt,
+    output: Annotated[str, typer.Option("--output", "-o", help="The .safetensors file to write.",
+                                        show_default=False)],
     max_error: Annotated[Optional[float], typer.Option(
         "--max-error", help="Bound on every matrix's relative Frobenius error, after rounding.",
         show_default=False)] = None,
@@ -140,27 +128,14 @@ def compress_command(
 def _render(report, fmt):
     doc = report.to_dict()
     if fmt is OutputFormat.json:
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return
+        return write_json(doc)
     if fmt is OutputFormat.jsonl:
-        for t in doc["tensors"]:
-            sys.stdout.write(json.dumps({"record": "tensor", **t}) + "\n")
-        for c in doc["clusters"]:
-            sys.stdout.write(json.dumps({"record": "cluster", **c}) + "\n")
-        sys.stdout.write(json.dumps({"record": "totals", **doc["totals"]}) + "\n")
-        return
+        return write_jsonl([*(("tensor", t) for t in doc["tensors"]), *(("cluster", c) for c in doc["clusters"]),
+                            ("totals", doc["totals"])])
     if fmt is OutputFormat.csv:
-        import csv
-
         from cond.commands.compress.report import TENSOR_FIELDS
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=TENSOR_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for t in doc["tensors"]:
-            writer.writerow({**{k: "" if v is None else v for k, v in t.items()},
-                             "shape": "x".join(map(str, t["shape"]))})
-        return
+        return write_csv(TENSOR_FIELDS, doc["tensors"])
     _table(doc)
 
 
@@ -206,23 +181,3 @@ def _table(doc):
                   f"parameters {t['params_before']} -> {t['params_after']} "
                   f"(x{t['param_ratio']:.2f}); bytes {t['bytes_before']} -> {t['bytes_after']} "
                   f"(x{t['compression_ratio']:.2f}); {t['seconds']:.1f} s", markup=False, highlight=False)
-
-
-def expand_command(
-    path: Annotated[str, typer.Argument(help="A cond-lowrank/1 file.", show_default=False)],
-    output: OutputOpt,
-    max_shard_size: Annotated[str, typer.Option(
-        "--max-shard-size", help="Largest shard (5GB, 500MiB, bytes); larger output is sharded "
-                                 "with an index.")] = "5GB",
-    force: ForceOpt = False,
-    quiet: QuietOpt = False,
-):
-    """Write the dense checkpoint of a compressed file: original names, shapes and dtypes."""
-    with mapped_errors():
-        from cond.commands.expand import expand
-
-        with progress_bar("expand", enabled=not quiet) as tick:
-            result = expand(path, output, max_shard_size=max_shard_size, force=force,
-                            progress=(lambda done, total: tick(done, total, "")) if tick else None)
-        print(f"wrote {result['tensors']} tensors ({result['total_size']} bytes) to "
-              f"{', '.join(result['files'])}", file=sys.stderr)

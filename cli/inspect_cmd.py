@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import sys
 from typing import Annotated, Optional
@@ -13,7 +11,7 @@ import typer
 from cond.cli.errors import EXIT_GATE, mapped_errors
 from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
                               OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
-from cond.cli.output import cell, printable
+from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 from cond.commands.choices import SORT_KEYS
 from cond.cli.progress import progress_bar
 
@@ -141,27 +139,14 @@ def _ordered(matrices, sort, top):
 
 def _render(report, rows, fmt, alpha, normality):
     if fmt is OutputFormat.json:
-        doc = report.to_dict()
-        doc["matrices"] = [m.row() for m in rows]
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        write_json({**report.to_dict(), "matrices": [m.row() for m in rows]})
     elif fmt is OutputFormat.jsonl:
-        for m in rows:
-            sys.stdout.write(json.dumps({"record": "matrix", **m.row()}) + "\n")
-        for s in report.skipped:
-            sys.stdout.write(json.dumps({"record": "skipped", **s.row()}) + "\n")
-        summary = report.to_dict()["summary"]
-        sys.stdout.write(json.dumps({"record": "summary", **summary}) + "\n")
+        write_jsonl([*(("matrix", m.row()) for m in rows), *(("skipped", s.row()) for s in report.skipped),
+                     ("summary", report.to_dict()["summary"])])
     elif fmt is OutputFormat.csv:
         from cond.commands.inspect_report import ROW_FIELDS
 
-        writer = csv.DictWriter(sys.stdout, fieldnames=ROW_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for m in rows:
-            row = m.row()
-            row["shape"] = "x".join(map(str, row["shape"]))
-            row["matrix_shape"] = "x".join(map(str, row["matrix_shape"]))
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        write_csv(ROW_FIELDS, [m.row() for m in rows])
     else:
         _table(report, rows, alpha, normality)
 

@@ -14,7 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from cond._version import __version__
-from cond.cli import compress_cmd, inspect_cmd, sample_cmd
+from cond.cli import compress_cmd, expand_cmd, inspect_cmd, sample_cmd
 
 
 class OneLineErrors(TyperGroup):
@@ -69,7 +69,7 @@ app = typer.Typer(
 app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_cmd.inspect_command)
 app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(
     compress_cmd.compress_command)
-app.command("expand", no_args_is_help=True, epilog=compress_cmd.EXPAND_EPILOG)(compress_cmd.expand_command)
+app.command("expand", no_args_is_help=True, epilog=expand_cmd.EPILOG)(expand_cmd.expand_command)
 app.command("sample", no_args_is_help=True, epilog=sample_cmd.EPILOG)(sample_cmd.sample_command)
 
 

@@ -34,6 +34,7 @@ ColumnsOpt = Annotated[Optional[str], typer.Option(
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=1, help="Matrices analysed at once (default: CPUs, at most 8); "
                              "each holds one tensor in memory.", show_default=False)]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (never the input).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notices on stderr.")]
 HeaderOpt = Annotated[Optional[bool], typer.Option(
     "--header/--no-header", help="CSV / TSV: the first line is (or is not) a header. Default: a header "

@@ -22,3 +22,36 @@ def cell(text) -> str:
     from rich.markup import escape
 
     return escape(printable(text))
+
+
+def write_json(doc, indent=2, out=None) -> None:
+    """One JSON document (a command's versioned object) on stdout, newline-terminated."""
+    import json
+    import sys
+
+    out = sys.stdout if out is None else out
+    json.dump(doc, out, indent=indent)
+    out.write("\n")
+
+
+def write_jsonl(records, out=None) -> None:
+    """``(kind, dict)`` pairs as JSON lines, each with ``"record": kind`` first."""
+    import json
+    import sys
+
+    out = sys.stdout if out is None else out
+    for kind, record in records:
+        out.write(json.dumps({"record": kind, **record}) + "\n")
+
+
+def write_csv(fields, rows, out=None) -> None:
+    """Dict rows as CSV with the columns ``fields``: shapes as ``384x1536``, None empty."""
+    import csv
+    import sys
+
+    writer = csv.DictWriter(sys.stdout if out is None else out, fieldnames=list(fields), lineterminator="\n",
+                            extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else "x".join(map(str, v)) if k.endswith("shape") else v
+                         for k, v in row.items()})

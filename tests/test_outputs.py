@@ -87,3 +87,21 @@ def test_inspect_filter_that_matches_nothing(tmp_path):
     said = runner.invoke(app, ["inspect", src, "--filter", "zzz", "-f", "json"])
     assert said.exit_code == 0 and "no tensor matches `--filter zzz`" in said.stderr
     assert json.loads(said.stdout)["matrices"] == []
+
+
+def test_expand_json_is_its_schema_and_matches_the_files(tmp_path):
+    src = checkpoint(tmp_path / "m.safetensors")
+    small = tmp_path / "c.safetensors"
+    assert runner.invoke(app, ["compress", src, "--rank", "6", "-o", str(small), "-q"]).exit_code == 0
+    done = runner.invoke(app, ["expand", str(small), "-o", str(tmp_path / "d"), "--max-shard-size", "13000",
+                               "-q", "--format", "json"])
+    assert done.exit_code == 0, done.output
+    doc = json.loads(done.stdout)
+    assert doc["schema"] == "cond.expand/1" and doc["tensors"] == 3
+    shards = [f for f in doc["files"] if f.endswith(".safetensors")]
+    assert all(os.path.exists(f) for f in doc["files"]) and doc["files"][-1].endswith("index.json")
+    # total_size counts tensor bytes, as the index's metadata.total_size does
+    assert doc["total_size"] == sum(a.nbytes for f in shards for a in load_file(f).values())
+    lines = runner.invoke(app, ["expand", str(small), "-o", str(tmp_path / "e"), "-q", "--format", "jsonl"])
+    records = [json.loads(x) for x in lines.stdout.splitlines()]
+    assert [r["record"] for r in records] == ["file", "summary"] and records[1]["tensors"] == 3

@@ -13,6 +13,8 @@ import json
 import math
 import os
 import re
+import time
+from dataclasses import dataclass
 
 from cond.errors import UsageError
 from cond.formats.atomic import atomic_output, check_output
@@ -38,7 +40,29 @@ def parse_size(text, flag="--max-shard-size") -> int:
     return value
 
 
-def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) -> dict:
+SCHEMA = "cond.expand/1"
+
+
+@dataclass(frozen=True)
+class ExpandResult:
+    """What ``cond expand`` wrote; schema ``cond.expand/1``."""
+
+    input: str
+    files: tuple
+    total_size: int
+    tensors: int
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The ``cond.expand/1`` JSON object: schema, cond_version, input, files, total_size (bytes of
+        tensor data), tensors (count), seconds."""
+        from cond._version import __version__
+
+        return dict(schema=SCHEMA, cond_version=__version__, input=self.input, files=list(self.files),
+                    total_size=self.total_size, tensors=self.tensors, seconds=self.seconds)
+
+
+def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) -> ExpandResult:
     """Write the dense checkpoint of a compressed file.
 
     Parameters
@@ -56,9 +80,10 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
 
     Returns
     -------
-    dict
-        ``files`` written, ``total_size`` in bytes, ``tensors``.
+    ExpandResult
+        The files written (shards, then the index), the bytes of tensor data, the tensor count.
     """
+    started = time.perf_counter()
     limit = parse_size(max_shard_size)
     single_file = str(output).endswith(".safetensors")
     check_output(output, inputs=[source], force=force, directory=not single_file)
@@ -101,7 +126,7 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
         path = os.path.join(output, name)
         if path not in files:
             os.unlink(path)
-    return dict(files=files, total_size=total, tensors=len(plan))
+    return ExpandResult(str(source), tuple(files), total, len(plan), time.perf_counter() - started)
 
 
 _EXPANSION_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json")
