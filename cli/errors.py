@@ -47,7 +47,7 @@ def mapped_errors():
     except MemoryError:
         if debug():
             raise
-        say_error("out of memory; inspect fewer tensors at once with --workers 1 or --filter")
+        say_error("out of memory; inspect fewer tensors at once with --workers 1 or --include")
         raise typer.Exit(EXIT_INTERNAL) from None
     except BrokenPipeError:
         # the reader of stdout went away (| head): not an error of ours

@@ -50,8 +50,8 @@ def inspect_command(
     top: Annotated[Optional[int], typer.Option(
         "--top", min=1, help="Show only the first N rows after sorting.", show_default=False)] = None,
     filter_: Annotated[Optional[str], typer.Option(
-        "--filter", help="Analyse only tensors whose name matches this regular expression.",
-        show_default=False)] = None,
+        "--include", "--filter", help="Analyse only tensors whose name matches this regular expression "
+                                      "(--filter is the older name).", show_default=False)] = None,
     alpha: Annotated[bool, typer.Option(
         "--alpha", help="Fit a power law to the squared singular values (Clauset MLE).")] = False,
     normality: Annotated[bool, typer.Option(
@@ -106,7 +106,7 @@ def inspect_command(
             write_spectra(spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
                                     if m.diagnostics.spectrum is not None}, inputs=[path])
         if not report.matrices:
-            why = f"no tensor matches `--filter {filter_}`" if filter_ is not None else "no matrix to analyse"
+            why = f"no tensor matches `--include {filter_}`" if filter_ is not None else "no matrix to analyse"
             if fail_above is not None:  # a gate that checked nothing must not pass
                 raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=path)
             print(f"cond: {why}", file=sys.stderr)

@@ -334,9 +334,9 @@ def _(d):
     return [text(d, "c.csv", "a,b\n1,2\n3,4\n"), "--columns", "zz*"], ["c.csv", "matches no column"]
 
 
-@case("inspect", "--filter not a regular expression")
+@case("inspect", "--include (or --filter) not a regular expression")
 def _(d):
-    return [good_checkpoint(d), "--filter", "(["], ["--filter", "regular expression"]
+    return [good_checkpoint(d), "--filter", "(["], ["--include", "regular expression"]
 
 
 @case("inspect", "--fail-above over no matrix")

@@ -84,8 +84,10 @@ def test_compress_that_changes_nothing_says_why(tmp_path, args, why):
 
 def test_inspect_filter_that_matches_nothing(tmp_path):
     src = checkpoint(tmp_path / "m.safetensors")
-    said = runner.invoke(app, ["inspect", src, "--filter", "zzz", "-f", "json"])
-    assert said.exit_code == 0 and "no tensor matches `--filter zzz`" in said.stderr
+    said = runner.invoke(app, ["inspect", src, "--include", "zzz", "-f", "json"])
+    assert said.exit_code == 0 and "no tensor matches `--include zzz`" in said.stderr
+    alias = runner.invoke(app, ["inspect", src, "--filter", "layer1", "-f", "json"])  # the older name
+    assert [m["name"] for m in json.loads(alias.stdout)["matrices"]] == ["layer1.weight"]
     assert json.loads(said.stdout)["matrices"] == []
 
 

@@ -140,7 +140,7 @@ def _compile(include):
     try:
         return re.compile(include)
     except re.error as exc:
-        raise UsageError(f"`--filter` is not a valid regular expression ({exc}); got {include!r}") from None
+        raise UsageError(f"`--include` is not a valid regular expression ({exc}); got {include!r}") from None
 
 
 def _run(label, entries, pattern, options, progress):
