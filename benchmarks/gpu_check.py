@@ -42,7 +42,7 @@ def main():
 
     import cond
     from cond.linalg.sketch import sketched_leverage
-    from cond.linalg.leverage_device import sketched_leverage_on
+    from cond.linalg.leverage_device import sketched_leverage_xp
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,12 +62,12 @@ def main():
 
     a = rng.standard_normal((1_000_000, 100))
     blocks = lambda: ((s, a[s:s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
-    sketched_leverage_on(cupy, lambda: iter([(0, a[:8192])]), 8192, 100, seed=1)  # warm-up
+    sketched_leverage_xp(cupy, lambda: iter([(0, a[:8192])]), 8192, 100, seed=1)  # warm-up
     t0 = time.perf_counter()
     on_cpu = sketched_leverage(blocks, len(a), 100, seed=1)
     t_cpu = time.perf_counter() - t0
     t0 = time.perf_counter()
-    on_gpu = sketched_leverage_on(cupy, blocks, len(a), 100, seed=1)
+    on_gpu = sketched_leverage_xp(cupy, blocks, len(a), 100, seed=1)
     t_gpu = time.perf_counter() - t0
     rel = np.max(np.abs(on_gpu.values - on_cpu.values) / on_cpu.values)
     print(f"sketched leverage 10^6 x 100: CPU {t_cpu:.2f} s, GPU {t_gpu:.2f} s: ratio {t_gpu / t_cpu:.3f}; "

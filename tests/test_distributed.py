@@ -318,21 +318,21 @@ def test_array_namespace_sketch_equals_the_kernel_sketch():
     """The GPU code path, run with NumPy as its array module, against the numba kernels."""
     from cond.linalg.sketch import sketched_leverage
     from cond import threads as cond_threads
-    from cond.linalg.leverage_device import sketched_leverage_on
+    from cond.linalg.leverage_device import sketched_leverage_xp
 
     rng = np.random.default_rng(8)
     a = rng.standard_normal((30_000, 9))
     a[:40] *= 25
     blocks = lambda: ((s, a[s:s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
     kernel = sketched_leverage(blocks, len(a), 9, seed=5)
-    on_numpy = sketched_leverage_on(np, blocks, len(a), 9, seed=5)
+    on_numpy = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     assert on_numpy.rank == kernel.rank == 9
     # The same sketch up to float64 summation order; the JL product is float32 (unit roundoff
     # 6e-8) and a multi-threaded BLAS may split it otherwise than cond's one-thread blocks:
     # a few float32 roundings of a 9-term product and a 128-term sum of squares.
     np.testing.assert_allclose(on_numpy.values, kernel.values, rtol=1e-6)
     with cond_threads.one_thread_blas():
-        same_blas = sketched_leverage_on(np, blocks, len(a), 9, seed=5)
+        same_blas = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     np.testing.assert_allclose(same_blas.values, kernel.values, rtol=1e-10)  # then only the sketch's order
 
 

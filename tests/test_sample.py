@@ -186,7 +186,7 @@ def test_aligned_groups_are_complete_subtrees(leaf_blocks):
     from cond.commands.sample.distributed import aligned_groups
 
     # sketch leaves are whole row blocks: what lets a task's blocks hold whole leaves
-    assert sketch.LEAF_GRAIN == BLOCK_ROWS and sketch.leaf_rows(10**6, 50) % BLOCK_ROWS == 0
+    assert sketch.leaf_rows(10**6, 50) % BLOCK_ROWS == 0  # one constant now; leaves are whole blocks
     for nblocks in (1, 5, 15, 64, 245, 1000):
         for workers in (0, 1, 2, 3, 16):
             groups = aligned_groups(nblocks, leaf_blocks, workers)

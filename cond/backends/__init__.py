@@ -26,6 +26,17 @@ def backend_of(x):
     return numpy_backend
 
 
+def array_module(device):
+    """The array module of ``device``: numpy for "cpu", cupy for "cuda" (checked by :func:`check_device`)."""
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    import numpy
+
+    return numpy
+
+
 def check_device(device) -> str:
     """``cpu``, or ``cuda`` once CuPy and a GPU are known to be there (one-line error otherwise).
 

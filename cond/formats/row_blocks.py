@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cond.errors import InputError
-
-BLOCK_ROWS = 4096
+from cond.linalg import BLOCK_ROWS  # the one grain of every streaming pass (TSQR and sketch leaves)
 
 
 def design_block(table, start, names, design, target, display):

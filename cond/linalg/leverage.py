@@ -23,6 +23,7 @@ import numpy as np
 import scipy.linalg
 
 DEFAULT_RCOND = None  # max(n, d) * eps, as numpy.linalg.matrix_rank
+BLOCK_ROWS = 4096  # the row blocks of every streaming pass: TSQR leaves, sketch leaves, Dask tasks
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,19 @@ class Scores:
     detail: dict
 
 
-def streaming_r(blocks, d):
-    """Upper-triangular R (d x d) with R^T R = A^T A, from QR of [R; block] block after block."""
-    r = np.zeros((0, d))
-    for _, x in blocks():
-        r = scipy.linalg.qr(np.vstack([r, x]), mode="r", check_finite=False)[0][:d]
-    if r.shape[0] < d:  # fewer rows than columns
-        r = np.vstack([r, np.zeros((d - r.shape[0], d))])
-    return np.triu(r)
-
-
 def leaf_r(x, d):
-    """R (d x d, upper triangular) of one block, padded with zero rows when it has fewer than d."""
+    """The R factor of one block: every R in cond comes from here.
+
+    Parameters
+    ----------
+    x : ndarray of shape (b, d)
+    d : int
+
+    Returns
+    -------
+    ndarray of shape (d, d)
+        Upper triangular with R^T R = X^T X, padded with zero rows when b < d.
+    """
     r = scipy.linalg.qr(x, mode="r", check_finite=False)[0][:d]
     if r.shape[0] < d:
         r = np.vstack([r, np.zeros((d - r.shape[0], d))])
@@ -152,12 +154,12 @@ def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200)
     if not 0 < p < 4:
         raise ValueError(f"`p` must be in (0, 4) for Lewis weights; got {p}")
     w = np.ones(n)
-    r = streaming_r(blocks, d)
+    r = tree_r(blocks, d)
     expo = 0.5 - 1.0 / p
     change, iterations, k = np.inf, 0, 0
     while iterations < max_iter:
         t, k = rank_basis(r, n, rcond)
-        nxt = np.zeros((0, d))
+        nxt = RTree(d)
         change = 0.0
         for start, x in blocks():
             sl = slice(start, start + len(x))
@@ -167,11 +169,8 @@ def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200)
             change = max(change, float(np.max(np.abs(new - w[sl]) / np.maximum(w[sl], 1e-300),
                                                initial=0.0)))
             w[sl] = new
-            nxt = scipy.linalg.qr(np.vstack([nxt, x * (new ** expo)[:, None]]), mode="r",
-                                  check_finite=False)[0][:d]
-        if nxt.shape[0] < d:
-            nxt = np.vstack([nxt, np.zeros((d - nxt.shape[0], d))])
-        r = np.triu(nxt)
+            nxt.add_block(x * (new ** expo)[:, None])
+        r = nxt.result()
         iterations += 1
         if change <= tol:
             break

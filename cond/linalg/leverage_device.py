@@ -20,17 +20,9 @@ from cond.linalg.leverage import DEFAULT_RCOND, Scores
 from cond.linalg.sketch import sketch_sizes
 
 
-def namespace(device):
-    """The array module for ``device`` ("cpu": numpy, "cuda": cupy)."""
-    if device == "cuda":
-        import cupy
-
-        return cupy
-    return np
-
-
-def sketched_leverage_on(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Scores:
-    """Approximate leverage scores (DMMW 2012) computed with the array module ``xp``.
+def sketched_leverage_xp(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Scores:
+    """Approximate leverage scores (DMMW 2012) computed with the array module ``xp``; reached
+    through :func:`cond.linalg.sketch.sketched_leverage` with ``xp=``.
 
     Parameters
     ----------

@@ -17,11 +17,9 @@ passes and get the same floats as one process:
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
-from cond.linalg.leverage import DEFAULT_RCOND, PairTree, Scores, rank_basis
+from cond.linalg.leverage import BLOCK_ROWS, DEFAULT_RCOND, PairTree, Scores, leaf_r, rank_basis
 
-LEAF_GRAIN = 4096  # a leaf is a whole number of these rows (the row blocks of cond.formats.row_blocks)
 ENTRIES_PER_THREAD = 2**18  # sketches smaller than this (2 MB) are accumulated on one thread
 
 
@@ -47,8 +45,8 @@ def leaf_rows(n, d):
     it; 1024 d rows of 4 nonzeros each make that about 5% of the leaf's own work.
     """
     rows, _, _ = sketch_sizes(n, d)
-    blocks = max(1, -(-16 * rows // LEAF_GRAIN))
-    return LEAF_GRAIN * (1 << (blocks - 1).bit_length())
+    blocks = max(1, -(-16 * rows // BLOCK_ROWS))
+    return BLOCK_ROWS * (1 << (blocks - 1).bit_length())
 
 
 class SketchSum:
@@ -130,10 +128,7 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
         keep = np.sort(np.argsort(keyed_uniforms(seed + 2, 0, size))[: 16 * d])
         sketch = mixed[keep] / np.sqrt(len(keep))
         detail["srht_rows"] = len(keep)
-    r = scipy.linalg.qr(sketch, mode="r", check_finite=False)[0][:d]
-    if r.shape[0] < d:
-        r = np.vstack([r, np.zeros((d - r.shape[0], d))])
-    t, rank = rank_basis(np.triu(r), n, rcond)
+    t, rank = rank_basis(leaf_r(sketch, d), n, rcond)
     g = np.random.default_rng([seed, 1]).standard_normal((rank, k)) / np.sqrt(k)
     # The JL product runs in float32: its rounding (~1e-7 relative) is far below the
     # projection's own error (~sqrt(2 / k)), and it halves the cost of the score pass.
@@ -145,21 +140,38 @@ def jl_scores(x, tg):
     return np.sum(np.square(x.astype(np.float32) @ tg, dtype=np.float32), axis=1, dtype=np.float64)
 
 
-def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, threads=None) -> Scores:
-    """Approximate leverage scores: one pass for S A, one for the scores.
+def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, threads=None, xp=None) -> Scores:
+    """Approximate leverage scores (Drineas et al., JMLR 2012): one pass for S A, one for the scores.
 
     Parameters
     ----------
     blocks : callable
-        Returns a fresh iterator of ``(start, X)`` row blocks in order (one call per pass).
+        Returns a fresh iterator of ``(start, X)`` host row blocks in order, X of shape
+        (b, d) (one call per pass).
     n, d : int
+        Rows and columns of A.
     seed : int
+        Keys the sparse embedding, the SRHT and the JL matrix.
     rcond : float, optional
+        Relative cut-off of the numerical rank (default max(n, d) eps).
     srht : bool
-        Mix the sketch with an SRHT before the QR (:func:`sketch_basis`).
+        Mix the sketch with an SRHT before the QR (:func:`sketch_basis`); CPU only.
     threads : int, optional
         Blocks scored side by side (BLAS on one thread each; default: the CPUs, at most 8).
+    xp : module, optional
+        The array module to compute with (:func:`cond.backends.array_module`); numpy (the
+        default) runs the numba kernels, another (CuPy) the array-operation version of
+        :mod:`cond.linalg.leverage_device`, which agrees to rounding.
+
+    Returns
+    -------
+    Scores
+        ``values`` of shape (n,) on the host, the rank, and how they were computed.
     """
+    if xp is not None and xp is not np:
+        from cond.linalg.leverage_device import sketched_leverage_xp
+
+        return sketched_leverage_xp(xp, blocks, n, d, seed, rcond)
     from concurrent.futures import ThreadPoolExecutor
 
     from cond.threads import default_threads, one_thread_blas, threaded_map

@@ -165,9 +165,10 @@ def _precomputed(rows, blocks, opts, tick):
         return distributed_scores(opts.scheduler, rows.locator, rows.n, rows.d, opts.rcond, opts.scores,
                                   opts.seed, tick)
     if opts.device == "cuda":
-        from cond.linalg.leverage_device import namespace, sketched_leverage_on
+        from cond.backends import array_module
+        from cond.linalg.sketch import sketched_leverage
 
-        return sketched_leverage_on(namespace("cuda"), blocks, rows.n, rows.d, opts.seed, opts.rcond)
+        return sketched_leverage(blocks, rows.n, rows.d, opts.seed, opts.rcond, xp=array_module("cuda"))
     return None
 
 
@@ -186,21 +187,18 @@ def _collect(rows, idx):
 
 
 def _verify(rows, blocks, n, d, r_exact, rcond, sel_x, sel_y, weights):
-    r = r_exact if r_exact is not None else lev.streaming_r(blocks, d)
+    r = r_exact if r_exact is not None else lev.tree_r(blocks, d)
     basis, _ = lev.rank_basis(r, n, rcond)
     out = {"eps_hat": subspace_distortion(sel_x, weights, basis)}
     if sel_y is None:
         return out
     sw = np.sqrt(weights)
     x_s = np.linalg.lstsq(sel_x * sw[:, None], sel_y * sw, rcond=None)[0]
-    resid_sample, aug = 0.0, np.zeros((0, d + 1))
-    import scipy.linalg
-
+    resid_sample, aug = 0.0, lev.RTree(d + 1)  # R of [A y]: its last diagonal entry is the optimal residual
     for _, x, y in rows.blocks():
         resid_sample += float(np.sum((x @ x_s - y) ** 2))
-        aug = scipy.linalg.qr(np.vstack([aug, np.column_stack([x, y])]), mode="r", check_finite=False)[0]
-        aug = aug[: d + 1]
-    optimal = abs(float(aug[d, d])) if aug.shape[0] > d else 0.0
+        aug.add_block(np.column_stack([x, y]))
+    optimal = abs(float(aug.result()[d, d]))
     out["residual_sample"] = math.sqrt(resid_sample)
     out["residual_optimal"] = optimal
     out["residual_ratio"] = math.sqrt(resid_sample) / optimal if optimal > 0 else math.inf
