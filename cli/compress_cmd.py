@@ -109,7 +109,7 @@ def compress_command(
     """
     with mapped_errors():
         from cond.commands.compress import compress
-        from cond.commands.expand import parse_size
+        from cond.commands.expand import byte_size
 
         with progress_bar("compress", enabled=not quiet) as tick:
             report = compress(path, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
@@ -118,7 +118,7 @@ def compress_command(
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
                               method=method.value, fisher=fisher, fisher_axis=fisher_axis.value,
                               activations=activations, scheduler=scheduler,
-                              max_pool_bytes=parse_size(max_pool_size, "--max-pool-size"),
+                              max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)
         if report.nothing_compressed is not None:

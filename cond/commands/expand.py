@@ -26,7 +26,7 @@ _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 
-def parse_size(text, flag="--max-shard-size") -> int:
+def byte_size(text, flag="--max-shard-size") -> int:
     """``"5GB"`` -> 5 * 10**9, ``"500MiB"`` -> 500 * 2**20, an int stays as it is."""
     if isinstance(text, int):
         value = text
@@ -84,7 +84,7 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
         The files written (shards, then the index), the bytes of tensor data, the tensor count.
     """
     started = time.perf_counter()
-    limit = parse_size(max_shard_size)
+    limit = byte_size(max_shard_size)
     single_file = str(output).endswith(".safetensors")
     check_output(output, inputs=[source], force=force, directory=not single_file)
     earlier = [] if single_file else _earlier_expansion(output, source)

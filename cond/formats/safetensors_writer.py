@@ -16,13 +16,10 @@ import tempfile
 import numpy as np
 
 from cond.formats.atomic import atomic_output
+from cond.formats.safetensors_file import _DTYPES
 
-_NAMES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e8m0fnu": "F8_E8M0",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-}
+# numpy dtype name -> safetensors name: the inverse of the reader's one table
+_NAMES = {np_name: name for name, (_, np_name, _) in _DTYPES.items() if np_name is not None}
 
 COPY_CHUNK = 16 * 2**20
 

@@ -25,10 +25,10 @@ from cond.linalg import leverage as lev
 from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
                                       subspace_distortion)
 
-__all__ = ["DEFAULT_P", "SampleOptions", "SampleResult", "parse_size", "sample", "sample_options"]
+__all__ = ["DEFAULT_P", "SampleOptions", "SampleResult", "sample_size", "sample", "sample_options"]
 
 
-def parse_size(size, n, replacement=False):
+def sample_size(size, n, replacement=False):
     """A count (``2000``) or a percentage of n (``1%``) -> an expected sample size.
 
     Without replacement each row is kept at most once, so the size is at most n (100%).
@@ -108,7 +108,7 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     tick = progress or (lambda stage: None)
     with open_rows(source, input_format=input_format, columns=columns, target=target,
                    chunk_rows=chunk_rows, header=header, notice=notice) as rows:
-        m = parse_size(opts.size, rows.n, opts.replacement)
+        m = sample_size(opts.size, rows.n, opts.replacement)
         with input_errors(path=rows.path, shape=(rows.n, rows.d)):  # e.g. a matrix that is numerically zero
             result = _sample_rows(rows, m, opts, tick)
     return SampleResult(**{**result, "seconds": time.perf_counter() - started, "input": str(source)})
