@@ -46,7 +46,7 @@ def open_entries(path, *, input_format=None, columns=None, header=None, notice=N
         if header is not None and fmt not in ("csv", "tsv"):
             raise UsageError(f"`--header` / `--no-header` apply to csv and tsv input; {display} is {fmt}")
         if fmt in ("csv", "tsv"):
-            from cond.formats.tables import entries_of_delimited
+            from cond.formats.delimited import entries_of_delimited
 
             yield entries_of_delimited(real, display, "," if fmt == "csv" else "\t", columns, header, notice)
         else:
@@ -54,7 +54,7 @@ def open_entries(path, *, input_format=None, columns=None, header=None, notice=N
 
 
 def _reader(fmt):
-    from cond.formats import arrays, matrix_market, safetensors_file, tables, zarr_store
+    from cond.formats import arrays, matrix_market, parquet, safetensors_file, zarr_store
 
     return {
         "directory": lambda p, d, c: safetensors_file.entries_of_directory(p),
@@ -62,7 +62,7 @@ def _reader(fmt):
         "safetensors": lambda p, d, c: safetensors_file.entries_of_file(p, d),
         "npy": lambda p, d, c: arrays.entries_of_npy(p, d),
         "npz": lambda p, d, c: arrays.entries_of_npz(p, d),
-        "parquet": lambda p, d, c: tables.entries_of_parquet(p, d, c),
+        "parquet": lambda p, d, c: parquet.entries_of_parquet(p, d, c),
         "mtx": lambda p, d, c: matrix_market.entries_of_mtx(p, d),
         "zarr": lambda p, d, c: zarr_store.entries_of_zarr(p, d),
     }[fmt]

@@ -82,6 +82,8 @@ class ParquetRows(RowsOnDisk):
         """``(start, X, y)`` for blocks ``first`` .. ``last - 1``."""
         import pyarrow.parquet as pq
 
+        from cond.formats.parquet import read_parquet_columns
+
         pf = pq.ParquetFile(self.path)
         lo, hi = first * BLOCK_ROWS, min(self.n, last * BLOCK_ROWS)
         groups, tables, begin, at = [], [], None, 0
@@ -92,9 +94,7 @@ class ParquetRows(RowsOnDisk):
                 begin = at if begin is None else begin
             at += rows
         for g in groups:
-            batch = pf.read_row_group(g, columns=list(self.names))
-            tables.append(np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
-                                           for k in range(batch.num_columns)]))
+            tables.append(read_parquet_columns(pf.read_row_group(g, columns=list(self.names))))
         yield from _cut_blocks(np.vstack(tables)[lo - begin:hi - begin], first, last, self)
 
 

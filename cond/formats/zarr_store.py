@@ -146,3 +146,15 @@ def row_step(array, chunk_rows):
     no chunk is decoded twice."""
     rc = int(array.chunks[0]) or 1
     return max(1, int(chunk_rows) // rc) * rc
+
+
+def zarr_chunks(path, display):
+    """``(n, ncols, chunks)`` of the store's one 2-D array, read in whole row chunks."""
+    array, n, ncols = design_array(path, display)
+
+    def chunks(chunk_rows):
+        step = row_step(array, chunk_rows)
+        for s in range(0, n, step):
+            yield read_rows(array, s, min(n, s + step), display)
+
+    return n, ncols, chunks

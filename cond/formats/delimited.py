@@ -1,4 +1,5 @@
-"""Delimited text (CSV / TSV, optionally gzipped) and Parquet tables as one matrix.
+"""Delimited text (CSV / TSV, optionally gzipped, a file or standard input): one matrix for
+``inspect`` and a row stream for ``sample``, read by the same rules.
 
 The rules of a text table, the same for ``inspect`` and ``sample`` (:func:`text_layout`
 and the kernel):
@@ -20,48 +21,22 @@ and the kernel):
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import fnmatch
 import gzip
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from cond.errors import InputError, UsageError
-from cond.formats.entry import TensorEntry, unit_roundoff
+from cond.errors import InputError
+from cond.formats.columns import select_columns, table_stem
+from cond.formats.entry import TensorEntry
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|nan|inf|infinity)\s*$",
                      re.IGNORECASE)
-
-
-def select_columns(names, spec, display):
-    """0-based indices of the columns that ``spec`` names, in the order given.
-
-    Raises
-    ------
-    UsageError
-        When an item of ``spec`` matches no column.
-    """
-    if spec is None:
-        return list(range(len(names)))
-    chosen = []
-    for item in (s.strip() for s in spec.split(",")):
-        if not item:
-            continue
-        if re.fullmatch(r"\d+", item):
-            hits = [int(item)] if int(item) < len(names) else []
-        elif re.fullmatch(r"\d*:\d*", item):
-            lo, hi = item.split(":")
-            hits = list(range(len(names)))[int(lo or 0):int(hi) if hi else None]
-        else:
-            hits = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, item)]
-        if not hits:
-            raise UsageError(f"`--columns` item {item!r} matches no column; the columns are "
-                             f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}", path=display)
-        chosen.extend(h for h in hits if h not in chosen)
-    return chosen
 
 
 def looks_numeric(field: str) -> bool:
@@ -257,6 +232,12 @@ def _line_of_row(block, row):
     return _content_lines(block)[row][0] + 1
 
 
+def is_gzip(path) -> bool:
+    """Whether the file starts with the gzip magic bytes (a .gz name is not required)."""
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
 def entries_of_delimited(path, display=None, delimiter=",", columns=None, header=None, notice=None):
     """One entry: the numeric table of a CSV / TSV file (gzip allowed).
 
@@ -268,11 +249,9 @@ def entries_of_delimited(path, display=None, delimiter=",", columns=None, header
     import mmap
 
     display = str(path) if display is None else display
-    name = _stem(display)
-    with open(path, "rb") as f:
-        magic = f.read(2)
+    name = table_stem(display)
     try:
-        if magic == b"\x1f\x8b":
+        if is_gzip(path):
             with gzip.open(path, "rb") as f:
                 data = f.read()
         else:
@@ -302,58 +281,72 @@ def _parse_table(data, delimiter, columns, display, header=None, notice=None):
     return table if use == list(range(len(layout.names))) else np.ascontiguousarray(table[:, use])
 
 
-def open_parquet(path, display):
-    """``(ParquetFile, column names)``; pyarrow missing or a corrupt file is one InputError."""
+TEXT_CHUNK_BYTES = 32 * 2**20
+
+
+@contextlib.contextmanager
+def rows_of_delimited(path, display, delimiter, header=None, notice=None):
+    """Parse a delimited text file once into a temporary float64 .npy; yield (path, names).
+
+    The table's layout (header, first data line) comes from :func:`text_layout`, the
+    rules ``inspect`` reads text by.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    fd, tmp = tempfile.mkstemp(prefix="cond-rows-", suffix=".npy")
+    os.close(fd)
     try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InputError("reading Parquet needs pyarrow: pip install 'cond[parquet]'", path=display) from None
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise InputError(f"not a valid Parquet file ({str(exc).splitlines()[0]})", path=display) from None
-    return pf, list(pf.schema_arrow.names)
+        layout, rows, cr_only = None, 0, False
+        with opener(path, "rb") as src, open(tmp, "wb") as out:
+            out.write(b"\0" * 128)  # room for the .npy header, written at the end
+            leftover, line_no = b"", 0
+            while True:
+                try:
+                    piece = src.read(TEXT_CHUNK_BYTES)
+                except (OSError, EOFError) as exc:
+                    raise InputError(f"cannot read ({exc})", path=display) from None
+                if layout is None and leftover == b"":
+                    cr_only = lf_line_ends(piece) is not piece
+                if cr_only:
+                    piece = piece.replace(b"\r", b"\n")
+                data = leftover + piece
+                if not piece:
+                    cut = len(data)
+                else:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:
+                        leftover = data
+                        continue
+                block, leftover = data[:cut], data[cut:]
+                start = 0
+                if layout is None:
+                    if not block.strip(b" \t\r\n") and piece:
+                        leftover = block + leftover
+                        continue
+                    layout = text_layout(block, delimiter, display, header)
+                    start, line_no = layout.start, layout.lines
+                values, lines = parse_text_block(block, delimiter, layout.names, display, line_no, start=start)
+                line_no += block.count(b"\n", start)
+                values.tofile(out)
+                rows += len(values)
+                if not piece:
+                    break
+        if rows == 0:
+            raise InputError("has a header but no data rows", path=display)
+        if notice is not None and header_notice(display, layout):
+            notice(header_notice(display, layout))
+        header_dict = {"descr": "<f8", "fortran_order": False, "shape": (rows, len(layout.names))}
+        with open(tmp, "r+b") as out:
+            _write_header(out, header_dict)
+        yield tmp, layout.names
+    finally:
+        os.unlink(tmp)
 
 
-def check_numeric_columns(pf, indices, display):
-    """Refuse a chosen Parquet column that is not a number (inspect and sample alike: a string
-    column is never dropped silently)."""
-    import pyarrow as pa
-
-    for i in indices:
-        field = pf.schema_arrow.field(i)
-        if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
-                or pa.types.is_boolean(field.type)):
-            raise InputError(f"column '{field.name}' has type {field.type}, not numeric; choose numeric "
-                             "columns with --columns", path=display)
-
-
-def read_parquet_columns(batch):
-    """A record batch or table of numeric columns as one float64 array (rows x columns)."""
-    return np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
-                            for k in range(batch.num_columns)])
-
-
-def entries_of_parquet(path, display=None, columns=None):
-    """One entry: the chosen numeric columns of a Parquet file (needs pyarrow)."""
-    display = str(path) if display is None else display
-    pf, names = open_parquet(path, display)
-    use = select_columns(names, columns, display)
-    check_numeric_columns(pf, use, display)
-
-    def load():
-        return read_parquet_columns(pf.read(columns=[names[i] for i in use]))
-
-    kinds = {str(pf.schema_arrow.field(i).type) for i in use}
-    dtype = kinds.pop() if len(kinds) == 1 else "mixed"
-    widths = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
-    u = unit_roundoff(widths[dtype]) if dtype in widths else None
-    yield TensorEntry(_stem(display), (pf.metadata.num_rows, len(use)), dtype, display, u, None, load)
-
-
-def _stem(display):
-    base = os.path.basename(display)
-    for ext in (".gz", ".csv", ".tsv", ".txt", ".parquet"):
-        if base.lower().endswith(ext):
-            base = base[: -len(ext)]
-    return base or "table"
+def _write_header(f, header):
+    """Write a .npy 1.0 header padded to exactly 128 bytes (the space reserved up front)."""
+    text = repr(header).encode("latin1")
+    pad = 128 - 10 - len(text) - 1
+    if pad < 0:
+        raise InputError("too many columns for the .npy spill header")
+    f.seek(0)
+    f.write(b"\x93NUMPY\x01\x00" + (118).to_bytes(2, "little") + text + b" " * pad + b"\n")
