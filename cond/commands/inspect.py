@@ -9,6 +9,8 @@ to one thread per task so that the cores are not oversubscribed.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Optional
 import os
 import re
 import time
@@ -20,6 +22,22 @@ from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.linalg.spectrum import diagnose
 from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
+
+
+@dataclass(frozen=True)
+class InspectOptions:
+    """A checked inspect request; ``record()`` is the ``options`` object of ``cond.inspect/1``."""
+
+    alpha: bool
+    normality: bool
+    include: Optional[str]
+    workers: int
+    keep_spectra: bool
+    scheduler: Optional[str]
+    device: str
+
+    def record(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
@@ -79,10 +97,10 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
 
     workers = _check_workers(workers)
     pattern = _compile(include)
-    options = dict(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
-                   keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
-                   device=check_device(device))
-    if options["scheduler"] is not None:
+    options = InspectOptions(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
+                             keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
+                             device=check_device(device))
+    if options.scheduler is not None:
         _check_distributable(source, input_format)
     if isinstance(source, (str, os.PathLike)):
         with open_entries(source, input_format=input_format, columns=columns, header=header,
@@ -91,7 +109,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         manifest = _manifest_of(source)
         return report if manifest is None else dataclasses.replace(report, compressed=manifest)
     if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
-        options["device"] = check_device("cuda")
+        options = dataclasses.replace(options, device=check_device("cuda"))
         source = source.get()
     array = np.asarray(source)
     entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
@@ -153,19 +171,19 @@ def _run(label, entries, pattern, options, progress):
         if 0 in e.shape:
             raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
                              shape=e.shape)
-    analyse = lambda e: _analyse(e, options["alpha"], options["normality"],  # noqa: E731
-                                 options["keep_spectra"], options["device"])
+    analyse = lambda e: _analyse(e, options.alpha, options.normality,  # noqa: E731
+                                 options.keep_spectra, options.device)
     results = []
-    if options["scheduler"] is not None:
+    if options.scheduler is not None:
         from cond.distributed import dask_client, ordered_map
 
-        with dask_client(options["scheduler"]) as client:
-            for result in ordered_map(client, _analyse_task, todo, alpha=options["alpha"],
-                                      normality=options["normality"], keep_spectrum=options["keep_spectra"],
-                                      device=options["device"]):
+        with dask_client(options.scheduler) as client:
+            for result in ordered_map(client, _analyse_task, todo, alpha=options.alpha,
+                                      normality=options.normality, keep_spectrum=options.keep_spectra,
+                                      device=options.device):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
-    elif options["workers"] == 1 or len(todo) <= 1:
+    elif options.workers == 1 or len(todo) <= 1:
         for e in todo:
             results.append(analyse(e))
             _tick(progress, len(results), len(todo), e.name)
@@ -175,11 +193,11 @@ def _run(label, entries, pattern, options, progress):
         with one_thread_blas():
             # file order; at most `workers` tensors in flight beyond the one being consumed,
             # because each task loads its own tensor.
-            for result in threaded_map(analyse, todo, options["workers"]):
+            for result in threaded_map(analyse, todo, options.workers):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
     summary = Summary.of(results, skipped, time.perf_counter() - started)
-    return InspectReport(label, tuple(results), tuple(skipped), summary, options)
+    return InspectReport(label, tuple(results), tuple(skipped), summary, options.record())
 
 
 def _tick(progress, done, total, name):
