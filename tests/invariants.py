@@ -1,5 +1,9 @@
 """The invariant checkers: what README.md promises, asserted against an independent truth.
 
+One module for every shared checker: ``check_inspect_row`` (the accuracy promise),
+``assert_within_bound`` (compress -> expand), ``check_sample`` (a valid weighted
+sample) and ``assert_one_line_error`` (the error contract of the CLI).
+
 ``check_inspect_row`` is the one judge of every (case, path) pair of the catalogue
 (``test_catalogue.py``) and of the property tests. It states the promise of README's
 "The numbers and when to trust them" exactly as it is tested:
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 import naive
 from oracles import EPS
@@ -163,3 +168,40 @@ def check_inspect_row(case, row, unit_roundoff, spectrum=None):
         if not (enough and minimal):
             bad.append(f"{key} {r} does not keep the {level:.0%} energy minimally")
     return bad
+
+
+def assert_one_line_error(result, expect):
+    """Exit 2, one line on stderr starting ``cond: error: ``, every word of ``expect`` in it, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    err = result.stderr.strip()
+    assert err.count("\n") == 0, f"more than one line: {err!r}"
+    assert "Traceback" not in result.output
+    assert err.startswith("cond: error: ")
+    for needle in expect:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    return err
+
+
+def assert_within_bound(original, expanded, bound):
+    """Every matrix of the expanded checkpoint has the original's dtype and shape and is within
+    ``bound`` relative Frobenius error, measured in float64 on what the user gets back."""
+    assert set(expanded) == set(original)
+    for name, w in original.items():
+        assert expanded[name].dtype == w.dtype and expanded[name].shape == w.shape, name
+        w64, back = w.astype(np.float64), expanded[name].astype(np.float64)
+        error = np.linalg.norm(w64 - back) / np.linalg.norm(w64)
+        assert error <= bound, (name, error, bound)
+
+
+def check_sample(result, size):
+    """A valid weighted sample: probabilities in (0, 1], loss weight 1/q and scale w^(1/p), and
+    q_i = min(1, c s_i) for one c with sum_i q_i equal to the size asked for."""
+    q, w = result.probs, result.weights
+    assert np.all((q > 0) & (q <= 1))
+    np.testing.assert_allclose(w, 1 / q, rtol=1e-15)
+    np.testing.assert_allclose(result.scales, w ** (1 / result.header["p"]), rtol=1e-15)
+    free = q < 1
+    if free.any():
+        c = q[free] / result.scores[result.indices][free]
+        np.testing.assert_allclose(c, c[0], rtol=1e-12)
+        assert float(np.sum(np.minimum(1.0, c[0] * result.scores))) == pytest.approx(size, rel=1e-9)

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from cli_checks import assert_one_line_error
+from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.errors import InputError
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bad_inputs import CORPUS
-from cli_checks import assert_one_line_error
+from invariants import assert_one_line_error
 from cond.cli.main import app
 
 runner = CliRunner()

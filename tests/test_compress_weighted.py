@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import cond
 from checkpoints import planted_checkpoint, reconstruct
-from cli_checks import assert_one_line_error
+from invariants import assert_one_line_error
 from cond.cli.main import app
 
 runner = CliRunner()

@@ -16,7 +16,6 @@ import struct
 import tempfile
 
 import numpy as np
-import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
@@ -29,7 +28,7 @@ from cond.errors import InputError
 from cond.formats import open_entries
 from cond.commands.sample import sample
 import naive
-from invariants import check_inspect_row
+from invariants import assert_within_bound, check_inspect_row, check_sample
 from oracles import mp_singular_values
 
 runner = CliRunner()
@@ -114,13 +113,7 @@ def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, fact
             assert "overflow" in str(exc)
             return
         cond.expand(small, dense)
-        back = load_file(dense)
-    assert set(back) == set(tensors)
-    for name, w in tensors.items():
-        assert back[name].dtype == w.dtype and back[name].shape == w.shape
-        w64, b64 = w.astype(np.float64), back[name].astype(np.float64)
-        error = np.linalg.norm(w64 - b64) / np.linalg.norm(w64)  # measured on what the user gets back
-        assert error <= bound, (name, error, bound)
+        assert_within_bound(tensors, load_file(dense), bound)
 
 
 # ------------------------------------------------------------------ sample
@@ -140,15 +133,7 @@ def test_sample_scores_and_weights(n, d, log_kappa, seed, size, method):
     expected = {"leverage": hat, "root-leverage": np.sqrt(hat), "uniform": np.ones(n)}[method]
     # leverage from a backward-stable QR: error about n eps kappa^2 relative to the largest score
     np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-9 * 10**(2 * log_kappa) * expected.max())
-    q, w = result.probs, result.weights
-    assert np.all((q > 0) & (q <= 1)) and np.allclose(w, 1 / q, rtol=1e-15) and np.allclose(result.scales, w ** (1 / result.header["p"]))
-    # q_i = min(1, c s_i) for one c, and the q of all rows sum to the size asked for
-    free = q < 1
-    if free.any():
-        c = q[free] / result.scores[result.indices][free]
-        np.testing.assert_allclose(c, c[0], rtol=1e-12)
-        total = np.sum(np.minimum(1.0, c[0] * result.scores))
-        assert total == pytest.approx(size, rel=1e-9)
+    check_sample(result, size)
 
 
 # ------------------------------------------------------------------ text

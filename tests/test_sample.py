@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import naive
-from cli_checks import assert_one_line_error
+from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.linalg import leverage as lev
 from cond.linalg import sketch

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli_checks import assert_one_line_error
+from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.commands.inspect import inspect
 from cond.commands.sample import sample

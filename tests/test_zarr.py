@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli_checks import assert_one_line_error, run_cli_without
+from cli_checks import run_cli_without
+from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.commands.sample import sample
 
