@@ -50,7 +50,22 @@ class Cluster:
 
 
 def cluster_params(m: int, widths, r: int) -> int:
-    """Parameters of a cluster: shared basis m x r plus r x n_i per member."""
+    """Parameters of a cluster: shared basis m x r plus r x n_i per member.
+
+    Parameters
+    ----------
+    m : int
+        The members' common row count (the basis's rows).
+    widths : sequence of int
+        Each member's column count n_i.
+    r : int
+        The shared rank.
+
+    Returns
+    -------
+    int
+        m r + r sum(n_i).
+    """
     return m * r + r * int(sum(widths))
 
 

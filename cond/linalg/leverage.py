@@ -100,8 +100,23 @@ class RTree(PairTree):
 
 
 def tree_r(blocks, d, threads=None):
-    """R (d x d) with R^T R = A^T A by :class:`RTree` over the blocks (leaf QRs on ``threads``
-    threads with BLAS on one, :mod:`cond.threads`; the tree in order)."""
+    """R of A by :class:`RTree` over the blocks (leaf QRs on ``threads`` threads with BLAS on
+    one, :mod:`cond.threads`; the tree in order, so the floats do not depend on ``threads``).
+
+    Parameters
+    ----------
+    blocks : callable
+        Returns a fresh iterator of ``(start, X)`` row blocks, X of shape (b, d).
+    d : int
+        Columns of A.
+    threads : int, optional
+        Leaf QRs computed side by side (default: the CPUs, at most 8).
+
+    Returns
+    -------
+    ndarray of shape (d, d)
+        Upper triangular with R^T R = A^T A (zeros for no rows).
+    """
     from cond.threads import one_thread_blas, threaded_map
 
     tree = RTree(d)
@@ -112,12 +127,44 @@ def tree_r(blocks, d, threads=None):
 
 
 def block_leverage(x, t):
-    """||x_i^T T||^2 for the rows of one block: the score pass, one block at a time."""
+    """||x_i^T T||^2 for the rows of one block: the score pass, one block at a time.
+
+    Parameters
+    ----------
+    x : ndarray of shape (b, d)
+    t : ndarray of shape (d, k)
+        The rank basis of :func:`rank_basis`.
+
+    Returns
+    -------
+    ndarray of shape (b,)
+    """
     return np.sum((x @ t) ** 2, axis=1)
 
 
 def rank_basis(r, n, rcond=DEFAULT_RCOND):
-    """T = V_k S_k^{-1} (d x k) from R = U S V^T, k = #{s_j > rcond * s_1}; and k."""
+    """T = V_k S_k^{-1} from R = U S V^T, k = #{s_j > rcond * s_1}: A T has orthonormal columns.
+
+    Parameters
+    ----------
+    r : ndarray of shape (d, d)
+        An R factor of A (:func:`tree_r`).
+    n : int
+        Rows of A (for the default cut-off max(n, d) eps).
+    rcond : float, optional
+        Relative cut-off of the numerical rank.
+
+    Returns
+    -------
+    t : ndarray of shape (d, k)
+    k : int
+        The numerical rank.
+
+    Raises
+    ------
+    ValueError
+        When no singular value is above the cut-off (a numerically zero matrix).
+    """
     _, s, vt = scipy.linalg.svd(r, check_finite=False)
     d = r.shape[1]
     tol = (max(n, d) * np.finfo(np.float64).eps if rcond is None else rcond) * (s[0] if len(s) else 0)
@@ -132,6 +179,22 @@ def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND, threads=None) -> Scores:
 
     Every step runs with BLAS on one thread (blocks side by side on ``threads``
     threads), so the floats are those a Dask worker computes for the same blocks.
+
+    Parameters
+    ----------
+    blocks : callable
+        Returns a fresh iterator of ``(start, X)`` row blocks, X of shape (b, d).
+    n, d : int
+        Rows and columns of A.
+    rcond : float, optional
+        Relative cut-off of the numerical rank (default max(n, d) eps).
+    threads : int, optional
+        Blocks processed side by side.
+
+    Returns
+    -------
+    Scores
+        ``values`` of shape (n,), summing to the rank; ``detail["r"]`` the R factor.
     """
     from cond.threads import one_thread_blas, threaded_map
 
@@ -150,6 +213,23 @@ def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200)
     Pass k computes new weights with the basis of B_{k-1} = W_{k-1}^{1/2-1/p} A and, in
     the same pass, the R factor of B_k; it stops when no weight moves by more than ``tol``
     relative, or after ``max_iter`` passes (``detail["converged"]`` says which).
+
+    Parameters
+    ----------
+    blocks : callable
+        Returns a fresh iterator of ``(start, X)`` row blocks, X of shape (b, d).
+    n, d : int
+        Rows and columns of A.
+    p : float
+        In (0, 4): the iteration contracts with factor |1 - p/2|.
+    rcond : float, optional
+    tol : float
+    max_iter : int
+
+    Returns
+    -------
+    Scores
+        ``values`` of shape (n,), summing to the rank.
     """
     if not 0 < p < 4:
         raise ValueError(f"`p` must be in (0, 4) for Lewis weights; got {p}")
@@ -179,7 +259,23 @@ def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200)
 
 
 def sensitivity_bounds(lewis, leverage, p, d):
-    """Upper bounds on the l_p sensitivities sup_x |a_i^T x|^p / ||A x||_p^p."""
+    """Upper bounds on the l_p sensitivities sup_x |a_i^T x|^p / ||A x||_p^p
+    (Woodruff & Yasuda 2023): min(w_i, tau_i^{p/2}) for p <= 2, d^{p/2-1} w_i above.
+
+    Parameters
+    ----------
+    lewis : ndarray of shape (n,)
+        l_p Lewis weights.
+    leverage : ndarray of shape (n,)
+        Leverage scores.
+    p : float
+    d : int
+        The rank.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
     if p <= 2:
         return np.minimum(lewis, leverage ** (p / 2))
     return d ** (p / 2 - 1) * lewis

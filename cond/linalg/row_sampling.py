@@ -15,7 +15,22 @@ import scipy.linalg
 
 
 def bernoulli_probabilities(scores, size):
-    """q = min(1, c * scores) with sum q = size (exactly, up to rounding), and c."""
+    """q = min(1, c * scores) with sum q = size (exactly, up to rounding), and c.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+        Finite and non-negative.
+    size : int
+        The expected sample size.
+
+    Returns
+    -------
+    q : ndarray of shape (n,)
+        Keep probabilities in [0, 1].
+    c : float
+        The scale (inf when every row with a positive score is kept).
+    """
     s = np.asarray(scores, dtype=np.float64)
     if np.any(s < 0) or not np.all(np.isfinite(s)):
         raise ValueError("`scores` must be finite and non-negative")
@@ -34,7 +49,19 @@ def bernoulli_probabilities(scores, size):
 
 
 def sample_bernoulli(q, seed):
-    """Indices kept by independent Bernoulli(q_i) draws keyed by (seed, i)."""
+    """Indices kept by independent Bernoulli(q_i) draws keyed by (seed, i): the same rows
+    whatever the chunking or thread count.
+
+    Parameters
+    ----------
+    q : ndarray of shape (n,)
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (k,), int64
+        Kept row indices, ascending.
+    """
     from cond.kernels.sketching import bernoulli_keep
 
     return bernoulli_keep(np.ascontiguousarray(q, dtype=np.float64), int(seed), 0)
@@ -42,7 +69,24 @@ def sample_bernoulli(q, seed):
 
 def sample_with_replacement(scores, size, seed):
     """(indices, counts, pi): rows drawn ``size`` times with pi_i = s_i / sum s, by inverse CDF
-    of draws keyed by (seed, draw index)."""
+    of draws keyed by (seed, draw index).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n,)
+    size : int
+        Number of draws.
+    seed : int
+
+    Returns
+    -------
+    indices : ndarray of shape (k,)
+        Distinct rows drawn, ascending.
+    counts : ndarray of shape (k,)
+        How often each was drawn (summing to ``size``).
+    pi : ndarray of shape (k,)
+        Their draw probabilities.
+    """
     from cond.kernels.sketching import counts_from_sorted_uniforms, keyed_uniforms
 
     s = np.asarray(scores, dtype=np.float64)
@@ -60,7 +104,20 @@ def sample_with_replacement(scores, size, seed):
 
 def subspace_distortion(sampled_rows, loss_weights, basis):
     """eps_hat = max_j |sigma_j(S A T) - 1| where S scales row i by sqrt(weight_i) and T maps A
-    to an orthonormal basis (A T has orthonormal columns). 0 means a perfect embedding."""
+    to an orthonormal basis (A T has orthonormal columns). 0 means a perfect embedding.
+
+    Parameters
+    ----------
+    sampled_rows : ndarray of shape (k, d)
+        The kept rows of A, unscaled.
+    loss_weights : ndarray of shape (k,)
+    basis : ndarray of shape (d, r)
+        T from :func:`cond.linalg.leverage.rank_basis`.
+
+    Returns
+    -------
+    float
+    """
     sa = sampled_rows * np.sqrt(loss_weights)[:, None]
     if len(sa) == 0:
         return 1.0

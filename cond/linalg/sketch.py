@@ -32,6 +32,16 @@ def sketch_sizes(n, d):
     which moves each score by at most a factor (1 +- eps)^{-2}. Then a Gaussian JL
     projection to k = max(128, 24 ln n) columns: a score's relative error has standard
     deviation sqrt(2 / k) and P(chi2_k / k < 0.6) < 1e-7 for n = 10^6 (k = 332).
+
+    Parameters
+    ----------
+    n, d : int
+        Rows and columns of A.
+
+    Returns
+    -------
+    tuple of int
+        (rows of S, nonzeros per column of S, k).
     """
     rows = int(min(n, max(64 * d, 256)))
     jl = int(max(128, np.ceil(24 * np.log(max(n, 2)))))
@@ -39,10 +49,19 @@ def sketch_sizes(n, d):
 
 
 def leaf_rows(n, d):
-    """Rows per leaf of the sketch sum: 2**j x 4096 >= 1024 d.
+    """Rows per leaf of the sketch sum: 2**j x BLOCK_ROWS >= 1024 d.
 
     A leaf costs one zeroed (64 d x d) partial sum and, amortised, one addition of
     it; 1024 d rows of 4 nonzeros each make that about 5% of the leaf's own work.
+
+    Parameters
+    ----------
+    n, d : int
+
+    Returns
+    -------
+    int
+        A whole number of row blocks.
     """
     rows, _, _ = sketch_sizes(n, d)
     blocks = max(1, -(-16 * rows // BLOCK_ROWS))
@@ -114,6 +133,22 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
     Hadamard transform (random signs, the fast Walsh-Hadamard transform, 16 d rows
     kept) before the QR: a cheaper QR for large d, at the price of more distortion
     (about sqrt(d / 16 d) = 1/4 more).
+
+    Parameters
+    ----------
+    sketch : ndarray of shape (rows, d)
+        S A.
+    n, d : int
+    seed : int
+    rcond : float, optional
+    srht : bool
+
+    Returns
+    -------
+    tg : ndarray of shape (d, k), float32
+    rank : int
+    detail : dict
+        Sketch sizes (and SRHT rows).
     """
     from cond.kernels.sketching import fwht, keyed_uniforms
 
@@ -136,7 +171,17 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
 
 
 def jl_scores(x, tg):
-    """||x_i^T TG||^2 for the rows of one block (float32 product, float64 result)."""
+    """||x_i^T TG||^2 for the rows of one block (float32 product, float64 result).
+
+    Parameters
+    ----------
+    x : ndarray of shape (b, d)
+    tg : ndarray of shape (d, k), float32
+
+    Returns
+    -------
+    ndarray of shape (b,)
+    """
     return np.sum(np.square(x.astype(np.float32) @ tg, dtype=np.float32), axis=1, dtype=np.float64)
 
 

@@ -72,7 +72,22 @@ class MatrixDiagnostics:
 
 
 def as_matrix(a: np.ndarray) -> np.ndarray:
-    """2-D view of an N-D array: (shape[0], prod(shape[1:])), as for a conv weight (out, in*k*k)."""
+    """2-D view of an N-D array: (shape[0], prod(shape[1:])), as for a conv weight (out, in*k*k).
+
+    Parameters
+    ----------
+    a : array_like of shape (m, ...)
+        At least 2-D.
+
+    Returns
+    -------
+    ndarray of shape (m, prod(shape[1:]))
+
+    Raises
+    ------
+    ValueError
+        For fewer than 2 dimensions.
+    """
     a = np.asarray(a)
     if a.ndim < 2:
         raise ValueError(f"`a` must have at least 2 dimensions; got shape {a.shape}")

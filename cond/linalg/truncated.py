@@ -14,7 +14,18 @@ import scipy.linalg
 
 
 def tail_errors(s: np.ndarray) -> np.ndarray:
-    """e(r) for r = 0 .. len(s): sqrt(sum_{i>r} s_i^2 / sum s_i^2), shape (len(s) + 1,)."""
+    """e(r) for r = 0 .. len(s): sqrt(sum_{i>r} s_i^2 / sum s_i^2).
+
+    Parameters
+    ----------
+    s : ndarray of shape (k,)
+        Singular values, descending.
+
+    Returns
+    -------
+    ndarray of shape (k + 1,)
+        e(0) = 1 ... e(k) = 0 (all zeros for a zero matrix).
+    """
     energy = np.asarray(s, dtype=np.float64) ** 2
     total = energy.sum()
     if total == 0:
@@ -24,7 +35,19 @@ def tail_errors(s: np.ndarray) -> np.ndarray:
 
 
 def rank_for_error(s: np.ndarray, max_error: float) -> int:
-    """Smallest r with e(r) <= max_error (0 only for a zero matrix)."""
+    """Smallest r with e(r) <= max_error (0 only for a zero matrix).
+
+    Parameters
+    ----------
+    s : ndarray of shape (k,)
+        Singular values, descending.
+    max_error : float
+        In (0, 1).
+
+    Returns
+    -------
+    int
+    """
     if not 0 < max_error < 1:
         raise ValueError(f"`max_error` must be in (0, 1); got {max_error}")
     errors = tail_errors(s)
@@ -32,23 +55,56 @@ def rank_for_error(s: np.ndarray, max_error: float) -> int:
 
 
 def rank_for_ratio(m: int, n: int, ratio: float) -> int:
-    """Largest r whose factors keep at most ``ratio`` of the m * n parameters (at least 1)."""
+    """Largest r whose factors keep at most ``ratio`` of the m * n parameters (at least 1).
+
+    Parameters
+    ----------
+    m, n : int
+    ratio : float
+        In (0, 1].
+
+    Returns
+    -------
+    int
+    """
     if not 0 < ratio <= 1:
         raise ValueError(f"`ratio` must be in (0, 1]; got {ratio}")
     return max(1, int(math.floor(ratio * m * n / (m + n))))
 
 
 def lowrank_params(m: int, n: int, r: int) -> int:
-    """Parameters of the factors U (m x r) and V (r x n)."""
+    """Parameters of the factors U (m x r) and V (r x n).
+
+    Parameters
+    ----------
+    m, n, r : int
+
+    Returns
+    -------
+    int
+        r (m + n).
+    """
     return r * (m + n)
 
 
 def svd_factors(w: np.ndarray, rank: int):
-    """Balanced factors of the rank-r truncated SVD: U sqrt(S) (m x r) and sqrt(S) V^T (r x n).
+    """Balanced factors of the rank-r truncated SVD: U sqrt(S) and sqrt(S) V^T.
 
     Signs are fixed so that the largest entry of each left vector is positive
     (deterministic output). Splitting sqrt(S) evenly keeps both factors in the
     range of narrow dtypes.
+
+    Parameters
+    ----------
+    w : ndarray of shape (m, n)
+    rank : int
+
+    Returns
+    -------
+    left : ndarray of shape (m, rank)
+    right : ndarray of shape (rank, n)
+    s : ndarray of shape (min(m, n),)
+        Every singular value of W.
     """
     u, s, vt = scipy.linalg.svd(w, full_matrices=False, check_finite=False, lapack_driver="gesdd")
     u, vt = _flip_signs(u[:, :rank], vt[:rank])

@@ -155,6 +155,15 @@ def whitening(gram: np.ndarray) -> Weighting:
     A singular G gets a growing jitter (recorded, relative to the mean
     diagonal). Raises ``ValueError`` when G has a negative diagonal entry, is
     zero, or needs more jitter than ``JITTER_LIMIT``.
+
+    Parameters
+    ----------
+    gram : ndarray of shape (n, n)
+
+    Returns
+    -------
+    Weighting
+        Kind ``whiten``: B = chol(G + jitter I), lower triangular, and the jitter used.
     """
     g = np.asarray(gram, dtype=np.float64)
     if g.ndim != 2 or g.shape[0] != g.shape[1]:
@@ -185,9 +194,23 @@ def whitening(gram: np.ndarray) -> Weighting:
 def weighted_factors(w: np.ndarray, weighting: Weighting, rank: int):
     """Factors of the weighted truncated SVD mapped back: W_hat = left @ right.
 
-    Returns ``left`` (m x rank), ``right`` (rank x n) and the singular values
-    of A W B, whose discarded tail gives the weighted error (Eckart-Young).
-    sqrt(S) is split evenly before the weights are undone.
+    The SVD of A W B is truncated to ``rank``; sqrt(S) is split evenly before the
+    weights are undone, so the discarded tail of A W B's singular values is the
+    weighted error (Eckart-Young).
+
+    Parameters
+    ----------
+    w : ndarray of shape (m, n)
+    weighting : Weighting
+        Row weights A, column weights B or a whitening factor (kind ``none``: plain SVD).
+    rank : int
+
+    Returns
+    -------
+    left : ndarray of shape (m, rank)
+    right : ndarray of shape (rank, n)
+    s : ndarray of shape (min(m, n),)
+        The singular values of A W B.
     """
     u, s, vt = scipy.linalg.svd(weighting.apply(w), full_matrices=False, check_finite=False,
                                 lapack_driver="gesdd")
