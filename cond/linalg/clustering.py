@@ -70,7 +70,7 @@ def cluster_params(m: int, widths, r: int) -> int:
 
 
 def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", scope="matrix",
-                    patience=8, rounding=None, seed=0, progress=None):
+                    patience=8, rounding=None, expanded=None, seed=0, progress=None):
     """Cluster blocks with equal row counts; return the clusters with two or more members.
 
     Parameters
@@ -89,6 +89,10 @@ def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", s
     rounding : callable, optional
         Maps a float64 array to the float64 values of its storage rounding
         (for example through bfloat16); errors are measured after it.
+    expanded : sequence of callable, optional
+        Per block, the rounding of the product basis @ factor to what the user gets back
+        (the block's original dtype); with it ``Cluster.errors`` are the errors of the
+        written file, not only of the stored factors.
     seed : int
         Seed of the incremental estimator's randomized range finder.
     progress : callable, optional
@@ -108,13 +112,16 @@ def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", s
         raise ValueError("`blocks` must share their row count")
     if int(patience) < 1:
         raise ValueError(f"`patience` must be a positive integer; got {patience}")
+    if expanded is not None and len(expanded) != len(blocks):
+        raise ValueError(f"`expanded` must have one rounding per block; got {len(expanded)} for {len(blocks)}")
     return _Driver(blocks, own_params, max_error, predictor, scope, int(patience),
-                   rounding or (lambda x: x), seed, progress).run()
+                   rounding or (lambda x: x), expanded, seed, progress).run()
 
 
 class _Driver:
-    def __init__(self, blocks, own_params, eps, predictor, scope, patience, rounding, seed, progress):
+    def __init__(self, blocks, own_params, eps, predictor, scope, patience, rounding, expanded, seed, progress):
         self.blocks = blocks
+        self.expanded = expanded
         self.own = [int(p) for p in own_params]
         self.eps = eps
         self.predictor = predictor
@@ -238,7 +245,8 @@ class _Driver:
         for i in members:
             a = self.blocks[i]
             v = self.rounding(stored.T @ a)
-            errors.append(float(np.linalg.norm(a - stored @ v) / self.norms[i]))
+            approx = stored @ v if self.expanded is None else self.expanded[i](stored @ v)
+            errors.append(float(np.linalg.norm(a - approx) / self.norms[i]))
         return errors
 
     def _meets(self, errors, members):

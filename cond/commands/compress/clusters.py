@@ -11,13 +11,12 @@ import math
 
 import numpy as np
 
-from cond.commands.compress.own_form import rounder, weighting_of
+from cond.commands.compress.own_form import rounder
 from cond.commands.compress.report import ClusterRecord, TensorRecord
 from cond.errors import input_errors
 from cond.formats.safetensors_file import numpy_dtype
 from cond.linalg.clustering import greedy_clusters
 from cond.linalg.truncated import relative_error
-from cond.linalg.weighted import Weighting
 
 
 def cluster_pass(candidates, records, writer, opts, calibration, progress, client=None):
@@ -84,35 +83,36 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None):
     The driver sees the weighted blocks W_i B_i (cols) or (A_i W_i)^T (rows); the member
     factors are the plain projections U^T W_i, optimal in the weighted norm too.
     """
-    blocks, weightings = [], []
-    for c in chunk:
+    blocks, weightings = [], [c.weights for c in chunk]  # pass 1's weights: no Cholesky factor twice
+    for c, weighting in zip(chunk, weightings):
         w = c.entry.load()
         w = w.reshape(w.shape[0], -1)
-        weighting = weighting_of(calibration, c.name, c.shape)[0] if c.weighting != "none" else Weighting()
         if weighting.kind != "none":
             w = weighting.apply(w)
         blocks.append(w if axis == "cols" else np.ascontiguousarray(w.T))
-        weightings.append(weighting)
     storage = chunk[0].storage_dtype
-    rounding = rounder(storage)
     np_dtype = numpy_dtype(storage)
     own = [c.own.params_after for c in chunk]
+    # unweighted blocks are the matrices themselves: the driver measures what expand will write
+    expanded = [rounder(c.dtype) if wt.kind == "none" else (lambda x: x) for c, wt in zip(chunk, weightings)]
     with input_errors(path=chunk[0].entry.source, tensor=f"{chunk[0].name} and {len(chunk) - 1} more"):
         found = greedy_clusters(blocks, own, opts.max_error, predictor=opts.estimator,
-                                scope=opts.error_scope, patience=opts.patience, rounding=rounding,
-                                seed=opts.seed,
+                                scope=opts.error_scope, patience=opts.patience, rounding=rounder(storage),
+                                expanded=expanded, seed=opts.seed,
                                 progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
     computed, rejected = [], []
     for cl in found:
         basis = cl.basis.astype(np_dtype)
         basis64 = basis.astype(np.float64)
         factors, errors, plain = {}, {}, {}
-        for i in cl.members:
-            if weightings[i].kind == "none":  # the block the driver saw is the matrix itself
-                w = blocks[i] if axis == "cols" else blocks[i].T
-            else:  # the driver saw the weighted matrix: read the plain one again
-                w = chunk[i].entry.load()
-                w = w.reshape(w.shape[0], -1)
+        for k, i in enumerate(cl.members):
+            if weightings[i].kind == "none":  # the driver measured this very product: its error is final
+                block = blocks[i]
+                factors[i] = (basis64.T @ block).astype(np_dtype)
+                errors[i] = plain[i] = cl.errors[k]
+                continue
+            w = chunk[i].entry.load()  # the driver saw the weighted matrix: measure the plain one
+            w = w.reshape(w.shape[0], -1)
             factors[i], errors[i], plain[i] = _member_factor(w, weightings[i], basis64, axis, np_dtype,
                                                              rounder(chunk[i].dtype))
         if not _verified(errors, blocks, cl.members, opts):  # e.g. the last rounding to the original dtype

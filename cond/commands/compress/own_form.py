@@ -35,9 +35,18 @@ class Candidate:
     own: TensorRecord
     entry: object = field(repr=False)
     group: Optional[str] = ""
-    weighting: str = "none"
-    weight_sides: tuple = (False, False)  # (left A, right B)
+    weights: Weighting = field(default_factory=Weighting, repr=False)  # pass 1's, reused by pass 2
     weight_note: Optional[str] = None
+
+    @property
+    def weighting(self) -> str:
+        """The kind of weights (``none``, ``fisher``, ``whiten``)."""
+        return self.weights.kind
+
+    @property
+    def weight_sides(self) -> tuple:
+        """(row weights A, column weights B): which shared basis the weights allow."""
+        return self.weights.has_left, self.weights.has_right
 
 
 def rounder(storage_dtype):
@@ -177,8 +186,8 @@ def _own_form(entry, opts, calibration):
     if opts.group_re is not None:
         match = opts.group_re.search(name)
         group = None if match is None else (match.group(1) if match.groups() else match.group(0))
-    return Candidate(name, tuple(entry.shape), entry.dtype, storage, m, n, own, entry, group,
-                      weighting.kind, (weighting.has_left, weighting.has_right), weight_note), factors
+    return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage, m=m, n=n,
+                     own=own, entry=entry, group=group, weights=weighting, weight_note=weight_note), factors
 
 
 _CONTROLLER = []
