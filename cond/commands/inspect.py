@@ -179,7 +179,7 @@ def _run(label, entries, pattern, options, progress):
 
         with dask_client(options.scheduler) as client:
             for result in ordered_map(client, _analyse_task, todo, alpha=options.alpha,
-                                      normality=options.normality, keep_spectrum=options.keep_spectra,
+                                      normality=options.normality, keep_spectra=options.keep_spectra,
                                       device=options.device):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
@@ -205,20 +205,21 @@ def _tick(progress, done, total, name):
         progress(done, total, name)
 
 
-def _analyse_task(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
+def _analyse_task(entry, alpha, normality, keep_spectra, device="cpu") -> MatrixReport:
     """One tensor on a Dask worker: BLAS on one thread, as in the in-process pool."""
     from cond.threads import one_thread_blas
 
     with one_thread_blas():
-        return _analyse(entry, alpha, normality, keep_spectrum, device)
+        return _analyse(entry, alpha, normality, keep_spectra, device)
 
 
-def _analyse(entry, alpha, normality, keep_spectrum, device="cpu") -> MatrixReport:
+def _analyse(entry, alpha, normality, keep_spectra, device="cpu") -> MatrixReport:
+    """One tensor's diagnostics (its spectrum kept when the run keeps spectra)."""
     t0 = time.perf_counter()
     values = entry.load()
     with input_errors(path=entry.source, tensor=entry.name, shape=entry.shape):  # linalg's ValueErrors
         d = diagnose(values, unit_roundoff=entry.unit_roundoff,
-                     alpha=alpha, normality=normality, keep_spectrum=keep_spectrum,
+                     alpha=alpha, normality=normality, keep_spectrum=keep_spectra,
                      overwrite_a=values.flags.owndata and values.flags.writeable, device=device)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)
