@@ -140,36 +140,11 @@ def _parse_number(address, i, n, delim):
         if i < n and (_byte(address, i) | 32 == 110 or _byte(address, i) | 32 == 105):  # nan, inf: Python decides
             status = 1
     elif i < n and (_byte(address, i) == 101 or _byte(address, i) == 69):  # e E
-        i += 1
-        eneg = False
-        if i < n and (_byte(address, i) == 45 or _byte(address, i) == 43):
-            eneg = _byte(address, i) == 45
-            i += 1
-        if i >= n or _byte(address, i) < 48 or _byte(address, i) > 57:
+        e, ok, i = _exponent(address, i + 1, n)
+        exp10 += e
+        if not ok:
             status = 2
-        e = 0
-        while i < n:
-            c = np.int64(_byte(address, i))
-            if c < 48 or c > 57:
-                break
-            if e < 100000:
-                e = e * 10 + (c - 48)
-            i += 1
-        exp10 += -e if eneg else e
-    # the rest of the field may only be spaces, a closing quote or a carriage return; a quoted
-    # field ("1,000") runs to its closing quote, delimiters included, and is then not a number
-    while i < n and _byte(address, i) != 10 and (quoted or _byte(address, i) != delim):
-        c = np.int64(_byte(address, i))
-        if c == 34 and quoted:  # the closing quote
-            quoted = False
-        elif c != 32 and c != 13:  # anything else, a stray quote too, makes it no number
-            if status == 0:
-                status = 2
-            elif status == 1 and not ((65 <= c <= 90) or (97 <= c <= 122)):
-                status = 2
-        i += 1
-    if quoted and status == 0:  # a quote opened and never closed
-        status = 2
+    status, i = _field_end(address, i, n, delim, quoted, status)
     if status != 0:
         return 0.0, status, i
     if mant == 0:  # all digits zero (a non-zero digit beyond the 19th is impossible here)
@@ -187,6 +162,45 @@ def _parse_number(address, i, n, delim):
     if not ok:
         return 0.0, 1, i
     return (-value if neg else value), 0, i
+
+
+@njit(**JIT_OPTIONS)
+def _exponent(address, i, n):
+    """The signed decimal exponent after an 'e' at i: (value, at least one digit, end)."""
+    eneg = False
+    if i < n and (_byte(address, i) == 45 or _byte(address, i) == 43):
+        eneg = _byte(address, i) == 45
+        i += 1
+    ok = i < n and 48 <= _byte(address, i) <= 57
+    e = 0
+    while i < n:
+        c = np.int64(_byte(address, i))
+        if c < 48 or c > 57:
+            break
+        if e < 100000:
+            e = e * 10 + (c - 48)
+        i += 1
+    return (-e if eneg else e), ok, i
+
+
+@njit(**JIT_OPTIONS)
+def _field_end(address, i, n, delim, quoted, status):
+    """Scan to the field's end: (status, end). The rest may only be spaces, a closing quote or a
+    carriage return; a quoted field ("1,000") runs to its closing quote, delimiters included,
+    and is then not a number (status 2); nan/inf spellings (status 1) may continue in letters."""
+    while i < n and _byte(address, i) != 10 and (quoted or _byte(address, i) != delim):
+        c = np.int64(_byte(address, i))
+        if c == 34 and quoted:  # the closing quote
+            quoted = False
+        elif c != 32 and c != 13:  # anything else, a stray quote too, makes it no number
+            if status == 0:
+                status = 2
+            elif status == 1 and not ((65 <= c <= 90) or (97 <= c <= 122)):
+                status = 2
+        i += 1
+    if quoted and status == 0:  # a quote opened and never closed
+        status = 2
+    return status, i
 
 
 @njit(**JIT_OPTIONS)
