@@ -37,6 +37,10 @@ EPILOG = """Examples:
 
   cond inspect model.safetensors --device cuda
 
+  cond inspect design.csv --collinearity --add-intercept
+
+  cond inspect design.csv --collinearity --fail-above 100 -f json
+
 Exit codes: 0 ok, 1 --fail-above exceeded, 2 bad input or usage, 70 internal error.
 """
 
@@ -62,6 +66,19 @@ def inspect_command(
     spectra: Annotated[Optional[str], typer.Option(
         "--spectra", help="Also write every matrix's singular values to this .npz "
                           "(one array per tensor name).", show_default=False)] = None,
+    collinearity: Annotated[bool, typer.Option(
+        "--collinearity", help="For a design matrix: Belsley-Kuh-Welsch condition indexes, variance-"
+                               "decomposition proportions, VIFs and the near-dependencies, by column name. "
+                               "--fail-above then gates on the largest condition index.")] = False,
+    add_intercept: Annotated[bool, typer.Option(
+        "--add-intercept", help="With --collinearity: prepend a constant column named const.")] = False,
+    scale: Annotated[bool, typer.Option(
+        "--scale/--no-scale", help="With --collinearity: scale columns to unit length (BKW).")] = True,
+    center: Annotated[bool, typer.Option(
+        "--center", help="With --collinearity: centre columns first (not with an intercept).")] = False,
+    ci_threshold: Annotated[float, typer.Option(
+        "--ci-threshold", help="With --collinearity: condition indexes above this are near-dependencies.")]
+        = 30.0,
     input_format: InputFormatOpt = None,
     columns: ColumnsOpt = None,
     header: HeaderOpt = None,
@@ -92,6 +109,13 @@ def inspect_command(
             if not quiet:
                 print(f"cond: {printable(line)}", file=sys.stderr)
 
+        if collinearity:
+            return _collinearity(path, output_format, fail_above, dict(
+                columns=columns, add_intercept=add_intercept, scale=scale, center=center, threshold=ci_threshold,
+                input_format=None if input_format is None else input_format.value, header=header, notice=notice))
+        if add_intercept or center or not scale or ci_threshold != 30.0:
+            raise UsageError("`--add-intercept`, `--center`, `--no-scale` and `--ci-threshold` apply to "
+                             "`--collinearity`; add it")
         from cond.commands.inspect import inspect
 
         with progress_bar("inspect", enabled=not quiet) as tick:
@@ -120,6 +144,17 @@ def inspect_command(
                 print(f"cond: kappa above {fail_above:g}: {worst}", file=sys.stderr)
                 raise typer.Exit(EXIT_GATE)
 
+
+
+def _collinearity(path, output_format, fail_above, options):
+    from cond.cli.collinearity_view import render
+    from cond.commands.collinearity import collinearity
+
+    report = collinearity(path, **options)
+    render(report, output_format)
+    if fail_above is not None and report.max_condition_index > fail_above:
+        print(f"cond: condition index {report.max_condition_index:.4g} above {fail_above:g}", file=sys.stderr)
+        raise typer.Exit(EXIT_GATE)
 
 
 def _ordered(matrices, sort, top):

@@ -10,13 +10,14 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "load_compressed",
+__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "load_compressed",
            "open_compressed"]
 
 _LAZY = {
     "compress": ("cond.commands.compress", "compress"),
     "expand": ("cond.commands.expand", "expand"),
     "sample": ("cond.commands.sample", "sample"),
+    "collinearity": ("cond.commands.collinearity", "collinearity"),
     "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
     "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
 }

@@ -365,6 +365,44 @@ def _(d):
     return [good_checkpoint(d), "--nope"], ["--nope"]
 
 
+@case("inspect", "--collinearity: fewer rows than columns")
+def _(d):
+    return [design(d, np.ones((3, 5))), "--collinearity"], ["x.npy", "fewer rows (3) than columns (5)"]
+
+
+@case("inspect", "--collinearity: a zero column")
+def _(d):
+    return [design(d, np.column_stack([np.arange(6.0), np.zeros(6)])), "--collinearity"], ["x.npy", "column 1 is zero"]
+
+
+@case("inspect", "--collinearity --add-intercept with a constant column")
+def _(d):
+    return [text(d, "c.csv", "k,x\n1,1\n1,2\n1,4\n"), "--collinearity", "--add-intercept", "-q"], \
+        ["c.csv", "column 'k' is already constant"]
+
+
+@case("inspect", "--collinearity of a checkpoint")
+def _(d):
+    return [good_checkpoint(d), "--collinearity"], ["m.safetensors", "weights, not a design"]
+
+
+@case("inspect", "--collinearity with NaN")
+def _(d):
+    return [design(d, np.array([[1.0, np.nan], [2, 3], [4, 5]])), "--collinearity"], ["x.npy", "NaN"]
+
+
+@case("inspect", "--collinearity of an archive with two arrays")
+def _(d):
+    path = os.path.join(d, "two.npz")
+    np.savez(path, a=np.ones((5, 2)), b=np.ones((5, 2)))
+    return [path, "--collinearity"], ["two.npz", "holds 2 matrices"]
+
+
+@case("inspect", "--ci-threshold without --collinearity")
+def _(d):
+    return [design(d, np.ones((6, 2))), "--ci-threshold", "10"], ["--collinearity"]
+
+
 # ------------------------------------------------------------------ compress
 
 for _name, _make in READ_CASES.items():

@@ -66,3 +66,19 @@ def brute_sensitivities(a, p, angles=200_000):
     x = np.vstack([np.cos(t), np.sin(t)])
     ax = np.abs(a @ x) ** p
     return np.max(ax / ax.sum(axis=0), axis=1)
+
+
+def belsley_kuh_welsch(x, scale=True, center=False):
+    """BKW by the book (Belsley, Kuh & Welsch 1980, ch. 3) with numpy's SVD: (condition indexes
+    ascending, proportions with one row per index in that order)."""
+    z = np.array(x, dtype=np.float64)
+    if center:
+        z = z - z.mean(axis=0)
+    if scale:
+        z = z / np.sqrt(np.sum(z * z, axis=0))
+    _, d, vt = np.linalg.svd(z, full_matrices=False)
+    phi = np.array([[vt[k, j] ** 2 / d[k] ** 2 for k in range(len(d))] for j in range(z.shape[1])])
+    pi = phi / phi.sum(axis=1, keepdims=True)
+    eta = d[0] / d
+    order = np.argsort(eta)
+    return eta[order], pi.T[order]

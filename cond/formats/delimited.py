@@ -261,16 +261,16 @@ def entries_of_delimited(path, display=None, delimiter=",", columns=None, header
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read ({exc})", path=display) from None
     try:
-        matrix = _parse_table(lf_line_ends(data), delimiter, columns, display, header, notice)
+        matrix, names = _parse_table(lf_line_ends(data), delimiter, columns, display, header, notice)
     finally:
         if isinstance(data, mmap.mmap):
             with contextlib.suppress(BufferError):  # views held by a traceback: unmapped when freed
                 data.close()
-    yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix)
+    yield TensorEntry(name, matrix.shape, "text", display, None, None, lambda: matrix, columns=tuple(names))
 
 
 def _parse_table(data, delimiter, columns, display, header=None, notice=None):
-    """The selected columns of a delimited table held in ``data`` (bytes or an mmap)."""
+    """(the selected columns of a delimited table held in ``data`` (bytes or an mmap), their names)."""
     layout = text_layout(data, delimiter, display, header)
     use = select_columns(layout.names, columns, display)
     table, _ = parse_text_block(data, delimiter, layout.names, display, layout.lines, start=layout.start)
@@ -278,7 +278,8 @@ def _parse_table(data, delimiter, columns, display, header=None, notice=None):
         raise InputError("has a header but no data rows", path=display)
     if notice is not None and header_notice(display, layout):
         notice(header_notice(display, layout))
-    return table if use == list(range(len(layout.names))) else np.ascontiguousarray(table[:, use])
+    names = [layout.names[j] for j in use]
+    return (table if use == list(range(len(layout.names))) else np.ascontiguousarray(table[:, use])), names
 
 
 TEXT_CHUNK_BYTES = 32 * 2**20

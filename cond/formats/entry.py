@@ -35,6 +35,8 @@ class TensorEntry:
     read_raw : callable or None
         ``read_raw()`` returns the stored bytes as they are (safetensors only),
         for byte-for-byte copies.
+    columns : tuple of str or None
+        Column names of a table (CSV / TSV header, Parquet schema), after ``--columns``.
     """
 
     name: str
@@ -45,6 +47,7 @@ class TensorEntry:
     skip_reason: Optional[str] = None
     load: Callable[[], np.ndarray] = field(default=None, repr=False, compare=False)
     read_raw: Optional[Callable[[], bytes]] = field(default=None, repr=False, compare=False)
+    columns: Optional[tuple] = None
 
 
 def unit_roundoff(dtype) -> Optional[float]:

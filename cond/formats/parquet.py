@@ -57,7 +57,8 @@ def entries_of_parquet(path, display=None, columns=None):
     dtype = kinds.pop() if len(kinds) == 1 else "mixed"
     widths = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
     u = unit_roundoff(widths[dtype]) if dtype in widths else None
-    yield TensorEntry(table_stem(display), (pf.metadata.num_rows, len(use)), dtype, display, u, None, load)
+    yield TensorEntry(table_stem(display), (pf.metadata.num_rows, len(use)), dtype, display, u, None, load,
+                      columns=tuple(names[i] for i in use))
 
 
 def parquet_chunks(pf, names):
