@@ -4,6 +4,7 @@
     cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
     cond expand small.safetensors -o dense/ back to a dense checkpoint
     cond sample X.npy --size 2000           weighted row sample (leverage, Lewis, sensitivity)
+    cond dedup X.csv -o X.dedup.csv         drop near-duplicate columns, kappa before and after
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from cond._version import __version__
-from cond.cli import compress_cmd, expand_cmd, inspect_cmd, sample_cmd
+from cond.cli import compress_cmd, dedup_cmd, expand_cmd, inspect_cmd, sample_cmd
 
 
 class OneLineErrors(TyperGroup):
@@ -57,7 +58,8 @@ app = typer.Typer(
          "  cond inspect X.npy --format json\n\n"
          "  cond compress model.safetensors --max-error 0.05 -o small.safetensors\n\n"
          "  cond expand small.safetensors -o dense/\n\n"
-         "  cond sample X.npy --method leverage --size 2000 > sample.tsv",
+         "  cond sample X.npy --method leverage --size 2000 > sample.tsv\n\n"
+         "  cond dedup stack.csv --max-corr 0.95 -o stack.dedup.csv",
     no_args_is_help=True,
     add_completion=False,
     cls=OneLineErrors,
@@ -71,6 +73,7 @@ app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILO
     compress_cmd.compress_command)
 app.command("expand", no_args_is_help=True, epilog=expand_cmd.EPILOG)(expand_cmd.expand_command)
 app.command("sample", no_args_is_help=True, epilog=sample_cmd.EPILOG)(sample_cmd.sample_command)
+app.command("dedup", no_args_is_help=True, epilog=dedup_cmd.EPILOG)(dedup_cmd.dedup_command)
 
 
 def _version(value: bool):

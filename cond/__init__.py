@@ -10,7 +10,7 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "load_compressed",
+__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "dedup", "load_compressed",
            "open_compressed"]
 
 _LAZY = {
@@ -18,6 +18,7 @@ _LAZY = {
     "expand": ("cond.commands.expand", "expand"),
     "sample": ("cond.commands.sample", "sample"),
     "collinearity": ("cond.commands.collinearity", "collinearity"),
+    "dedup": ("cond.commands.dedup", "dedup"),
     "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
     "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
 }

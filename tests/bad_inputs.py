@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
-CORPUS = {"inspect": {}, "compress": {}, "expand": {}, "sample": {}}
+CORPUS = {"inspect": {}, "compress": {}, "expand": {}, "sample": {}, "dedup": {}}
 
 
 def case(command, name):
@@ -778,6 +778,56 @@ def _(d):
 @case("sample", "bf16 .npy")
 def _(d):
     return _sample(design(d, np.ones((5, 2), dtype=ml_dtypes.bfloat16))), ["x.npy", "not numeric"]
+
+
+# ------------------------------------------------------------------ dedup
+
+for _name in ("empty design", "NaN in the design", "a checkpoint", "a missing value in the first row",
+              "a Parquet string column", "object .npy (a pickle)", "a pickle"):
+    CORPUS.setdefault("dedup", {})[_name] = (lambda make: lambda d: (lambda r: (
+        [a for a in r[0] if a not in ("--size", "10")], r[1]))(make(d)))(CORPUS["sample"][_name])
+
+
+@case("dedup", "--max-corr out of range")
+def _(d):
+    return [design(d, np.ones((5, 2))), "--max-corr", "1.5"], ["--max-corr", "(0, 1]"]
+
+
+@case("dedup", "--prefer not a regular expression")
+def _(d):
+    return [design(d, np.ones((5, 2))), "--prefer", "(["], ["--prefer", "regular expression"]
+
+
+@case("dedup", "an output it cannot write")
+def _(d):
+    return [design(d, np.ones((5, 2))), "-o", os.path.join(d, "kept.xlsx")], ["kept.xlsx", "--output"]
+
+
+@case("dedup", "output exists without --force")
+def _(d):
+    return [design(d, np.random.default_rng(0).standard_normal((9, 2))), "-o", text(d, "k.csv", "old")], \
+        ["k.csv", "--force"]
+
+
+@case("dedup", "a missing file")
+def _(d):
+    return [os.path.join(d, "nope.csv")], ["nope.csv", "no such file"]
+
+
+@case("dedup", "ragged CSV")
+def _(d):
+    return [text(d, "r.csv", "a,b,c\n1,2,3\n4,5\n")], ["r.csv", "ragged", "line 3"]
+
+
+@case("dedup", "--header on a .npy")
+def _(d):
+    return [design(d, np.ones((5, 2))), "--header"], ["--header", "csv and tsv"]
+
+
+@case("dedup", "output is the input")
+def _(d):
+    path = text(d, "x.csv", "a,b\n1,2\n3,5\n")
+    return [path, "-o", path, "--force"], ["x.csv", "overwrite the input"]
 
 
 def main(folder):

@@ -10,6 +10,7 @@ The count of (case, path) pairs checked is printed at the end of the session.
 """
 
 import gzip
+import os
 import json
 
 import ml_dtypes
@@ -287,3 +288,28 @@ def test_catalogue_covers_the_issue_cases():
     assert {c.storage for c in catalogue()} == {"f64", "f32", "f16", "bf16"}
     for tag in ("square", "tall", "wide", "very-tall", "singular", "zero", "tiny", "huge"):
         assert any(tag in c.tags for c in catalogue()), tag
+
+
+def test_dedup_kappa_keeps_the_promise():
+    # cond dedup reports the design's kappa from the TSQR R factor, with inspect's status rule:
+    # an `ok` kappa must lie in the checker's interval (tall cases; dedup reads designs)
+    import math
+    import tempfile
+
+    from oracles import EPS
+
+    cases = [c for c in select(tags_any=("tall",), exclude=("big", "zero")) if c.a.shape[0] >= c.a.shape[1]]
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            path = os.path.join(tmp, f"{case.name}.npy")
+            np.save(path, case.a)
+            before = cond.dedup(path, max_corr=1.0).before
+            Tally.add(case.name, "dedup (kappa before)")
+            s, c = case.sigma, max(case.a.shape)
+            e = c * EPS * s[0] + case.sigma_err + 101 * EPS * s
+            lo = (s[0] - e[0]) / (s[-1] + e[-1])
+            hi = (s[0] + e[0]) / (s[-1] - e[-1]) if s[-1] > e[-1] else math.inf
+            if before["status"] == "ok":
+                assert lo * (1 - 2 * EPS) <= before["kappa"] <= hi * (1 + 2 * EPS), (case.name, before, lo, hi)
+            else:
+                assert hi * EPS * c > 0.1 * (1 - 1e-6), (case.name, before)  # unresolved only where it must be

@@ -1,0 +1,157 @@
+"""``cond dedup``: drop near-duplicate columns of a design, and say what that did to kappa.
+
+Two streaming passes over the rows (a design too big for memory is fine: the state is
+d x d): the first accumulates the centred cross-product (correlations) and the TSQR R
+factor; columns are then kept greedily in file order (or those matching ``prefer``
+first), dropping each whose absolute correlation with a kept column reaches
+``max_corr``. kappa and the effective rank before and after come from R and its kept
+columns (A[:, keep] = Q R[:, keep], so their singular values are A's, without squaring
+kappa). The second pass writes the kept columns. Schema ``cond.dedup/1``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from cond.errors import UsageError, input_errors
+from cond.formats.atomic import atomic_output, check_output
+from cond.formats.row_stream import open_rows
+from cond.linalg.correlation import Moments, greedy_deduplication
+from cond.linalg.leverage import RTree
+from cond.linalg.spectrum import EPS64, UNRESOLVED_THRESHOLD
+
+SCHEMA = "cond.dedup/1"
+OUTPUT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".npy")
+
+
+@dataclass(frozen=True)
+class DedupReport:
+    """What ``cond dedup`` kept and dropped. ``to_dict()`` is the ``cond.dedup/1`` object:
+    ``input``, ``output`` (or null), ``rows``, ``options`` (max_corr, prefer), ``kept``
+    (names), ``dropped`` (``column``, ``partner`` kept in its place, ``correlation``),
+    ``constant`` (columns without a correlation, kept), and ``before`` / ``after``
+    (``kappa``, its ``status`` as in cond inspect, ``effective_rank``), ``seconds``."""
+
+    input: str
+    output: Optional[str]
+    rows: int
+    options: dict
+    kept: tuple
+    dropped: tuple
+    constant: tuple
+    before: dict
+    after: dict
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        from cond._version import __version__
+
+        def clean(stats):
+            return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
+
+        return dict(schema=SCHEMA, cond_version=__version__, input=self.input, output=self.output, rows=self.rows,
+                    options=dict(self.options), kept=list(self.kept), dropped=[dict(d) for d in self.dropped],
+                    constant=list(self.constant), before=clean(self.before), after=clean(self.after),
+                    seconds=self.seconds)
+
+
+def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, input_format=None, header=None,
+          notice=None, force=False) -> DedupReport:
+    """Drop near-duplicate columns of a design matrix.
+
+    Parameters
+    ----------
+    source : str
+        ``.npy``, ``.npz``, ``.csv`` / ``.tsv`` (gzip too), ``.parquet``, a Zarr store or ``-``.
+    output : str, optional
+        Where to write the kept columns (``.csv``, ``.tsv``, gzipped or not, with a header;
+        or ``.npy``); None: report only.
+    max_corr : float
+        In (0, 1]: a column whose |correlation| with a kept column reaches it is dropped.
+    prefer : str, optional
+        Regular expression: matching columns are considered (so kept) first.
+    columns, input_format, header, notice
+        As for :func:`cond.sample`.
+    force : bool
+        Replace an existing ``output``.
+
+    Returns
+    -------
+    DedupReport
+    """
+    if not 0 < max_corr <= 1:
+        raise UsageError(f"`--max-corr` must be in (0, 1]; got {max_corr}")
+    try:
+        prefer_re = re.compile(prefer) if prefer is not None else None
+    except re.error as exc:
+        raise UsageError(f"`--prefer` is not a valid regular expression ({exc}); got {prefer!r}") from None
+    if output is not None:
+        if not str(output).lower().endswith(OUTPUT_SUFFIXES):
+            raise UsageError(f"`--output` must end in {', '.join(OUTPUT_SUFFIXES)}; got {output!r}", path=str(output))
+        check_output(output, inputs=[source], force=force)
+    started = time.perf_counter()
+    with open_rows(source, input_format=input_format, columns=columns, header=header, notice=notice) as rows:
+        names = rows.design_names
+        moments, tree = Moments.empty(rows.d), RTree(rows.d)
+        for _, x, _ in rows.blocks():
+            moments.add_block(x)
+            tree.add_block(x)
+        corr = moments.correlations()
+        preferred = [j for j in range(rows.d) if prefer_re is not None and prefer_re.search(names[j])]
+        order = preferred + [j for j in range(rows.d) if j not in preferred]
+        kept, dropped = greedy_deduplication(corr, max_corr, order)
+        r = tree.result()
+        with input_errors(path=rows.path):
+            before, after = _spectrum_stats(r, rows.n), _spectrum_stats(r[:, kept], rows.n)
+        if output is not None:
+            _write(rows, kept, output, source, force)
+    return DedupReport(
+        input=str(source), output=None if output is None else str(output), rows=rows.n,
+        options=dict(max_corr=float(max_corr), prefer=prefer), kept=tuple(names[j] for j in kept),
+        dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
+        constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
+        before=before, after=after, seconds=time.perf_counter() - started)
+
+
+def _spectrum_stats(r, n):
+    """kappa, its status (as cond inspect's, with c = max(n, d)) and the effective rank of a matrix
+    whose R factor (or its columns) is ``r``."""
+    import scipy.linalg
+
+    s = scipy.linalg.svdvals(r, check_finite=False)
+    if not len(s) or s[0] == 0:
+        return dict(kappa=math.inf, status="zero", effective_rank=0.0, columns=int(r.shape[1]))
+    kappa = float(s[0] / s[-1]) if s[-1] > 0 else math.inf
+    c = max(n, r.shape[1])
+    status = "unresolved" if kappa * EPS64 * c > UNRESOLVED_THRESHOLD else "ok"
+    p = s[s > 0] / s.sum()
+    return dict(kappa=kappa, status=status, effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
+                columns=int(r.shape[1]))
+
+
+def _write(rows, kept, output, source, force):
+    """The second pass: the kept columns, in file order, atomically."""
+    names = [rows.design_names[j] for j in kept]
+    with atomic_output(output, inputs=[source], force=force) as tmp:
+        if str(output).lower().endswith(".npy"):
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(rows.n, len(kept)))
+            for start, x, _ in rows.blocks():
+                out[start:start + len(x)] = x[:, kept]
+            out.flush()
+            del out
+            return
+        import csv
+        import gzip
+
+        sep = "\t" if ".tsv" in str(output).lower() else ","
+        opener = gzip.open if str(output).lower().endswith(".gz") else open
+        with opener(tmp, "wt", newline="") as f:
+            csv.writer(f, delimiter=sep, lineterminator="\n").writerow(names)  # names quoted as CSV needs
+            for _, x, _ in rows.blocks():
+                f.write("".join(sep.join(repr(float(v)) for v in row) + "\n" for row in x[:, kept]))
