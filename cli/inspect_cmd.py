@@ -37,6 +37,8 @@ EPILOG = """Examples:
 
   cond inspect model.safetensors --device cuda
 
+  cond inspect model.safetensors --alpha --plot plots/
+
   cond inspect design.csv --collinearity --add-intercept
 
   cond inspect design.csv --collinearity --fail-above 100 -f json
@@ -79,6 +81,13 @@ def inspect_command(
     ci_threshold: Annotated[float, typer.Option(
         "--ci-threshold", help="With --collinearity: condition indexes above this are near-dependencies.")]
         = 30.0,
+    plot: Annotated[Optional[str], typer.Option(
+        "--plot", help="Write pictures into this folder: per matrix the spectral density with the power-law "
+                       "fit (--alpha) and the scree plot, and an overview per matrix in file order. Needs "
+                       "pip install 'cond[plot]'.", show_default=False)] = None,
+    plot_format: Annotated[str, typer.Option("--plot-format", help="png, svg or pdf.")] = "png",
+    sparkline: Annotated[bool, typer.Option(
+        "--sparkline/--no-sparkline", help="A spectrum sparkline (log scale) per matrix in the table.")] = True,
     input_format: InputFormatOpt = None,
     columns: ColumnsOpt = None,
     header: HeaderOpt = None,
@@ -105,6 +114,11 @@ def inspect_command(
             raise UsageError("`--sort alpha` needs `--alpha` (alpha is only computed when asked for)")
         if spectra is not None:
             check_output(spectra, inputs=[path])
+        if plot is not None:
+            from cond.commands.plots import check_plot_output, require_matplotlib
+
+            check_plot_output(plot, plot_format)  # before the work, not after it
+            require_matplotlib()
         def notice(line):
             if not quiet:
                 print(f"cond: {printable(line)}", file=sys.stderr)
@@ -121,7 +135,9 @@ def inspect_command(
         with progress_bar("inspect", enabled=not quiet) as tick:
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
                              input_format=None if input_format is None else input_format.value,
-                             columns=columns, workers=workers, keep_spectra=spectra is not None,
+                             columns=columns, workers=workers,
+                             keep_spectra=spectra is not None or plot is not None
+                             or (sparkline and output_format is OutputFormat.table),
                              scheduler=scheduler, device=device.value, progress=tick, header=header,
                              notice=notice)
         if spectra is not None:
@@ -134,8 +150,14 @@ def inspect_command(
             if fail_above is not None:  # a gate that checked nothing must not pass
                 raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=path)
             print(f"cond: {why}", file=sys.stderr)
+        if plot is not None:
+            from cond.commands.plots import write_plots
+
+            files = write_plots(report, plot, plot_format)
+            if not quiet:
+                print(f"cond: wrote {len(files)} pictures to {printable(plot)}", file=sys.stderr)
         rows = _ordered(report.matrices, sort, top)
-        _render(report, rows, output_format, alpha, normality)
+        _render(report, rows, output_format, alpha, normality, sparkline)
         if fail_above is not None:
             over = report.above(fail_above)
             if over:
@@ -172,7 +194,7 @@ def _ordered(matrices, sort, top):
     return rows[:top] if top else rows
 
 
-def _render(report, rows, fmt, alpha, normality):
+def _render(report, rows, fmt, alpha, normality, sparkline=False):
     if fmt is OutputFormat.json:
         write_json({**report.to_dict(), "matrices": [m.row() for m in rows]})
     elif fmt is OutputFormat.jsonl:
@@ -183,7 +205,7 @@ def _render(report, rows, fmt, alpha, normality):
 
         write_csv(ROW_FIELDS, [m.row() for m in rows])
     else:
-        _table(report, rows, alpha, normality)
+        _table(report, rows, alpha, normality, sparkline)
 
 
 def _g(v, digits=4):
@@ -198,7 +220,7 @@ STATUS_STYLE = {"ok": "green", "unresolved": "yellow", "storage-limited": "yello
                 "non-finite": "red", "zero": "red"}
 
 
-def _table(report, rows, alpha, normality):
+def _table(report, rows, alpha, normality, sparkline=False):
     from rich.console import Console
     from rich.table import Table
 
@@ -213,6 +235,10 @@ def _table(report, rows, alpha, normality):
         table.add_column("alpha", justify="right")
     if normality:
         table.add_column("henrici", justify="right")
+    if sparkline:
+        from cond.commands.plots import sparkline as spark
+
+        table.add_column("spectrum (log)", justify="left", no_wrap=True)
     for m in rows:
         d = m.diagnostics
         shape = "x".join(map(str, m.shape)) + (" *" if m.reshaped else "")
@@ -228,6 +254,8 @@ def _table(report, rows, alpha, normality):
             cells.append(_g(d.alpha, 3))
         if normality:
             cells.append(_g(d.henrici, 3))
+        if sparkline:
+            cells.append(spark(d.spectrum) if d.spectrum is not None else "")
         table.add_row(*cells)
     console.print(table)
     if any(m.reshaped for m in rows):

@@ -360,6 +360,21 @@ def _(d):
     return [path, "--spectra", path], ["m.safetensors", "overwrite the input"]
 
 
+@case("inspect", "--plot-format that is not one")
+def _(d):
+    return [good_checkpoint(d), "--plot", os.path.join(d, "p"), "--plot-format", "gif"], ["--plot-format", "gif"]
+
+
+@case("inspect", "--plot into a folder whose parent is missing")
+def _(d):
+    return [good_checkpoint(d), "--plot", os.path.join(d, "no", "p")], ["p", "parent does not exist"]
+
+
+@case("inspect", "--plot onto a file")
+def _(d):
+    return [good_checkpoint(d), "--plot", text(d, "p.png", b"x")], ["p.png", "not a directory"]
+
+
 @case("inspect", "unknown option")
 def _(d):
     return [good_checkpoint(d), "--nope"], ["--nope"]

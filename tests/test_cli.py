@@ -124,7 +124,7 @@ def test_help_imports_no_numerics():
             "        main()\n"
             "    except SystemExit as e:\n"
             "        assert e.code == 0, e.code\n"
-            "heavy = sorted(m for m in ('numpy', 'scipy', 'numba', 'cupy', 'dask', 'ml_dtypes')\n"
+            "heavy = sorted(m for m in ('numpy', 'scipy', 'numba', 'cupy', 'dask', 'ml_dtypes', 'matplotlib')\n"
             "               if m in sys.modules)\n"
             "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
