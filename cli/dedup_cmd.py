@@ -31,6 +31,9 @@ def dedup_command(
     path: InputPath,
     max_corr: Annotated[float, typer.Option("--max-corr", help="Drop a column whose |correlation| with a "
                                                                "kept column reaches this.")] = 0.95,
+    max_rel_mse: Annotated[Optional[float], typer.Option(
+        "--max-rel-mse", help="Also drop a column whose relative MSE mean((x_j - x_k)^2) / mean(x_j^2) "
+                              "against a kept column is at most this.", show_default=False)] = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", help="Write the kept columns here (.csv, .tsv, .gz of either, .npy); without it "
                                "cond only reports.", show_default=False)] = None,
@@ -52,7 +55,7 @@ def dedup_command(
             if not quiet:
                 print(f"cond: {printable(line)}", file=sys.stderr)
 
-        report = dedup(path, output, max_corr=max_corr, prefer=prefer, columns=columns,
+        report = dedup(path, output, max_corr=max_corr, max_rel_mse=max_rel_mse, prefer=prefer, columns=columns,
                        input_format=None if input_format is None else input_format.value, header=header,
                        notice=notice, force=force)
         doc = report.to_dict()

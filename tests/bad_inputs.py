@@ -808,6 +808,11 @@ def _(d):
     return [design(d, np.ones((5, 2))), "--max-corr", "1.5"], ["--max-corr", "(0, 1]"]
 
 
+@case("dedup", "--max-rel-mse negative")
+def _(d):
+    return [design(d, np.ones((5, 2))), "--max-rel-mse", "-1"], ["--max-rel-mse", ">= 0"]
+
+
 @case("dedup", "--prefer not a regular expression")
 def _(d):
     return [design(d, np.ones((5, 2))), "--prefer", "(["], ["--prefer", "regular expression"]

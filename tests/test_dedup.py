@@ -97,3 +97,16 @@ def test_a_constant_column_is_kept_and_named(tmp_path):
     np.save(tmp_path / "c.npy", x)
     report = cond.dedup(str(tmp_path / "c.npy"))
     assert report.constant == ("0",) and report.kept == ("0", "1") and report.dropped[0]["column"] == "2"
+
+
+def test_relative_mse_drops_near_copies_that_correlation_keeps(tmp_path):
+    # column 1 is column 0 with a shift: correlation 1 (dropped at any max_corr); column 2 is a
+    # noisy copy (corr ~0.9, below 0.95) whose relative MSE against column 0 is ~0.2
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(400) + 2.0
+    x = np.column_stack([a, a + 0.5, a + 0.5 * rng.standard_normal(400), rng.standard_normal(400)])
+    np.save(tmp_path / "x.npy", x)
+    rel = np.mean((x[:, 2] - x[:, 0]) ** 2) / np.mean(x[:, 2] ** 2)  # the definition, on the data
+    assert cond.dedup(str(tmp_path / "x.npy")).kept == ("0", "2", "3")
+    assert cond.dedup(str(tmp_path / "x.npy"), max_rel_mse=rel * 1.001).kept == ("0", "3")
+    assert cond.dedup(str(tmp_path / "x.npy"), max_rel_mse=rel * 0.999).kept == ("0", "2", "3")

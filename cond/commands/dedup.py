@@ -61,8 +61,8 @@ class DedupReport:
                     seconds=self.seconds)
 
 
-def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, input_format=None, header=None,
-          notice=None, force=False) -> DedupReport:
+def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, columns=None, input_format=None,
+          header=None, notice=None, force=False) -> DedupReport:
     """Drop near-duplicate columns of a design matrix.
 
     Parameters
@@ -74,6 +74,9 @@ def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, inpu
         or ``.npy``); None: report only.
     max_corr : float
         In (0, 1]: a column whose |correlation| with a kept column reaches it is dropped.
+    max_rel_mse : float, optional
+        Also drop a column j whose relative MSE against a kept column k, mean((x_j - x_k)^2)
+        / mean(x_j^2), is at most this (two predictions of nearly the same values).
     prefer : str, optional
         Regular expression: matching columns are considered (so kept) first.
     columns, input_format, header, notice
@@ -87,6 +90,8 @@ def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, inpu
     """
     if not 0 < max_corr <= 1:
         raise UsageError(f"`--max-corr` must be in (0, 1]; got {max_corr}")
+    if max_rel_mse is not None and not max_rel_mse >= 0:
+        raise UsageError(f"`--max-rel-mse` must be >= 0; got {max_rel_mse}")
     try:
         prefer_re = re.compile(prefer) if prefer is not None else None
     except re.error as exc:
@@ -105,7 +110,7 @@ def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, inpu
         corr = moments.correlations()
         preferred = [j for j in range(rows.d) if prefer_re is not None and prefer_re.search(names[j])]
         order = preferred + [j for j in range(rows.d) if j not in preferred]
-        kept, dropped = greedy_deduplication(corr, max_corr, order)
+        kept, dropped = greedy_deduplication(corr, max_corr, order, moments.relative_mse(), max_rel_mse)
         r = tree.result()
         with input_errors(path=rows.path):
             before, after = _spectrum_stats(r, rows.n), _spectrum_stats(r[:, kept], rows.n)
@@ -113,7 +118,7 @@ def dedup(source, output=None, *, max_corr=0.95, prefer=None, columns=None, inpu
             _write(rows, kept, output, source, force)
     return DedupReport(
         input=str(source), output=None if output is None else str(output), rows=rows.n,
-        options=dict(max_corr=float(max_corr), prefer=prefer), kept=tuple(names[j] for j in kept),
+        options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer), kept=tuple(names[j] for j in kept),
         dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
         constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
         before=before, after=after, seconds=time.perf_counter() - started)

@@ -47,6 +47,17 @@ class Moments:
         self.mean = shift + delta * (b / n)
         self.n = n
 
+    def relative_mse(self):
+        """(d, d): mean((a_j - a_k)^2) / mean(a_j^2), from the moments (row j, column k).
+
+        mean((a_j - a_k)^2) = (C_jj + C_kk - 2 C_jk) / n + (mean_j - mean_k)^2.
+        """
+        c = self.cross / max(self.n, 1)
+        diag = np.diag(c)
+        diff = diag[:, None] + diag[None, :] - 2 * c + (self.mean[:, None] - self.mean[None, :]) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.maximum(diff, 0.0) / (diag + self.mean ** 2)[:, None]
+
     def correlations(self):
         """The (d, d) correlation matrix; NaN in rows and columns of constant columns."""
         sd = np.sqrt(np.diag(self.cross))
@@ -54,9 +65,9 @@ class Moments:
             return self.cross / np.outer(sd, sd)
 
 
-def greedy_deduplication(corr, max_corr, order=None):
+def greedy_deduplication(corr, max_corr, order=None, rel_mse=None, max_rel_mse=None):
     """Keep columns in ``order``, dropping each whose |correlation| with an already kept column
-    reaches ``max_corr``.
+    reaches ``max_corr`` (or, with ``max_rel_mse``, whose relative MSE against one is at most it).
 
     Parameters
     ----------
@@ -66,15 +77,18 @@ def greedy_deduplication(corr, max_corr, order=None):
         In (0, 1].
     order : sequence of int, optional
         The order columns are considered in (default: 0 .. d-1): earlier ones are kept.
+    rel_mse : ndarray of shape (d, d), optional
+        :meth:`Moments.relative_mse`; with ``max_rel_mse``, a second reason to drop.
+    max_rel_mse : float, optional
 
     Returns
     -------
     kept : list of int
         Ascending.
     dropped : list of (int, int, float)
-        (column, the kept column it is most correlated with, that correlation), in ``order``.
-        Every dropped column has a kept partner at or above ``max_corr``, and no two kept
-        columns reach it.
+        (column, the kept partner that made it a duplicate, their correlation), in ``order``.
+        Every dropped column has a kept partner at or above ``max_corr`` (or within
+        ``max_rel_mse``), and no two kept columns are.
     """
     d = corr.shape[0]
     order = list(range(d)) if order is None else [int(j) for j in order]
@@ -87,5 +101,11 @@ def greedy_deduplication(corr, max_corr, order=None):
             if best is not None and against[best] >= max_corr:
                 dropped.append((j, kept[best], float(corr[j, kept[best]])))
                 continue
+            if max_rel_mse is not None:
+                close = rel_mse[j, kept]
+                k = int(np.nanargmin(close)) if not np.all(np.isnan(close)) else None
+                if k is not None and close[k] <= max_rel_mse:
+                    dropped.append((j, kept[k], float(corr[j, kept[k]])))
+                    continue
         kept.append(j)
     return sorted(kept), dropped
