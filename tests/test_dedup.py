@@ -110,3 +110,15 @@ def test_relative_mse_drops_near_copies_that_correlation_keeps(tmp_path):
     assert cond.dedup(str(tmp_path / "x.npy")).kept == ("0", "2", "3")
     assert cond.dedup(str(tmp_path / "x.npy"), max_rel_mse=rel * 1.001).kept == ("0", "3")
     assert cond.dedup(str(tmp_path / "x.npy"), max_rel_mse=rel * 0.999).kept == ("0", "2", "3")
+
+
+@pytest.mark.parametrize("scale_exp", [-565, 531])  # entries ~1e-170 and ~1e160: squares out of range
+def test_correlations_near_the_float64_limits(tmp_path, scale_exp):
+    rng = np.random.default_rng(8)
+    base = rng.standard_normal((200, 1))
+    y = np.column_stack([base, base + 0.1 * rng.standard_normal((200, 1)), rng.standard_normal((200, 1))])
+    np.save(tmp_path / "x.npy", np.ldexp(y, scale_exp))  # exact scaling: the same correlations
+    report = cond.dedup(str(tmp_path / "x.npy"), max_corr=0.95)
+    corr = np.corrcoef(y, rowvar=False)
+    assert report.kept == ("0", "2") and report.constant == ()
+    assert report.dropped[0]["correlation"] == pytest.approx(corr[1, 0], abs=1e-12)
