@@ -11,7 +11,7 @@ import typer
 from cond.cli.errors import mapped_errors
 from cond.cli.options import (ColumnsOpt, ForceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath, OutputFormat,
                               QuietOpt)
-from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
+from cond.cli.output import cell, notice_printer, printable, write_csv, write_json, write_jsonl
 
 EPILOG = """Examples:
 
@@ -51,9 +51,7 @@ def dedup_command(
     with mapped_errors():
         from cond.commands.dedup import dedup
 
-        def notice(line):
-            if not quiet:
-                print(f"cond: {printable(line)}", file=sys.stderr)
+        notice = notice_printer(quiet)
 
         report = dedup(path, output, max_corr=max_corr, max_rel_mse=max_rel_mse, prefer=prefer, columns=columns,
                        input_format=None if input_format is None else input_format.value, header=header,

@@ -11,7 +11,7 @@ import typer
 from cond.cli.errors import EXIT_GATE, mapped_errors
 from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
                               OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
-from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
+from cond.cli.output import cell, notice_printer, printable, write_csv, write_json, write_jsonl
 from cond.commands.choices import SORT_KEYS
 from cond.cli.progress import progress_bar
 
@@ -119,9 +119,7 @@ def inspect_command(
 
             check_plot_output(plot, plot_format)  # before the work, not after it
             require_matplotlib()
-        def notice(line):
-            if not quiet:
-                print(f"cond: {printable(line)}", file=sys.stderr)
+        notice = notice_printer(quiet)
 
         if collinearity:
             return _collinearity(path, output_format, fail_above, dict(

@@ -55,3 +55,14 @@ def write_csv(fields, rows, out=None) -> None:
     for row in rows:
         writer.writerow({k: "" if v is None else "x".join(map(str, v)) if k.endswith("shape") else v
                          for k, v in row.items()})
+
+
+def notice_printer(quiet):
+    """``notice(line)`` for the library: ``cond: LINE`` on stderr, unless ``--quiet``."""
+    import sys
+
+    def notice(line):
+        if not quiet:
+            print(f"cond: {printable(line)}", file=sys.stderr)
+
+    return notice

@@ -11,7 +11,7 @@ import typer
 from cond.cli.errors import mapped_errors
 from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, HeaderOpt, InputFormatOpt, InputPath, QuietOpt,
                               SchedulerOpt)
-from cond.cli.output import printable
+from cond.cli.output import notice_printer
 from cond.commands.choices import EMITS, SAMPLE_FORMATS, SAMPLE_METHODS, SCORE_MODES
 
 
@@ -99,9 +99,7 @@ def sample_command(
             if target_path is not None:
                 check_output(target_path, inputs=[path], force=force)
 
-        def notice(line):
-            if not quiet:
-                print(f"cond: {printable(line)}", file=sys.stderr)
+        notice = notice_printer(quiet)
 
         def tick(stage):
             if not quiet and sys.stderr.isatty():
