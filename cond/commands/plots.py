@@ -87,7 +87,7 @@ def _matrix_figure(plt, m, path):
     s = np.asarray(d.spectrum, dtype=np.float64)
     positive = s[s > 0]
     fig, (esd, scree) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    fig.suptitle(f"{m.name}  ({'x'.join(map(str, m.shape))}, {m.dtype}; kappa {_g(d.kappa)}, {d.status})")
+    fig.suptitle(f"{_label(m.name)}  ({'x'.join(map(str, m.shape))}, {m.dtype}; kappa {_g(d.kappa)}, {d.status})")
     data = {"name": m.name, "singular_values": s}
     if len(positive) >= 2:
         ev = positive ** 2
@@ -153,9 +153,9 @@ def _overview(plt, report, path):
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[-1].set_xticks(x)
-    axes[-1].set_xticklabels(names, rotation=90, fontsize=6 if len(rows) > 30 else 8)
+    axes[-1].set_xticklabels([_label(n) for n in names], rotation=90, fontsize=6 if len(rows) > 30 else 8)
     axes[-1].set_xlabel("matrix, in file order")
-    fig.suptitle(f"cond inspect {report.input}: {len(rows)} matrices")
+    fig.suptitle(f"cond inspect {_label(report.input)}: {len(rows)} matrices")
     fig.savefig(path)
     plt.close(fig)
     return {"names": names, "kappa": kappa, "stable_rank": stable, "alpha": alpha}
@@ -163,6 +163,12 @@ def _overview(plt, report, path):
 
 def _g(v):
     return "-" if v is None else f"{v:.4g}"
+
+
+def _label(text):
+    """A name for a figure: control characters as escapes (``\\x1b``), '$' not mathtext."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: m.group(0).encode("unicode_escape").decode("ascii"),
+                  str(text)).replace("$", r"\$")
 
 
 SPARK = "▁▂▃▄▅▆▇█"
