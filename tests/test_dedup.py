@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cond
+import naive
 from cond.cli.main import app
 from data import FIXTURES
 from oracles import EPS
@@ -38,6 +39,10 @@ def test_the_dedup_promise_on_the_stacking_fixture(max_corr):
     for stats, cols in ((report.before, list(range(72))), (report.after, kept)):
         truth = np.linalg.cond(x[:, cols])
         assert abs(stats["kappa"] - truth) <= max(x.shape) * EPS * truth * (truth + 1) + 1e-12 * truth
+        # effective rank of the data's own singular values (each within c eps sigma_1: p_i barely moves)
+        s = np.linalg.svd(x[:, cols], compute_uv=False)
+        assert stats["effective_rank"] == pytest.approx(naive.effective_rank(s), rel=1e-10)
+        assert stats["columns"] == len(cols) and stats["status"] == "ok"
 
 
 def test_fixture_reads_as_nine_families_at_095():
