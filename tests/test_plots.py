@@ -96,3 +96,21 @@ def test_plot_without_matplotlib_is_one_line(tmp_path):
                                            str(tmp_path / "p")])
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "cond[plot]" in out.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_a_failed_save_leaves_no_partial_picture(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from cond.commands.plots import write_plots
+
+    report = cond.inspect(f"{FIXTURES}/digits_mlp.safetensors", keep_spectra=True)
+
+    def broken(self, fname, **kw):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG half")  # as far as a save gets before it fails
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    with pytest.raises(OSError):
+        write_plots(report, str(tmp_path / "p"))
+    assert os.listdir(tmp_path / "p") == []  # no truncated file, no temporary left behind

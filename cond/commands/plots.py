@@ -126,8 +126,7 @@ def _matrix_figure(plt, m, path):
     scree.set_ylabel("singular value (log)")
     scree.set_title("singular values (scree)")
     scree.legend(fontsize=8)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     data.update(rank_tolerance=d.rank_tolerance, energy_rank_90=d.energy_rank_90, energy_rank_99=d.energy_rank_99)
     return data
 
@@ -156,9 +155,19 @@ def _overview(plt, report, path):
     axes[-1].set_xticklabels([_label(n) for n in names], rotation=90, fontsize=6 if len(rows) > 30 else 8)
     axes[-1].set_xlabel("matrix, in file order")
     fig.suptitle(f"cond inspect {_label(report.input)}: {len(rows)} matrices")
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return {"names": names, "kappa": kappa, "stable_rank": stable, "alpha": alpha}
+
+
+def _save(plt, fig, path):
+    """Write a figure atomically (a temporary file renamed into place): never half a picture."""
+    from cond.formats.atomic import atomic_output
+
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=os.path.splitext(path)[1][1:])
+    finally:
+        plt.close(fig)
 
 
 def _g(v):
