@@ -62,6 +62,10 @@ def inspect_command(
         "--alpha", help="Fit a power law to the squared singular values (Clauset MLE).")] = False,
     normality: Annotated[bool, typer.Option(
         "--normality", help="Henrici departure from normality of square matrices.")] = False,
+    gram: Annotated[bool, typer.Option(
+        "--gram/--no-gram", help="Allow the certified Gram route for tall or wide matrices (every singular "
+                                 "value certified to 1e-9 relative, else an SVD); --no-gram: an SVD "
+                                 "always (every value to about max(m, n) eps sigma_max).")] = True,
     fail_above: Annotated[Optional[float], typer.Option(
         "--fail-above", help="Exit 1 if any kappa exceeds this (non-finite or all-zero "
                              "matrices count as exceeding).", show_default=False)] = None,
@@ -137,7 +141,7 @@ def inspect_command(
                              keep_spectra=spectra is not None or plot is not None
                              or (sparkline and output_format is OutputFormat.table),
                              scheduler=scheduler, device=device.value, progress=tick, header=header,
-                             notice=notice)
+                             notice=notice, gram=gram)
         if spectra is not None:
             from cond.formats.atomic import write_spectra
 

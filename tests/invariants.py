@@ -25,6 +25,11 @@ LAPACK driver is 29.5 eps off, beyond ``c eps``):
    ``stable_rank``, ``effective_rank`` and the energy ranks are those of a spectrum within
    ``e`` and a norm within that bound (tolerances derived below, next to each check).
 
+Rows computed by the Gram route (``route`` "gram", ``cond/linalg/gram.py``) promise their
+own bound instead of ``e_i``: every singular value within the row's ``sigma_error`` and within
+``GRAM_RTOL = 1e-9`` of itself, relative (the route is taken only where that is certified).
+Every row states ``sigma_error``, and on the SVD routes it is at least every ``e_i``.
+
 An oracle's own uncertainty (``case.sigma_err``) is added to every ``e_i``.
 """
 
@@ -40,6 +45,8 @@ from oracles import EPS
 
 UNRESOLVED_THRESHOLD = 0.1
 BIDIAGONAL_RTOL = 100 * EPS  # LAPACK dbdsqr: TOLMUL * u <= 100 * 2**-53; doubled
+GRAM_RTOL = 1e-9  # what the Gram route promises for every value, relative (README)
+ROUTES = ("gram", "cholqr2", "gesdd", "cusolver")
 
 
 class Tally:
@@ -89,8 +96,15 @@ def check_inspect_row(case, row, unit_roundoff, spectrum=None):
         return bad
     c = max(m, n)
     s = case.sigma
+    route, stated = row.get("route"), row.get("sigma_error")
+    if route not in ROUTES or stated is None or not stated >= 0:
+        return [f"route {route!r} / sigma_error {stated!r} not stated"]
     e = c * EPS * s[0] + case.sigma_err  # the backward-error part, the same for every sigma_i
     ei = e + (BIDIAGONAL_RTOL + EPS) * s  # per value: LAPACK's relative tolerance, the truth's rounding
+    if route == "gram":  # the certified bound, absolute and relative, replaces e_i
+        ei = np.minimum(stated, GRAM_RTOL * s * (1 + GRAM_RTOL)) + case.sigma_err + EPS * s
+    elif not stated >= (c * EPS + BIDIAGONAL_RTOL) * (s[0] - ei[0]) * (1 - 4 * EPS):
+        bad.append(f"sigma_error {stated!r} below the SVD route's (c + 100) eps sigma_1")
     # 1. singular values within e_i
     for label, got, k in (("sigma_max", row["sigma_max"], 0), ("sigma_min", row["sigma_min"], -1)):
         if got is None or not abs(got - s[k]) <= ei[k]:
@@ -144,7 +158,7 @@ def check_inspect_row(case, row, unit_roundoff, spectrum=None):
     frob_tol = (m * n + 2) * EPS  # gamma_{mn}: a float64 sum of m n squares
     if not abs(row["frobenius_norm"] - frob) <= frob_tol * frob:
         bad.append(f"frobenius_norm {row['frobenius_norm']!r} != {frob!r}")
-    u, eu = s / s[0], ei[0] / s[0]  # eu: the largest e_i, in units of sigma_1
+    u, eu = s / s[0], float(np.max(ei)) / s[0]  # eu: the largest e_i, in units of sigma_1
     stable = (frob / s[0]) ** 2
     stable_tol = 2 * frob_tol + 2 * eu + 4 * EPS  # relative: ||.||_F^2 / sigma_1^2
     if not abs(row["stable_rank"] - stable) <= stable_tol * stable * 1.01:

@@ -1,4 +1,12 @@
-"""The default backend: float64 LAPACK through SciPy on the CPU."""
+"""The default backend: float64 LAPACK on the CPU.
+
+Every call that costs more than O(n^2) releases the GIL, so matrices analysed
+on threads run side by side (measured by ``tests/test_parallel.py``): SciPy's
+f2py wrappers for ``gesdd``, ``syrk`` and ``trsm`` hold it for the whole call,
+NumPy's ``linalg.svd``, ``linalg.cholesky``, ``linalg.eigvalsh`` and matmul
+(``syrk`` for ``x.T @ x``) release it. The one SciPy call left is CholeskyQR2's
+triangular solve, which NumPy does not offer.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +17,10 @@ UNIT_ROUNDOFF = float(np.finfo(np.float64).eps) / 2
 # CholeskyQR2 pays off only for clearly tall matrices.
 CHOLQR_ASPECT = 2
 
-_dsyrk = scipy.linalg.blas.dsyrk
 _dtrsm = scipy.linalg.blas.dtrsm
-_dpotrf = scipy.linalg.lapack.dpotrf
 
 
-def svdvals(a: np.ndarray, overwrite_a: bool = False) -> np.ndarray:
+def svdvals(a: np.ndarray, overwrite_a: bool = False, gram=None) -> np.ndarray:
     """Singular values of a finite 2-D float64 array, descending.
 
     Square-ish matrices go to LAPACK ``gesdd``. A clearly tall matrix (or the
@@ -30,39 +36,49 @@ def svdvals(a: np.ndarray, overwrite_a: bool = False) -> np.ndarray:
     fails it.
 
     Either way the computed values are those of ``a + E`` with ``||E||_2`` a
-    small multiple of ``u * ||a||_2``. With ``overwrite_a`` only ``gesdd`` may use
-    the array as workspace (its contents are garbage afterwards). The CholeskyQR2
-    path never writes to ``a``: when it declines, ``gesdd`` must see the original
-    values, not the Q factor the first pass made of them (STYLE rule 14).
+    small multiple of ``u * ||a||_2``. Neither path writes to ``a``: when
+    CholeskyQR2 declines, ``gesdd`` must see the original values, not the Q
+    factor the first pass made of them (STYLE rule 14). ``overwrite_a`` is
+    accepted for the callers' sake; NumPy's ``gesdd`` always works on a copy.
+    ``gram``, the Gram matrix of the tall orientation already formed (by the
+    Gram route), saves CholeskyQR2 its first ``syrk``.
     """
+    return svdvals_route(a, gram)[0]
+
+
+def svdvals_route(a: np.ndarray, gram=None):
+    """(singular values, "cholqr2" or "gesdd"): :func:`svdvals` and the route it took."""
     m, n = a.shape
     # xt: the transpose of the tall orientation, Fortran-ordered (n x m), so that every
     # BLAS call below reads it in place.
     xt = a.T if m >= n else a
     if min(m, n) * CHOLQR_ASPECT <= max(m, n):
-        s = _cholqr2_svdvals(np.asfortranarray(xt))
+        s = _cholqr2_svdvals(np.asfortranarray(xt), gram)
         if s is not None:
-            return s
-    return scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd",
-                            overwrite_a=overwrite_a)
+            return s, "cholqr2"
+    return np.linalg.svd(a, compute_uv=False), "gesdd"
 
 
-def _cholqr2_svdvals(xt):
+def _cholqr2_svdvals(xt, gram=None):
     """CholeskyQR2 on the tall matrix X = xt.T; None when its condition does not hold.
 
     ``xt`` is only read: Q1 is a new array, so a decline leaves the input intact.
     """
     n, m = xt.shape
-    r1 = _chol_of_gram(xt)
-    if r1 is None:
+    if gram is None:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflowed Gram fails Cholesky
+            gram = xt @ xt.T
+    l1 = _chol_lower(gram)
+    if l1 is None:
         return None
-    q1t = _dtrsm(1.0, r1, xt, side=0, lower=0, trans_a=1, diag=0, overwrite_b=0)  # Q1^T = R1^-T X^T
-    r2 = _chol_of_gram(q1t)
+    q1t = _dtrsm(1.0, l1, xt, side=0, lower=1, trans_a=0, diag=0, overwrite_b=0)  # Q1^T = L1^-1 X^T
+    with np.errstate(over="ignore", invalid="ignore"):
+        l2 = _chol_lower(q1t @ q1t.T)
     del q1t
-    if r2 is None:
+    if l2 is None:
         return None
-    r = np.triu(r2) @ np.triu(r1)
-    s = scipy.linalg.svd(r, compute_uv=False, check_finite=False, lapack_driver="gesdd")
+    r = l2.T @ l1.T  # R = R2 R1
+    s = np.linalg.svd(r, compute_uv=False)
     if not (np.all(np.isfinite(s)) and s[-1] > 0):
         return None
     kappa = s[0] / s[-1]
@@ -71,13 +87,17 @@ def _cholqr2_svdvals(xt):
     return s
 
 
-def _chol_of_gram(xt):
-    """Upper Cholesky factor of X^T X = xt xt^T (BLAS syrk, LAPACK potrf); None if not SPD."""
-    gram = _dsyrk(1.0, xt, trans=0, lower=0)
-    r, info = _dpotrf(gram, lower=0, clean=1, overwrite_a=1)
-    return r if info == 0 else None
+def _chol_lower(gram):
+    """Lower Cholesky factor L of a Gram matrix (G = L L^T, LAPACK potrf); None if not SPD
+    or not finite (entries near the float64 limit overflow in the Gram)."""
+    if not np.all(np.isfinite(gram)):
+        return None
+    try:
+        return np.linalg.cholesky(gram)
+    except np.linalg.LinAlgError:
+        return None
 
 
 def eigvals(a: np.ndarray) -> np.ndarray:
     """Eigenvalues of a finite square float64 array (LAPACK ``geev``)."""
-    return scipy.linalg.eigvals(a, check_finite=False)
+    return np.linalg.eigvals(a)

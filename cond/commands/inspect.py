@@ -1,9 +1,14 @@
 """``cond.inspect``: read every matrix of an input, one at a time, and diagnose it.
 
-Matrices are analysed by a small pool of threads (LAPACK releases the GIL);
-each task reads its own tensor, so at most ``workers`` tensors are in memory
-at once whatever the checkpoint's size. While the pool runs, BLAS is limited
-to one thread per task so that the cores are not oversubscribed.
+Matrices are analysed side by side by a pool of ``workers`` forked processes
+(threads where fork is not available, or for ``--device cuda``): many small
+LAPACK calls do not scale on threads even though NumPy releases the GIL for
+them (``cond/threads.py`` gives the figures; ``tests/test_parallel.py`` measures
+the overlap). Each task reads its own tensor, so at most ``workers`` tensors are
+in memory at once whatever the checkpoint's size. BLAS runs on one thread per
+task so that the cores are not oversubscribed; a matrix whose smaller side is
+at least ``LARGE_SIDE`` is analysed first, alone, with BLAS on every core
+inside its one factorisation.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.linalg.spectrum import diagnose
 from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
 
+LARGE_SIDE = 2048  # min(m, n) from which a matrix gets every core inside its factorisation
+
 
 @dataclass(frozen=True)
 class InspectOptions:
@@ -35,6 +42,7 @@ class InspectOptions:
     keep_spectra: bool
     scheduler: Optional[str]
     device: str
+    gram: bool = True
 
     def record(self) -> dict:
         return dataclasses.asdict(self)
@@ -42,7 +50,7 @@ class InspectOptions:
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
             columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
-            progress=None, header=None, notice=None) -> InspectReport:
+            progress=None, header=None, notice=None, gram=True) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -80,6 +88,9 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         CSV / TSV: whether the first line is a header (default: decided by its fields).
     notice : callable, optional
         ``notice(line)`` hears what cond decided on the caller's behalf (a header line).
+    gram : bool
+        Allow the certified Gram route for clearly tall or wide matrices (every
+        singular value certified to 1e-9 relative, else an SVD); ``False``: an SVD always.
 
     Returns
     -------
@@ -99,7 +110,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     pattern = _compile(include)
     options = InspectOptions(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
                              keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
-                             device=check_device(device))
+                             device=check_device(device), gram=bool(gram))
     if options.scheduler is not None:
         _check_distributable(source, input_format)
     if isinstance(source, (str, os.PathLike)):
@@ -171,33 +182,51 @@ def _run(label, entries, pattern, options, progress):
         if 0 in e.shape:
             raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
                              shape=e.shape)
-    analyse = lambda e: _analyse(e, options.alpha, options.normality,  # noqa: E731
-                                 options.keep_spectra, options.device)
     results = []
     if options.scheduler is not None:
         from cond.distributed import dask_client, ordered_map
 
         with dask_client(options.scheduler) as client:
-            for result in ordered_map(client, _analyse_task, todo, alpha=options.alpha,
-                                      normality=options.normality, keep_spectra=options.keep_spectra,
-                                      device=options.device):
+            for result in ordered_map(client, _analyse_task, todo, options=options):
                 results.append(result)
                 _tick(progress, len(results), len(todo), result.name)
-    elif options.workers == 1 or len(todo) <= 1:
-        for e in todo:
-            results.append(analyse(e))
-            _tick(progress, len(results), len(todo), e.name)
     else:
-        from cond.threads import one_thread_blas, threaded_map
-
-        with one_thread_blas():
-            # file order; at most `workers` tensors in flight beyond the one being consumed,
-            # because each task loads its own tensor.
-            for result in threaded_map(analyse, todo, options.workers):
-                results.append(result)
-                _tick(progress, len(results), len(todo), result.name)
+        placed = [None] * len(todo)
+        for index, result in _in_process(todo, options):
+            placed[index] = result
+            results.append(result)
+            _tick(progress, len(results), len(todo), result.name)
+        results = placed  # file order
     summary = Summary.of(results, skipped, time.perf_counter() - started)
     return InspectReport(label, tuple(results), tuple(skipped), summary, options.record())
+
+
+def _in_process(todo, options):
+    """(index in ``todo``, report) as they finish: large matrices one at a time with BLAS on
+    every core, then the rest side by side on ``workers`` processes (or threads) with BLAS on
+    one thread each. With one worker BLAS keeps every core throughout."""
+    from cond.threads import can_fork, forked_map, one_thread_blas, threaded_map
+
+    analyse = lambda item: (item[0], _analyse(item[1], options))  # noqa: E731
+    indexed = list(enumerate(todo))
+    if options.workers == 1 or len(todo) <= 1:
+        yield from map(analyse, indexed)
+        return
+    large = [item for item in indexed if min(_matrix_shape(item[1].shape)) >= LARGE_SIDE]
+    small = [item for item in indexed if min(_matrix_shape(item[1].shape)) < LARGE_SIDE]
+    yield from map(analyse, large)
+    if options.device == "cpu" and can_fork() and len(small) > 1:
+        yield from forked_map(analyse, small, options.workers)
+        return
+    with one_thread_blas():
+        yield from threaded_map(analyse, small, options.workers)
+
+
+def _matrix_shape(shape):
+    rest = 1
+    for d in shape[1:]:
+        rest *= int(d)
+    return (int(shape[0]), rest)
 
 
 def _tick(progress, done, total, name):
@@ -205,21 +234,22 @@ def _tick(progress, done, total, name):
         progress(done, total, name)
 
 
-def _analyse_task(entry, alpha, normality, keep_spectra, device="cpu") -> MatrixReport:
+def _analyse_task(entry, options) -> MatrixReport:
     """One tensor on a Dask worker: BLAS on one thread, as in the in-process pool."""
     from cond.threads import one_thread_blas
 
     with one_thread_blas():
-        return _analyse(entry, alpha, normality, keep_spectra, device)
+        return _analyse(entry, options)
 
 
-def _analyse(entry, alpha, normality, keep_spectra, device="cpu") -> MatrixReport:
+def _analyse(entry, options) -> MatrixReport:
     """One tensor's diagnostics (its spectrum kept when the run keeps spectra)."""
     t0 = time.perf_counter()
     values = entry.load()
     with input_errors(path=entry.source, tensor=entry.name, shape=entry.shape):  # linalg's ValueErrors
-        d = diagnose(values, unit_roundoff=entry.unit_roundoff,
-                     alpha=alpha, normality=normality, keep_spectrum=keep_spectra,
-                     overwrite_a=values.flags.owndata and values.flags.writeable, device=device)
+        d = diagnose(values, unit_roundoff=entry.unit_roundoff, alpha=options.alpha,
+                     normality=options.normality, keep_spectrum=options.keep_spectra,
+                     overwrite_a=values.flags.owndata and values.flags.writeable,
+                     device=options.device, gram=options.gram)
     return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
                         time.perf_counter() - t0)

@@ -25,7 +25,7 @@ ROW_FIELDS = (
     "numerical_rank", "rank_tolerance", "stable_rank", "effective_rank",
     "energy_rank_90", "energy_rank_99", "frobenius_norm", "zero_fraction",
     "nonfinite_count", "alpha", "alpha_sigma", "alpha_xmin", "alpha_ks_distance",
-    "alpha_n_tail", "henrici", "seconds",
+    "alpha_n_tail", "henrici", "seconds", "route", "sigma_error",
 )
 
 

@@ -68,6 +68,8 @@ class MatrixDiagnostics:
     alpha_ks_distance: Optional[float] = None
     alpha_n_tail: Optional[int] = None
     henrici: Optional[float] = None
+    route: Optional[str] = None
+    sigma_error: Optional[float] = None
     spectrum: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
@@ -95,7 +97,7 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
 
 
 def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
-             keep_spectrum=False, overwrite_a=False, device="cpu") -> MatrixDiagnostics:
+             keep_spectrum=False, overwrite_a=False, device="cpu", gram=True) -> MatrixDiagnostics:
     """Diagnostics of one matrix.
 
     Parameters
@@ -118,6 +120,9 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
     device : {"cpu", "cuda"}
         Where the singular values are computed: ``cuda`` copies the matrix to the GPU
         (CuPy) and the backend follows that array; the cheap statistics stay on the host.
+    gram : bool
+        Allow the certified Gram route for clearly non-square matrices
+        (:mod:`cond.linalg.gram`); ``False`` insists on a backward-stable SVD.
 
     Returns
     -------
@@ -130,10 +135,10 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
         raise ValueError(f"`a` must have no zero-size dimension; got shape {a.shape}")
     if unit_roundoff is not None and not 0 < unit_roundoff < 1:
         raise ValueError(f"`unit_roundoff` must be in (0, 1); got {unit_roundoff}")
-    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device)
+    return _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device, gram)
 
 
-def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device="cpu"):
+def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, device="cpu", gram=True):
     m, n = a.shape
     frob, nonfinite = _frobenius(a)
     zero_fraction = float(a.size - np.count_nonzero(a)) / a.size  # NaN counts as non-zero
@@ -148,16 +153,12 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
                                  nonfinite_count=0, **{**empty, "sigma_max": 0.0, "sigma_min": 0.0,
                                                        "numerical_rank": 0, "rank_tolerance": 0.0})
     henrici = _henrici(a, frob) if normality and m == n else None  # before a may be overwritten
-    if device == "cuda":
-        from cond.backends.cupy_backend import to_device
-
-        work = to_device(a)
-        s = backend_of(work).svdvals(work, overwrite_a=True)
-    else:
-        s = backend_of(a).svdvals(a, overwrite_a=overwrite_a)
+    s, route, sigma_error = _singular_values(a, frob, overwrite_a, device, gram)
     c = max(m, n)
     smax, smin = float(s[0]), float(s[-1])
     err = c * EPS64 * smax
+    if sigma_error is None:  # a backward-stable SVD: e_i = c eps sigma_1 + 100 eps sigma_i, at most
+        sigma_error = err + BIDIAGONAL_RTOL * smax
     kappa = smax / smin if smin > 0 else float("inf")
     unresolved = kappa * EPS64 * c > UNRESOLVED_THRESHOLD
     storage_limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
@@ -175,8 +176,7 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
         sigma_max=smax,
         sigma_min=smin,
         kappa=kappa,
-        kappa_lower_bound=(max(smax * (1 - BIDIAGONAL_RTOL) - err, 0.0) / (smin * (1 + BIDIAGONAL_RTOL) + err)
-                           if unresolved else None),
+        kappa_lower_bound=_kappa_lower_bound(smax, smin, err, route, sigma_error) if unresolved else None,
         storage_limited=bool(storage_limited),
         numerical_rank=int(np.count_nonzero(s > err)),
         rank_tolerance=err,
@@ -193,8 +193,38 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
         alpha_ks_distance=None if fit is None else fit.ks_distance,
         alpha_n_tail=None if fit is None else fit.n_tail,
         henrici=henrici,
+        route=route,
+        sigma_error=sigma_error,
         spectrum=s if keep_spectrum else None,
     )
+
+
+def _singular_values(a, frob, overwrite_a, device, gram):
+    """(values descending, route, certified bound or None): the Gram route where its bound
+    holds, else a backward-stable SVD on the original values."""
+    if device == "cuda":
+        from cond.backends.cupy_backend import to_device
+
+        work = to_device(a)
+        return backend_of(work).svdvals(work, overwrite_a=True), "cusolver", None
+    from cond.backends import numpy_backend
+    from cond.linalg.gram import gram_eligible, gram_spectrum
+
+    formed = None
+    if gram and gram_eligible(a.shape, frob):
+        result = gram_spectrum(a, frob)
+        if result.accepted:
+            return result.values, "gram", result.bound
+        formed = result.gram
+    s, route = numpy_backend.svdvals_route(a, gram=formed)
+    return s, route, None
+
+
+def _kappa_lower_bound(smax, smin, err, route, sigma_error):
+    """A guaranteed lower bound on kappa from the values' error bounds (route-dependent)."""
+    if route == "gram":
+        return max(smax - sigma_error, 0.0) / (smin + sigma_error)
+    return max(smax * (1 - BIDIAGONAL_RTOL) - err, 0.0) / (smin * (1 + BIDIAGONAL_RTOL) + err)
 
 
 def _energy_rank(cumulative, level):

@@ -1,0 +1,269 @@
+"""The Gram matrix route, taken only with a certified error bound: singular values for
+``cond inspect`` and the R factor of exact leverage scores for ``cond sample``.
+
+For a tall X (m x n, m >= n; a wide matrix is transposed) one BLAS ``syrk``
+forms G = X^T X and LAPACK's symmetric eigensolver gives its eigenvalues:
+about m n^2 + 4/3 n^3 flops against 4 m n^2 for an SVD, and both calls release
+the GIL (NumPy's matmul and ``eigvalsh``), so matrices run side by side.
+
+The Gram matrix squares kappa, so the result is kept only where an
+a-posteriori bound says it is good enough (DESIGN.md: a fast path is welcome
+only with a known and reported bound). With u = eps / 2:
+
+* forming G: G is summed from the Gram matrices of blocks of b rows, one after
+  another. A block's entries are dot products of length b, correct in any
+  summation order to ``gamma_b`` times the sum of the products' magnitudes
+  (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., sec. 3.1),
+  and adding the k blocks' results costs ``gamma_{k-1}`` more, so
+  ``|fl(G) - G| <= gamma_t |X|^T |X|`` entrywise with ``t = b + k - 1`` terms
+  (``gamma_t = t u / (1 - t u)``; one block of m rows would give t = m, and
+  blocking makes the bound m / t times smaller for a quarter more time). By
+  Cauchy-Schwarz entry (j, k) is at most ``gamma_t ||x_j|| ||x_k||``, so
+  ``||dG||_2 <= ||dG||_F <= gamma_t ||X||_F^2``; products that underflow add at
+  most ``m n 2**-1074``;
+* the eigensolver: the computed eigenvalues are those of ``fl(G) + F`` with
+  ``||F||_2 <= c u ||G||_2`` (Householder tridiagonalisation and QR; cond takes
+  ``c = 2 n`` as the constant, as the SVD route takes ``max(m, n)``), plus a
+  relative ``100 eps`` per eigenvalue for the tridiagonal QR's stopping rule,
+  as for LAPACK's bidiagonal SVD;
+* by Weyl, ``|lambda_i - sigma_i^2| <= delta_i`` with delta_i the sum of these;
+  so sigma_i lies in ``[sqrt(lambda_i - delta_i), sqrt(lambda_i + delta_i)]`` and
+  the reported ``sqrt(lambda_i)`` is within ``g_i`` of it (plus 2 eps sigma_i
+  for the square root).
+
+The result is accepted when every ``g_i <= GRAM_RTOL * sqrt(lambda_i)``: every
+singular value, sigma_min included, and so kappa, is then certified to nine
+significant digits (the SVD route gives about ``c eps kappa``). The bound on
+sigma_min is about ``gamma_t stable_rank kappa^2 / 2`` relative, so well
+conditioned tall matrices pass (all-MiniLM-L6-v2's, kappa 14 to 35; its
+512 x 384 position embeddings, kappa 435, do not) and
+ill-conditioned ones go on to CholeskyQR2 or ``gesdd``, which see the original
+values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS64 = float(np.finfo(np.float64).eps)
+GRAM_RTOL = 1e-9  # accepted when every sigma_i is certified to this relative accuracy
+GRAM_BLOCK_ROWS = 256  # inspect: rows per block of the Gram sum (at least n)
+GRAM_SUB_ROWS = 1024  # sample: a 4096-row leaf's Gram is summed from blocks of this many rows
+SCORE_RTOL = 1e-9  # sample: the certified relative accuracy of every exact score
+GRAM_ASPECT = 1.25  # Gram + eigvalsh beats gesdd from about this aspect ratio on
+_SAFE_RANGE = (2.0 ** -300, 2.0 ** 300)  # ||X||_F where no entry of G over- or underflows badly
+
+
+@dataclass(frozen=True)
+class GramSpectrum:
+    """Singular values from the Gram matrix with their certified bound.
+
+    Attributes
+    ----------
+    values : ndarray of shape (min(m, n),)
+        Singular values, descending.
+    bound : float
+        Every value is within ``bound`` of the exact singular value (the largest g_i).
+    gram : ndarray of shape (min(m, n), min(m, n))
+        The Gram matrix (kept so that a declined result can start CholeskyQR2 from it).
+    accepted : bool
+        Every ``g_i <= GRAM_RTOL * values[i]``.
+    """
+
+    values: np.ndarray
+    bound: float
+    gram: np.ndarray
+    accepted: bool
+
+
+def gram_eligible(shape, frobenius_norm) -> bool:
+    """Whether the Gram route is worth trying: clearly non-square, no entry of G can overflow.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (m, n) of the matrix.
+    frobenius_norm : float
+        ||X||_F.
+    """
+    m, n = shape
+    return max(m, n) >= GRAM_ASPECT * min(m, n) and _SAFE_RANGE[0] < float(frobenius_norm) < _SAFE_RANGE[1]
+
+
+def gram_spectrum(a, frobenius_norm, rtol=GRAM_RTOL) -> GramSpectrum:
+    """Singular values of ``a`` from the eigenvalues of its Gram matrix, with their bound.
+
+    Parameters
+    ----------
+    a : ndarray of shape (m, n)
+        Finite float64 matrix; only read.
+    frobenius_norm : float
+        ||a||_F, computed by a float64 dot product (relative error at most (m n + 2) eps).
+    rtol : float
+        Acceptance: every value certified to within ``rtol`` of itself, relative.
+
+    Returns
+    -------
+    GramSpectrum
+    """
+    x = a if a.shape[0] >= a.shape[1] else a.T
+    gram, terms = leaf_gram(x, max(GRAM_BLOCK_ROWS, x.shape[1]))
+    lam = np.linalg.eigvalsh(gram)[::-1]
+    values = np.sqrt(np.maximum(lam, 0.0))
+    bounds = eigenvalue_bounds(lam, x.shape, terms, float(frobenius_norm))
+    accepted = bool(lam[-1] > 0 and np.all(bounds <= rtol * values))
+    return GramSpectrum(values, float(np.max(bounds)), gram, accepted)
+
+
+def eigenvalue_bounds(lam, shape, terms, frob):
+    """Bounds g_i on |sqrt(lambda_i) - sigma_i| for the computed eigenvalues of a formed Gram matrix.
+
+    Parameters
+    ----------
+    lam : ndarray of shape (n,)
+        Computed eigenvalues of fl(X^T X), descending.
+    shape : tuple of int
+        (m, n) of X.
+    terms : int
+        The term count t of the Gram's forming error (:func:`leaf_gram`).
+    frob : float
+        ||X||_F from a float64 dot product.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    m, n = shape
+    u = EPS64 / 2
+    f2 = frob * frob * (1.0 + (m * n + 4) * EPS64)  # an upper bound on ||X||_F^2
+    gamma = terms * u / (1.0 - terms * u)
+    formed = gamma * f2 + m * n * 2.0 ** -1074
+    solver = 2 * n * u * (abs(lam[0]) + formed)
+    delta = formed + solver + 100 * EPS64 * np.abs(lam)
+    sigma = np.sqrt(np.maximum(lam, 0.0))
+    lower = np.sqrt(np.maximum(lam - delta, 0.0))
+    upper = np.sqrt(lam + delta)
+    return np.maximum(sigma - lower, upper - sigma) + 2 * EPS64 * sigma
+
+
+def leaf_gram(x, sub_rows=GRAM_SUB_ROWS):
+    """X^T X summed from blocks of ``sub_rows`` rows in order, and the term count t of its
+    error bound, ``|fl(G) - G| <= gamma_t |X|^T |X|`` entrywise (t = b + blocks - 1).
+
+    Parameters
+    ----------
+    x : ndarray of shape (m, n)
+        Views are fine: NumPy's matmul calls ``syrk`` for ``x.T @ x`` and releases the GIL.
+    sub_rows : int
+
+    Returns
+    -------
+    gram : ndarray of shape (n, n)
+    terms : int
+    """
+    gram, parts = None, 0
+    for i in range(0, max(len(x), 1), sub_rows):
+        sub = x[i:i + sub_rows]
+        part = sub.T @ sub
+        gram = part if gram is None else np.add(gram, part, out=gram)
+        parts += 1
+    return gram, min(len(x), sub_rows) + parts - 1
+
+
+class GramTree:
+    """A^T A by the binary tree of :class:`cond.linalg.leverage.PairTree` over the row blocks,
+    leaves :func:`leaf_gram`, nodes their sums: the floats depend only on the blocks, and a
+    Dask cluster's aligned subtrees reproduce them. ``terms`` is the largest term count of a
+    leaf, ``leaves`` their number, ``stack`` the partial subtrees."""
+
+    def __init__(self, d):
+        from cond.linalg.leverage import PairTree
+
+        self.d = d
+        self.terms = 0
+        self.leaves = 0
+        self._tree = PairTree(np.add)
+
+    @property
+    def stack(self):
+        return self._tree.stack
+
+    def push(self, level, value, terms=0, leaves=1):
+        self.terms = max(self.terms, terms)
+        self.leaves += leaves
+        self._tree.push(level, value)
+
+    def result(self):
+        return self._tree.result()
+
+
+def gram_r(blocks, d, threads=None, rtol=SCORE_RTOL):
+    """R from the Cholesky factor of A^T A, accepted only with a certificate on the scores.
+
+    The Gram matrix is summed from the blocks' :func:`leaf_gram` (on ``threads`` threads
+    with BLAS on one; the tree in order, so the floats do not depend on ``threads``).
+
+    Certificate (u = eps / 2; Higham, *Accuracy and Stability*, 2nd ed., secs. 3.1, 10.1).
+    Scores do not change when columns are scaled, so the bound is taken for A D,
+    D = diag(G_jj^-1/2), which is as good as the best column scaling up to a factor d:
+
+    * a leaf is formed to ``gamma_b |X|^T |X|`` (b its term count) and the tree of depth h
+      adds ``gamma_h``, so by Cauchy-Schwarz ``|dG_jk| <= gamma_t ||a_j|| ||a_k||``,
+      t = b + h, and ``||D dG D||_2 <= d gamma_t / (1 - gamma_t)``;
+    * Cholesky gives ``R^T R = fl(G) + E`` with ``|E| <= gamma_{d+1} |R|^T |R|``, so
+      ``||D E D||_2 <= d gamma_{d+1} (1 + gamma_{d+1})``;
+    * with delta the sum, the scores computed from R are ``a_i^T (A^T A + D^-1 F D^-1)^-1 a_i``
+      with ``||F|| <= delta``, each within relative ``rho = f / (1 - f)`` of the exact one,
+      ``f = delta / (s_min(R D)^2 (1 - 4 d eps) - delta)``.
+
+    Accepted when ``rho <= rtol``: kappa(A D) up to about ``sqrt(rtol / (d t u))``.
+
+    Parameters
+    ----------
+    blocks : callable
+        Returns a fresh iterator of ``(start, X)`` row blocks, X of shape (b, d).
+    d : int
+    threads : int, optional
+    rtol : float
+
+    Returns
+    -------
+    r : ndarray of shape (d, d) or None
+        Upper triangular with R^T R = fl(A^T A) + E; None when the certificate fails (or
+        the Gram matrix is not numerically positive definite).
+    rho : float
+        The certified relative error of every score (inf when declined).
+    """
+    from cond.threads import one_thread_blas, threaded_map
+
+    tree = GramTree(d)
+    with one_thread_blas():
+        for g, terms in threaded_map(lambda item: leaf_gram(item[1]), blocks(), threads):
+            tree.push(0, g, terms)
+    return certified_r(tree.result(), tree.terms, tree.leaves, d, rtol)
+
+
+def certified_r(gram, leaf_terms, leaves, d, rtol=SCORE_RTOL):
+    """(R, rho) from a Gram matrix summed by :class:`GramTree`, or (None, inf): see :func:`gram_r`."""
+    import math
+
+    if gram is None or not np.all(np.isfinite(gram)):
+        return None, math.inf
+    u = EPS64 / 2
+    gamma = lambda t: t * u / (1 - t * u)  # noqa: E731
+    terms = leaf_terms + max(0, math.ceil(math.log2(max(leaves, 1))))
+    diag = np.diag(gram)
+    if not (np.all(diag > 2.0 ** -900) and np.all(diag < 2.0 ** 900)):  # no underflow in D or G
+        return None, math.inf
+    try:
+        lower = np.linalg.cholesky(gram)
+    except np.linalg.LinAlgError:
+        return None, math.inf
+    delta = d * (gamma(terms) / (1 - gamma(terms)) + gamma(d + 1) * (1 + gamma(d + 1)))
+    s_min = float(np.linalg.svd(lower / np.sqrt(diag)[:, None], compute_uv=False)[-1])  # of R D
+    room = s_min * s_min * (1 - 4 * d * EPS64) - delta
+    f = delta / room if room > 0 else math.inf
+    rho = f / (1 - f) if f < 1 else math.inf
+    return (np.ascontiguousarray(lower.T), rho) if rho <= rtol else (None, rho)
