@@ -13,12 +13,14 @@ from typer.testing import CliRunner
 import naive
 from invariants import assert_one_line_error
 from cond.cli.main import app
+from cond.linalg import gram
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
 from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion
 from cond.commands.sample import sample
 
 runner = CliRunner()
+EPS = float(np.finfo(np.float64).eps)
 
 
 def blocks_of(a, size=7):
@@ -452,3 +454,54 @@ def test_json_output_is_the_sample_schema_and_matches_the_tsv(tmp_path):
 
     with pytest.raises(dataclasses.FrozenInstanceError):  # frozen: nothing patches a result afterwards
         result.header = {}
+
+
+@pytest.mark.parametrize("kappa", [1.0, 30.0, 1e3, 1e5, 1e8])
+def test_gram_route_is_certified_or_declined(kappa):
+    """Exact scores through the Gram matrix where the a-posteriori bound certifies them to 1e-9,
+    TSQR otherwise; either way within the route's promise of the hat diagonal from an SVD of the
+    whole matrix (tests/naive.py: LAPACK, error about n eps kappa)."""
+    rng = np.random.default_rng(int(np.log10(kappa)) + 5)
+    n, d = 30_000, 40
+    u, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    v, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    a = (u * np.geomspace(1.0, 1.0 / kappa, d)) @ v.T * rng.exponential(1.0, size=(n, 1))
+    truth = naive.hat_diagonal(a)
+    sc = lev.leverage_scores(blocks_of(a, 4096), n, d)
+    oracle_err = 50 * n * EPS * kappa  # the reference's own relative error, with room
+    rel = np.max(np.abs(sc.values - truth) / truth)
+    if sc.detail["route"] == "gram":
+        assert sc.detail["passes"] == 2 and sc.detail["score_rtol"] <= 1e-9
+        assert rel <= sc.detail["score_rtol"] + oracle_err, (rel, sc.detail)
+    else:
+        assert sc.detail["route"] == "tsqr" and sc.detail["passes"] == 3
+        assert rel <= 200 * n * EPS * kappa + oracle_err, rel
+    # kappa 1 and 30 qualify here (d t u kappa^2 ~ 1e-11 .. 1e-8 before the column scaling);
+    # 1e5 and beyond cannot (the Gram squares kappa)
+    assert sc.detail["route"] == ("gram" if kappa <= 30 else "tsqr" if kappa >= 1e5 else sc.detail["route"])
+
+
+def test_gram_scores_do_not_depend_on_block_count_threads_or_cluster_grouping():
+    """The Gram tree over fixed 4096-row leaves: same floats for 1 or 4 threads and for aligned
+    subtrees summed apart (what Dask workers return)."""
+    rng = np.random.default_rng(21)
+    a = rng.standard_normal((9 * 4096 + 100, 30))
+    blocks = blocks_of(a, 4096)
+    one = lev.leverage_scores(blocks, len(a), 30, threads=1)
+    four = lev.leverage_scores(blocks, len(a), 30, threads=4)
+    assert one.detail["route"] == "gram"
+    np.testing.assert_array_equal(one.values, four.values)
+    tree = gram.GramTree(30)
+    leaves = [gram.leaf_gram(x) for _, x in blocks()]
+    for first in range(0, len(leaves), 4):  # groups of 4 leaves summed apart, then pushed
+        part = gram.GramTree(30)
+        for g, terms in leaves[first:first + 4]:
+            part.push(0, g, terms)
+        for level, node in part.stack:
+            tree.push(level, node, part.terms, leaves=2 ** level)
+    whole = gram.GramTree(30)
+    for g, terms in leaves:
+        whole.push(0, g, terms)
+    assert np.array_equal(tree.result(), whole.result()) and tree.leaves == whole.leaves == 10
+    assert tree.terms == whole.terms == 1024 + 3
+    np.testing.assert_allclose(whole.result(), a.T @ a, rtol=1e-12, atol=1e-12 * len(a))

@@ -4,9 +4,13 @@ Every function takes ``blocks``, a callable returning a fresh iterator of
 ``(start, X)`` row blocks (one call per pass), so that memory holds one block
 and one score per row.
 
-- Leverage scores tau_i = ||a_i^T R^{-1}||^2 with R from a streaming
-  (tall-skinny) QR, in the numerical-rank basis: with R = U S V^T and
-  k = #{s_j > rcond * s_1}, tau_i = ||a_i^T V_k S_k^{-1}||^2; sum tau = k.
+- Leverage scores tau_i = ||a_i^T R^{-1}||^2, in the numerical-rank basis: with
+  R = U S V^T and k = #{s_j > rcond * s_1}, tau_i = ||a_i^T V_k S_k^{-1}||^2;
+  sum tau = k. R is the Cholesky factor of the Gram matrix A^T A summed from
+  the blocks (``syrk``, GIL-free, on every core) where an a-posteriori bound
+  certifies every score to ``SCORE_RTOL`` relative (:func:`cond.linalg.gram.gram_r`),
+  else from a streaming (tall-skinny) QR, :class:`RTree`, which is backward
+  stable at any condition number.
 - l_p Lewis weights (Cohen & Peng 2015), 0 < p < 4: the fixed point of
   w_i = (a_i^T (A^T W^{1-2/p} A)^{-1} a_i)^{p/2}; the iteration contracts with
   factor |1 - p/2|; sum w = rank.
@@ -196,15 +200,26 @@ def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND, threads=None) -> Scores:
     Scores
         ``values`` of shape (n,), summing to the rank; ``detail["r"]`` the R factor.
     """
+    from cond.linalg.gram import gram_r
+
+    r, rho = gram_r(blocks, d, threads)
+    if r is not None:
+        detail = {"passes": 2, "route": "gram", "score_rtol": rho}
+    else:  # not certified: TSQR, one more pass
+        r, detail = tree_r(blocks, d, threads), {"passes": 3, "route": "tsqr"}
+    return scores_from_r(blocks, r, n, rcond, threads, detail)
+
+
+def scores_from_r(blocks, r, n, rcond=DEFAULT_RCOND, threads=None, detail=None) -> Scores:
+    """The score pass: tau_i from R's rank basis, blocks side by side (BLAS on one thread)."""
     from cond.threads import one_thread_blas, threaded_map
 
-    r = tree_r(blocks, d, threads)
     out = np.empty(n)
     with one_thread_blas():
         t, k = rank_basis(r, n, rcond)
         for start, values in threaded_map(lambda item: (item[0], block_leverage(item[1], t)), blocks(), threads):
             out[start:start + len(values)] = values
-    return Scores(out, k, {"passes": 2, "r": r})
+    return Scores(out, k, {**(detail or {}), "r": r})
 
 
 def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200) -> Scores:

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from cond.linalg import gram
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
 
@@ -29,15 +30,22 @@ def distributed_scores(spec, locator, n, d, rcond, scores, seed, tick):
     with dask_client(spec) as client, one_thread_blas():
         groups = aligned_groups(nblocks, leaf_blocks, len(client.scheduler_info().get("workers", {})))
         if scores == "exact":
-            tree = lev.RTree(d)
-            for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+            grams = gram.GramTree(d)
+            for stack, terms in ordered_map(client, _group_gram, groups, locator=locator, d=d):
                 for node_level, node in stack:
-                    tree.push(node_level, node)
-            r = tree.result()
+                    grams.push(node_level, node, terms, leaves=2 ** node_level)
+            r, rho = gram.certified_r(grams.result(), grams.terms, grams.leaves, d)
+            detail = {"passes": 2, "route": "gram", "score_rtol": rho}
+            if r is None:  # not certified: R by TSQR, as in one process
+                tree, detail = lev.RTree(d), {"passes": 3, "route": "tsqr"}
+                for stack in ordered_map(client, _group_r, groups, locator=locator, d=d):
+                    for node_level, node in stack:
+                        tree.push(node_level, node)
+                r = tree.result()
             t, k = lev.rank_basis(r, n, rcond)
             tick("scores")
             values = np.concatenate(list(ordered_map(client, _group_leverage, groups, locator=locator, t=t)))
-            return lev.Scores(values, k, {"passes": 2, "r": r})
+            return lev.Scores(values, k, {**detail, "r": r})
         total = sketch.SketchSum(n, d, seed)
         for stack in ordered_map(client, _group_sketch, groups, locator=locator, n=n, d=d, seed=seed):
             for node_level, node in stack:
@@ -55,6 +63,17 @@ def aligned_groups(nblocks, leaf_blocks, workers):
     leaves = -(-nblocks // leaf_blocks)
     size = leaf_blocks * 2 ** max(0, int(math.floor(math.log2(max(1.0, leaves / (4 * max(1, workers)))))))
     return [(g, min(g + size, nblocks)) for g in range(0, nblocks, size)]
+
+
+def _group_gram(group, locator, d):
+    """The Gram stack of blocks ``group`` and its leaves' largest term count: one Dask task."""
+    from cond.threads import one_thread_blas
+
+    tree = gram.GramTree(d)
+    with one_thread_blas():
+        for _, x, _ in locator.blocks(*group):
+            tree.push(0, *gram.leaf_gram(x))
+    return tree.stack, tree.terms
 
 
 def _group_r(group, locator, d):
