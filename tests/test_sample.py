@@ -104,7 +104,7 @@ def test_sketch_sum_is_s_times_a_and_independent_of_how_rows_arrive():
     """S A against S formed densely from its definition (buckets and signs from the keyed
     uniforms), and bit for bit the same whatever the block cutting, since the leaves
     (not the blocks) fix the order of the additions."""
-    from cond.kernels.sketching import keyed_uniforms
+    from cond.kernels.keyed import keyed_uniforms
 
     n, d, seed = 23_000, 3, 4
     a = np.random.default_rng(5).standard_normal((n, d))
@@ -209,7 +209,8 @@ def test_bernoulli_probabilities_sum_to_the_size():
 
 
 def test_kernels_match_numpy_references():
-    from cond.kernels.sketching import fwht, keyed_uniforms, sparse_embed_accumulate
+    from cond.kernels.keyed import keyed_uniforms
+    from cond.kernels.sketching import _keyed_uniforms, embedding_hashes, fwht, sparse_embed_accumulate
 
     rng = np.random.default_rng(4)
     x = rng.standard_normal((16, 3))
@@ -233,15 +234,22 @@ def test_kernels_match_numpy_references():
     u = keyed_uniforms(7, 100, 1000)
     assert np.all((u >= 0) & (u < 1)) and abs(u.mean() - 0.5) < 0.05
     np.testing.assert_array_equal(keyed_uniforms(7, 100, 1000)[10:20], keyed_uniforms(7, 110, 10))
+    # the compiled copy the hash kernel uses is the same function, bit for bit
+    for seed, start, count in [(0, 0, 10), (7, 100, 3 * (1 << 20) + 5), (2**40 + 5, 2**40, 3000), (0x5EED ^ 3, 0, 99)]:
+        np.testing.assert_array_equal(_keyed_uniforms(seed, start, count), keyed_uniforms(seed, start, count))
+    buckets, signs = embedding_hashes(9, 12345, 4096, 4, 333)
+    u = keyed_uniforms(9, 12345 * 8, 8 * 4096).reshape(4096, 8)
+    np.testing.assert_array_equal(buckets, np.minimum((u[:, :4] * 333).astype(np.int64), 332))
+    np.testing.assert_array_equal(signs, np.where(u[:, 4:] < 0.5, -0.5, 0.5))
 
 
 def test_kernels_run_with_jit_disabled():
     code = ("import numpy as np\n"
-            "from cond.kernels.sketching import fwht, keyed_uniforms, bernoulli_keep\n"
+            "from cond.kernels.keyed import keyed_uniforms\n"
+            "from cond.kernels.sketching import _keyed_uniforms, fwht\n"
             "from cond.kernels.text_parse import parse_delimited\n"
             "h = fwht(np.eye(4)); assert np.allclose(h @ h, 4 * np.eye(4))\n"
-            "u = keyed_uniforms(3, 0, 50); k = bernoulli_keep(np.full(50, 0.5), 3, 0)\n"
-            "assert np.array_equal(k, np.flatnonzero(u < 0.5))\n"
+            "assert np.array_equal(_keyed_uniforms(3, 0, 50), keyed_uniforms(3, 0, 50))\n"
             "b = np.frombuffer(b'1.5,2\\n-3e2,0.25\\n', np.uint8)\n"
             "v = parse_delimited(b, 44, 2, np.empty((10, 2)))[0]\n"
             "assert np.array_equal(v, [[1.5, 2], [-300, 0.25]]); print('ok')\n")
@@ -505,3 +513,16 @@ def test_gram_scores_do_not_depend_on_block_count_threads_or_cluster_grouping():
     assert np.array_equal(tree.result(), whole.result()) and tree.leaves == whole.leaves == 10
     assert tree.terms == whole.terms == 1024 + 3
     np.testing.assert_allclose(whole.result(), a.T @ a, rtol=1e-12, atol=1e-12 * len(a))
+
+
+def test_scores_out_text_reads_back_to_the_same_floats(tmp_path):
+    x = np.random.default_rng(3).standard_normal((5000, 4)) * np.logspace(-3, 3, 5000)[:, None]
+    np.save(tmp_path / "x.npy", x)
+    for name in ("s.txt", "s.npy"):
+        r = runner.invoke(app, ["sample", str(tmp_path / "x.npy"), "--size", "50", "-o", str(tmp_path / "o.tsv"),
+                                "--force", "--scores-out", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+    text = (tmp_path / "s.txt").read_text()
+    assert text.endswith("\n") and text.count("\n") == 5000
+    np.testing.assert_array_equal(np.array(text.split(), dtype=np.float64), np.load(tmp_path / "s.npy"))
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), naive.hat_diagonal(x), rtol=1e-8)

@@ -1,8 +1,10 @@
-"""Sketching and sampling kernels: sparse embeddings, the Walsh-Hadamard transform, keyed uniforms.
+"""Sketching and sampling kernels: sparse embeddings, the Walsh-Hadamard transform, inverse-CDF counts.
 
 All random choices are inputs (hash buckets, signs) or derived from a counter:
-``keyed_uniform(seed, i)`` is a pure function of (seed, i), so a sample does
-not depend on how rows are chunked or on threads.
+the keyed uniform of (seed, i) (:mod:`cond.kernels.keyed`, whose NumPy version
+the rest of cond uses; ``_keyed_uniforms`` here is the same function compiled,
+for the hash kernel), so a sketch does not depend on how rows are chunked or on
+threads.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _splitmix64(x):
 
 
 @njit(**JIT_OPTIONS)
-def keyed_uniforms(seed, start, count):
+def _keyed_uniforms(seed, start, count):
     """u_i in [0, 1) for i = start .. start + count - 1, a pure function of (seed, i)."""
     out = np.empty(count)
     key = _splitmix64(np.uint64(seed))
@@ -63,7 +65,7 @@ def sparse_embed_accumulate(out, block, buckets, signs, lo, hi):
 def embedding_hashes(seed, start, count, nonzeros, rows):
     """Buckets (count x nonzeros, in [0, rows)) and signs (+-1/sqrt(nonzeros)) of rows
     ``start`` .. ``start + count - 1``, from the keyed uniforms of (seed, 2 nonzeros i + k)."""
-    u = keyed_uniforms(seed, start * 2 * nonzeros, 2 * nonzeros * count)
+    u = _keyed_uniforms(seed, start * 2 * nonzeros, 2 * nonzeros * count)
     buckets = np.empty((count, nonzeros), dtype=np.int64)
     signs = np.empty((count, nonzeros))
     scale = 1.0 / np.sqrt(nonzeros)
@@ -89,24 +91,6 @@ def fwht(a):
                     a[j + h, k] = x - y
         h *= 2
     return a
-
-
-@njit(**JIT_OPTIONS)
-def bernoulli_keep(probs, seed, start):
-    """Indices (local to the block) kept by independent Bernoulli(probs[i]) draws keyed by
-    (seed, start + i)."""
-    u = keyed_uniforms(seed, start, probs.shape[0])
-    count = 0
-    for i in range(probs.shape[0]):
-        if u[i] < probs[i]:
-            count += 1
-    out = np.empty(count, dtype=np.int64)
-    k = 0
-    for i in range(probs.shape[0]):
-        if u[i] < probs[i]:
-            out[k] = i
-            k += 1
-    return out
 
 
 @njit(**JIT_OPTIONS)

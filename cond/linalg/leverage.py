@@ -24,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 DEFAULT_RCOND = None  # max(n, d) * eps, as numpy.linalg.matrix_rank
 BLOCK_ROWS = 4096  # the row blocks of every streaming pass: TSQR leaves, sketch leaves, Dask tasks
@@ -52,7 +51,7 @@ def leaf_r(x, d):
     ndarray of shape (d, d)
         Upper triangular with R^T R = X^T X, padded with zero rows when b < d.
     """
-    r = scipy.linalg.qr(x, mode="r", check_finite=False)[0][:d]
+    r = np.linalg.qr(x, mode="r")[:d]  # NumPy's LAPACK releases the GIL (SciPy's f2py holds it)
     if r.shape[0] < d:
         r = np.vstack([r, np.zeros((d - r.shape[0], d))])
     return np.triu(r)
@@ -169,7 +168,7 @@ def rank_basis(r, n, rcond=DEFAULT_RCOND):
     ValueError
         When no singular value is above the cut-off (a numerically zero matrix).
     """
-    _, s, vt = scipy.linalg.svd(r, check_finite=False)
+    _, s, vt = np.linalg.svd(r)
     d = r.shape[1]
     tol = (max(n, d) * np.finfo(np.float64).eps if rcond is None else rcond) * (s[0] if len(s) else 0)
     k = int(np.count_nonzero(s > tol))

@@ -11,7 +11,6 @@ c_i / (size pi_i). Every random number is keyed by (seed, row index) or
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 
 def bernoulli_probabilities(scores, size):
@@ -62,7 +61,7 @@ def sample_bernoulli(q, seed):
     ndarray of shape (k,), int64
         Kept row indices, ascending.
     """
-    from cond.kernels.sketching import bernoulli_keep
+    from cond.kernels.keyed import bernoulli_keep
 
     return bernoulli_keep(np.ascontiguousarray(q, dtype=np.float64), int(seed), 0)
 
@@ -87,7 +86,8 @@ def sample_with_replacement(scores, size, seed):
     pi : ndarray of shape (k,)
         Their draw probabilities.
     """
-    from cond.kernels.sketching import counts_from_sorted_uniforms, keyed_uniforms
+    from cond.kernels.keyed import keyed_uniforms
+    from cond.kernels.sketching import counts_from_sorted_uniforms
 
     s = np.asarray(scores, dtype=np.float64)
     total = float(np.sum(s))
@@ -121,6 +121,6 @@ def subspace_distortion(sampled_rows, loss_weights, basis):
     sa = sampled_rows * np.sqrt(loss_weights)[:, None]
     if len(sa) == 0:
         return 1.0
-    s = scipy.linalg.svd(sa @ basis, compute_uv=False, check_finite=False)
+    s = np.linalg.svd(sa @ basis, compute_uv=False)
     s = np.concatenate([s, np.zeros(basis.shape[1] - len(s))])
     return float(np.max(np.abs(s - 1.0)))

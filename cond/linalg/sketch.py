@@ -2,6 +2,9 @@
 
 tau_i ~ ||a_i^T R^{-1} G||^2 with R from QR of a sparse embedding S A and G a
 Gaussian Johnson-Lindenstrauss projection; two passes, O(n d (s + k)) work.
+Where the rank is at most k / 2 the projection costs more than it saves (a
+float32 product with k columns against a float64 one with rank columns), so
+the scores are then ||a_i^T R^{-1}||^2 exactly, without the projection's error.
 The algorithm is three small public steps, so that a Dask cluster can run the
 passes and get the same floats as one process:
 
@@ -10,7 +13,7 @@ passes and get the same floats as one process:
    order and the leaves are summed by a :class:`~cond.linalg.leverage.PairTree`,
    so the floats depend on n and d only, not on how the rows were read or split.
 2. :func:`sketch_basis`: (optional SRHT,) QR, rank basis, times G: the d x k
-   float32 matrix TG.
+   float32 matrix TG (or the float64 rank basis T itself, rank <= k / 2).
 3. :func:`jl_scores`: ||x_i^T TG||^2 for the rows of one block.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cond.linalg.leverage import BLOCK_ROWS, DEFAULT_RCOND, PairTree, Scores, leaf_r, rank_basis
+from cond.linalg.leverage import BLOCK_ROWS, DEFAULT_RCOND, PairTree, Scores, block_leverage, leaf_r, rank_basis
 
 ENTRIES_PER_THREAD = 2**18  # sketches smaller than this (2 MB) are accumulated on one thread
 
@@ -145,12 +148,14 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
 
     Returns
     -------
-    tg : ndarray of shape (d, k), float32
+    tg : ndarray of shape (d, k), float32, or of shape (d, rank), float64
+        TG; or T itself when rank <= k / 2 (``detail["jl_dim"]`` is then None).
     rank : int
     detail : dict
         Sketch sizes (and SRHT rows).
     """
-    from cond.kernels.sketching import fwht, keyed_uniforms
+    from cond.kernels.keyed import keyed_uniforms
+    from cond.kernels.sketching import fwht
 
     rows, s, k = sketch_sizes(n, d)
     detail = {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s, "jl_dim": k}
@@ -164,6 +169,9 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
         sketch = mixed[keep] / np.sqrt(len(keep))
         detail["srht_rows"] = len(keep)
     t, rank = rank_basis(leaf_r(sketch, d), n, rcond)
+    if 2 * rank <= k:  # exact norms against T cost less than the projection
+        detail["jl_dim"] = None
+        return t, rank, detail
     g = np.random.default_rng([seed, 1]).standard_normal((rank, k)) / np.sqrt(k)
     # The JL product runs in float32: its rounding (~1e-7 relative) is far below the
     # projection's own error (~sqrt(2 / k)), and it halves the cost of the score pass.
@@ -171,17 +179,20 @@ def sketch_basis(sketch, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False):
 
 
 def jl_scores(x, tg):
-    """||x_i^T TG||^2 for the rows of one block (float32 product, float64 result).
+    """||x_i^T TG||^2 for the rows of one block (float32 product, float64 result); for a
+    float64 T (:func:`sketch_basis` without projection), ||x_i^T T||^2 in float64.
 
     Parameters
     ----------
     x : ndarray of shape (b, d)
-    tg : ndarray of shape (d, k), float32
+    tg : ndarray of shape (d, k), float32, or of shape (d, rank), float64
 
     Returns
     -------
     ndarray of shape (b,)
     """
+    if tg.dtype == np.float64:
+        return block_leverage(x, tg)
     return np.sum(np.square(x.astype(np.float32) @ tg, dtype=np.float32), axis=1, dtype=np.float64)
 
 
