@@ -329,13 +329,21 @@ def test_array_namespace_sketch_equals_the_kernel_sketch():
     kernel = sketched_leverage(blocks, len(a), 9, seed=5)
     on_numpy = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     assert on_numpy.rank == kernel.rank == 9
-    # The same sketch up to float64 summation order; the JL product is float32 (unit roundoff
-    # 6e-8) and a multi-threaded BLAS may split it otherwise than cond's one-thread blocks:
-    # a few float32 roundings of a 9-term product and a 128-term sum of squares.
-    np.testing.assert_allclose(on_numpy.values, kernel.values, rtol=1e-6)
+    # The same sketch up to float64 summation order; d = 9 is below k / 2, so both score
+    # exactly against the sketch's rank basis (no JL product), in float64.
+    assert kernel.detail["jl_dim"] is None and on_numpy.detail["jl_dim"] is None
+    np.testing.assert_allclose(on_numpy.values, kernel.values, rtol=1e-10)
     with cond_threads.one_thread_blas():
         same_blas = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     np.testing.assert_allclose(same_blas.values, kernel.values, rtol=1e-10)  # then only the sketch's order
+    wide = rng.standard_normal((30_000, 200))  # rank 200 > k / 2: the float32 JL product on both
+    wide_blocks = lambda: ((s, wide[s:s + 4096]) for s in range(0, len(wide), 4096))  # noqa: E731
+    kernel = sketched_leverage(wide_blocks, len(wide), 200, seed=5)
+    with cond_threads.one_thread_blas():
+        on_numpy = sketched_leverage_xp(np, wide_blocks, len(wide), 200, seed=5)
+    assert kernel.detail["jl_dim"] == on_numpy.detail["jl_dim"] > 0
+    # float32 product: a few roundings of a 200-term product and a sum of k squares
+    np.testing.assert_allclose(on_numpy.values, kernel.values, rtol=1e-5)
 
 
 def _require_gpu():

@@ -59,11 +59,17 @@ def sketched_leverage_xp(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Score
     if rank == 0:
         raise ValueError("the matrix is numerically zero: no row has any leverage")
     t = vt[:rank].T / sv[:rank]
-    g = xp.asarray(np.random.default_rng([seed, 1]).standard_normal((rank, k)) / np.sqrt(k))
-    tg = (t @ g).astype(xp.float32)
+    exact = 2 * rank <= k  # as sketch_basis: exact norms against T cost less than the projection
+    if not exact:
+        g = xp.asarray(np.random.default_rng([seed, 1]).standard_normal((rank, k)) / np.sqrt(k))
+        tg = (t @ g).astype(xp.float32)
     out = np.empty(n)
     for start, x in blocks():
-        proj = xp.asarray(x, dtype=xp.float32) @ tg
-        values = xp.sum(xp.square(proj, dtype=xp.float32), axis=1, dtype=xp.float64)
+        if exact:
+            values = xp.sum((xp.asarray(x, dtype=xp.float64) @ t) ** 2, axis=1)
+        else:
+            proj = xp.asarray(x, dtype=xp.float32) @ tg
+            values = xp.sum(xp.square(proj, dtype=xp.float32), axis=1, dtype=xp.float64)
         out[start:start + len(x)] = values.get() if xp is not np else values
-    return Scores(out, rank, {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s, "jl_dim": k})
+    return Scores(out, rank, {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s,
+                              "jl_dim": None if exact else k})
