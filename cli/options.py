@@ -32,8 +32,9 @@ ColumnsOpt = Annotated[Optional[str], typer.Option(
     "--columns", help="Table columns to use: names, globs, 0-based indices or ranges, "
                       "comma-separated (\"x*,7,10:12\").", show_default=False)]
 WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", min=1, help="Matrices analysed at once (default: CPUs, at most 8); "
-                             "each holds one tensor in memory.", show_default=False)]
+    "--workers", min=1, help="Matrices analysed at once, in forked processes with BLAS on one thread each "
+                             "(default: CPUs, at most 8); each holds one tensor in memory. 1: in this "
+                             "process, BLAS on every core.", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (never the input).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notices on stderr.")]
 HeaderOpt = Annotated[Optional[bool], typer.Option(

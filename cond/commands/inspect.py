@@ -73,7 +73,9 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     name : str, optional
         Name of an array ``source`` in the report (default ``array``).
     workers : int, optional
-        Threads analysing matrices concurrently (default: the number of CPUs, at most 8).
+        Matrices analysed at once, by forked processes (threads where fork is not
+        available, or on the GPU), BLAS on one thread each (default: the number of
+        CPUs, at most 8); 1 analyses them in this process with BLAS on every core.
     keep_spectra : bool
         Keep every matrix's singular values in ``diagnostics.spectrum``.
     scheduler : str, optional
