@@ -221,3 +221,31 @@ def test_declined_fast_path_leaves_the_input_to_gesdd(shape, kappa, order):
     assert np.max(np.abs(s - truth)) <= 4 * max(m, n) * EPS * truth[0]
     d = diagnose(original.copy(order=order), overwrite_a=True)
     assert abs(d.kappa - kappa) / kappa <= kappa_rtol(original, kappa) + 1e-9  # spectrum prescribed to ~1e-12
+
+
+@pytest.mark.parametrize("shape, kappa", [((3000, 300), 20.0), ((3000, 300), 300.0), ((1400, 1040), 5.0),
+                                          ((300, 2500), 50.0)])
+def test_gram_route_values_within_their_certified_bound(shape, kappa):
+    # planted spectra (orthonormal factors from QR: truth known to a few eps); whatever the
+    # route decides, an accepted result is within its stated bound and within 1e-9 relative
+    from cond.linalg.gram import GRAM_RTOL, gram_spectrum
+
+    rng = np.random.default_rng(int(kappa) + shape[1])
+    m, n = shape
+    k = min(m, n)
+    u, _ = np.linalg.qr(rng.standard_normal((m, k)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    truth = np.geomspace(1.0, 1.0 / kappa, k)
+    a = (u * truth) @ v.T
+    g = gram_spectrum(a, np.linalg.norm(a))
+    d = diagnose(a)
+    oracle = 8 * max(m, n) * EPS  # the planted matrix's own rounding, relative to sigma_1
+    if g.accepted:
+        assert np.max(np.abs(g.values - truth)) <= g.bound + oracle
+        assert np.all(np.abs(g.values - truth) <= GRAM_RTOL * truth + oracle)
+        assert d.route == "gram" and d.sigma_error == g.bound
+    else:
+        assert d.route in ("cholqr2", "gesdd")
+    assert abs(d.sigma_min - truth[-1]) <= d.sigma_error + oracle
+    if kappa <= 20:  # well conditioned: the route is taken
+        assert g.accepted, g.bound
