@@ -11,8 +11,8 @@ Threads (:func:`threaded_map`) serve large BLAS-3 calls, which release the GIL
 and scale (row blocks of a design). Many small LAPACK calls do not scale on
 threads even without the GIL: ``numpy.linalg.svd`` of 384 x 384 matrices on
 two threads ran at 0.96 x the speed of one here (200 x 200: 1.00, 1000 x 1000:
-1.90; ``benchmarks/inspect_vs_weightwatcher.py`` measures it), while two
-forked processes ran at 1.6 x. :func:`forked_map` runs such pieces in forked
+1.90), while two forked processes ran at 1.6 x (``benchmarks/threads_vs_processes.py``
+measures both, and how much of a pure-Python thread's rate each call leaves). :func:`forked_map` runs such pieces in forked
 worker processes, which inherit the work list instead of having it pickled.
 """
 
@@ -87,10 +87,13 @@ def forked_map(fn, items, processes):
     try:
         # BLAS on one thread in the parent before the fork: the workers inherit the setting,
         # and no BLAS thread pool is running to be torn down at each fork
-        with one_thread_blas(), ProcessPoolExecutor(max_workers=int(processes),
-                                                    mp_context=multiprocessing.get_context("fork")) as pool:
-            for future in as_completed([pool.submit(_forked_call, i) for i in range(len(items))]):
-                yield future.result()
+        with one_thread_blas():
+            pool = ProcessPoolExecutor(max_workers=int(processes), mp_context=multiprocessing.get_context("fork"))
+            try:
+                for future in as_completed([pool.submit(_forked_call, i) for i in range(len(items))]):
+                    yield future.result()
+            finally:  # an error (or the consumer stopping) must not wait for every queued item
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         _FORKED_WORK = None
 

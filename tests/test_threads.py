@@ -84,3 +84,22 @@ def test_default_chunk_is_about_16_mib_of_whole_blocks():
         rows = default_chunk_rows(ncols)
         assert rows % 4096 == 0 and rows >= 4096
         assert rows * ncols * 8 <= 16 * 2**20 or rows == 4096
+
+
+@pytest.mark.skipif(not __import__("cond.threads").threads.can_fork(), reason="needs fork (Linux)")
+def test_forked_map_inherits_its_items_and_an_error_does_not_wait_for_the_queue(tmp_path):
+    from cond.threads import forked_map
+
+    local = {"offset": 10}  # a closure over local state: nothing is pickled on the way in
+    assert sorted(forked_map(lambda i: i + local["offset"], range(20), 2)) == list(range(10, 30))
+
+    def item(i):
+        if i == 0:
+            raise InputError("bad tensor", path="x.safetensors")
+        time.sleep(0.2)
+        (tmp_path / f"done{i}").write_text("")
+        return i
+    with pytest.raises(InputError, match="bad tensor") as caught:
+        list(forked_map(item, range(30), 2))
+    assert caught.value.path == "x.safetensors"  # the error crosses the process boundary whole
+    assert len(list(tmp_path.iterdir())) < 29  # the queued items were cancelled, not all run
