@@ -1,11 +1,12 @@
 """The default backend: float64 LAPACK on the CPU.
 
-Every call that costs more than O(n^2) releases the GIL, so matrices analysed
-on threads run side by side (measured by ``tests/test_parallel.py``): SciPy's
-f2py wrappers for ``gesdd``, ``syrk`` and ``trsm`` hold it for the whole call,
 NumPy's ``linalg.svd``, ``linalg.cholesky``, ``linalg.eigvalsh`` and matmul
-(``syrk`` for ``x.T @ x``) release it. The one SciPy call left is CholeskyQR2's
-triangular solve, which NumPy does not offer.
+(``syrk`` for ``x.T @ x``) release the GIL; SciPy's f2py wrappers for ``gesdd``,
+``syrk`` and ``trsm`` hold it for the whole call (``tests/test_parallel.py``,
+``benchmarks/threads_vs_processes.py``). The one SciPy call left is CholeskyQR2's
+triangular solve, which NumPy does not offer. Releasing the GIL is not enough for
+small matrices to scale on threads, which is why inspect's pool is processes
+(:mod:`cond.threads`).
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
     keep_spectrum : bool
         Keep all singular values (descending, shape (min(m, n),)) in ``spectrum``.
     overwrite_a : bool
-        Allow the SVD to use ``a`` as workspace (saves a copy; ``a`` is garbage after).
+        Allow the SVD to use ``a`` as workspace. Kept for callers: no route writes to
+        ``a`` now (NumPy's ``gesdd``, which releases the GIL, always works on a copy).
     device : {"cpu", "cuda"}
         Where the singular values are computed: ``cuda`` copies the matrix to the GPU
         (CuPy) and the backend follows that array; the cheap statistics stay on the host.
