@@ -38,6 +38,12 @@ COMPRESS_EPILOG = """Examples:
   cond compress model.safetensors --method whiten --activations grams.safetensors --ratio 0.6 -o out.safetensors
 
   cond compress model.safetensors.index.json --max-error 0.05 --scheduler local:8 -o out.safetensors
+
+  cond compress model.safetensors --method whiten --activations grams.safetensors --budget 0.7 -o out.safetensors
+
+  cond compress model.safetensors --dtype int8 --budget-bytes 0.25 -o out.safetensors
+
+  cond compress model.safetensors --dtype int8 --max-error 0.02 -o out.safetensors
 """
 
 
@@ -54,6 +60,16 @@ def compress_command(
                                                 show_default=False)] = None,
     ratio: Annotated[Optional[float], typer.Option(
         "--ratio", help="Fraction of each matrix's parameters to keep, in (0, 1].", show_default=False)] = None,
+    budget: Annotated[Optional[float], typer.Option(
+        "--budget", help="Share of the selected matrices' parameters to keep in all, spent where the "
+                         "method's error falls most (may join --max-error).", show_default=False)] = None,
+    budget_bytes: Annotated[Optional[float], typer.Option(
+        "--budget-bytes", help="As --budget, a share of the selected matrices' bytes (with --dtype, "
+                               "forms of other dtypes compete).", show_default=False)] = None,
+    min_saving: Annotated[float, typer.Option(
+        "--min-saving", help="Store a matrix compressed only if that saves this share of it.")] = 0.05,
+    allow_slower: Annotated[bool, typer.Option(
+        "--allow-slower", help="Let a cluster member cost more multiply-adds than its dense matrix.")] = False,
     include: Annotated[Optional[str], typer.Option(
         "--include", help="Compress only matrices whose name matches this regex.", show_default=False)] = None,
     exclude: Annotated[Optional[str], typer.Option(
@@ -77,8 +93,9 @@ def compress_command(
         "--error-scope", help="matrix: bound every matrix; cluster: bound each cluster (the paper's "
                               "scope).")] = Scope['matrix'],
     dtype: Annotated[Optional[str], typer.Option(
-        "--dtype", help="Storage dtype of the factors: f32, f16, bf16 or f64 (default: each "
-                        "tensor's own).", show_default=False)] = None,
+        "--dtype", help="Storage dtype of the factors: f32, f16, bf16, f64, or int8 (a float32 scale "
+                        "per row); a matrix may also be stored whole at it (default: each tensor's "
+                        "own).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
     method: Annotated[Method, typer.Option(
         "--method", help="svd: plain truncated SVD; fisher: Fisher-weighted SVD (--fisher); whiten: "
@@ -91,8 +108,9 @@ def compress_command(
         "--fisher-axis", help="One Fisher importance per input feature (in), per output feature (out), "
                               "or both.")] = FisherAxis['in'],
     activations: Annotated[Optional[str], typer.Option(
-        "--activations", help="Safetensors file of input Gram matrices X^T X (in x in) per weight name.",
-        show_default=False)] = None,
+        "--activations", help="Safetensors file of input Gram matrices X^T X (in x in) per weight name "
+                              "(cond calibrate writes one): whitening with --method whiten, and with "
+                              "any method each matrix's output error.", show_default=False)] = None,
     max_pool_size: Annotated[str, typer.Option(
         "--max-pool-size", help="Most float64 data loaded at once for clustering (5GB, 512MiB); "
                                 "bigger pools are clustered in consecutive chunks.")] = "1GiB",
@@ -101,11 +119,13 @@ def compress_command(
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
 ):
-    """Compress the matrices of a checkpoint into a cond-lowrank/1 safetensors file.
+    """Compress the matrices of a checkpoint into a cond-lowrank/2 safetensors file.
 
-    Every matrix is stored as a truncated SVD, as a member of a cluster sharing
-    one basis, or dense; with --max-error each is within the bound, measured on
-    the factors as written (in the original dtype unless --dtype).
+    Every matrix is stored untouched, whole at the storage dtype (quantized), as a
+    truncated SVD or as a member of a cluster sharing one basis, whichever is
+    cheapest in bytes; with --max-error each is within the bound, measured on the
+    file as written (factors in the original dtype unless --dtype). The report
+    gives bytes and multiply-adds per input vector against dense.
     """
     with mapped_errors():
         from cond.commands.compress import compress
@@ -117,7 +137,8 @@ def compress_command(
                               estimator=estimator.value, patience=patience, axis=axis.value, group=group,
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
                               method=method.value, fisher=fisher, fisher_axis=fisher_axis.value,
-                              activations=activations, scheduler=scheduler,
+                              activations=activations, scheduler=scheduler, budget=budget,
+                              budget_bytes=budget_bytes, min_saving=min_saving, allow_slower=allow_slower,
                               max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"),
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         _render(report, output_format)
@@ -147,37 +168,68 @@ def _table(doc):
     table = Table(title=f"cond compress {cell(doc['input'])} -> {cell(doc['output'])}", title_justify="left",
                   header_style="bold")
     weighted = doc["method"] != "svd"
+    outputs = any(t["output_error"] is not None for t in doc["tensors"]) and doc["method"] != "whiten"
     columns = ["name", "shape", "storage", "rank", "weighted error" if weighted else "error", "bound"]
     columns += ["plain error", "weighting"] if weighted else []
-    for col in columns + ["params", "cluster"]:
+    columns += ["output error"] if outputs else []
+    for col in columns + ["params", "bytes", "MACs", "cluster"]:
         table.add_column(col, justify="left" if col in ("name", "storage", "weighting") else "right",
                          no_wrap=True)
     for t in doc["tensors"]:
         if t["storage"] == "dense" and t["error"] is None:
             continue  # untouched tensors: counted in the totals below
-        row = [cell(t["name"]), "x".join(map(str, t["shape"])), t["storage"],
-               "-" if t["rank"] is None else str(t["rank"]),
-               "-" if t["error"] is None else f"{t['error']:.4f}",
-               "-" if t["bound"] is None else f"{t['bound']:g}"]
+        storage = t["storage"] if t["storage"] == "dense" else f"{t['storage']} {t['storage_dtype']}"
+        row = [cell(t["name"]), "x".join(map(str, t["shape"])), storage,
+               "-" if t["rank"] is None else str(t["rank"]), _num(t["error"]), _num(t["bound"], "g")]
         if weighted:
-            row += ["-" if t["plain_error"] is None else f"{t['plain_error']:.4f}", cell(t["weighting"])]
+            row += [_num(t["plain_error"]), cell(t["weighting"])]
+        if outputs:
+            row += [_num(t["output_error"])]
         table.add_row(*row, f"{t['params_before']} -> {t['params_after']}",
+                      f"{t['bytes_before']} -> {t['bytes_after']}", f"x{t['macs_after'] / t['macs_before']:.2f}",
                       "-" if t["cluster"] is None else str(t["cluster"]))
     console.print(table)
+    say = lambda text: console.print(printable(text), markup=False, highlight=False)  # noqa: E731
     for t in doc["tensors"]:
         if t["note"] and t["error"] is not None and (weighted or t["storage"] == "dense"):
-            console.print(f"{printable(t['name'])}: {printable(t['note'])}", markup=False, highlight=False)
+            say(f"{t['name']}: {t['note']}")
     if doc["unweighted"]:
-        console.print(f"no weights entry, compressed with plain SVD: {printable(', '.join(doc['unweighted']))}",
-                      markup=False, highlight=False)
+        say(f"no weights entry, compressed with plain SVD: {', '.join(doc['unweighted'])}")
     for c in doc["clusters"]:
-        console.print(f"cluster {c['id']} ({c['axis']}, rank {c['rank']}, shared {c['params']} params): "
-                      f"{printable(', '.join(c['members']))}", markup=False, highlight=False)
-    t = doc["totals"]
-    untouched = sum(1 for x in doc["tensors"] if x["storage"] == "dense" and x["error"] is None)
-    worst = "-" if t["worst_error"] is None else f"{t['worst_error']:.4f}"
-    console.print(f"{t['lowrank']} low-rank, {t['cluster']} in {t['clusters']} clusters, "
-                  f"{t['dense'] - untouched} kept dense, {untouched} untouched; worst error {worst}; "
-                  f"parameters {t['params_before']} -> {t['params_after']} "
-                  f"(x{t['param_ratio']:.2f}); bytes {t['bytes_before']} -> {t['bytes_after']} "
-                  f"(x{t['compression_ratio']:.2f}); {t['seconds']:.1f} s", markup=False, highlight=False)
+        say(f"cluster {c['id']} ({c['axis']}, rank {c['rank']}, shared {c['params']} params): "
+            f"{', '.join(c['members'])}")
+    for line in summary_lines(doc["totals"]):
+        say(line)
+
+
+def _num(value, fmt=".4f"):
+    return "-" if value is None else format(value, fmt)
+
+
+def summary_lines(t):
+    """The totals as sentences: what was stored how, what it costs to run, what the function gives up."""
+    worst = _num(t["worst_error"])
+    lines = [f"{t['lowrank']} low-rank, {t['cluster']} in {t['clusters']} clusters, {t['quantized']} quantized, "
+             f"{t['matrices'] - t['lowrank'] - t['cluster'] - t['quantized']} of {t['matrices']} matrices kept "
+             f"dense; worst error {worst}; parameters {t['params_before']} -> {t['params_after']} "
+             f"(x{t['param_ratio']:.2f}); file bytes {t['bytes_before']} -> {t['bytes_after']} "
+             f"(x{t['compression_ratio']:.2f}); {t['seconds']:.1f} s"]
+    if t["matrices"]:
+        lines.append(f"the compressed matrices: bytes {t['matrix_bytes_before']} -> {t['matrix_bytes_after']} "
+                     f"({t['matrix_bytes_after'] / max(t['matrix_bytes_before'], 1):.3f}), multiply-adds per "
+                     f"input vector {t['macs_before']} -> {t['macs_after']} "
+                     f"({t['macs_after'] / max(t['macs_before'], 1):.3f} of dense)")
+    if t["mean_output_error"] is not None:
+        lines.append(f"on the calibration inputs each layer's output moves by {t['mean_output_error']:.4f} of its "
+                     f"norm on average (worst {t['worst_output_error']:.4f}); that is what the function gives up, "
+                     "layer by layer")
+    if t["budget"]:
+        b = t["budget"]
+        lines.append(f"budget {b['share']:g} of the {b['unit']}: planned {b['planned']:.4f}, spent "
+                     f"{b['spent']:.4f} (measured on what was written)")
+    if t["clustering"]:
+        c = t["clustering"]
+        lines.append(f"clustering: {c['seconds']:.2f} s; {c['chunks']} pools, {c['proven']} of them proven to "
+                     f"hold no cluster that saves (not searched); {c['slower']} matrices left out because "
+                     "sharing would raise their multiply-adds above dense (--allow-slower)")
+    return lines

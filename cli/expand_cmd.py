@@ -1,4 +1,4 @@
-"""``cond expand``: a cond-lowrank/1 file back to a dense checkpoint."""
+"""``cond expand``: a cond-lowrank file back to a dense checkpoint."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ EPILOG = """Examples:
 
 
 def expand_command(
-    path: Annotated[str, typer.Argument(help="A cond-lowrank/1 file.", show_default=False)],
+    path: Annotated[str, typer.Argument(help="A cond-lowrank/1 or /2 file.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="A directory (model.safetensors or shards and "
                                         "an index inside) or a .safetensors file.", show_default=False)],
     max_shard_size: Annotated[str, typer.Option(

@@ -460,7 +460,7 @@ def _(d):
 def _(d):
     header, data = compressed(d)
     return _compress(d, source=header_file(os.path.join(d, "c.safetensors"), header, data)), \
-        ["c.safetensors", "already a cond-lowrank/1"]
+        ["c.safetensors", "already a cond-lowrank"]
 
 
 @case("compress", "not a checkpoint")
@@ -480,9 +480,9 @@ def _(d):
         ["exactly one"]
 
 
-@case("compress", "--dtype int8")
+@case("compress", "--dtype int4")
 def _(d):
-    return _compress(d, "--dtype", "int8"), ["--dtype", "int8"]
+    return _compress(d, "--dtype", "int4"), ["--dtype", "int4"]
 
 
 @case("compress", "output is a folder")
@@ -543,7 +543,7 @@ for _name in ("missing file", "empty safetensors", "header not JSON", "header JS
 
 @case("expand", "an ordinary checkpoint")
 def _(d):
-    return _expand(d, good_checkpoint(d)), ["m.safetensors", "not a cond-lowrank/1 file"]
+    return _expand(d, good_checkpoint(d)), ["m.safetensors", "not a cond-lowrank/1 or /2 file"]
 
 
 @case("expand", "manifest not JSON")

@@ -1,8 +1,9 @@
-"""Checkpoints for the compress tests, and a reader of cond-lowrank/1 independent of cond's.
+"""Checkpoints for the compress tests, and a reader of cond-lowrank/1 and /2 independent of cond's.
 
 ``reconstruct`` rebuilds every matrix from the file with only the safetensors package
-and the manifest: the factors multiplied in float64 and rounded once to the original
-dtype, which is what a user of the dense checkpoint holds.
+and the manifest: int8 factors times their float32 row scales, the factors multiplied
+in float64 and rounded once to the original dtype, which is what a user of the dense
+checkpoint holds.
 """
 
 import json
@@ -40,9 +41,14 @@ def reconstruct(path):
     out = {}
     for t in manifest["tensors"]:
         keys = t["keys"]
+        scales = t.get("scales") or [None] * len(keys)
+        factors = [stored[k].astype(np.float64) * (1.0 if s is None else stored[s].astype(np.float64)[:, None])
+                   for k, s in zip(keys, scales)]
         if t["storage"] == "dense":
             out[t["name"]] = stored[keys[0]]
+        elif t["storage"] == "quantized":
+            out[t["name"]] = factors[0].reshape(t["shape"]).astype(DTYPES[t["dtype"]])
         else:  # multiplied out in float64 and rounded once to the original dtype, as a user would
-            product = stored[keys[0]].astype(np.float64) @ stored[keys[1]].astype(np.float64)
+            product = factors[0] @ factors[1]
             out[t["name"]] = product.reshape(t["shape"]).astype(DTYPES[t["dtype"]])
     return manifest, stored, out

@@ -214,7 +214,7 @@ def test_torch_calibrator_accumulates_grams_and_squared_gradients(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
     rng = np.random.default_rng(0)
-    batches = [(rng.standard_normal((5, 8)), rng.standard_normal((5, 4))) for _ in range(3)]
+    batches = [(rng.standard_normal((8, 8)), rng.standard_normal((8, 4))) for _ in range(3)]  # 24 rows >= 16 inputs
     with Calibrator(model) as cal:
         for x, y in batches:
             model.zero_grad()

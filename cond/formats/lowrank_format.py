@@ -1,12 +1,19 @@
-"""The compressed checkpoint format ``cond-lowrank/1``: safetensors plus a JSON manifest.
+"""The compressed checkpoint format ``cond-lowrank/2`` (and ``/1``, still read): safetensors
+plus a JSON manifest.
 
-``__metadata__["cond.format"] = "cond-lowrank/1"`` and
+``__metadata__["cond.format"] = "cond-lowrank/2"`` and
 ``__metadata__["cond.manifest"]`` = JSON with, per original tensor, its name,
-shape, dtype, storage (``dense``, ``lowrank``, ``cluster``), the keys of its
-factors in multiplication order, the rank, the requested bound and the
-measured error; per cluster its id, axis, members and rank; the method and the
-tool version. A matrix W of shape (m, ...) is ``keys[0] @ keys[1]`` reshaped to
-its shape; a dense tensor is stored under its own name, bytes unchanged.
+shape, dtype, storage (``dense``, ``quantized``, ``lowrank``, ``cluster``), the
+keys of its factors in multiplication order, the rank, the requested bound and
+the measured error; per cluster its id, axis, members and rank; the method and
+the tool version. A matrix W of shape (m, ...) is ``keys[0] @ keys[1]`` reshaped
+to its shape; a dense tensor is stored under its own name, bytes unchanged; a
+quantized one is the single key ``<name>.q`` of shape (m, prod(rest)).
+
+``/2`` adds ``scales``: per key, None or the key of a float32 vector with one
+scale per row of an int8 (``I8``) factor, which then stands for
+``scale[:, None] * q``; and ``storage_dtype``, ``bytes``, ``macs`` per tensor. A
+``/1`` file is a ``/2`` file without scales and without ``quantized``.
 """
 
 from __future__ import annotations
@@ -18,13 +25,15 @@ import numpy as np
 
 from cond.errors import InputError
 from cond.formats.safetensors_file import _DTYPES, entries_of_file, numpy_dtype, parse_json, read_header
+from cond.linalg.quantize import dequantize_rows
 
-FORMAT = "cond-lowrank/1"
-STORAGES = ("dense", "lowrank", "cluster")
+FORMAT = "cond-lowrank/2"
+READABLE = ("cond-lowrank/1", FORMAT)
+STORAGES = ("dense", "quantized", "lowrank", "cluster")
 
 
 def is_compressed(metadata: dict) -> bool:
-    return metadata.get("cond.format") == FORMAT
+    return metadata.get("cond.format") in READABLE
 
 
 def _check_manifest(manifest, display):
@@ -58,12 +67,18 @@ def _check_manifest(manifest, display):
         if t.get("storage") not in STORAGES:
             bad(f"`storage` {t.get('storage')!r} is not one of {', '.join(STORAGES)}", name)
         keys = t.get("keys")
-        want = 1 if t["storage"] == "dense" else 2
+        want = 1 if t["storage"] in ("dense", "quantized") else 2
         if not (isinstance(keys, list) and len(keys) == want and all(isinstance(x, str) for x in keys)):
             bad(f"`keys` must list {want} stored tensor name{'s' if want > 1 else ''} for storage "
                 f"{t['storage']}; got {keys!r}", name)
         if t["storage"] != "dense" and len(shape) < 1:
             bad("a factored tensor must have at least one dimension", name)
+        scales = t.get("scales")
+        if scales is not None and not (isinstance(scales, list) and len(scales) == want
+                                       and all(x is None or isinstance(x, str) for x in scales)):
+            bad(f"`scales` must list a scale key or null per key; got {scales!r}", name)
+        if t["storage"] == "dense" and scales and scales[0] is not None:
+            bad("an untouched tensor has no scales", name)
 
 
 class CompressedCheckpoint(Mapping):
@@ -82,7 +97,7 @@ class CompressedCheckpoint(Mapping):
         display = display or self.path
         header = read_header(path, display)
         if not is_compressed(header.metadata):
-            raise InputError(f"not a {FORMAT} file (no cond.format metadata); "
+            raise InputError("not a cond-lowrank/1 or /2 file (no cond.format metadata); "
                              "it is an ordinary checkpoint", path=display)
         self.manifest = parse_json(header.metadata.get("cond.manifest", ""), display, "cond.manifest")
         _check_manifest(self.manifest, display)
@@ -95,21 +110,34 @@ class CompressedCheckpoint(Mapping):
 
     def _check(self, t):
         name = t.get("name")
-        if t.get("storage") not in STORAGES:
-            raise InputError(f"manifest storage {t.get('storage')!r} is not one of {STORAGES}",
-                             path=self._display, tensor=name)
-        for key in t.get("keys", []):
+        for key in t.get("keys", []) + [k for k in t.get("scales") or [] if k]:
             if key not in self._stored:
                 raise InputError(f"manifest names factor '{key}', which the file lacks",
                                  path=self._display, tensor=name)
+        for key, scale in zip(t["keys"], t.get("scales") or [None] * len(t["keys"])):
+            stored = self._stored[key]
+            if t["storage"] == "dense":
+                break  # the original bytes, whatever their dtype
+            if (stored.dtype == "I8") != (scale is not None):
+                raise InputError(f"factor '{key}' is {stored.dtype} with {'a' if scale else 'no'} scale; int8 "
+                                 "factors, and only they, have one", path=self._display, tensor=name)
+            if scale is not None and (self._stored[scale].dtype != "F32"
+                                      or tuple(self._stored[scale].shape) != tuple(stored.shape[:1])):
+                raise InputError(f"scale '{scale}' must be F32 with one entry per row of '{key}'",
+                                 path=self._display, tensor=name)
         shape = tuple(t["shape"])
+        rows, cols = (shape[0], math.prod(shape[1:])) if shape else (1, 1)
         if t["storage"] == "dense":
             if tuple(self._stored[t["keys"][0]].shape) != shape:
                 raise InputError("stored shape differs from the manifest's", path=self._display,
                                  tensor=name, shape=shape)
             return
+        if t["storage"] == "quantized":
+            if tuple(self._stored[t["keys"][0]].shape) != (rows, cols):
+                raise InputError(f"a quantized tensor must be stored as {rows}x{cols}", path=self._display,
+                                 tensor=name, shape=shape)
+            return
         left, right = (self._stored[k].shape for k in t["keys"])
-        rows, cols = shape[0], math.prod(shape[1:])
         if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
             raise InputError(f"factor shapes {list(left)} x {list(right)} do not make {list(shape)}",
                              path=self._display, tensor=name, shape=shape)
@@ -132,8 +160,20 @@ class CompressedCheckpoint(Mapping):
         if t["storage"] == "dense":
             w = self._stored[t["keys"][0]].load()
             return w.reshape(w.shape[0], -1) if w.ndim > 1 else w
-        left, right = (self._stored[k].load() for k in t["keys"])
-        return left @ right
+        factors = self.factors(name)
+        return factors[0] if len(factors) == 1 else factors[0] @ factors[1]
+
+    def factors(self, name) -> list:
+        """The stored factors of a quantized or factored tensor in float64, int8 scales applied."""
+        t = self._tensors[name]
+        return [self._value(k, s) for k, s in zip(t["keys"], t.get("scales") or [None] * len(t["keys"]))]
+
+    def _value(self, key, scale):
+        entry = self._stored[key]
+        if scale is None:
+            return entry.load()
+        q = np.frombuffer(entry.read_raw(), dtype=np.int8).reshape(entry.shape)
+        return dequantize_rows(q, self._stored[scale].load())
 
     def __iter__(self):
         return iter(self._tensors)

@@ -70,7 +70,7 @@ def cluster_params(m: int, widths, r: int) -> int:
 
 
 def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", scope="matrix",
-                    patience=8, rounding=None, expanded=None, seed=0, progress=None):
+                    patience=8, rounding=None, expanded=None, seed=0, progress=None, max_ranks=None):
     """Cluster blocks with equal row counts; return the clusters with two or more members.
 
     Parameters
@@ -97,6 +97,9 @@ def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", s
         Seed of the incremental estimator's randomized range finder.
     progress : callable, optional
         Called with the number of blocks settled so far.
+    max_ranks : sequence of int, optional
+        Per block, the largest shared rank it may be stored at (``cond compress`` uses
+        it to keep a member's multiply-adds, r (m + n_i), within its dense m n_i).
 
     Returns
     -------
@@ -114,12 +117,15 @@ def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", s
         raise ValueError(f"`patience` must be a positive integer; got {patience}")
     if expanded is not None and len(expanded) != len(blocks):
         raise ValueError(f"`expanded` must have one rounding per block; got {len(expanded)} for {len(blocks)}")
+    if max_ranks is not None and len(max_ranks) != len(blocks):
+        raise ValueError(f"`max_ranks` must have one rank per block; got {len(max_ranks)} for {len(blocks)}")
     return _Driver(blocks, own_params, max_error, predictor, scope, int(patience),
-                   rounding or (lambda x: x), expanded, seed, progress).run()
+                   rounding or (lambda x: x), expanded, seed, progress, max_ranks).run()
 
 
 class _Driver:
-    def __init__(self, blocks, own_params, eps, predictor, scope, patience, rounding, expanded, seed, progress):
+    def __init__(self, blocks, own_params, eps, predictor, scope, patience, rounding, expanded, seed, progress,
+                 max_ranks=None):
         self.blocks = blocks
         self.expanded = expanded
         self.own = [int(p) for p in own_params]
@@ -133,6 +139,7 @@ class _Driver:
         self.m = blocks[0].shape[0] if blocks else 0
         self.norms = [float(np.linalg.norm(b)) for b in blocks]
         self.work = _Scaled(blocks, self.norms) if scope == "matrix" else blocks
+        self.caps = [self.m] * len(blocks) if max_ranks is None else [int(c) for c in max_ranks]
 
     def run(self):
         left = [i for i in sorted(range(len(self.blocks)), key=lambda i: -self.norms[i])
@@ -162,9 +169,13 @@ class _Driver:
                     for i in left}
         members, misses = [anchor], 0
         widths = [a.shape[1]]
+        cap = self.caps[anchor]
         for c in sorted(left, key=lambda i: residual[i]):
             if misses >= self.patience:
                 break
+            if min(cap, self.caps[c]) < r:
+                misses += 1
+                continue
             width = self.blocks[c].shape[1]
             # the rank cannot fall, so this is the least the cluster could cost with c
             if cluster_params(self.m, widths + [width], r) >= cluster_params(self.m, widths, r) + self.own[c]:
@@ -172,10 +183,11 @@ class _Driver:
                 continue
             trial = est.add(self.work[c])
             r_new = self._rank(trial, c, r)
-            if r_new is not None:
+            if r_new is not None and r_new <= min(cap, self.caps[c]):
                 before = cluster_params(self.m, widths, r) + self.own[c]
                 if cluster_params(self.m, widths + [width], r_new) < before:
                     est, r = trial, r_new
+                    cap = min(cap, self.caps[c])
                     members.append(c)
                     widths.append(width)
                     misses = 0
@@ -212,7 +224,8 @@ class _Driver:
             top = max(1, own_total // (self.m + sum(widths)) + 1)
             u, s = _left_singular_of_blocks(self.work, members, top)
             total = sum(self.norms[i] ** 2 for i in members)  # ||concatenation||_F^2 (cluster scope)
-            affordable = [r for r in range(1, len(s) + 1)
+            cap = min(self.caps[i] for i in members)
+            affordable = [r for r in range(1, min(len(s), cap) + 1)
                           if cluster_params(self.m, widths, r) < own_total]
             predicted = self._predicted_errors(u, s, members)  # shape (len(members), len(s))
             worst = None

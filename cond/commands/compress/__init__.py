@@ -1,4 +1,4 @@
-"""``cond.compress``: a safetensors checkpoint to a ``cond-lowrank/1`` file, every matrix bounded.
+"""``cond.compress``: a safetensors checkpoint to a ``cond-lowrank/2`` file, every matrix bounded.
 
 Three passes, holding a bounded amount in memory:
 
@@ -35,6 +35,7 @@ import json
 import os
 import time
 
+from cond.commands.compress.budget import plan_budget
 from cond.commands.compress.clusters import cluster_pass
 from cond.commands.compress.options import CompressOptions, compress_options
 from cond.commands.compress.own_form import first_pass, select_reason
@@ -43,7 +44,7 @@ from cond.errors import UsageError
 from cond.formats import open_entries
 from cond.formats.atomic import check_output
 from cond.formats.detect import format_of
-from cond.formats.lowrank_format import FORMAT
+from cond.formats.lowrank_format import FORMAT, is_compressed
 from cond.formats.safetensors_file import read_header
 from cond.formats.safetensors_writer import SafetensorsWriter
 
@@ -54,8 +55,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
              min_size=4096, cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
              method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
-             progress=None) -> CompressReport:
-    """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/1`` file.
+             progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False) -> CompressReport:
+    """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/2`` file.
 
     Parameters
     ----------
@@ -64,8 +65,17 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     output : str
         The file to write (never the input; an existing file only with ``force``).
     max_error, rank, ratio : float, int, float
-        Exactly one: the bound on every matrix's relative Frobenius error, a
-        fixed rank, or the fraction of each matrix's parameters to keep.
+        The bound on every matrix's relative Frobenius error, a fixed rank, or the
+        fraction of each matrix's parameters to keep (one of them, or a budget).
+    budget, budget_bytes : float, optional
+        The share of the selected matrices' parameters (or bytes) to keep in all,
+        spent where the method's error falls most (:mod:`cond.commands.compress.budget`);
+        ``max_error`` may be given too and is honoured for every matrix.
+    min_saving : float
+        A matrix is stored compressed only if that saves this share of its bytes
+        (of its budget unit under a budget).
+    allow_slower : bool
+        Let a cluster member cost more multiply-adds than the dense matrix.
     include, exclude : str, optional
         Regular expressions on tensor names (``re.search``) selecting matrices.
     min_size : int
@@ -83,7 +93,9 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         one) is equal may share; matrices without a match do not cluster.
     error_scope : {"matrix", "cluster"}
     dtype : str, optional
-        Storage dtype of the factors (default: each tensor's own).
+        Storage dtype of the factors (default: each tensor's own); ``int8`` stores
+        int8 rows with a float32 scale each. A matrix may also be stored whole at it
+        (``quantized``) when that is the cheapest form within the bound.
     seed : int
     force : bool
     max_pool_bytes : int
@@ -97,7 +109,9 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     fisher_axis : {"in", "out", "both"}
         One Fisher importance per input feature, per output feature, or both.
     activations : str, optional
-        Safetensors file of input Gram matrices X^T X (in x in) per weight name.
+        Safetensors file of input Gram matrices X^T X (in x in) per weight name: the
+        whitening of ``method="whiten"``, and with any method the output error
+        ``||(W - W_hat) X^T||_F / ||W X^T||_F`` reported per matrix.
     scheduler : str, optional
         A Dask scheduler address or ``local:N`` (default ``$COND_SCHEDULER``, else in
         this process): one task per matrix, then one per pool chunk; the workers read
@@ -113,24 +127,14 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
                             min_size=min_size, cluster=cluster, estimator=estimator, patience=patience, axis=axis,
                             group=group, error_scope=error_scope, dtype=dtype, seed=seed,
                             max_pool_bytes=max_pool_bytes, method=method, fisher=fisher, fisher_axis=fisher_axis,
-                            activations=activations)
+                            activations=activations, budget=budget, budget_bytes=budget_bytes,
+                            min_saving=min_saving, allow_slower=allow_slower)
     started = time.perf_counter()
     source, output = str(source), str(output)
-    fmt = format_of(source, source)
-    if fmt not in ("safetensors", "index", "directory"):
-        raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
-                         f"{source} is {fmt}", path=source)
-    with open_entries(source) as entries:  # every header checked, the index against its shards
-        entries = list(entries)
-    sources = [source] if fmt == "safetensors" else list(dict.fromkeys(e.source for e in entries))
-    source_meta = read_header(source).metadata if fmt == "safetensors" else {}
-    if fmt == "safetensors" and source_meta.get("cond.format") == FORMAT:
-        raise UsageError("is already a cond-lowrank/1 file; expand it first", path=source)
-    check_output(output, inputs=sources, force=force)
+    entries, sources, source_meta = _checkpoint(source, output, force)
     names = {e.name for e in entries}
-    calibration = _calibration(opts, fisher, activations, source, output, sources)
-    if calibration is not None:
-        calibration.check_names([e.name for e in entries if select_reason(e, opts) is None])
+    selected = [e for e in entries if select_reason(e, opts) is None]
+    calibration, grams = _weights_files(opts, fisher, activations, source, output, sources, selected)
     from cond.distributed import scheduler_from
 
     spec = scheduler_from(scheduler)
@@ -140,13 +144,21 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
             from cond.distributed import dask_client
 
             client = stack.enter_context(dask_client(spec))
+            same = grams is calibration
             if calibration is not None:  # sent to every worker once, not with every task
                 calibration = client.scatter(calibration, broadcast=True)
+            if grams is not None:
+                grams = calibration if same else client.scatter(grams, broadcast=True)
+        plans, budget_summary = {}, None
+        if opts.budget is not None:
+            _refuse_zero_size(selected)
+            plans, budget_summary = plan_budget(selected, opts, calibration, client, progress)
         writer = stack.enter_context(SafetensorsWriter(output, inputs=sources, force=force))
-        records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client)
-        clusters = []
+        records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client, plans, grams)
+        clusters, cluster_summary = [], None
         if opts.cluster:
-            clusters = cluster_pass(candidates, records, writer, opts, calibration, progress, client)
+            clusters, cluster_summary = cluster_pass(candidates, records, writer, opts, calibration, progress,
+                                                     client, grams)
         manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts.method, source=source,
                         options=opts.record(),
                         source_metadata=source_meta,
@@ -155,7 +167,10 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         writer.set_metadata("cond.format", FORMAT)
         writer.set_metadata("cond.manifest", json.dumps(manifest, separators=(",", ":")))
     tensors = tuple(records[e.name] for e in entries)
+    if budget_summary is not None:
+        budget_summary["spent"] = _spent(tensors, clusters, opts.budget_unit)
     return CompressReport(
+        budget=budget_summary, cluster_summary=cluster_summary,
         input=source, output=output, options=opts.record(),
         tensors=tensors, clusters=tuple(clusters),
         params_before=sum(t.params_before for t in tensors),
@@ -169,6 +184,63 @@ def _version():
     from cond._version import __version__
 
     return __version__
+
+
+def _checkpoint(source, output, force):
+    """The checkpoint's entries (every header checked), its files and its own metadata."""
+    fmt = format_of(source, source)
+    if fmt not in ("safetensors", "index", "directory"):
+        raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
+                         f"{source} is {fmt}", path=source)
+    with open_entries(source) as entries:  # every header checked, the index against its shards
+        entries = list(entries)
+    sources = [source] if fmt == "safetensors" else list(dict.fromkeys(e.source for e in entries))
+    source_meta = read_header(source).metadata if fmt == "safetensors" else {}
+    if fmt == "safetensors" and is_compressed(source_meta):
+        raise UsageError("is already a cond-lowrank file; expand it first", path=source)
+    check_output(output, inputs=sources, force=force)
+    return entries, sources, source_meta
+
+
+def _weights_files(opts, fisher, activations, source, output, sources, selected):
+    """The method's weights file and the Gram file that measures output errors (the same for whiten)."""
+    calibration = _calibration(opts, fisher, activations, source, output, sources)
+    if calibration is not None:
+        calibration.check_names([e.name for e in selected])
+    grams = calibration if opts.method == "whiten" else _grams(activations, source, output, sources)
+    if grams is not None:
+        grams.check_names([e.name for e in selected])
+        grams.check_rows(selected)
+    return calibration, grams
+
+
+def _spent(tensors, clusters, unit):
+    """The share of the selected matrices' parameters (or bytes) the file holds for them."""
+    chosen = [t for t in tensors if t.macs_before is not None]
+    before = sum(getattr(t, f"{unit}_before") for t in chosen)
+    after = sum(getattr(t, f"{unit}_after") for t in chosen) + \
+        sum(c.bytes if unit == "bytes" else c.params for c in clusters)
+    return after / before if before else 0.0
+
+
+def _refuse_zero_size(selected):
+    from cond.errors import InputError
+
+    for e in selected:
+        if 0 in e.shape:
+            raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name, shape=e.shape)
+
+
+def _grams(activations, source, output, sources):
+    """The Gram file of ``--activations`` given with svd or fisher: the output error only."""
+    if activations is None:
+        return None
+    from cond.commands.compress.calibration import CalibrationFile
+
+    path = str(activations)
+    if os.path.abspath(path) in {os.path.abspath(p) for p in (*sources, output)}:
+        raise UsageError("the weights file must not be the checkpoint or the output", path=path)
+    return CalibrationFile(path, "gram")
 
 
 def _calibration(opts, fisher, activations, source, output, sources):

@@ -11,7 +11,11 @@ Both are safetensors files keyed by the checkpoint's weight names:
   semidefinite.
 
 A weight without an entry is compressed with plain SVD, and the report says
-so. A file none of whose names matches a selected matrix is refused: that is a
+so. ``cond calibrate`` and :class:`cond.integrations.torch.Calibrator` record in
+the metadata how many input rows (tokens) each Gram was built from
+(``cond.rows``: a JSON object name -> rows, or one integer for all); a Gram of
+fewer rows than the layer has inputs is singular by construction (rank <= rows)
+and is refused, with how much more text it needs. A file none of whose names matches a selected matrix is refused: that is a
 naming mismatch (a ``model.`` prefix, say), not a choice.
 """
 
@@ -49,6 +53,40 @@ class CalibrationFile:
                              "file keyed by weight names", path=self.path)
         with open_entries(self.path) as entries:
             self.entries = {e.name: e for e in entries}
+        from cond.formats.safetensors_file import read_header
+
+        self.metadata = read_header(self.path).metadata
+
+    def rows(self, name):
+        """How many input rows the entry was accumulated from, when the file says (else None)."""
+        from cond.formats.safetensors_file import parse_json
+
+        text = self.metadata.get("cond.rows")
+        if text is None:
+            return None
+        value = parse_json(text, self.path, "cond.rows")
+        if isinstance(value, dict):
+            value = value.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(f"metadata cond.rows must give non-negative integer row counts; got {value!r}",
+                             path=self.path, tensor=name)
+        return value
+
+    def check_rows(self, entries):
+        """Refuse a Gram built from fewer rows than its weight has inputs (it is singular)."""
+        if self.kind != "gram":
+            return
+        for entry in entries:
+            if entry.name not in self.entries:
+                continue
+            n = math.prod(entry.shape[1:])
+            rows = self.rows(entry.name)
+            if rows is not None and rows < n:
+                raise InputError(f"this Gram was built from {rows} input rows for {n} inputs, so it is "
+                                 f"singular; calibrate on at least {n - rows} more tokens of text "
+                                 f"(several times {n} is better)", path=self.path, tensor=entry.name)
 
     def __contains__(self, name):
         return name in self.entries

@@ -35,6 +35,10 @@ class CompressOptions:
     max_pool_bytes: int
     method: str
     fisher_axis: Optional[str]
+    budget: Optional[float] = None  # share of the selected matrices' parameters (or bytes) kept
+    budget_unit: str = "params"  # "params" or "bytes"
+    min_saving: float = 0.05
+    allow_slower: bool = False
     include_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
     exclude_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
     group_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
@@ -45,17 +49,30 @@ class CompressOptions:
                     exclude=self.exclude, seed=self.seed, min_size=self.min_size, cluster=self.cluster,
                     estimator=self.estimator, patience=self.patience, axis=self.axis, group=self.group,
                     error_scope=self.error_scope, dtype=self.dtype, max_pool_bytes=self.max_pool_bytes,
-                    method=self.method, fisher_axis=self.fisher_axis)
+                    method=self.method, fisher_axis=self.fisher_axis, budget=self.budget,
+                    budget_unit=self.budget_unit, min_saving=self.min_saving, allow_slower=self.allow_slower)
 
 
 def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exclude=None, min_size=4096,
                      cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
                      error_scope="matrix", dtype=None, seed=0, max_pool_bytes=2**30, method="svd", fisher=None,
-                     fisher_axis="in", activations=None) -> CompressOptions:
+                     fisher_axis="in", activations=None, budget=None, budget_bytes=None, min_saving=0.05,
+                     allow_slower=False) -> CompressOptions:
     """Check every argument of :func:`cond.compress` against its rule (one-line UsageErrors)."""
-    given = [n for n, v in (("--max-error", max_error), ("--rank", rank), ("--ratio", ratio)) if v is not None]
-    if len(given) != 1:
-        raise UsageError(f"give exactly one of `--max-error`, `--rank`, `--ratio`; got {', '.join(given) or 'none'}")
+    sizes = [n for n, v in (("--rank", rank), ("--ratio", ratio), ("--budget", budget),
+                            ("--budget-bytes", budget_bytes)) if v is not None]
+    if len(sizes) > 1 or (not sizes and max_error is None):
+        raise UsageError(f"give one of `--max-error`, `--rank`, `--ratio`, `--budget`, `--budget-bytes` "
+                         f"(`--max-error` may join a budget); got {', '.join(sizes) or 'none'}")
+    if max_error is not None and sizes and sizes[0] in ("--rank", "--ratio"):
+        raise UsageError(f"`--max-error` and `{sizes[0]}` both fix each matrix's rank; give exactly one "
+                         "of them (a budget may be combined with `--max-error`)")
+    for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
+        if value is not None and not 0 < value <= 1:
+            raise UsageError(f"`{flag}` must be a share in (0, 1] of the selected matrices' "
+                             f"{'bytes' if flag == '--budget-bytes' else 'parameters'}; got {value}")
+    if not 0 <= min_saving < 1:
+        raise UsageError(f"`--min-saving` must be in [0, 1); got {min_saving}")
     if max_error is not None and not 0 < max_error < 1:
         raise UsageError(f"`--max-error` must be in (0, 1); got {max_error}. Use `--rank` for a fixed rank")
     if rank is not None and (not isinstance(rank, int) or rank < 1):
@@ -75,7 +92,7 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
     if dtype is not None:
         storage = STORAGE_DTYPES.get(str(dtype).lower())
         if storage is None:
-            raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16; got {dtype!r}")
+            raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8; got {dtype!r}")
     _check_method(method, fisher, fisher_axis, activations)
     patterns = {}
     for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group)):
@@ -88,7 +105,9 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         min_size=int(min_size), cluster=bool(cluster) and max_error is not None, estimator=estimator,
         patience=patience, axis=axis, group=group, error_scope=error_scope, dtype=storage,
         max_pool_bytes=int(max_pool_bytes), method=method, fisher_axis=fisher_axis if method == "fisher" else None,
-        include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
+        budget=budget if budget is not None else budget_bytes,
+        budget_unit="bytes" if budget_bytes is not None else "params", min_saving=float(min_saving),
+        allow_slower=bool(allow_slower), include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
 
 
 def _check_method(method, fisher, fisher_axis, activations):
@@ -100,5 +119,4 @@ def _check_method(method, fisher, fisher_axis, activations):
         raise UsageError(f"`--fisher` is given but `--method` is {method}; add `--method fisher`")
     if fisher_axis != "in" and method != "fisher":
         raise UsageError(f"`--fisher-axis` applies to `--method fisher`; got `--method {method}`")
-    if activations is not None and method != "whiten":
-        raise UsageError(f"`--activations` is given but `--method` is {method}; add `--method whiten`")
+    # with svd or fisher, --activations only measures each matrix's output error (the function report)

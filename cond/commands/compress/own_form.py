@@ -12,6 +12,7 @@ from typing import Optional
 import numpy as np
 
 from cond.commands.compress.report import TensorRecord
+from cond.commands.compress.storage import Storage, dtype_bytes
 from cond.errors import InputError, input_errors
 from cond.formats.safetensors_file import numpy_dtype
 from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio, relative_error
@@ -37,6 +38,7 @@ class Candidate:
     group: Optional[str] = ""
     weights: Weighting = field(default_factory=Weighting, repr=False)  # pass 1's, reused by pass 2
     weight_note: Optional[str] = None
+    rank_needed: Optional[int] = None  # the Eckart-Young rank at the bound: no shared basis can do with less
 
     @property
     def weighting(self) -> str:
@@ -85,15 +87,16 @@ def select_reason(entry, opts):
     return None
 
 
-def first_pass(entries, names, writer, opts, calibration, progress, client=None):
+def first_pass(entries, names, writer, opts, calibration, progress, client=None, plans=None, grams=None):
     records, candidates = {}, []
+    plans = plans or {}
     reasons = [select_reason(entry, opts) for entry in entries]
     for entry, reason in zip(entries, reasons):
         if reason is None and 0 in entry.shape:
             raise InputError("matrix has a zero-size dimension", path=entry.source, tensor=entry.name,
                              shape=entry.shape)
         if reason is None:
-            for key in (f"{entry.name}.U", f"{entry.name}.V"):
+            for key in (f"{entry.name}.{k}" for k in ("U", "V", "q", "U.scale", "V.scale", "q.scale")):
                 if key in names:
                     raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
                                      "rename it or --exclude one of them", path=entry.source)
@@ -101,23 +104,26 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None)
     if client is not None:  # one task per matrix, consumed in file order as the writer needs them
         from cond.distributed import ordered_map
 
-        own_forms = ordered_map(client, _own_form, [e for e, r in zip(entries, reasons) if r is None],
-                                opts=opts, calibration=calibration)
+        chosen = [e for e, r in zip(entries, reasons) if r is None]
+        own_forms = ordered_map(client, _planned_form, [(e, plans.get(e.name)) for e in chosen],
+                                opts=opts, calibration=calibration, grams=grams)
     for done, (entry, reason) in enumerate(zip(entries, reasons), 1):
         if reason is not None:
             size = math.prod(entry.shape)
-            writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
+            raw = entry.read_raw()
+            writer.add_bytes(entry.name, entry.dtype, entry.shape, raw)
             records[entry.name] = TensorRecord(
                 name=entry.name, shape=tuple(entry.shape), dtype=entry.dtype, storage="dense", keys=(entry.name,),
-                rank=None, error=None, bound=None, cluster=None, params_before=size, params_after=size, note=reason)
+                rank=None, error=None, bound=None, cluster=None, params_before=size, params_after=size, note=reason,
+                bytes_before=len(raw), bytes_after=len(raw))
         else:
-            candidate, factors = next(own_forms) if own_forms is not None else \
-                _own_form(entry, opts, calibration)
-            if factors is None:
+            candidate, arrays = next(own_forms) if own_forms is not None else \
+                _own_form(entry, opts, calibration, plans.get(entry.name), grams)
+            if arrays is None:
                 writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
             else:
-                writer.add_array(f"{entry.name}.U", factors[0])
-                writer.add_array(f"{entry.name}.V", factors[1])
+                for key, array in arrays.items():
+                    writer.add_array(key, array)
             records[entry.name] = candidate.own
             candidates.append(candidate)
         if progress:
@@ -125,9 +131,15 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None)
     return records, candidates
 
 
-def _own_form(entry, opts, calibration):
-    """The matrix's best form on its own: (candidate, (U, V) in the storage dtype, or None: dense).
-    Runs in this process or as a Dask task (the worker reads the tensor)."""
+def _own_form(entry, opts, calibration, plan=None, grams=None):
+    """The matrix's best form on its own: (candidate, the arrays to write as {key: array}, or None:
+    untouched). Runs in this process or as a Dask task (the worker reads the tensor).
+
+    The forms are: untouched (the original bytes), quantized (the whole matrix at the storage
+    dtype, when that differs from its own) and low rank. With a bound the cheapest in bytes that
+    meets it is taken; a compressed form must save ``opts.min_saving`` of the untouched bytes.
+    ``plan`` (from the budget) fixes the form: ("untouched",), ("quantized",) or ("lowrank", r).
+    """
     w = entry.load()
     w = w.reshape(w.shape[0], -1)
     if not np.all(np.isfinite(w)):
@@ -135,59 +147,143 @@ def _own_form(entry, opts, calibration):
                          tensor=entry.name, shape=entry.shape)
     m, n = w.shape
     name = entry.name
+    where = dict(path=entry.source, tensor=name, shape=entry.shape)
     weighting, weight_note = weighting_of(calibration, name, entry.shape)
-    storage = opts.dtype or entry.dtype
-    np_dtype = numpy_dtype(storage)
+    storage = Storage(opts.dtype or entry.dtype)
     bound = opts.max_error
     expanded = rounder(entry.dtype)  # what `cond expand` writes: the product in the original dtype
-    # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
-    with _blas_threads(1 if w.size < SMALL_MATRIX else None), \
-            input_errors(path=entry.source, tensor=name, shape=entry.shape):  # linalg's ValueErrors
-        left, right, s = weighted_factors(w, weighting, min(m, n))
-    if bound is not None:
-        first = max(1, rank_for_error(s, bound))
-        ranks = range(first, min(min(m, n), first + RANK_STEPS) + 1)
-    else:
-        r = opts.rank if opts.rank is not None else rank_for_ratio(m, n, opts.ratio)
-        ranks = [min(r, min(m, n))]
-    chosen = None
-    for r in ranks:
-        if lowrank_params(m, n, r) >= m * n:
-            break
-        with np.errstate(over="ignore"):
-            lo, ro = left[:, :r].astype(np_dtype), right[:r].astype(np_dtype)
-        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(ro))):
-            peak = max(float(np.max(np.abs(left[:, :r]))), float(np.max(np.abs(right[:r]))))
-            raise InputError(f"the rank-{r} factors overflow {storage} (largest entry {peak:.3g}, beyond "
-                             f"{float(np.finfo(np_dtype).max):.5g}); store them with `--dtype f32` or bf16",
-                             path=entry.source, tensor=name, shape=entry.shape)
-        approx = expanded(lo.astype(np.float64) @ ro.astype(np.float64))
-        err = relative_error(w, approx, weighting)
-        if bound is None or err <= bound:
-            plain = err if weighting.kind == "none" else relative_error(w, approx)
-            chosen = (r, lo, ro, err, plain)
-            break
+    untouched = dtype_bytes(entry.dtype, m * n)
+    limit = untouched * (1 - opts.min_saving)  # a compressed form must cost at most this
+    kind = plan[0] if plan is not None else None
+    forms = []  # (bytes, storage, rank, arrays, error, plain)
+    if storage.dtype != entry.dtype and kind in (None, "quantized"):
+        forms += _quantized_form(w, storage, expanded, weighting, bound, limit, name, where)
+    s = None
+    if kind in (None, "lowrank"):
+        ceiling = min([limit] + [f[0] for f in forms])
+        lowrank, s = _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where)
+        forms += lowrank
+    chosen = min(forms, key=lambda f: f[0]) if forms else None
     notes = [weight_note] if weight_note else []
-    factors = None
-    if chosen is None:
-        notes.insert(0, "dense: no rank saves parameters within the bound" if bound is not None else
-                     "dense: the rank saves no parameters")
-        own = TensorRecord(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage="dense", keys=(name,),
-                           rank=None, error=0.0, bound=bound, cluster=None, params_before=m * n, params_after=m * n,
-                           note="; ".join(notes), plain_error=0.0, weighting=weighting.kind)
-    else:
-        r, lo, ro, err, plain = chosen
-        factors = (lo, ro)
-        own = TensorRecord(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage="lowrank",
-                           keys=(f"{name}.U", f"{name}.V"), rank=r, error=err, bound=bound, cluster=None,
-                           params_before=m * n, params_after=lowrank_params(m, n, r),
-                           note="; ".join(notes) or None, plain_error=plain, weighting=weighting.kind)
     group = ""
     if opts.group_re is not None:
         match = opts.group_re.search(name)
         group = None if match is None else (match.group(1) if match.groups() else match.group(0))
-    return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage, m=m, n=n,
-                     own=own, entry=entry, group=group, weights=weighting, weight_note=weight_note), factors
+    rank_needed = None
+    if bound is not None and opts.cluster:
+        s = _spectrum(w, weighting) if s is None else s
+        rank_needed = max(1, rank_for_error(s, bound))
+    common = dict(name=name, shape=tuple(entry.shape), dtype=entry.dtype, bound=bound, cluster=None,
+                  params_before=m * n, weighting=weighting.kind, bytes_before=untouched, macs_before=m * n)
+    if chosen is None:
+        notes.insert(0, _why_untouched(bound, kind, opts))
+        own = TensorRecord(storage="dense", keys=(name,), rank=None, error=0.0, params_after=m * n,
+                           note="; ".join(notes), plain_error=0.0, bytes_after=untouched, macs_after=m * n,
+                           output_error=0.0 if grams is not None and name in grams else None, **common)
+        arrays = None
+    else:
+        size, form, r, arrays, err, plain, approx = chosen
+        own = TensorRecord(storage=form, keys=tuple(k for k in arrays if not k.endswith(".scale")), rank=r,
+                           error=err, params_after=m * n if r is None else lowrank_params(m, n, r),
+                           note="; ".join(notes) or None, plain_error=plain, storage_dtype=storage.dtype,
+                           scales=_scale_keys(arrays), bytes_after=size,
+                           macs_after=m * n if r is None else lowrank_params(m, n, r),
+                           output_error=output_error(grams, name, entry.shape, w, approx, weighting, err),
+                           **common)
+    return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage.dtype, m=m, n=n,
+                     own=own, entry=entry, group=group, weights=weighting, weight_note=weight_note,
+                     rank_needed=rank_needed), arrays
+
+
+def _planned_form(item, opts, calibration, grams):
+    entry, plan = item
+    return _own_form(entry, opts, calibration, plan, grams)
+
+
+def _spectrum(w, weighting):
+    return np.linalg.svd(weighting.apply(w), compute_uv=False)
+
+
+def _why_untouched(bound, kind, opts):
+    if kind == "untouched":
+        return "untouched: the budget is better spent elsewhere"
+    if bound is not None:
+        return f"dense: no form saves {opts.min_saving:.0%} of its bytes within the bound"
+    return f"dense: the rank saves less than {opts.min_saving:.0%} of its bytes"
+
+
+def _scale_keys(arrays):
+    keys = [k for k in arrays if not k.endswith(".scale")]
+    return tuple(f"{k}.scale" if f"{k}.scale" in arrays else None for k in keys)
+
+
+def _stored(storage, x, what, where):
+    try:
+        return storage.store(x)
+    except ValueError as exc:
+        raise InputError(f"{what} {exc}; store them with `--dtype f32` or bf16", **where) from None
+
+
+def _arrays(key, stored, scale, into):
+    into[key] = stored
+    if scale is not None:
+        into[f"{key}.scale"] = scale
+    return into
+
+
+def _quantized_form(w, storage, expanded, weighting, bound, limit, name, where):
+    """The whole matrix at the storage dtype, when it meets the bound and saves enough."""
+    size = storage.nbytes(*w.shape)
+    if size > limit:
+        return []
+    try:
+        stored, scale = storage.store(w)
+    except ValueError:
+        return []  # out of the storage dtype's range: low rank may still fit
+    approx = expanded(storage.value(stored, scale))
+    err = relative_error(w, approx, weighting)
+    if bound is not None and err > bound:
+        return []
+    plain = err if weighting.kind == "none" else relative_error(w, approx)
+    return [(size, "quantized", None, _arrays(f"{name}.q", stored, scale, {}), err, plain, approx)]
+
+
+def _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where):
+    """The smallest rank meeting the bound (or the rank asked for), measured on what is written."""
+    m, n = w.shape
+    bound = opts.max_error
+    # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
+    with _blas_threads(1 if w.size < SMALL_MATRIX else None), input_errors(**where):  # linalg's ValueErrors
+        left, right, s = weighted_factors(w, weighting, min(m, n))
+    if plan is not None:
+        first = plan[1]
+    elif bound is not None:
+        first = max(1, rank_for_error(s, bound))
+    else:
+        first = min(opts.rank if opts.rank is not None else rank_for_ratio(m, n, opts.ratio), min(m, n))
+    last = min(min(m, n), first + RANK_STEPS) if bound is not None else first
+    for r in range(first, last + 1):
+        size = storage.lowrank_bytes(m, n, r)
+        if size > ceiling:
+            break
+        lo, lo_scale = _stored(storage, left[:, :r], f"the rank-{r} factors", where)
+        ro, ro_scale = _stored(storage, right[:r], f"the rank-{r} factors", where)
+        approx = expanded(storage.value(lo, lo_scale) @ storage.value(ro, ro_scale))
+        err = relative_error(w, approx, weighting)
+        if bound is None or err <= bound:
+            plain = err if weighting.kind == "none" else relative_error(w, approx)
+            arrays = _arrays(f"{name}.V", ro, ro_scale, _arrays(f"{name}.U", lo, lo_scale, {}))
+            return [(size, "lowrank", r, arrays, err, plain, approx)], s
+    return [], s
+
+
+def output_error(grams, name, shape, w, approx, weighting, err):
+    """The relative output error ||(W - W_hat) X^T||_F / ||W X^T||_F on the calibration inputs, or None."""
+    if grams is None or name not in grams:
+        return None
+    if weighting.kind == "whiten":
+        return err
+    return relative_error(w, approx, grams.weighting(name, shape))
 
 
 _CONTROLLER = []

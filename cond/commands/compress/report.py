@@ -7,10 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-SCHEMA = "cond.compress/1"
+SCHEMA = "cond.compress/2"
 
-TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "rank", "error", "plain_error", "bound", "weighting",
-                 "cluster", "params_before", "params_after", "note")
+TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "storage_dtype", "rank", "error", "plain_error",
+                 "output_error", "bound", "weighting", "cluster", "params_before", "params_after",
+                 "bytes_before", "bytes_after", "macs_before", "macs_after", "note")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,14 @@ class TensorRecord:
     ||A W B||_F; for whitening the relative output error on the calibration
     inputs). ``plain_error`` is ||W - W_hat||_F / ||W||_F either way, and
     ``weighting`` says which weights were used (``none`` for plain SVD).
+    ``output_error`` is ||(W - W_hat) X^T||_F / ||W X^T||_F on the calibration inputs
+    of ``--activations`` (None without them). ``storage`` is ``dense`` (the original
+    bytes), ``quantized`` (the whole matrix at the storage dtype), ``lowrank`` or
+    ``cluster``; ``scales`` names each key's int8 row scales (or None).
+    ``bytes_*`` count what the file holds for the tensor (a cluster's shared basis
+    is in its ClusterRecord), ``macs_*`` the multiply-adds of W x for one input
+    vector: m n dense, r (m + n) factored (None for tensors that are not matrices
+    cond compresses).
     """
 
     name: str
@@ -39,6 +48,13 @@ class TensorRecord:
     note: Optional[str] = None
     plain_error: Optional[float] = None
     weighting: str = "none"
+    storage_dtype: Optional[str] = None
+    scales: tuple = ()
+    bytes_before: int = 0
+    bytes_after: int = 0
+    macs_before: Optional[int] = None
+    macs_after: Optional[int] = None
+    output_error: Optional[float] = None
 
     def row(self) -> dict:
         d = {k: getattr(self, k) for k in TENSOR_FIELDS}
@@ -47,8 +63,10 @@ class TensorRecord:
 
     def manifest_entry(self) -> dict:
         return dict(name=self.name, shape=list(self.shape), dtype=self.dtype, storage=self.storage,
-                    keys=list(self.keys), rank=self.rank, bound=self.bound, error=self.error,
-                    plain_error=self.plain_error, weighting=self.weighting, cluster=self.cluster)
+                    keys=list(self.keys), scales=list(self.scales) or [None] * len(self.keys),
+                    storage_dtype=self.storage_dtype, rank=self.rank, bound=self.bound, error=self.error,
+                    plain_error=self.plain_error, output_error=self.output_error, weighting=self.weighting,
+                    cluster=self.cluster, bytes=self.bytes_after, macs=self.macs_after)
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,8 @@ class ClusterRecord:
     rank: int
     key: str
     params: int
+    bytes: int = 0
+    scale: Optional[str] = None
 
     def row(self) -> dict:
         d = dataclasses.asdict(self)
@@ -80,6 +100,8 @@ class CompressReport:
     seconds: float
     method: str = "svd"
     unweighted: tuple = ()
+    budget: Optional[dict] = None  # asked, spent (measured), unit
+    cluster_summary: Optional[dict] = None  # seconds, pools, proven (pools skipped by the provable test)
 
     @property
     def compression_ratio(self) -> float:
@@ -103,10 +125,23 @@ class CompressReport:
             reasons[reason] = reasons.get(reason, 0) + 1
         return "; ".join(f"{count} {reason}" for reason, count in reasons.items())
 
+    def matrix_totals(self) -> dict:
+        """Bytes and multiply-adds of the compressed matrices (the selected ones), before and after;
+        a cluster's shared basis counts once in bytes and with every member in multiply-adds."""
+        chosen = [t for t in self.tensors if t.macs_before is not None]
+        shared = sum(c.bytes for c in self.clusters)
+        errors = [t.output_error for t in chosen if t.output_error is not None]
+        return dict(matrices=len(chosen), matrix_bytes_before=sum(t.bytes_before for t in chosen),
+                    matrix_bytes_after=sum(t.bytes_after for t in chosen) + shared,
+                    macs_before=sum(t.macs_before for t in chosen),
+                    macs_after=sum(t.macs_after for t in chosen),
+                    mean_output_error=sum(errors) / len(errors) if errors else None,
+                    worst_output_error=max(errors) if errors else None)
+
     def to_dict(self) -> dict:
         from cond._version import __version__
 
-        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "lowrank", "cluster")}
+        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "quantized", "lowrank", "cluster")}
         return dict(
             schema=SCHEMA,
             cond_version=__version__,
@@ -120,7 +155,8 @@ class CompressReport:
                         compression_ratio=self.compression_ratio,
                         param_ratio=self.params_before / max(self.params_after, 1),
                         worst_error=self.worst_error, seconds=self.seconds, **counts,
-                        clusters=len(self.clusters), nothing_compressed=self.nothing_compressed),
+                        clusters=len(self.clusters), nothing_compressed=self.nothing_compressed,
+                        **self.matrix_totals(), budget=self.budget, clustering=self.cluster_summary),
             tensors=[t.row() for t in self.tensors],
             clusters=[c.row() for c in self.clusters],
         )

@@ -1,0 +1,103 @@
+"""``--budget`` / ``--budget-bytes``: one share of the selected matrices' parameters (or bytes)
+spent across all of them, where the method's error falls most per unit spent.
+
+Phase A (here) reads every selected matrix once for its spectrum in the method's norm
+(the whitened one with ``--activations``, the Fisher-weighted one with ``--fisher``,
+the plain one otherwise) and lists its options with their cost and predicted loss:
+
+- untouched: cost the whole matrix, loss 0;
+- quantized: the whole matrix at the storage dtype (``--dtype``), loss its measured
+  squared relative error;
+- rank r: cost r (m + n) parameters (or the factors' bytes), loss the Eckart-Young tail
+  e(r)^2 plus, when the storage dtype rounds, twice the matrix's own rounding loss
+  (two factors rounded; a prediction, the written error is measured in phase B).
+
+The loss is the squared *relative* error, so that every matrix counts alike whatever
+its scale. Options that save less than ``--min-saving`` of the untouched cost are
+dropped, and with ``--max-error`` so are those predicted above the bound.
+:func:`cond.linalg.allocation.allocate` then takes one option per matrix. Phase B is
+pass 1 with each matrix's form fixed (:func:`~cond.commands.compress.own_form.first_pass`);
+a rank raised there to meet ``--max-error`` after rounding is reported in the spent share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cond.commands.compress.own_form import rounder, weighting_of
+from cond.commands.compress.storage import Storage, dtype_bytes
+from cond.errors import UsageError, input_errors
+from cond.linalg.allocation import allocate
+from cond.linalg.truncated import relative_error, tail_errors
+
+
+def plan_budget(entries, opts, calibration, client=None, progress=None):
+    """The form of every selected matrix under the budget: ({name: plan}, summary dict)."""
+    if client is not None:
+        from cond.distributed import ordered_map
+
+        listed = list(ordered_map(client, matrix_options, entries, opts=opts, calibration=calibration))
+    else:
+        listed = []
+        for done, entry in enumerate(entries, 1):
+            listed.append(matrix_options(entry, opts, calibration))
+            if progress:
+                progress("budget", done, len(entries))
+    whole = float(sum(untouched for untouched, _ in listed))
+    target = opts.budget * whole
+    try:
+        allocation = allocate([[(cost, loss) for cost, loss, _ in options] for _, options in listed], target)
+    except ValueError:
+        least = sum(min(cost for cost, _, _ in options) for _, options in listed)
+        within = " within `--max-error`" if opts.max_error is not None else ""
+        flag = "--budget-bytes" if opts.budget_unit == "bytes" else "--budget"
+        raise UsageError(f"`{flag}` {opts.budget:g} is below the least share this selection can be "
+                         f"stored in{within}: {least / whole:.4f} of its {opts.budget_unit}") from None
+    plans = {entry.name: options[k][2] for entry, (_, options), k in zip(entries, listed, allocation.choice)}
+    share = (lambda cost: cost / whole if whole else 0.0)
+    summary = dict(unit=opts.budget_unit, share=opts.budget, planned=share(allocation.cost),
+                   lagrangian=share(allocation.lagrangian_cost), predicted_loss=allocation.loss,
+                   slope=allocation.slope * whole)
+    return plans, summary
+
+
+def matrix_options(entry, opts, calibration):
+    """(the untouched cost, [(cost, predicted loss, plan), ...]) of one matrix."""
+    w = entry.load()
+    w = w.reshape(w.shape[0], -1)
+    m, n = w.shape
+    where = dict(path=entry.source, tensor=entry.name, shape=entry.shape)
+    if not np.all(np.isfinite(w)):
+        from cond.errors import InputError
+
+        raise InputError("holds NaN or Inf; cannot bound a relative error", **where)
+    weighting, _ = weighting_of(calibration, entry.name, entry.shape)
+    storage = Storage(opts.dtype or entry.dtype)
+    by_bytes = opts.budget_unit == "bytes"
+    untouched = dtype_bytes(entry.dtype, m * n) if by_bytes else m * n
+    limit = untouched * (1 - opts.min_saving)
+    bound = opts.max_error
+    options = [(untouched, 0.0, ("untouched",))]
+    rounding = 0.0
+    if storage.dtype != entry.dtype:
+        try:
+            rounded = storage.round(w)
+        except ValueError:  # out of the storage dtype's range: low rank may still fit
+            rounded = None
+        if rounded is not None:
+            err = relative_error(w, rounder(entry.dtype)(rounded), weighting)
+            rounding = err * err
+            cost = storage.nbytes(m, n) if by_bytes else m * n
+            if cost <= limit and (bound is None or err <= bound):
+                options.append((cost, rounding, ("quantized",)))
+    with input_errors(**where):
+        s = np.linalg.svd(weighting.apply(w), compute_uv=False)
+    tail = tail_errors(s) ** 2
+    for r in range(1, min(m, n) + 1):
+        cost = storage.lowrank_bytes(m, n, r) if by_bytes else r * (m + n)
+        if cost > limit:
+            break
+        if bound is not None and tail[r] > bound * bound:
+            continue
+        options.append((cost, float(tail[r] + 2 * rounding * (1 - tail[r])), ("lowrank", r)))
+    return untouched, options
