@@ -168,6 +168,13 @@ class CompressedCheckpoint(Mapping):
         t = self._tensors[name]
         return [self._value(k, s) for k, s in zip(t["keys"], t.get("scales") or [None] * len(t["keys"]))]
 
+    def stored(self, key, scale=None):
+        """A stored factor as written: (array, its row scales or None); int8 stays int8."""
+        entry = self._stored[key]
+        if scale is None:
+            return entry.load(), None
+        return np.frombuffer(entry.read_raw(), dtype=np.int8).reshape(entry.shape), self._stored[scale].load()
+
     def _value(self, key, scale):
         entry = self._stored[key]
         if scale is None:

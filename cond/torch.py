@@ -1,0 +1,154 @@
+"""``cond.torch``: run a compressed file with factorised layers (torch is optional, imported here only).
+
+>>> import cond.torch                                                     # doctest: +SKIP
+>>> model = cond.torch.load_factorised(model, "small.safetensors")        # doctest: +SKIP
+>>> dense = cond.torch.to_dense(model)                                    # doctest: +SKIP
+
+Every ``torch.nn.Linear`` whose weight the file stores factored (``lowrank`` or
+``cluster``) becomes a :class:`LowRankLinear`, x -> V x -> U (V x) + b: r (m + n)
+multiply-adds per input vector instead of m n. A cluster's shared basis is one
+``nn.Parameter`` held by every member (tied: trained or moved once). int8 factors
+are dequantised once to the layer's dtype, or, with ``keep_int8=True``, kept as
+int8 buffers with their row scales and applied as s_U * (Q_U (s_V * (Q_V x))).
+Every other tensor of the file (untouched, or stored whole at a narrower dtype) is
+loaded into the model as the dense array ``cond expand`` would write. Names may
+differ from the model's by a prefix (a wrapper's), found by
+:func:`cond.integrations.names.align`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cond.formats.lowrank_format import CompressedCheckpoint
+from cond.integrations.names import align, mapper
+
+FACTORED = ("lowrank", "cluster")
+
+
+class LowRankLinear(torch.nn.Module):
+    """y = U (V x) + b, with U (out x r) and V (r x in); int8 factors optionally kept with their scales.
+
+    Parameters
+    ----------
+    u, v : torch.Tensor or torch.nn.Parameter
+        The factors (a Parameter is used as given, so that shared bases stay tied), or
+        int8 tensors with ``u_scale`` / ``v_scale`` (one float per row).
+    bias : torch.nn.Parameter or None
+    """
+
+    def __init__(self, u, v, bias=None, u_scale=None, v_scale=None):
+        super().__init__()
+        for name, factor, scale in (("u", u, u_scale), ("v", v, v_scale)):
+            if scale is None:
+                setattr(self, name, factor if isinstance(factor, torch.nn.Parameter) else torch.nn.Parameter(factor))
+                setattr(self, f"{name}_scale", None)
+            else:
+                self.register_buffer(name, factor)
+                self.register_buffer(f"{name}_scale", scale)
+        self.bias = bias
+        self.in_features, self.out_features, self.rank = v.shape[1], u.shape[0], v.shape[0]
+
+    def forward(self, x):
+        dtype = x.dtype
+        if self.v_scale is None:
+            return torch.nn.functional.linear(torch.nn.functional.linear(x, self.v), self.u, self.bias)
+        h = torch.nn.functional.linear(x, self.v.to(dtype)) * self.v_scale.to(dtype)
+        y = torch.nn.functional.linear(h, self.u.to(dtype)) * self.u_scale.to(dtype)
+        return y if self.bias is None else y + self.bias
+
+    def weight64(self):
+        """U V in float64 (scales applied): the dense weight this layer stands for."""
+        u, v = self.u.double(), self.v.double()
+        if self.u_scale is not None:
+            u, v = u * self.u_scale.double()[:, None], v * self.v_scale.double()[:, None]
+        return u @ v
+
+    def extra_repr(self):
+        kept = ", int8" if self.v_scale is not None else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}{kept}"
+
+
+def load_factorised(model, path, *, keep_int8=False, strict=True):
+    """Load a ``cond-lowrank`` file into ``model``, factored Linear weights as :class:`LowRankLinear`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The architecture the checkpoint was saved from (its weights are replaced).
+    path : str
+        A ``cond-lowrank/1`` or ``/2`` file.
+    keep_int8 : bool
+        Keep int8 factors as int8 with their scales (less memory, a dequantisation per call).
+    strict : bool
+        Refuse a file tensor the model has no place for.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model``, changed in place.
+    """
+    ckpt = CompressedCheckpoint(path)
+    state = model.state_dict()
+    to_model = mapper(*align(ckpt, state))
+    modules = dict(model.named_modules())
+    shared = {}
+    missing = []
+    with torch.no_grad():
+        for name in ckpt:
+            t = ckpt.manifest_entry(name)
+            ours = to_model(name)
+            module = modules.get(ours[:-len(".weight")]) if ours and ours.endswith(".weight") else None
+            if t["storage"] in FACTORED and isinstance(module, torch.nn.Linear):
+                _replace(model, ours[:-len(".weight")],
+                         _factorised(ckpt, t, module, shared, keep_int8))
+            elif ours in state:
+                state[ours].copy_(torch.from_numpy(np.ascontiguousarray(ckpt[name])).to(state[ours].dtype))
+            else:
+                missing.append(name)
+    if strict and missing:
+        raise ValueError(f"the model has no place for {len(missing)} tensors of {path} "
+                         f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+    return model
+
+
+def _factorised(ckpt, t, linear, shared, keep_int8):
+    dtype = linear.weight.dtype
+    device = linear.weight.device
+    factors, scales = [], []
+    for key, scale in zip(t["keys"], t.get("scales") or [None, None]):
+        if key not in shared:
+            q, s = ckpt.stored(key, scale)
+            if s is not None and keep_int8:
+                shared[key] = (torch.from_numpy(q.copy()).to(device), torch.from_numpy(s.copy()).to(device))
+            else:
+                value = q if s is None else q.astype(np.float64) * s.astype(np.float64)[:, None]
+                shared[key] = (torch.nn.Parameter(torch.from_numpy(np.asarray(value, dtype=np.float64))
+                                                  .to(device=device, dtype=dtype)), None)
+        factor, scale_tensor = shared[key]
+        factors.append(factor)
+        scales.append(scale_tensor)
+    return LowRankLinear(factors[0], factors[1], linear.bias, scales[0], scales[1])
+
+
+def _replace(model, name, new):
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def to_dense(model):
+    """Replace every :class:`LowRankLinear` of ``model`` by a ``torch.nn.Linear`` of weight U V
+    (multiplied in float64, rounded once to the layer's dtype). Returns ``model``."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LowRankLinear):
+            dtype = module.bias.dtype if module.bias is not None else \
+                (module.u.dtype if module.u_scale is None else torch.float32)
+            dense = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                    device=module.u.device, dtype=dtype)
+            with torch.no_grad():
+                dense.weight.copy_(module.weight64().to(dtype))
+                if module.bias is not None:
+                    dense.bias = module.bias
+            _replace(model, name, dense)
+    return model
