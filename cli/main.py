@@ -3,6 +3,7 @@
     cond inspect model.safetensors          per-matrix condition numbers and spectra
     cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
     cond expand small.safetensors -o dense/ back to a dense checkpoint
+    cond calibrate MODEL_DIR --text t.txt   input Grams (and Fisher) of a Hugging Face model
     cond sample X.npy --size 2000           weighted row sample (leverage, Lewis, sensitivity)
     cond dedup X.csv -o X.dedup.csv         drop near-duplicate columns, kappa before and after
 """
@@ -15,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from cond._version import __version__
-from cond.cli import compress_cmd, dedup_cmd, expand_cmd, inspect_cmd, sample_cmd
+from cond.cli import calibrate_cmd, compress_cmd, dedup_cmd, expand_cmd, inspect_cmd, sample_cmd
 
 
 class OneLineErrors(TyperGroup):
@@ -72,6 +73,7 @@ app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_
 app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(
     compress_cmd.compress_command)
 app.command("expand", no_args_is_help=True, epilog=expand_cmd.EPILOG)(expand_cmd.expand_command)
+app.command("calibrate", no_args_is_help=True, epilog=calibrate_cmd.EPILOG)(calibrate_cmd.calibrate_command)
 app.command("sample", no_args_is_help=True, epilog=sample_cmd.EPILOG)(sample_cmd.sample_command)
 app.command("dedup", no_args_is_help=True, epilog=dedup_cmd.EPILOG)(dedup_cmd.dedup_command)
 
