@@ -103,8 +103,9 @@ def load_factorised(model, path, *, keep_int8=False, strict=True):
             if t["storage"] in FACTORED and isinstance(module, torch.nn.Linear):
                 _replace(model, ours[:-len(".weight")],
                          _factorised(ckpt, t, module, shared, keep_int8))
-            elif ours in state:
-                state[ours].copy_(torch.from_numpy(np.ascontiguousarray(ckpt[name])).to(state[ours].dtype))
+            elif ours in state or _buffer(model, ours) is not None:  # a non-persistent buffer too
+                target = state[ours] if ours in state else _buffer(model, ours)
+                target.copy_(torch.from_numpy(np.ascontiguousarray(ckpt[name])).to(target.dtype))
             else:
                 missing.append(name)
     if strict and missing:
@@ -130,6 +131,13 @@ def _factorised(ckpt, t, linear, shared, keep_int8):
         factors.append(factor)
         scales.append(scale_tensor)
     return LowRankLinear(factors[0], factors[1], linear.bias, scales[0], scales[1])
+
+
+def _buffer(model, name):
+    try:
+        return model.get_buffer(name) if name else None
+    except AttributeError:
+        return None
 
 
 def _replace(model, name, new):

