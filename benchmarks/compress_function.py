@@ -9,7 +9,8 @@ long descriptions, ``.md`` / ``.rst`` / ``.txt`` files), never downloaded; uniqu
 ``cond calibrate`` writes the Grams (and the label-free Fisher) from the calibration set.
 
 For svd, fisher and whiten, at uniform ``--ratio`` and at ``--budget`` of the same share of the
-36 encoder Linear weights' parameters, with and without ``--dtype int8``, and for int8 at a
+36 encoder Linear weights' parameters (for whiten also with ``--fisher``: the budget weighs
+each layer by its sensitivity), with and without ``--dtype int8``, and for int8 at a
 quarter of their fp32 bytes (``--budget-bytes 0.25``): mean and 5th-percentile cosine between
 the compressed and the original embeddings of the evaluation sentences, overlap@10 of their
 nearest neighbours, the file's bytes, and the factorised runtime's (``cond.torch``) CPU latency
@@ -154,14 +155,18 @@ def held_out_output_error(model_path, compressed, grams_path):
 
 
 def settings(quick):
+    """(method, size, dtype, Fisher sensitivities for a whitened budget)."""
     shares = (0.7,) if quick else (0.7, 0.5)
     for method in ("svd", "fisher", "whiten"):
         for share in shares:
             for dtype in (None, "int8"):
-                yield method, dict(ratio=share), dtype
-                yield method, dict(budget=share), dtype
-    yield "whiten", dict(budget_bytes=0.25), "int8"
-    yield "svd", dict(budget_bytes=0.25), "int8"
+                yield method, dict(ratio=share), dtype, False
+                yield method, dict(budget=share), dtype, False
+                if method == "whiten":
+                    yield method, dict(budget=share), dtype, True
+    yield "whiten", dict(budget_bytes=0.25), "int8", False
+    yield "whiten", dict(budget_bytes=0.25), "int8", True
+    yield "svd", dict(budget_bytes=0.25), "int8", False
 
 
 def main():
@@ -199,11 +204,11 @@ def main():
         print("| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
               "overlap@10 | report out-err | latency / dense | load |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for method, size, dtype in settings(args.quick):
+        for method, size, dtype, sensitive in settings(args.quick):
             out = os.path.join(tmp, "c.safetensors")
             kwargs = dict(include=ENCODER, method=method, dtype=dtype, force=True, cluster=False,
                           activations=grams)
-            if method == "fisher":
+            if method == "fisher" or sensitive:
                 kwargs["fisher"] = fisher
             rep = cond.compress(path, out, **size, **kwargs)
             totals = rep.matrix_totals()
@@ -215,12 +220,13 @@ def main():
                 ratio = emb.latency(model, batches[0]) / emb.latency(dense, batches[0])
             kept = sum(t.params_after for t in rep.tensors if t.macs_before) / sum(
                 t.params_before for t in rep.tensors if t.macs_before)
-            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items())
+            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items()) + \
+                (" --fisher (sensitivities)" if sensitive else "")
             print(f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
                   f"{totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.3f} | "
                   f"{os.path.getsize(out) / 1e6:.1f} | {mean:.4f} | {p5:.4f} | {overlap:.3f} | "
                   f"{totals['mean_output_error']:.4f} | {ratio:.2f} | {describe([load.others])} |", flush=True)
-            if method == "whiten" and size == dict(budget=0.7) and dtype is None:
+            if method == "whiten" and size in (dict(budget=0.7), dict(ratio=0.7)) and dtype is None:
                 held = held_out_output_error(path, out, eval_grams)
                 print(f"  function report: mean output error {totals['mean_output_error']:.4f} on the "
                       f"calibration inputs, {held:.4f} on the held-out sentences", flush=True)

@@ -237,3 +237,34 @@ def test_clustering_refuses_to_raise_compute_and_gives_up_provably(tmp_path):
     alone = cond.compress(tmp_path / "z.safetensors", tmp_path / "z.out.safetensors", max_error=0.1, min_size=0,
                           allow_slower=True)
     assert alone.cluster_summary["proven"] == alone.cluster_summary["chunks"] >= 1
+
+
+def test_layer_sensitivities_from_the_fisher_move_the_budget_to_the_sensitive_layer(tmp_path):
+    """Two copies of one matrix with the same Gram: the budget splits them evenly; a Fisher that says
+    the second layer's output matters 100x more gives it more of the rank (and the loss it reports
+    is the closed form trace(F) / (m trace(G)) ||W L||^2 e^2)."""
+    rng = np.random.default_rng(4)
+    w = (rng.standard_normal((32, 32)) * 0.8 ** np.arange(32)) @ np.linalg.qr(rng.standard_normal((32, 32)))[0]
+    save_file({"a": w, "b": w.copy()}, str(tmp_path / "m.safetensors"))
+    x = rng.standard_normal((500, 32))
+    save_file({"a": x.T @ x, "b": x.T @ x}, str(tmp_path / "g.safetensors"))
+    common = dict(method="whiten", activations=str(tmp_path / "g.safetensors"), budget=0.5, min_size=0,
+                  cluster=False)
+    even = cond.compress(tmp_path / "m.safetensors", tmp_path / "e.safetensors", **common)
+    assert even.tensors[0].rank == even.tensors[1].rank
+    save_file({"a": np.ones((32, 32)), "b": 100 * np.ones((32, 32))}, str(tmp_path / "f.safetensors"))
+    tilted = cond.compress(tmp_path / "m.safetensors", tmp_path / "t.safetensors",
+                           fisher=str(tmp_path / "f.safetensors"), **common)
+    ranks = {t.name: t.rank or 32 for t in tilted.tensors}
+    assert ranks["b"] > ranks["a"]
+    assert tilted.budget["loss"] == "sensitivity-weighted output error"
+    chol = np.linalg.cholesky(x.T @ x)
+    sv = np.linalg.svd(w @ chol, compute_uv=False)  # LAPACK: the whitened spectrum
+    closed = 0.0
+    for name, trace_f in (("a", 32 * 32), ("b", 100 * 32 * 32)):
+        tail = np.sum(sv[ranks[name]:] ** 2) / np.sum(sv ** 2)
+        closed += trace_f / (32 * np.trace(x.T @ x)) * np.sum(sv ** 2) * tail
+    assert tilted.budget["predicted_loss"] == pytest.approx(closed, rel=1e-6)
+    with pytest.raises(cond.errors.UsageError, match="layer sensitivities of a budget"):
+        cond.compress(tmp_path / "m.safetensors", tmp_path / "x.safetensors", method="whiten", ratio=0.5,
+                      activations=str(tmp_path / "g.safetensors"), fisher=str(tmp_path / "f.safetensors"))

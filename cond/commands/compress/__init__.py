@@ -135,6 +135,7 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     names = {e.name for e in entries}
     selected = [e for e in entries if select_reason(e, opts) is None]
     calibration, grams = _weights_files(opts, fisher, activations, source, output, sources, selected)
+    sensitivities = _sensitivities(opts, fisher, source, output, sources, selected)
     from cond.distributed import scheduler_from
 
     spec = scheduler_from(scheduler)
@@ -152,7 +153,7 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         plans, budget_summary = {}, None
         if opts.budget is not None:
             _refuse_zero_size(selected)
-            plans, budget_summary = plan_budget(selected, opts, calibration, client, progress)
+            plans, budget_summary = plan_budget(selected, opts, calibration, client, progress, sensitivities)
         writer = stack.enter_context(SafetensorsWriter(output, inputs=sources, force=force))
         records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client, plans, grams)
         clusters, cluster_summary = [], None
@@ -212,6 +213,20 @@ def _weights_files(opts, fisher, activations, source, output, sources, selected)
         grams.check_names([e.name for e in selected])
         grams.check_rows(selected)
     return calibration, grams
+
+
+def _sensitivities(opts, fisher, source, output, sources, selected):
+    """With ``--method whiten --fisher``: the Fisher file that weighs each layer in the budget."""
+    if opts.method != "whiten" or fisher is None:
+        return None
+    from cond.commands.compress.calibration import CalibrationFile
+
+    path = str(fisher)
+    if os.path.abspath(path) in {os.path.abspath(p) for p in (*sources, output)}:
+        raise UsageError("the weights file must not be the checkpoint or the output", path=path)
+    found = CalibrationFile(path, "fisher", "in")
+    found.check_names([e.name for e in selected])
+    return found
 
 
 def _spent(tensors, clusters, unit):

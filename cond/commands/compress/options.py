@@ -93,7 +93,7 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         storage = STORAGE_DTYPES.get(str(dtype).lower())
         if storage is None:
             raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8; got {dtype!r}")
-    _check_method(method, fisher, fisher_axis, activations)
+    _check_method(method, fisher, fisher_axis, activations, budget is not None or budget_bytes is not None)
     patterns = {}
     for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group)):
         try:
@@ -110,12 +110,15 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         allow_slower=bool(allow_slower), include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
 
 
-def _check_method(method, fisher, fisher_axis, activations):
+def _check_method(method, fisher, fisher_axis, activations, budgeted=False):
     if method == "fisher" and fisher is None:
         raise UsageError("`--method fisher` needs `--fisher FILE` (accumulated squared gradients per weight)")
     if method == "whiten" and activations is None:
         raise UsageError("`--method whiten` needs `--activations FILE` (input Gram matrices per weight)")
-    if fisher is not None and method != "fisher":
+    if fisher is not None and method == "whiten" and not budgeted:
+        raise UsageError("with `--method whiten`, `--fisher` gives the layer sensitivities of a budget; "
+                         "add `--budget` or `--budget-bytes`")
+    if fisher is not None and method not in ("fisher", "whiten"):
         raise UsageError(f"`--fisher` is given but `--method` is {method}; add `--method fisher`")
     if fisher_axis != "in" and method != "fisher":
         raise UsageError(f"`--fisher-axis` applies to `--method fisher`; got `--method {method}`")

@@ -1,4 +1,4 @@
-"""What ``cond compress`` did, per tensor, per cluster and in total; schema ``cond.compress/1``."""
+"""What ``cond compress`` did, per tensor, per cluster and in total; schema ``cond.compress/2``."""
 
 from __future__ import annotations
 
