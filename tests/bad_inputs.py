@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
-CORPUS = {"inspect": {}, "compress": {}, "expand": {}, "sample": {}, "dedup": {}}
+CORPUS = {"inspect": {}, "compress": {}, "expand": {}, "sample": {}, "dedup": {}, "calibrate": {}}
 
 
 def case(command, name):
@@ -848,6 +848,104 @@ def _(d):
 def _(d):
     path = text(d, "x.csv", "a,b\n1,2\n3,5\n")
     return [path, "-o", path, "--force"], ["x.csv", "overwrite the input"]
+
+
+@case("compress", "--budget 0")
+def _(d):
+    return [good_checkpoint(d), "--budget", "0", "-o", os.path.join(d, "o.safetensors")], ["--budget", "(0, 1]"]
+
+
+@case("compress", "--budget-bytes 1.5")
+def _(d):
+    return [good_checkpoint(d), "--budget-bytes", "1.5", "-o", os.path.join(d, "o.safetensors")], \
+        ["--budget-bytes", "bytes", "1.5"]
+
+
+@case("compress", "--budget with --ratio")
+def _(d):
+    return [good_checkpoint(d), "--budget", "0.5", "--ratio", "0.5", "-o", os.path.join(d, "o.safetensors")], \
+        ["--ratio", "--budget"]
+
+
+@case("compress", "--min-saving 1")
+def _(d):
+    return _compress(d, "--min-saving", "1"), ["--min-saving", "[0, 1)"]
+
+
+@case("compress", "a budget below what --max-error allows")
+def _(d):
+    return [good_checkpoint(d), "--budget", "0.01", "--max-error", "0.001", "--min-size", "0", "-o",
+            os.path.join(d, "o.safetensors")], ["--budget", "below the least share"]
+
+
+@case("compress", "a Gram from fewer rows than inputs")
+def _(d):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 40))  # 12 rows for 40 inputs: singular
+    grams = os.path.join(d, "g.safetensors")
+    save_file({"w": (x.T @ x).astype(np.float32)}, grams, metadata={"cond.rows": json.dumps({"w": 12})})
+    return [good_checkpoint(d), "--method", "whiten", "--activations", grams, "--ratio", "0.5", "--min-size", "0",
+            "-o", os.path.join(d, "o.safetensors")], ["g.safetensors", "tensor 'w'", "12 input rows for 40", "28 more"]
+
+
+@case("compress", "--fisher with whiten and no budget")
+def _(d):
+    grams = os.path.join(d, "g.safetensors")
+    save_file({"w": np.eye(40, dtype=np.float32)}, grams)
+    return [good_checkpoint(d), "--method", "whiten", "--activations", grams, "--fisher", grams, "--ratio", "0.5",
+            "-o", os.path.join(d, "o.safetensors")], ["--fisher", "--budget"]
+
+
+def _model_folder(d):
+    folder = os.path.join(d, "model")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        f.write('{"model_type": "bert"}')
+    return folder
+
+
+@case("calibrate", "not a model folder")
+def _(d):
+    return [d, "--text", text(d, "t.txt", "a b c\n"), "-o", os.path.join(d, "g.safetensors")], \
+        ["not a Hugging Face model folder"]
+
+
+@case("calibrate", "text missing")
+def _(d):
+    return [_model_folder(d), "--text", os.path.join(d, "none.txt"), "-o", os.path.join(d, "g.safetensors")], \
+        ["none.txt", "cannot be read"]
+
+
+@case("calibrate", "text empty")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "\n   \n"), "-o", os.path.join(d, "g.safetensors")], \
+        ["t.txt", "holds no text"]
+
+
+@case("calibrate", "text not UTF-8")
+def _(d):
+    path = os.path.join(d, "t.txt")
+    with open(path, "wb") as f:
+        f.write("caf\xe9 au lait\n".encode("latin-1"))
+    return [_model_folder(d), "--text", path, "-o", os.path.join(d, "g.safetensors")], ["t.txt", "not UTF-8"]
+
+
+@case("calibrate", "--include not a regex")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
+            "--include", "("], ["--include", "regular expression"]
+
+
+@case("calibrate", "--fisher is the output")
+def _(d):
+    out = os.path.join(d, "g.safetensors")
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out, "--fisher", out], ["different files"]
+
+
+@case("calibrate", "output is the text")
+def _(d):
+    path = text(d, "t.txt", "a b\n")
+    return [_model_folder(d), "--text", path, "-o", path, "--force"], ["t.txt", "overwrite the input"]
 
 
 def main(folder):

@@ -105,22 +105,3 @@ def test_fisher_is_written_and_too_little_text_is_refused_by_compress(tmp_path):
                                  "-o", str(tmp_path / "c.safetensors")])
     assert_one_line_error(result, ["g.safetensors", "input rows for", "more tokens of text"])
     assert not (tmp_path / "c.safetensors").exists()
-
-
-@pytest.mark.parametrize("args, expect", [
-    (["{d}", "--text", "{d}/none.txt", "-o", "{d}/g.safetensors"], ["not a Hugging Face model folder"]),
-    (["{m}", "--text", "{d}/empty.txt", "-o", "{d}/g.safetensors"], ["empty.txt", "holds no text"]),
-    (["{m}", "--text", "{d}/latin1.txt", "-o", "{d}/g.safetensors"], ["latin1.txt", "not UTF-8"]),
-    (["{m}", "--text", "{d}/t.txt", "-o", "{d}/g.safetensors", "--include", "("], ["--include"]),
-    (["{m}", "--text", "{d}/t.txt", "-o", "{d}/g.safetensors", "--fisher", "{d}/g.safetensors"],
-     ["different files"]),
-])
-def test_calibrate_bad_input_is_one_line(tmp_path, args, expect):
-    model_dir = tmp_path / "bert"
-    _tiny_bert(model_dir)
-    (tmp_path / "empty.txt").write_text("\n  \n")
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9 model\n".encode("latin-1"))
-    _corpus(tmp_path / "t.txt", 5)
-    argv = [a.format(d=tmp_path, m=model_dir) for a in args]
-    assert_one_line_error(runner.invoke(app, ["calibrate", *argv]), expect)
-    assert not (tmp_path / "g.safetensors").exists()
