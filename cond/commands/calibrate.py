@@ -23,10 +23,10 @@ per layer the rows (real tokens) each Gram was built from, which
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 
+from cond.commands.choices import regex_option
 from cond.errors import InputError, UsageError
 from cond.formats.atomic import check_output
 
@@ -109,7 +109,7 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
     model_dir = str(model_dir)
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise InputError("is not a Hugging Face model folder (no config.json)", path=model_dir)
-    pattern = _pattern(include)
+    pattern = regex_option("--include", include)
     outputs = [str(output)] + ([str(fisher)] if fisher is not None else [])
     if len(set(map(os.path.abspath, outputs))) < len(outputs):
         raise UsageError("`--output` and `--fisher` must be different files")
@@ -158,15 +158,6 @@ def _forward(torch, model, enc, cal, generator):
     z = torch.randn(pooled.shape, generator=generator, dtype=pooled.dtype)
     (pooled * z).sum().backward()  # gradient J^T z: a label sampled from the model's Gaussian output
     cal.step()
-
-
-def _pattern(include):
-    if include is None:
-        return None
-    try:
-        return re.compile(include)
-    except re.error as exc:
-        raise UsageError(f"`--include` is not a valid regular expression ({exc}); got {include!r}") from None
 
 
 def _extra():

@@ -21,3 +21,17 @@ SAMPLE_METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmente
 SCORE_MODES = ("exact", "sketch", "sketch-srht")
 SAMPLE_FORMATS = ("tsv", "csv", "jsonl", "json", "npy")
 EMITS = ("indices", "rows")
+
+
+def regex_option(flag, value):
+    """A regular-expression option compiled, or None; one UsageError recipe for every command."""
+    import re
+
+    from cond.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise UsageError(f"`{flag}` is not a valid regular expression ({exc}); got {value!r}") from None

@@ -12,13 +12,13 @@ kappa). The second pass writes the kept columns. Schema ``cond.dedup/1``.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from cond.commands.choices import regex_option
 from cond.errors import UsageError, input_errors
 from cond.formats.atomic import atomic_output, check_output
 from cond.formats.row_stream import open_rows
@@ -92,10 +92,7 @@ def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, 
         raise UsageError(f"`--max-corr` must be in (0, 1]; got {max_corr}")
     if max_rel_mse is not None and not max_rel_mse >= 0:
         raise UsageError(f"`--max-rel-mse` must be >= 0; got {max_rel_mse}")
-    try:
-        prefer_re = re.compile(prefer) if prefer is not None else None
-    except re.error as exc:
-        raise UsageError(f"`--prefer` is not a valid regular expression ({exc}); got {prefer!r}") from None
+    prefer_re = regex_option("--prefer", prefer)
     if output is not None:
         if not str(output).lower().endswith(OUTPUT_SUFFIXES):
             raise UsageError(f"`--output` must end in {', '.join(OUTPUT_SUFFIXES)}; got {output!r}", path=str(output))

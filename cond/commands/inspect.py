@@ -17,11 +17,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 import os
-import re
 import time
 
 import numpy as np
 
+from cond.commands.choices import regex_option
 from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
@@ -109,7 +109,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     from cond.distributed import scheduler_from
 
     workers = _check_workers(workers)
-    pattern = _compile(include)
+    pattern = regex_option("--include", include)
     options = InspectOptions(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
                              keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
                              device=check_device(device), gram=bool(gram))
@@ -163,15 +163,6 @@ def _check_workers(workers):
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"`workers` must be a positive integer; got {workers!r}")
     return workers
-
-
-def _compile(include):
-    if include is None:
-        return None
-    try:
-        return re.compile(include)
-    except re.error as exc:
-        raise UsageError(f"`--include` is not a valid regular expression ({exc}); got {include!r}") from None
 
 
 def _run(label, entries, pattern, options, progress):

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES
+from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES, regex_option
 from cond.errors import UsageError
 
 
@@ -94,12 +94,8 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         if storage is None:
             raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8; got {dtype!r}")
     _check_method(method, fisher, fisher_axis, activations, budget is not None or budget_bytes is not None)
-    patterns = {}
-    for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group)):
-        try:
-            patterns[flag] = re.compile(value) if value is not None else None
-        except re.error as exc:
-            raise UsageError(f"`{flag}` is not a valid regular expression ({exc}); got {value!r}") from None
+    patterns = {flag: regex_option(flag, value)
+                for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group))}
     return CompressOptions(
         max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude, seed=int(seed),
         min_size=int(min_size), cluster=bool(cluster) and max_error is not None, estimator=estimator,
