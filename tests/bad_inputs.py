@@ -948,6 +948,53 @@ def _(d):
     return [_model_folder(d), "--text", path, "-o", path, "--force"], ["t.txt", "overwrite the input"]
 
 
+@case("calibrate", "text is a folder")
+def _(d):
+    return [_model_folder(d), "--text", d, "-o", os.path.join(d, "g.safetensors")], ["cannot be read"]
+
+
+@case("calibrate", "output folder missing")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "no", "g.safetensors")], \
+        ["g.safetensors", "folder"]
+
+
+@case("calibrate", "output exists")
+def _(d):
+    out = text(d, "g.safetensors", "x")
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out], ["g.safetensors", "--force"]
+
+
+@case("calibrate", "--fisher exists")
+def _(d):
+    fisher = text(d, "f.safetensors", "x")
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
+            "--fisher", fisher], ["f.safetensors", "--force"]
+
+
+@case("calibrate", "model is a file")
+def _(d):
+    return [text(d, "config.json", "{}"), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
+        ["config.json", "not a Hugging Face model folder"]
+
+
+@case("calibrate", "--batch-size 0")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
+            "--batch-size", "0"], ["--batch-size"]
+
+
+@case("calibrate", "--max-length 1")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
+            "--max-length", "1"], ["--max-length"]
+
+
+@case("calibrate", "empty stdin")
+def _(d):
+    return [_model_folder(d), "--text", "-", "-o", os.path.join(d, "g.safetensors")], ["holds no text"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():
