@@ -167,6 +167,7 @@ def settings(quick):
     yield "whiten", dict(budget_bytes=0.25), "int8", False
     yield "whiten", dict(budget_bytes=0.25), "int8", True
     yield "svd", dict(budget_bytes=0.25), "int8", False
+    yield "svd", dict(max_error=0.05), "int8", False  # every matrix whole in int8: rounding alone
 
 
 def main():
@@ -174,6 +175,7 @@ def main():
     parser.add_argument("--eval", type=int, default=1000)
     parser.add_argument("--calib", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="only the 0.7 share")
+    parser.add_argument("--only", help="run only the settings whose label matches this regex")
     args = parser.parse_args()
     path = minilm_path()
     if path is None:
@@ -205,6 +207,10 @@ def main():
               "overlap@10 | report out-err | latency / dense | load |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for method, size, dtype, sensitive in settings(args.quick):
+            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items()) + \
+                (" --fisher (sensitivities)" if sensitive else "")
+            if args.only and not re.search(args.only, f"{method} {label} {dtype}"):
+                continue
             out = os.path.join(tmp, "c.safetensors")
             kwargs = dict(include=ENCODER, method=method, dtype=dtype, force=True, cluster=False,
                           activations=grams)
@@ -220,11 +226,9 @@ def main():
                 ratio = emb.latency(model, batches[0]) / emb.latency(dense, batches[0])
             kept = sum(t.params_after for t in rep.tensors if t.macs_before) / sum(
                 t.params_before for t in rep.tensors if t.macs_before)
-            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items()) + \
-                (" --fisher (sensitivities)" if sensitive else "")
             print(f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
                   f"{totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.3f} | "
-                  f"{os.path.getsize(out) / 1e6:.1f} | {mean:.4f} | {p5:.4f} | {overlap:.3f} | "
+                  f"{os.path.getsize(out) / 1e6:.1f} | {mean:.5f} | {p5:.4f} | {overlap:.3f} | "
                   f"{totals['mean_output_error']:.4f} | {ratio:.2f} | {describe([load.others])} |", flush=True)
             if method == "whiten" and size in (dict(budget=0.7), dict(ratio=0.7)) and dtype is None:
                 held = held_out_output_error(path, out, eval_grams)

@@ -41,6 +41,8 @@ COMPRESS_EPILOG = """Examples:
 
   cond compress model.safetensors --method whiten --activations grams.safetensors --budget 0.7 -o out.safetensors
 
+  cond compress model.safetensors --method whiten --activations grams.safetensors --fisher fisher.safetensors --budget 0.7 -o out.safetensors
+
   cond compress model.safetensors --dtype int8 --budget-bytes 0.25 -o out.safetensors
 
   cond compress model.safetensors --dtype int8 --max-error 0.02 -o out.safetensors
@@ -103,7 +105,8 @@ def compress_command(
                          "to the weighted error.")] = Method['svd'],
     fisher: Annotated[Optional[str], typer.Option(
         "--fisher", help="Safetensors file of accumulated squared gradients per weight name (per element, "
-                         "or a vector per input/output feature).", show_default=False)] = None,
+                         "or a vector per input/output feature); with --method whiten and a budget, the "
+                         "layer sensitivities that weigh each layer's output error.", show_default=False)] = None,
     fisher_axis: Annotated[FisherAxis, typer.Option(
         "--fisher-axis", help="One Fisher importance per input feature (in), per output feature (out), "
                               "or both.")] = FisherAxis['in'],

@@ -110,6 +110,23 @@ def test_weighted_compress_on_a_cluster(tmp_path, cluster):
 
 
 @needs_dask
+def test_budget_int8_and_output_errors_on_a_cluster(tmp_path, cluster):
+    tensors = _checkpoint(tmp_path / "m.safetensors")
+    rng = np.random.default_rng(2)
+    grams = {}
+    for name, w in tensors.items():
+        if name.endswith(".weight"):
+            x = rng.standard_normal((200, w.shape[1]))
+            grams[name] = x.T @ x
+    save_file(grams, str(tmp_path / "g.safetensors"))
+    kwargs = dict(budget=0.5, dtype="int8", min_size=0, activations=str(tmp_path / "g.safetensors"))
+    local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", **kwargs)
+    remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", scheduler=cluster, **kwargs)
+    rows = lambda r: [(t.storage, t.rank, t.error, t.output_error, t.bytes_after) for t in r.tensors]  # noqa: E731
+    assert rows(remote) == rows(local) and remote.budget == local.budget
+
+
+@needs_dask
 @pytest.mark.parametrize("method", ["leverage", "root-leverage", "lewis"])
 def test_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster, method):
     rng = np.random.default_rng(3)
