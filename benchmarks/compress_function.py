@@ -14,7 +14,8 @@ each layer by its sensitivity), with and without ``--dtype int8``, and for int8 
 quarter of their fp32 bytes (``--budget-bytes 0.25``): mean and 5th-percentile cosine between
 the compressed and the original embeddings of the evaluation sentences, overlap@10 of their
 nearest neighbours, the file's bytes, and the factorised runtime's (``cond.torch``) CPU latency
-per batch of 32 against the dense model, measured in the same run beside the machine's load.
+per batch of 32 against the dense model (medians of 9 runs each, the two alternating), beside
+the machine's load.
 Also the function report's mean output error on the calibration inputs against the same
 error measured on the held-out sentences' Grams.
 """
@@ -110,15 +111,18 @@ class Embedder:
                 out.append(torch.nn.functional.normalize(pooled, dim=1))
         return torch.cat(out).numpy().astype(np.float64)
 
-    def latency(self, model, batch, reps=5):
+    def latency_ratio(self, model, dense, batch, reps=9):
+        """Median time per batch of ``model`` over the dense model's, the two alternating."""
+        times = {id(model): [], id(dense): []}
         with self.torch.no_grad():
-            model(**batch)
-            times = []
+            model(**batch), dense(**batch)
             for _ in range(reps):
-                t0 = time.perf_counter()
-                model(**batch)
-                times.append(time.perf_counter() - t0)
-        return statistics.median(times)
+                for m in (model, dense):
+                    t0 = time.perf_counter()
+                    m(**batch)
+                    times[id(m)].append(time.perf_counter() - t0)
+        return statistics.median(times[id(model)]) / statistics.median(times[id(dense)]), \
+            statistics.median(times[id(dense)])
 
 
 def neighbours(e, k=10):
@@ -201,7 +205,7 @@ def main():
         ref_nn = neighbours(reference)
         wait_for_idle()
         with Load() as load:
-            dense_latency = emb.latency(dense, batches[0])
+            _, dense_latency = emb.latency_ratio(dense, dense, batches[0])
         print(f"dense: {dense_latency * 1e3:.1f} ms per batch of 32 ({describe([load.others])})")
         print("| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
               "overlap@10 | report out-err | latency / dense | load |")
@@ -223,7 +227,7 @@ def main():
             mean, p5, overlap = compare(reference, got, ref_nn)
             wait_for_idle()
             with Load() as load:
-                ratio = emb.latency(model, batches[0]) / emb.latency(dense, batches[0])
+                ratio, _ = emb.latency_ratio(model, dense, batches[0])
             kept = sum(t.params_after for t in rep.tensors if t.macs_before) / sum(
                 t.params_before for t in rep.tensors if t.macs_before)
             print(f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
