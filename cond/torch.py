@@ -101,10 +101,12 @@ def load_factorised(model, path, *, keep_int8=False, strict=True):
             ours = to_model(name)
             module = modules.get(ours[:-len(".weight")]) if ours and ours.endswith(".weight") else None
             if t["storage"] in FACTORED and isinstance(module, torch.nn.Linear):
+                _same_shape(name, t["shape"], module.weight.shape, path)
                 _replace(model, ours[:-len(".weight")],
                          _factorised(ckpt, t, module, shared, keep_int8))
             elif ours in state or _buffer(model, ours) is not None:  # a non-persistent buffer too
                 target = state[ours] if ours in state else _buffer(model, ours)
+                _same_shape(name, t["shape"], target.shape, path)
                 target.copy_(torch.from_numpy(np.ascontiguousarray(ckpt[name])).to(target.dtype))
             else:
                 missing.append(name)
@@ -131,6 +133,12 @@ def _factorised(ckpt, t, linear, shared, keep_int8):
         factors.append(factor)
         scales.append(scale_tensor)
     return LowRankLinear(factors[0], factors[1], linear.bias, scales[0], scales[1])
+
+
+def _same_shape(name, stored, ours, path):
+    if tuple(stored) != tuple(ours):
+        raise ValueError(f"{path}: tensor '{name}' has shape {list(stored)}, the model's is {list(ours)}; "
+                         "the file was written for another architecture")
 
 
 def _buffer(model, name):

@@ -268,3 +268,27 @@ def test_layer_sensitivities_from_the_fisher_move_the_budget_to_the_sensitive_la
     with pytest.raises(cond.errors.UsageError, match="layer sensitivities of a budget"):
         cond.compress(tmp_path / "m.safetensors", tmp_path / "x.safetensors", method="whiten", ratio=0.5,
                       activations=str(tmp_path / "g.safetensors"), fisher=str(tmp_path / "f.safetensors"))
+
+
+def test_output_error_of_plain_svd_on_the_calibration_inputs(tmp_path):
+    """--activations with --method svd: each matrix's output error ||(W - W_hat) X^T|| / ||W X^T||, against
+    the file read back independently and the inputs X themselves (no Cholesky on either side)."""
+    original = planted_checkpoint(tmp_path / "m.safetensors")
+    rng = np.random.default_rng(8)
+    inputs = {k: rng.standard_normal((300, v.shape[1])) * np.linspace(0.1, 3, v.shape[1])
+              for k, v in original.items() if k.endswith(".weight")}
+    save_file({k: x.T @ x for k, x in inputs.items()}, str(tmp_path / "g.safetensors"))
+    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "c.safetensors", max_error=0.05, min_size=100,
+                           activations=str(tmp_path / "g.safetensors"), dtype="int8")
+    _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
+    checked = 0
+    for t in report.tensors:
+        if t.output_error is None:
+            continue
+        w, x = original[t.name].astype(np.float64), inputs[t.name]
+        want = np.linalg.norm((w - rebuilt[t.name].astype(np.float64)) @ x.T) / np.linalg.norm(w @ x.T)
+        assert t.output_error == pytest.approx(want, rel=1e-6, abs=1e-12)
+        checked += 1
+    assert checked == 13
+    errors = [t.output_error for t in report.tensors if t.output_error is not None]
+    assert report.matrix_totals()["mean_output_error"] == pytest.approx(np.mean(errors))

@@ -91,16 +91,20 @@ def test_compress_on_a_cluster_meets_the_same_bounds(tmp_path, cluster):
     assert remote.params_after == local.params_after
 
 
-@needs_dask
-def test_weighted_compress_on_a_cluster(tmp_path, cluster):
-    tensors = _checkpoint(tmp_path / "m.safetensors")
-    rng = np.random.default_rng(1)
+def _grams(tensors, path, seed):
+    """Input Grams of 200 Gaussian rows for every weight of the checkpoint."""
+    rng = np.random.default_rng(seed)
     grams = {}
     for name, w in tensors.items():
         if name.endswith(".weight"):
             x = rng.standard_normal((200, w.shape[1]))
             grams[name] = x.T @ x
-    save_file(grams, str(tmp_path / "g.safetensors"))
+    save_file(grams, str(path))
+
+
+@needs_dask
+def test_weighted_compress_on_a_cluster(tmp_path, cluster):
+    _grams(_checkpoint(tmp_path / "m.safetensors"), tmp_path / "g.safetensors", 1)
     kwargs = dict(max_error=0.05, min_size=0, method="whiten", activations=str(tmp_path / "g.safetensors"))
     local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", **kwargs)
     remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", scheduler=cluster, **kwargs)
@@ -111,14 +115,7 @@ def test_weighted_compress_on_a_cluster(tmp_path, cluster):
 
 @needs_dask
 def test_budget_int8_and_output_errors_on_a_cluster(tmp_path, cluster):
-    tensors = _checkpoint(tmp_path / "m.safetensors")
-    rng = np.random.default_rng(2)
-    grams = {}
-    for name, w in tensors.items():
-        if name.endswith(".weight"):
-            x = rng.standard_normal((200, w.shape[1]))
-            grams[name] = x.T @ x
-    save_file(grams, str(tmp_path / "g.safetensors"))
+    _grams(_checkpoint(tmp_path / "m.safetensors"), tmp_path / "g.safetensors", 2)
     kwargs = dict(budget=0.5, dtype="int8", min_size=0, activations=str(tmp_path / "g.safetensors"))
     local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", **kwargs)
     remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", scheduler=cluster, **kwargs)

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 import cond
 from cases import Case, STORAGE
 from cond.cli.main import app
-from cond.errors import InputError
+from cond.errors import InputError, UsageError
 from cond.formats import open_entries
 from cond.commands.sample import sample
 import naive
@@ -102,15 +102,20 @@ def checkpoints(draw):
 
 
 @given(tensors=checkpoints(), bound=st.floats(0.005, 0.6), cluster=st.booleans(),
-       factor_dtype=st.sampled_from([None, "f32", "bf16", "f16"]))
-def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, factor_dtype):
+       factor_dtype=st.sampled_from([None, "f32", "bf16", "f16", "int8"]),
+       budget=st.sampled_from([None, None, 0.6, 1.0]))
+def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, factor_dtype, budget):
     with tempfile.TemporaryDirectory() as tmp:
         src, small, dense = (os.path.join(tmp, f) for f in ("m.safetensors", "c.safetensors", "d.safetensors"))
         save_file(tensors, src)
         try:
-            cond.compress(src, small, max_error=bound, cluster=cluster, min_size=1, dtype=factor_dtype)
+            cond.compress(src, small, max_error=bound, cluster=cluster, min_size=1, dtype=factor_dtype,
+                          budget=budget)
         except InputError as exc:  # the one refusal allowed: factors that overflow the chosen dtype
             assert "overflow" in str(exc)
+            return
+        except UsageError as exc:  # and a budget below what the bound allows
+            assert budget is not None and "below the least share" in str(exc)
             return
         cond.expand(small, dense)
         assert_within_bound(tensors, load_file(dense), bound)

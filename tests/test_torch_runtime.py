@@ -88,3 +88,6 @@ def test_names_with_a_wrapper_prefix_are_found_and_strays_refused(tmp_path):
     assert sum(isinstance(m, ct.LowRankLinear) for m in wrapper.modules()) == 5
     with pytest.raises(ValueError, match="no place for"):
         ct.load_factorised(torch.nn.Sequential(torch.nn.Linear(40, 64)), str(tmp_path / "c.safetensors"))
+    other = torch.nn.Sequential(torch.nn.Linear(40, 32))  # '0.weight' of another shape
+    with pytest.raises(ValueError, match=r"tensor '0\.(weight|bias)' has shape \[64(, 40)?\], the model's is \[32"):
+        ct.load_factorised(other, str(tmp_path / "c.safetensors"), strict=False)

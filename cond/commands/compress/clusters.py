@@ -158,8 +158,11 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None, grams=None):
         basis64 = value(*basis)
         factors, errors, plain, outputs = {}, {}, {}, {}
         for k, i in enumerate(cl.members):
-            w = chunk[i].entry.load()
-            w = w.reshape(w.shape[0], -1)
+            if weightings[i].kind == "none":  # the block is the matrix itself (transposed for rows)
+                w = blocks[i] if axis == "cols" else blocks[i].T
+            else:  # the driver saw the weighted matrix: the plain one is read again
+                w = chunk[i].entry.load()
+                w = w.reshape(w.shape[0], -1)
             factor = store(basis64.T @ (w if axis == "cols" else w.T))
             approx = basis64 @ value(*factor)
             approx = rounder(chunk[i].dtype)(approx if axis == "cols" else approx.T)
