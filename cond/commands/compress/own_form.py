@@ -155,7 +155,7 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     untouched = dtype_bytes(entry.dtype, m * n)
     limit = untouched * (1 - opts.min_saving)  # a compressed form must cost at most this
     kind = plan[0] if plan is not None else None
-    forms = []  # (bytes, storage, rank, arrays, error, plain)
+    forms = []  # (bytes, storage, rank, arrays, error, plain error, the approximation)
     if storage.dtype != entry.dtype and kind in (None, "quantized"):
         forms += _quantized_form(w, storage, expanded, weighting, bound, limit, name, where)
     s = None
