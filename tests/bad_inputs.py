@@ -901,6 +901,7 @@ def _model_folder(d):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         f.write('{"model_type": "bert"}')
+    save_file({"w": np.ones((4, 4), np.float32)}, os.path.join(folder, "model.safetensors"))
     return folder
 
 
@@ -946,6 +947,25 @@ def _(d):
 def _(d):
     path = text(d, "t.txt", "a b\n")
     return [_model_folder(d), "--text", path, "-o", path, "--force"], ["t.txt", "overwrite the input"]
+
+
+@case("calibrate", "weights corrupt")
+def _(d):
+    folder = _model_folder(d)
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(os.urandom(100))
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
+        ["model.safetensors"]
+
+
+@case("calibrate", "pickled weights only")
+def _(d):
+    folder = _model_folder(d)
+    os.unlink(os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "pytorch_model.bin"), "wb") as f:
+        pickle.dump({"w": [1.0]}, f)
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
+        ["model", "no .safetensors weights", "pickled"]
 
 
 @case("calibrate", "text is a folder")

@@ -109,6 +109,7 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
     model_dir = str(model_dir)
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise InputError("is not a Hugging Face model folder (no config.json)", path=model_dir)
+    _check_weights(model_dir)
     pattern = regex_option("--include", include)
     outputs = [str(output)] + ([str(fisher)] if fisher is not None else [])
     if len(set(map(os.path.abspath, outputs))) < len(outputs):
@@ -121,7 +122,7 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
 
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-        model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True)
+        model = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot be loaded by transformers ({str(exc).splitlines()[0]})", path=model_dir) from None
     model.eval()
@@ -144,6 +145,19 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
     skipped = tuple(sorted(set(cal.layers) - set(names)))
     return CalibrateResult(model_dir, str(output), fisher, cal.sequences, cal.tokens, len(names),
                            min(cal.rows[k] for k in names), widest, time.perf_counter() - started, skipped)
+
+
+def _check_weights(model_dir):
+    """The folder's safetensors weights, every header checked by cond's reader (a corrupt or
+    truncated file is one line naming it); pickled weights alone are refused, never loaded."""
+    from cond.formats import open_entries
+
+    if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
+        raise InputError("holds no .safetensors weights (cond never loads pickled pytorch_model.bin)",
+                         path=model_dir)
+    with open_entries(model_dir) as entries:
+        for _ in entries:
+            pass
 
 
 def _forward(torch, model, enc, cal, generator):

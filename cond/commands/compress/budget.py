@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cond.commands.compress.own_form import rounder, weighting_of
+from cond.commands.compress.own_form import finite_matrix, rounder, weighting_of
 from cond.commands.compress.storage import Storage, dtype_bytes
-from cond.errors import UsageError, input_errors
+from cond.errors import InputError, UsageError, input_errors
 from cond.linalg.allocation import allocate
 from cond.linalg.truncated import relative_error, tail_errors
 
@@ -80,14 +80,9 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
 def matrix_options(entry, opts, calibration, sensitivities=None):
     """(the untouched cost, [(cost, predicted relative loss, plan), ...], the weight of its loss or None)
     of one matrix; the weight is its sensitivity with ``sensitivities`` (else 1)."""
-    w = entry.load()
-    w = w.reshape(w.shape[0], -1)
+    w = finite_matrix(entry)
     m, n = w.shape
     where = dict(path=entry.source, tensor=entry.name, shape=entry.shape)
-    if not np.all(np.isfinite(w)):
-        from cond.errors import InputError
-
-        raise InputError("holds NaN or Inf; cannot bound a relative error", **where)
     weighting, _ = weighting_of(calibration, entry.name, entry.shape)
     storage = Storage(opts.dtype or entry.dtype)
     by_bytes = opts.budget_unit == "bytes"
@@ -129,8 +124,6 @@ def sensitivity(fisher, entry, weighting, s):
         return None
     values = fisher.entries[entry.name].load()
     if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
-        from cond.errors import InputError
-
         raise InputError("must hold finite, non-negative squared gradients", path=fisher.path, tensor=entry.name,
                          shape=values.shape)
     trace_g = float(np.sum(weighting.right ** 2))  # ||L||_F^2 = trace(L L^T) = trace(G + jitter)

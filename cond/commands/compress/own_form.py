@@ -140,11 +140,7 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     meets it is taken; a compressed form must save ``opts.min_saving`` of the untouched bytes.
     ``plan`` (from the budget) fixes the form: ("untouched",), ("quantized",) or ("lowrank", r).
     """
-    w = entry.load()
-    w = w.reshape(w.shape[0], -1)
-    if not np.all(np.isfinite(w)):
-        raise InputError("holds NaN or Inf; cannot bound a relative error", path=entry.source,
-                         tensor=entry.name, shape=entry.shape)
+    w = finite_matrix(entry)
     m, n = w.shape
     name = entry.name
     where = dict(path=entry.source, tensor=name, shape=entry.shape)
@@ -193,6 +189,16 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage.dtype, m=m, n=n,
                      own=own, entry=entry, group=group, weights=weighting, weight_note=weight_note,
                      rank_needed=rank_needed), arrays
+
+
+def finite_matrix(entry):
+    """The entry as a float64 (out, prod(rest)) matrix; NaN or Inf is an InputError naming it."""
+    w = entry.load()
+    w = w.reshape(w.shape[0], -1)
+    if not np.all(np.isfinite(w)):
+        raise InputError("holds NaN or Inf; cannot bound a relative error", path=entry.source,
+                         tensor=entry.name, shape=entry.shape)
+    return w
 
 
 def _planned_form(item, opts, calibration, grams):
