@@ -45,7 +45,7 @@ def calibrate_command(
 ):
     """Run the model on the text and write each Linear layer's input Gram X^T X (padding masked),
     keyed by the checkpoint's own tensor names, with row and token counts in the metadata."""
-    with mapped_errors():
+    with mapped_errors("calibrate", quiet):
         from cond.cli.progress import progress_bar
         from cond.commands.calibrate import calibrate
 

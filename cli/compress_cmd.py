@@ -130,7 +130,7 @@ def compress_command(
     file as written (factors in the original dtype unless --dtype). The report
     gives bytes and multiply-adds per input vector against dense.
     """
-    with mapped_errors():
+    with mapped_errors("compress", quiet):
         from cond.commands.compress import compress
         from cond.commands.expand import byte_size
 

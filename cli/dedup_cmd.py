@@ -48,7 +48,7 @@ def dedup_command(
     quiet: QuietOpt = False,
 ):
     """Drop near-duplicate columns (by absolute correlation) and show kappa before and after."""
-    with mapped_errors():
+    with mapped_errors("dedup", quiet):
         from cond.commands.dedup import dedup
 
         notice = notice_printer(quiet)

@@ -36,7 +36,7 @@ def expand_command(
     quiet: QuietOpt = False,
 ):
     """Write the dense checkpoint of a compressed file: original names, shapes and dtypes."""
-    with mapped_errors():
+    with mapped_errors("expand", quiet):
         from cond.commands.expand import expand
 
         with progress_bar("expand", enabled=not quiet) as tick:

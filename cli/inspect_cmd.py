@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import EXIT_GATE, mapped_errors
-from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath,
-                              OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
+from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, ForceOpt, FormatOpt, HeaderOpt, InputFormatOpt,
+                              InputPath, OutputFormat, QuietOpt, SchedulerOpt, WorkersOpt)
 from cond.cli.output import cell, notice_printer, printable, write_csv, write_json, write_jsonl
 from cond.commands.choices import SORT_KEYS
 from cond.cli.progress import progress_bar
@@ -98,6 +98,7 @@ def inspect_command(
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = Device.cpu,
+    force: ForceOpt = False,
     quiet: QuietOpt = False,
 ):
     """Per-matrix condition numbers and spectral diagnostics of a checkpoint or design matrix.
@@ -108,66 +109,48 @@ def inspect_command(
     storage-limited (kappa beyond 1/unit roundoff of the stored dtype),
     non-finite or zero. Tensors not analysed are listed with the reason.
     """
-    if fail_above is not None and not fail_above > 0:
-        raise typer.BadParameter(f"must be positive; got {fail_above}", param_hint="--fail-above")
-    with mapped_errors():
-        from cond.errors import UsageError
-        from cond.formats.atomic import check_output
+    with mapped_errors("inspect", quiet):
+        from cond.commands.inspect_report import check_sort
+        from cond.commands.validate import refuse_unused
 
-        if sort is SortKey.alpha and not alpha:
-            raise UsageError("`--sort alpha` needs `--alpha` (alpha is only computed when asked for)")
-        if spectra is not None:
-            check_output(spectra, inputs=[path])
-        if plot is not None:
-            from cond.commands.plots import check_plot_output, require_matplotlib
-
-            check_plot_output(plot, plot_format)  # before the work, not after it
-            require_matplotlib()
         notice = notice_printer(quiet)
-
         if collinearity:
+            refuse_unused({"--alpha": alpha, "--normality": normality, "--no-gram": not gram,
+                           "--spectra": spectra is not None, "--plot": plot is not None,
+                           "--plot-format": plot_format != "png", "--sort": sort is not SortKey.file,
+                           "--top": top is not None, "--include": filter_ is not None,
+                           "--workers": workers is not None, "--scheduler": scheduler is not None,
+                           "--device": device is not Device.cpu},
+                          "to the matrices of a checkpoint, not to `--collinearity`")
             return _collinearity(path, output_format, fail_above, dict(
                 columns=columns, add_intercept=add_intercept, scale=scale, center=center, threshold=ci_threshold,
                 input_format=None if input_format is None else input_format.value, header=header, notice=notice))
-        if add_intercept or center or not scale or ci_threshold != 30.0:
-            raise UsageError("`--add-intercept`, `--center`, `--no-scale` and `--ci-threshold` apply to "
-                             "`--collinearity`; add it")
+        refuse_unused({"--add-intercept": add_intercept, "--center": center, "--no-scale": not scale,
+                       "--ci-threshold": ci_threshold != 30.0}, "to `--collinearity`; add it")
+        check_sort(sort.value, top, alpha)
         from cond.commands.inspect import inspect
 
         with progress_bar("inspect", enabled=not quiet) as tick:
             report = inspect(path, alpha=alpha, normality=normality, include=filter_,
                              input_format=None if input_format is None else input_format.value,
                              columns=columns, workers=workers,
-                             keep_spectra=spectra is not None or plot is not None
-                             or (sparkline and output_format is OutputFormat.table),
+                             keep_spectra=sparkline and output_format is OutputFormat.table,
                              scheduler=scheduler, device=device.value, progress=tick, header=header,
-                             notice=notice, gram=gram)
-        if spectra is not None:
-            from cond.formats.atomic import write_spectra
-
-            write_spectra(spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
-                                    if m.diagnostics.spectrum is not None}, inputs=[path])
+                             notice=notice, gram=gram, spectra=spectra, plot=plot, plot_format=plot_format,
+                             fail_above=fail_above, force=force)
         if not report.matrices:
             why = f"no tensor matches `--include {filter_}`" if filter_ is not None else "no matrix to analyse"
-            if fail_above is not None:  # a gate that checked nothing must not pass
-                raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=path)
             print(f"cond: {why}", file=sys.stderr)
-        if plot is not None:
-            from cond.commands.plots import write_plots
-
-            files = write_plots(report, plot, plot_format)
-            if not quiet:
-                print(f"cond: wrote {len(files)} pictures to {printable(plot)}", file=sys.stderr)
-        rows = _ordered(report.matrices, sort, top)
+        if report.pictures and not quiet:
+            print(f"cond: wrote {len(report.pictures)} pictures to {printable(plot)}", file=sys.stderr)
+        rows = report.ordered(sort.value, top)
         _render(report, rows, output_format, alpha, normality, sparkline)
-        if fail_above is not None:
-            over = report.above(fail_above)
-            if over:
-                name = printable(over[0].name)
-                worst = name if len(over) == 1 else f"{len(over)} matrices, e.g. {name}"
-                print(f"cond: kappa above {fail_above:g}: {worst}", file=sys.stderr)
-                raise typer.Exit(EXIT_GATE)
-
+        if report.gate_failed:
+            over = report.exceeded
+            name = printable(over[0])
+            worst = name if len(over) == 1 else f"{len(over)} matrices, e.g. {name}"
+            print(f"cond: kappa above {fail_above:g}: {worst}", file=sys.stderr)
+            raise typer.Exit(EXIT_GATE)
 
 
 def _collinearity(path, output_format, fail_above, options):
@@ -179,21 +162,6 @@ def _collinearity(path, output_format, fail_above, options):
     if fail_above is not None and report.max_condition_index > fail_above:
         print(f"cond: condition index {report.max_condition_index:.4g} above {fail_above:g}", file=sys.stderr)
         raise typer.Exit(EXIT_GATE)
-
-
-def _ordered(matrices, sort, top):
-    rows = list(matrices)
-    if sort is SortKey.name:
-        rows.sort(key=lambda m: m.name)
-    elif sort is not SortKey.file:
-        key = sort.value
-
-        def value(m):
-            v = m.seconds if key == "seconds" else getattr(m.diagnostics, key)
-            return -math.inf if v is None else v
-
-        rows.sort(key=value, reverse=True)
-    return rows[:top] if top else rows
 
 
 def _render(report, rows, fmt, alpha, normality, sparkline=False):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
@@ -90,14 +89,9 @@ def sample_command(
     quiet: QuietOpt = False,
 ):
     """Draw a weighted row sample whose weighted problem behaves like the whole."""
-    with mapped_errors():
-        from cond.formats.atomic import check_output
+    with mapped_errors("sample"):
         from cond.commands.sample import sample
-
-        output = None if output == "-" else output
-        for target_path in (output, scores_out):  # before the passes, not after them
-            if target_path is not None:
-                check_output(target_path, inputs=[path], force=force)
+        from cond.commands.sample.emit import write_sample
 
         notice = notice_printer(quiet)
 
@@ -108,12 +102,11 @@ def sample_command(
         result = sample(path, size=size, method=method.value, p=p, seed=seed, replacement=replacement,
                         scores=scores.value, rcond=rcond, columns=columns, target=target,
                         input_format=None if input_format is None else input_format.value,
-                        chunk_rows=chunk_rows, verify=verify, keep_rows=emit is Emit['rows'],
-                        scheduler=scheduler, device=device.value, progress=tick, header=header,
-                        notice=notice)
-        if scores_out is not None:
-            _write_scores(scores_out, result.scores, path, force)
-        _write(result, output_format, emit, output, path, force)
+                        chunk_rows=chunk_rows, verify=verify, scheduler=scheduler, device=device.value,
+                        progress=tick, header=header, notice=notice, output=output,
+                        output_format=output_format.value, emit=emit.value, scores_out=scores_out, force=force)
+        if result.output is None:
+            write_sample(result, output_format.value, emit.value, sys.stdout)
         if verify:
             v = result.verify
             line = f"cond sample --verify: eps_hat = {v['eps_hat']:.4f} (max |sigma_j(S A R^-1) - 1|)"
@@ -121,77 +114,3 @@ def sample_command(
                 line += (f"; residual of the sample's least-squares solution / optimal residual = "
                          f"{v['residual_ratio']:.4f}")
             print(line + ". No per-coefficient guarantee is implied.", file=sys.stderr)
-
-
-def _write_scores(path, scores, source, force):
-    import numpy as np
-
-    from cond.formats.atomic import atomic_output
-
-    with atomic_output(path, inputs=[source], force=force) as tmp:
-        if path.endswith(".npy"):
-            with open(tmp, "wb") as f:
-                np.save(f, scores)
-        else:  # one score a line, the shortest text that reads back to the same float, formatted
-            with open(tmp, "w") as f:  # in C by NumPy (4x faster than numpy.savetxt's Python loop)
-                np.ascontiguousarray(scores, dtype=np.float64).tofile(f, sep="\n")
-                f.write("\n" if len(scores) else "")
-
-
-def _write(result, fmt, emit, output, source, force):
-    if output is None:
-        return _emit(result, fmt, emit, sys.stdout)
-    from cond.formats.atomic import atomic_output
-
-    with atomic_output(output, inputs=[source], force=force) as tmp:
-        with open(tmp, "w" if fmt is not SampleFormat['npy'] else "wb") as f:
-            _emit(result, fmt, emit, f)
-
-
-def _emit(result, fmt, emit, out):
-    import numpy as np
-
-    if fmt is SampleFormat["json"]:  # the cond.sample/1 object; --emit rows adds each row's values
-        doc = result.to_dict()
-        if emit is Emit["rows"]:
-            table = result.rows if result.target is None else np.column_stack([result.rows, result.target])
-            for row, values in zip(doc["rows"], table):
-                row["values"] = [float(v) for v in values]
-        json.dump(doc, out, indent=2)
-        out.write("\n")
-        return
-
-    if emit is Emit['rows']:
-        names = list(result.design_names) + ([result.target_name] if result.target is not None else [])
-        table = result.rows if result.target is None else np.column_stack([result.rows, result.target])
-    else:
-        names = ["index", "weight", "scale", "prob"] + (["count"] if result.counts is not None else [])
-        cols = [result.indices, result.weights, result.scales, result.probs]
-        if result.counts is not None:
-            cols.append(result.counts)
-        table = np.column_stack(cols) if len(result.indices) else np.zeros((0, len(names)))
-    if fmt is SampleFormat['npy']:
-        binary = out.buffer if hasattr(out, "buffer") else out
-        np.save(binary, np.asarray(table, dtype=np.float64))
-        return
-    header = {k: v for k, v in result.header.items()}
-    if fmt is SampleFormat['jsonl']:
-        out.write(json.dumps({"record": "header", **header}) + "\n")
-        for row in table:
-            out.write(json.dumps(dict(zip(names, _typed(row, names, emit)))) + "\n")
-        return
-    sep = "\t" if fmt is SampleFormat['tsv'] else ","
-    out.write("# cond sample " + " ".join(f"{k}={v}" for k, v in header.items()) + "\n")
-    out.write(sep.join(names) + "\n")
-    for row in table:
-        out.write(sep.join(_fmt(v) for v in _typed(row, names, emit)) + "\n")
-
-
-def _typed(row, names, emit):
-    if emit is Emit['rows']:
-        return [float(v) for v in row]
-    return [int(v) if k in ("index", "count") else float(v) for k, v in zip(names, row)]
-
-
-def _fmt(v):
-    return str(v) if isinstance(v, int) else repr(v)

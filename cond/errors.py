@@ -64,6 +64,11 @@ class UsageError(CondError):
     """An argument breaks a rule (a parameter out of range, an unknown column)."""
 
 
+class OutputError(CondError):
+    """An output cannot be written: no space, a read-only folder, permission denied, or
+    another run writing the same path. Nothing is left behind."""
+
+
 class input_errors:  # noqa: N801 - used as a context manager, read as a phrase
     """The boundary between ``cond.linalg`` and a command: a ``ValueError`` raised by the
     numerics on this input (a zero matrix, a rank it cannot have) becomes an

@@ -367,7 +367,7 @@ def _(d):
 
 @case("inspect", "--plot into a folder whose parent is missing")
 def _(d):
-    return [good_checkpoint(d), "--plot", os.path.join(d, "no", "p")], ["p", "parent does not exist"]
+    return [good_checkpoint(d), "--plot", os.path.join(d, "no", "p")], ["p", "folder does not exist"]
 
 
 @case("inspect", "--plot onto a file")
@@ -631,7 +631,18 @@ def _(d):
 def _(d):
     os.mkdir(os.path.join(d, "dense"))
     text(d, os.path.join("dense", "model.safetensors"), b"earlier")
+    text(d, os.path.join("dense", ".cond-expand.json"), json.dumps({"files": ["model.safetensors"]}))
     return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense")], ["dense", "earlier expansion", "--force"]
+
+
+@case("expand", "--force into a folder holding a checkpoint cond did not write")
+def _(d):
+    os.mkdir(os.path.join(d, "dense"))
+    for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
+        good_checkpoint(os.path.join(d, "dense"), name)
+    text(d, os.path.join("dense", "model.safetensors.index.json"), json.dumps({"weight_map": {}}))
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--force"], \
+        ["dense", "did not write", "model-00001-of-00002.safetensors"]
 
 
 @case("expand", "output to stdout")
@@ -940,7 +951,8 @@ def _(d):
 @case("calibrate", "--fisher is the output")
 def _(d):
     out = os.path.join(d, "g.safetensors")
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out, "--fisher", out], ["different files"]
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out, "--fisher", out], \
+        ["g.safetensors", "also the `--output`"]
 
 
 @case("calibrate", "output is the text")

@@ -29,14 +29,14 @@ def test_expand_force_replaces_an_earlier_sharded_expansion(tmp_path):
     sharded = runner.invoke(app, ["expand", str(small), "-o", str(dense), "--max-shard-size", "13000", "-q"])
     assert sharded.exit_code == 0, sharded.output
     shards = sorted(os.listdir(dense))
-    assert "model.safetensors.index.json" in shards and len(shards) == 4
+    assert "model.safetensors.index.json" in shards and len(shards) == 5 and ".cond-expand.json" in shards
     again = runner.invoke(app, ["expand", str(small), "-o", str(dense), "-q"])  # no --force
     assert again.exit_code == 2 and "earlier expansion" in again.stderr
     assert sorted(os.listdir(dense)) == shards
     (dense / "notes.txt").write_text("mine")  # not cond's: must survive
     forced = runner.invoke(app, ["expand", str(small), "-o", str(dense), "--force", "-q"])
     assert forced.exit_code == 0, forced.output
-    assert sorted(os.listdir(dense)) == ["model.safetensors", "notes.txt"]
+    assert sorted(os.listdir(dense)) == [".cond-expand.json", "model.safetensors", "notes.txt"]
     original = load_file(src)
     restored = load_file(str(dense / "model.safetensors"))
     assert set(restored) == set(original)

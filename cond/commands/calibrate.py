@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from cond.commands.choices import regex_option
 from cond.errors import InputError, UsageError
-from cond.formats.atomic import check_output
+from cond.commands.validate import check_seed
+from cond.formats.outputs import OutputPlan
 
 SCHEMA = "cond.calibrate/1"
 
@@ -106,16 +107,23 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
     started = time.perf_counter()
     if batch_size < 1 or max_length < 2:
         raise UsageError(f"`--batch-size` must be >= 1 and `--max-length` >= 2; got {batch_size}, {max_length}")
-    model_dir = str(model_dir)
+    from cond.formats.sources import source_kind
+
+    source_kind(model_dir, "calibrate")
+    model_dir = os.fspath(model_dir)
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise InputError("is not a Hugging Face model folder (no config.json)", path=model_dir)
     _check_weights(model_dir)
     pattern = regex_option("--include", include)
-    outputs = [str(output)] + ([str(fisher)] if fisher is not None else [])
-    if len(set(map(os.path.abspath, outputs))) < len(outputs):
-        raise UsageError("`--output` and `--fisher` must be different files")
-    for path in outputs:
-        check_output(path, inputs=[model_dir, text], force=force)
+    seed = check_seed(seed)
+    with OutputPlan([model_dir, text], force=force) as plan:
+        output = plan.file(output, "--output")
+        fisher = None if fisher is None else plan.file(fisher, "--fisher")
+        return _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress,
+                          started)
+
+
+def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress, started):
     passages = read_passages(text)
     torch, transformers = _extra()
     from cond.integrations.torch import Calibrator
@@ -138,7 +146,7 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
                 progress(done, len(batches))
     try:  # layers the loader added (a pooler a masked-LM checkpoint lacks) are not the checkpoint's
         names = cal.names(model_dir, missing="skip")
-        cal.save(fisher=fisher, grams=str(output), checkpoint=model_dir, missing="skip")
+        cal.save(fisher=fisher, grams=str(output), checkpoint=model_dir, missing="skip", plan=plan)
     except ValueError as exc:
         raise InputError(str(exc), path=model_dir) from None
     widest = max(cal.layers[k].in_features for k in names)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cond.errors import InputError, UsageError, input_errors
+from cond.commands.validate import check_design_memory
 from cond.formats import open_entries
 from cond.formats.detect import format_of
 from cond.linalg.collinearity import collinearity as bkw
@@ -118,11 +119,22 @@ def collinearity(source, *, columns=None, add_intercept=False, scale=True, cente
 
 def _design(source, columns, input_format, header, notice, name):
     """(label, name, float64 matrix, column names) of the one matrix of ``source``."""
-    if not isinstance(source, (str, os.PathLike)):
-        x = np.asarray(source, dtype=np.float64)
-        if x.ndim != 2:
-            raise UsageError(f"the design must be 2-D; got shape {x.shape}")
-        return "<array>", name or "array", x, tuple(str(j) for j in range(x.shape[1]))
+    from cond.formats.sources import dataframe_matrix, source_kind
+
+    kind = source_kind(source, "collinearity")
+    if kind in ("array", "dataframe"):
+        if columns is not None or input_format is not None or header is not None:
+            raise UsageError("`columns`, `input_format` and `header` apply to files; select the columns of "
+                             "an array or DataFrame before passing it")
+        if kind == "dataframe":
+            label, (x, names) = "<DataFrame>", dataframe_matrix(source, "<DataFrame>")
+        else:
+            from cond.formats.sources import array_matrix
+
+            label = "<array>"
+            x = array_matrix(source, label)
+            names = [str(j) for j in range(x.shape[1])]
+        return label, name or ("array" if kind == "array" else "frame"), _checked_design(x, label), tuple(names)
     label = str(source)
     if str(source) != "-" and format_of(label, label, input_format) in ("safetensors", "index", "directory"):
         raise InputError("is a checkpoint: its tensors are weights, not a design; the collinearity of a design "
@@ -132,12 +144,18 @@ def _design(source, columns, input_format, header, notice, name):
     if len(matrices) != 1:
         raise InputError(f"holds {len(matrices)} matrices; the collinearity of a design needs one", path=label)
     entry = matrices[0]
+    check_design_memory(entry.shape[0], int(np.prod(entry.shape[1:])), label, "collinearity", whole=True)
     x = entry.load()
-    x = x.reshape(x.shape[0], -1)
+    x = _checked_design(x.reshape(x.shape[0], -1), label)
+    names = entry.columns or tuple(str(j) for j in range(x.shape[1]))
+    return label, entry.name, x, tuple(names)
+
+
+def _checked_design(x, label):
+    """A design's values are finite and it has at least as many rows as columns."""
     if not np.all(np.isfinite(x)):
         raise InputError("holds NaN or Inf; drop or impute non-finite values first", path=label)
     if x.shape[0] < x.shape[1]:
         raise InputError(f"has fewer rows ({x.shape[0]}) than columns ({x.shape[1]}): a design needs at "
                          "least one row per coefficient", path=label)
-    names = entry.columns or tuple(str(j) for j in range(x.shape[1]))
-    return label, entry.name, x, tuple(names)
+    return x

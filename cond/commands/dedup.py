@@ -20,7 +20,9 @@ import numpy as np
 
 from cond.commands.choices import regex_option
 from cond.errors import UsageError, input_errors
-from cond.formats.atomic import atomic_output, check_output
+from cond.commands.validate import check_design_memory
+from cond.formats.outputs import OutputPlan
+from cond.formats.sources import design_source
 from cond.formats.row_stream import open_rows
 from cond.linalg.correlation import Moments, greedy_deduplication
 from cond.linalg.leverage import RTree
@@ -93,32 +95,41 @@ def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, 
     if max_rel_mse is not None and not max_rel_mse >= 0:
         raise UsageError(f"`--max-rel-mse` must be >= 0; got {max_rel_mse}")
     prefer_re = regex_option("--prefer", prefer)
-    if output is not None:
-        if not str(output).lower().endswith(OUTPUT_SUFFIXES):
-            raise UsageError(f"`--output` must end in {', '.join(OUTPUT_SUFFIXES)}; got {output!r}", path=str(output))
-        check_output(output, inputs=[source], force=force)
+    if output is not None and not str(output).lower().endswith(OUTPUT_SUFFIXES):
+        raise UsageError(f"`--output` must end in {', '.join(OUTPUT_SUFFIXES)}; got {output!r}", path=str(output))
     started = time.perf_counter()
-    with open_rows(source, input_format=input_format, columns=columns, header=header, notice=notice) as rows:
-        names = rows.design_names
-        moments, tree = Moments.empty(rows.d), RTree(rows.d)
-        for _, x, _ in rows.blocks():
-            moments.add_block(x)
-            tree.add_block(x)
-        corr = moments.correlations()
-        preferred = [j for j in range(rows.d) if prefer_re is not None and prefer_re.search(names[j])]
-        order = preferred + [j for j in range(rows.d) if j not in preferred]
-        kept, dropped = greedy_deduplication(corr, max_corr, order, moments.relative_mse(), max_rel_mse)
-        r = tree.result()
-        with input_errors(path=rows.path):
-            before, after = _spectrum_stats(r, rows.n), _spectrum_stats(r[:, kept], rows.n)
+    with design_source(source, "dedup") as (path, label, given_names), OutputPlan([path], force=force) as plan:
         if output is not None:
-            _write(rows, kept, output, source, force)
-    return DedupReport(
-        input=str(source), output=None if output is None else str(output), rows=rows.n,
-        options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer), kept=tuple(names[j] for j in kept),
-        dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
-        constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
-        before=before, after=after, seconds=time.perf_counter() - started)
+            output = plan.file(output, "--output")
+        with open_rows(path, input_format=input_format, columns=columns, header=header, notice=notice,
+                       names=given_names, label=label) as rows:
+            check_design_memory(rows.n, rows.d, label, "dedup")
+            report = _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output)
+    return DedupReport(input=label, output=output, rows=rows.n,
+                       options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer),
+                       seconds=time.perf_counter() - started, **report)
+
+
+def _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output) -> dict:
+    """The two passes over an open design: correlations and R, then the kept columns written."""
+    names = rows.design_names
+    moments, tree = Moments.empty(rows.d), RTree(rows.d)
+    for _, x, _ in rows.blocks():
+        moments.add_block(x)
+        tree.add_block(x)
+    corr = moments.correlations()
+    preferred = [j for j in range(rows.d) if prefer_re is not None and prefer_re.search(names[j])]
+    order = preferred + [j for j in range(rows.d) if j not in preferred]
+    kept, dropped = greedy_deduplication(corr, max_corr, order, moments.relative_mse(), max_rel_mse)
+    r = tree.result()
+    with input_errors(path=rows.path):
+        before, after = _spectrum_stats(r, rows.n), _spectrum_stats(r[:, kept], rows.n)
+    if output is not None:
+        _write(rows, kept, output, plan)
+    return dict(kept=tuple(names[j] for j in kept),
+                dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
+                constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
+                before=before, after=after)
 
 
 def _spectrum_stats(r, n):
@@ -137,17 +148,26 @@ def _spectrum_stats(r, n):
                 columns=int(r.shape[1]))
 
 
-def _write(rows, kept, output, source, force):
-    """The second pass: the kept columns, in file order, atomically."""
+def _write(rows, kept, output, plan):
+    """The second pass: the kept columns, in file order, through the run's output plan. A
+    ``.npy`` is written through a memory map whose space is allocated first (a full disk is
+    an error, not SIGBUS)."""
     names = [rows.design_names[j] for j in kept]
-    with atomic_output(output, inputs=[source], force=force) as tmp:
-        if str(output).lower().endswith(".npy"):
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float64, shape=(rows.n, len(kept)))
-            for start, x, _ in rows.blocks():
-                out[start:start + len(x)] = x[:, kept]
-            out.flush()
-            del out
-            return
+    if str(output).lower().endswith(".npy"):
+        header = {"descr": "<f8", "fortran_order": False, "shape": (rows.n, len(kept))}
+        head = _npy_header(header)
+        offset = len(head)
+        with plan.writing(output, binary_size=offset + 8 * rows.n * len(kept)) as tmp:
+            with open(tmp, "r+b") as f:
+                f.write(head)
+            if rows.n and kept:
+                out = np.memmap(tmp, mode="r+", dtype="<f8", offset=offset, shape=(rows.n, len(kept)))
+                for start, x, _ in rows.blocks():
+                    out[start:start + len(x)] = x[:, kept]
+                out.flush()
+                del out
+        return
+    with plan.writing(output) as tmp:
         import csv
         import gzip
 
@@ -157,3 +177,13 @@ def _write(rows, kept, output, source, force):
             csv.writer(f, delimiter=sep, lineterminator="\n").writerow(names)  # names quoted as CSV needs
             for _, x, _ in rows.blocks():
                 f.write("".join(sep.join(repr(float(v)) for v in row) + "\n" for row in x[:, kept]))
+
+
+
+def _npy_header(header) -> bytes:
+    """The bytes of a ``.npy`` header (magic included) as NumPy writes it; the data follows."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from cond.errors import UsageError
-from cond.formats.atomic import atomic_output, check_output
+from cond.formats.outputs import OutputPlan
 from cond.formats.lowrank_format import CompressedCheckpoint
 from cond.formats.safetensors_file import _DTYPES
 from cond.formats.safetensors_writer import SafetensorsWriter
@@ -83,62 +83,99 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
     ExpandResult
         The files written (shards, then the index), the bytes of tensor data, the tensor count.
     """
+    from cond.formats.sources import source_kind
+
     started = time.perf_counter()
+    source_kind(source, "expand")
+    source, output = os.fspath(source), os.fspath(output) if isinstance(output, (str, os.PathLike)) else output
     limit = byte_size(max_shard_size)
-    single_file = str(output).endswith(".safetensors")
-    check_output(output, inputs=[source], force=force, directory=not single_file)
-    earlier = [] if single_file else _earlier_expansion(output, source)
-    if earlier and not force:
+    single_file = isinstance(output, str) and output.endswith(".safetensors")
+    with OutputPlan([source], force=force) as plan:
+        if single_file:
+            plan.file(output, "--output")
+        else:
+            plan.folder(output, "--output")
+        ckpt = CompressedCheckpoint(source)
+        plan_tensors = [(t["name"], _nbytes(t)) for t in ckpt.manifest["tensors"]]
+        total = sum(size for _, size in plan_tensors)
+        shards = _shard(plan_tensors, limit)
+        if single_file and len(shards) > 1:
+            raise UsageError(f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
+                             "into, or a larger --max-shard-size", path=output)
+        files, earlier = ([output], []) if single_file else _plan_folder(plan, output, len(shards))
+        _write(plan, ckpt, files, shards, progress, len(plan_tensors))
+        if len(files) > 1:
+            weight_map = {name: os.path.basename(path) for path, shard in zip(files, shards) for name in shard}
+            index = files[-1]
+            with plan.writing(index) as tmp, open(tmp, "w") as f:
+                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+        if not single_file:
+            _finish_folder(plan, output, files, earlier)
+    return ExpandResult(source, tuple(files), total, len(plan_tensors), time.perf_counter() - started)
+
+
+MARKER = ".cond-expand.json"  # the files an expansion wrote into its folder, so --force removes only those
+_EXPANSION_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json")
+
+
+def _plan_folder(plan, folder, n_shards):
+    """The files of a folder output (shards, then the index; the marker is planned too), checked
+    against what the folder holds: files of an earlier expansion (named by its marker) are
+    replaced with ``force``; a checkpoint file cond did not write is never touched."""
+    earlier = _marked(folder)
+    foreign = sorted(f for f in _listing(folder) if _EXPANSION_FILE.fullmatch(f) and f not in earlier)
+    if foreign:
+        raise UsageError(f"holds a checkpoint that cond expand did not write ({', '.join(foreign[:3])}"
+                         f"{' ...' if len(foreign) > 3 else ''}); expand into another folder", path=folder)
+    if earlier and not plan.force:
         raise UsageError(f"holds an earlier expansion ({', '.join(sorted(earlier)[:3])}"
-                         f"{' ...' if len(earlier) > 3 else ''}); pass --force to replace it", path=str(output))
-    ckpt = CompressedCheckpoint(source)
-    plan = [(t["name"], _nbytes(t)) for t in ckpt.manifest["tensors"]]
-    total = sum(size for _, size in plan)
-    shards = _shard(plan, limit)
-    if single_file and len(shards) > 1:
-        raise UsageError(f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
-                         "into, or a larger --max-shard-size", path=str(output))
-    if single_file:
-        files = [str(output)]
-    else:
-        os.makedirs(output, exist_ok=True)  # its parent exists (checked above)
-        names = (["model.safetensors"] if len(shards) == 1 else
-                 [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
-        files = [os.path.join(output, n) for n in names]
+                         f"{' ...' if len(earlier) > 3 else ''}); pass --force to replace it", path=folder)
+    names = (["model.safetensors"] if n_shards == 1 else
+             [f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors" for i in range(n_shards)]
+             + ["model.safetensors.index.json"])
+    files = [plan.member(folder, n) for n in names]
+    plan.member(folder, MARKER)
+    return files, earlier
+
+
+def _listing(folder):
+    return os.listdir(folder) if os.path.isdir(folder) else []
+
+
+def _marked(folder):
+    """The names an earlier ``cond expand`` wrote into ``folder``, by its marker ([] without one)."""
+    path = os.path.join(folder, MARKER)
+    try:
+        with open(path, "rb") as f:
+            names = json.load(f).get("files", [])
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    return [n for n in names if isinstance(n, str) and _EXPANSION_FILE.fullmatch(n)
+            and os.path.lexists(os.path.join(folder, n))]
+
+
+def _write(plan, ckpt, files, shards, progress, total):
     metadata = ckpt.manifest.get("source_metadata") or {"format": "pt"}
     done = 0
     for path, shard in zip(files, shards):
-        with SafetensorsWriter(path, metadata=metadata, inputs=[source], force=force) as writer:
+        with SafetensorsWriter(plan, path, metadata=metadata) as writer:
             for name in shard:
                 array = ckpt[name]
                 writer.add_bytes(name, ckpt.manifest_entry(name)["dtype"], array.shape,
                                  array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
                 done += 1
                 if progress:
-                    progress(done, len(plan))
-    if len(files) > 1:
-        weight_map = {name: os.path.basename(path) for path, shard in zip(files, shards) for name in shard}
-        index = os.path.join(output, "model.safetensors.index.json")
-        with atomic_output(index, inputs=[source], force=force) as tmp, open(tmp, "w") as f:
-            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-        files.append(index)
-    for name in earlier:  # what the earlier expansion wrote and this one did not replace
-        path = os.path.join(output, name)
-        if path not in files:
-            os.unlink(path)
-    return ExpandResult(str(source), tuple(files), total, len(plan), time.perf_counter() - started)
+                    progress(done, total)
 
 
-_EXPANSION_FILE = re.compile(r"model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json")
-
-
-def _earlier_expansion(folder, source):
-    """Names of the files an earlier ``cond expand`` into ``folder`` wrote (never the source)."""
-    if not os.path.isdir(folder):
-        return []
-    source = os.path.realpath(source)
-    return [f for f in os.listdir(folder) if _EXPANSION_FILE.fullmatch(f)
-            and os.path.realpath(os.path.join(folder, f)) != source]
+def _finish_folder(plan, folder, files, earlier):
+    """The marker naming this expansion's files, and the earlier expansion's files it did not replace removed."""
+    names = [os.path.basename(f) for f in files]
+    with plan.writing(os.path.join(folder, MARKER), replace=True) as tmp, open(tmp, "w") as f:
+        json.dump({"tool": "cond expand", "files": names}, f, indent=2)
+    for name in earlier:
+        if name not in names:
+            plan.remove(os.path.join(folder, name))
 
 
 def _nbytes(t):

@@ -13,6 +13,7 @@ inside its one factorisation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +26,7 @@ from cond.commands.choices import regex_option
 from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
+from cond.formats.outputs import OutputPlan, write_npz
 from cond.linalg.spectrum import diagnose
 from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
 
@@ -43,6 +45,7 @@ class InspectOptions:
     scheduler: Optional[str]
     device: str
     gram: bool = True
+    fail_above: Optional[float] = None
 
     def record(self) -> dict:
         return dataclasses.asdict(self)
@@ -50,7 +53,8 @@ class InspectOptions:
 
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
             columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
-            progress=None, header=None, notice=None, gram=True) -> InspectReport:
+            progress=None, header=None, notice=None, gram=True, spectra=None, plot=None, plot_format="png",
+            fail_above=None, force=False) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -93,6 +97,17 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     gram : bool
         Allow the certified Gram route for clearly tall or wide matrices (every
         singular value certified to 1e-9 relative, else an SVD); ``False``: an SVD always.
+    spectra : str, optional
+        Also write every matrix's singular values to this ``.npz`` (one array per name).
+    plot : str, optional
+        Write pictures into this folder (needs matplotlib): per matrix its spectral
+        density and scree plot, and an overview (:mod:`cond.commands.plots`).
+    plot_format : {"png", "svg", "pdf"}
+    fail_above : float, optional
+        The gate: ``report.gate_failed`` is true when a kappa exceeds it (non-finite or
+        all-zero matrices count as exceeding); a gate over no matrix is refused.
+    force : bool
+        Replace existing ``spectra`` and plot files (never an input).
 
     Returns
     -------
@@ -105,30 +120,116 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     cond.errors.UsageError
         An argument breaks its rule.
     """
-    from cond.backends import check_device, is_cupy_array
+    from cond.backends import check_device
     from cond.distributed import scheduler_from
+    from cond.formats.sources import source_kind
 
+    kind = source_kind(source, "inspect")
     workers = _check_workers(workers)
     pattern = regex_option("--include", include)
+    if fail_above is not None and not (isinstance(fail_above, (int, float)) and fail_above > 0):
+        raise UsageError(f"`--fail-above` must be a positive number; got {fail_above!r}")
+    if plot is not None:
+        from cond.commands.plots import check_plot_format, require_matplotlib
+
+        check_plot_format(plot_format)
+        require_matplotlib()
     options = InspectOptions(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
-                             keep_spectra=bool(keep_spectra), scheduler=scheduler_from(scheduler),
-                             device=check_device(device), gram=bool(gram))
+                             keep_spectra=bool(keep_spectra or spectra is not None or plot is not None),
+                             scheduler=scheduler_from(scheduler), device=check_device(device), gram=bool(gram),
+                             fail_above=fail_above)
     if options.scheduler is not None:
         _check_distributable(source, input_format)
-    if isinstance(source, (str, os.PathLike)):
+    paths = [os.fspath(source)] if kind == "path" else []
+    with OutputPlan(paths, force=force) as plan:
+        if spectra is not None:
+            plan.file(spectra, "--spectra")
+        if plot is not None:
+            plan.folder(plot, "--plot")
+        with _entries(source, kind, input_format, columns, header, notice, name, options) as (label, entries, options):
+            entries = [e for e in entries if pattern is None or pattern.search(e.name)]
+            pictures = None if plot is None else _plan_pictures(plan, plot, plot_format, entries)
+            report = _run(label, entries, pattern, options, progress)
+        report = _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, include)
+    return report
+
+
+@contextlib.contextmanager
+def _entries(source, kind, input_format, columns, header, notice, name, options=None):
+    """``(label, entries, options)`` of any source kind inspect takes (options moved to the GPU for
+    a CuPy array)."""
+    from cond.backends import check_device, is_cupy_array
+    from cond.formats.sources import dataframe_matrix, dict_arrays
+
+    if kind in ("path", "stdin"):
         with open_entries(source, input_format=input_format, columns=columns, header=header,
                           notice=notice) as entries:
-            report = _run(str(source), entries, pattern, options, progress)
+            yield os.fspath(source), entries, options
+        return
+    if kind != "array" and (input_format, columns, header) != (None, None, None):
+        raise UsageError("`input_format`, `columns` and `header` apply to files; select the columns of "
+                         "an array or DataFrame before passing it")
+    if kind == "dict":
+        yield "<dict>", [_array_entry(n, a, "<dict>", checkpoint=True) for n, a in dict_arrays(source).items()], \
+            options
+    elif kind == "dataframe":
+        matrix, names = dataframe_matrix(source)
+        yield "<DataFrame>", [dataclasses.replace(_array_entry(name or "frame", matrix, "<DataFrame>"),
+                                                  columns=tuple(names))], options
+    else:
+        if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
+            options = dataclasses.replace(options, device=check_device("cuda")) if options else options
+            source = source.get()
+        yield "<array>", [_array_entry(name or "array", np.asarray(source), "<array>")], options
+
+
+def _array_entry(name, array, label, checkpoint=False):
+    """A tensor entry for an array in memory; integer and bool arrays are skipped in a
+    checkpoint (ids, masks, codes) and widened as data otherwise (the rule of :mod:`cond.formats.sources`)."""
+    from cond.formats.arrays import kind_reason
+
+    if array.dtype.hasobject or array.dtype.kind not in "biufV" and array.dtype.name not in ("bfloat16",):
+        raise InputError(f"has dtype {array.dtype}, not numeric", path=label, tensor=name, shape=array.shape)
+    reason = (kind_reason(array.dtype) if checkpoint else None) or skip_reason_for_ndim(array.shape)
+    return TensorEntry(name, tuple(array.shape), str(array.dtype), label, unit_roundoff(array.dtype), reason,
+                       lambda: np.array(array, dtype=np.float64, copy=True))
+
+
+def _plan_pictures(plan, folder, fmt, entries):
+    """The picture files of ``--plot``, planned before the work: one per matrix, then the overview."""
+    from cond.commands.plots import safe_name
+
+    taken, paths = set(), []
+    for e in entries:
+        if e.skip_reason is None:
+            paths.append(plan.member(folder, f"{safe_name(e.name, taken)}.{fmt}", "--plot"))
+    paths.append(plan.member(folder, f"{safe_name('overview', taken)}.{fmt}", "--plot"))
+    for path in paths:
+        if os.path.lexists(path) and not plan.force:
+            raise UsageError("exists; pass --force to replace it (`--plot`)", path=path)
+    return paths
+
+
+def _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, include):
+    """The manifest of a compressed input, the gate, and the files asked for."""
+    options = report.options
+    if kind == "path":
         manifest = _manifest_of(source)
-        return report if manifest is None else dataclasses.replace(report, compressed=manifest)
-    if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
-        options = dataclasses.replace(options, device=check_device("cuda"))
-        source = source.get()
-    array = np.asarray(source)
-    entry = TensorEntry(name or "array", array.shape, str(array.dtype), "<array>",
-                        unit_roundoff(array.dtype), skip_reason_for_ndim(array.shape),
-                        lambda: np.array(array, dtype=np.float64, copy=True))
-    return _run("<array>", iter([entry]), pattern, options, progress)
+        report = report if manifest is None else dataclasses.replace(report, compressed=manifest)
+    if options["fail_above"] is not None:
+        if not report.matrices:
+            why = f"no tensor matches `--include {include}`" if include is not None else "no matrix to analyse"
+            raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=report.input)
+        report = dataclasses.replace(report, exceeded=tuple(m.name for m in report.above(options["fail_above"])))
+    if spectra is not None:
+        write_npz(plan, spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
+                                  if m.diagnostics.spectrum is not None})
+    if plot is not None:
+        from cond.commands.plots import write_plots
+
+        write_plots(report, plot, plot_format, plan=plan, paths=pictures)
+        report = dataclasses.replace(report, pictures=tuple(pictures if report.matrices else ()))
+    return report
 
 
 def _manifest_of(source):

@@ -110,7 +110,14 @@ class InspectReport:
     skipped: tuple
     summary: Summary
     options: dict
-    compressed: Optional[dict] = None  # the manifest, when the input is a cond-lowrank/1 file
+    compressed: Optional[dict] = None  # the manifest, when the input is a cond-lowrank file
+    exceeded: Optional[tuple] = None  # with fail_above: the names of the matrices above it
+    pictures: tuple = ()  # the files --plot wrote
+
+    @property
+    def gate_failed(self) -> bool:
+        """Whether ``fail_above`` was given and some matrix exceeds it."""
+        return bool(self.exceeded)
 
     def to_dict(self) -> dict:
         """The ``cond.inspect/1`` JSON object."""
@@ -127,7 +134,23 @@ class InspectReport:
         )
         if self.compressed is not None:
             doc["compressed"] = self.compressed
+        if self.exceeded is not None:
+            doc["gate"] = dict(fail_above=self.options.get("fail_above"), exceeded=list(self.exceeded))
         return doc
+
+    def ordered(self, sort="file", top=None) -> list:
+        """The matrices in the order ``sort`` gives (file, name, or a number largest first), the
+        first ``top`` of them (see :func:`check_sort`)."""
+        rows = list(self.matrices)
+        if sort == "name":
+            rows.sort(key=lambda m: m.name)
+        elif sort != "file":
+            def value(m):
+                v = m.seconds if sort == "seconds" else getattr(m.diagnostics, sort)
+                return -math.inf if v is None else v
+
+            rows.sort(key=value, reverse=True)
+        return rows[:top] if top else rows
 
     def above(self, threshold: float) -> list:
         """Matrices whose kappa exceeds ``threshold``; non-finite and all-zero ones always do
@@ -140,3 +163,16 @@ def _finite_or_none(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def check_sort(sort, top, alpha):
+    """``--sort`` is a known key (alpha only when computed) and ``--top`` a positive count."""
+    from cond.commands.choices import SORT_KEYS
+    from cond.commands.validate import check_choice
+    from cond.errors import UsageError
+
+    check_choice("--sort", sort, SORT_KEYS)
+    if sort == "alpha" and not alpha:
+        raise UsageError("`--sort alpha` needs `--alpha` (alpha is only computed when asked for)")
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise UsageError(f"`--top` must be a positive integer; got {top!r}")

@@ -38,15 +38,10 @@ def require_matplotlib():
     return plt
 
 
-def check_plot_output(folder, fmt="png"):
-    """The format and the folder (which may not exist yet, but its parent must), before any work."""
+def check_plot_format(fmt="png"):
+    """The picture format, before any work."""
     if fmt not in PLOT_FORMATS:
         raise UsageError(f"`--plot-format` must be one of {', '.join(PLOT_FORMATS)}; got {fmt!r}")
-    parent = os.path.dirname(os.path.abspath(folder))
-    if not os.path.isdir(parent):
-        raise UsageError("the plot folder's parent does not exist", path=str(folder))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError("exists and is not a directory; --plot takes a folder", path=str(folder))
 
 
 def safe_name(name, taken):
@@ -61,28 +56,40 @@ def safe_name(name, taken):
     return out
 
 
-def write_plots(report, folder, fmt="png"):
+def write_plots(report, folder, fmt="png", *, plan=None, paths=None):
     """Write the per-matrix figures and the overview into ``folder`` (created if missing; its
-    parent must exist). Returns ``{file: data drawn}``.
+    parent must exist) through the run's output ``plan``. Returns ``{file: data drawn}``.
 
-    The report must hold every matrix's spectrum (``cond.inspect(..., keep_spectra=True)``).
+    ``paths``: the files planned for them (one per matrix, in order, then the overview), as
+    ``cond.inspect(plot=...)`` plans them before the work. The report must hold every
+    matrix's spectrum (``cond.inspect(..., keep_spectra=True)``).
     """
-    check_plot_output(folder, fmt)
+    from cond.formats.outputs import OutputPlan
+
+    check_plot_format(fmt)
     plt = require_matplotlib()
-    os.makedirs(folder, exist_ok=True)
-    drawn, taken = {}, set()
-    for m in report.matrices:
-        if m.diagnostics.spectrum is None:
-            continue
-        path = os.path.join(folder, f"{safe_name(m.name, taken)}.{fmt}")
-        drawn[path] = _matrix_figure(plt, m, path)
-    if report.matrices:
-        path = os.path.join(folder, f"{safe_name('overview', taken)}.{fmt}")
-        drawn[path] = _overview(plt, report, path)
-    return drawn
+    own = plan is None
+    plan = OutputPlan(force=True) if own else plan
+    try:
+        if own:
+            plan.folder(folder, "--plot")
+        if paths is None:
+            taken = set()
+            paths = [os.path.join(folder, f"{safe_name(name, taken)}.{fmt}")
+                     for name in [m.name for m in report.matrices] + ["overview"]]
+        drawn = {}
+        for m, path in zip(report.matrices, paths):
+            if m.diagnostics.spectrum is not None:
+                drawn[path] = _matrix_figure(plt, plan, m, path)
+        if report.matrices:
+            drawn[paths[-1]] = _overview(plt, plan, report, paths[-1])
+        return drawn
+    finally:
+        if own:
+            plan.close()
 
 
-def _matrix_figure(plt, m, path):
+def _matrix_figure(plt, plan, m, path):
     d = m.diagnostics
     s = np.asarray(d.spectrum, dtype=np.float64)
     positive = s[s > 0]
@@ -126,12 +133,12 @@ def _matrix_figure(plt, m, path):
     scree.set_ylabel("singular value (log)")
     scree.set_title("singular values (scree)")
     scree.legend(fontsize=8)
-    _save(plt, fig, path)
+    _save(plt, plan, fig, path)
     data.update(rank_tolerance=d.rank_tolerance, energy_rank_90=d.energy_rank_90, energy_rank_99=d.energy_rank_99)
     return data
 
 
-def _overview(plt, report, path):
+def _overview(plt, plan, report, path):
     rows = report.matrices
     names = [m.name for m in rows]
     kappa = np.array([np.nan if m.diagnostics.kappa is None else m.diagnostics.kappa for m in rows], float)
@@ -155,16 +162,14 @@ def _overview(plt, report, path):
     axes[-1].set_xticklabels([_label(n) for n in names], rotation=90, fontsize=6 if len(rows) > 30 else 8)
     axes[-1].set_xlabel("matrix, in file order")
     fig.suptitle(f"cond inspect {_label(report.input)}: {len(rows)} matrices")
-    _save(plt, fig, path)
+    _save(plt, plan, fig, path)
     return {"names": names, "kappa": kappa, "stable_rank": stable, "alpha": alpha}
 
 
-def _save(plt, fig, path):
-    """Write a figure atomically (a temporary file renamed into place): never half a picture."""
-    from cond.formats.atomic import atomic_output
-
+def _save(plt, plan, fig, path):
+    """Write a figure through the plan (a temporary file renamed into place): never half a picture."""
     try:
-        with atomic_output(path) as tmp:
+        with plan.writing(path) as tmp:
             fig.savefig(tmp, format=os.path.splitext(path)[1][1:])
     finally:
         plt.close(fig)

@@ -6,7 +6,17 @@ import fnmatch
 import os
 import re
 
-from cond.errors import UsageError
+from cond.errors import InputError, UsageError
+
+
+def check_unique(names, label):
+    """Refuse duplicate column names (``--columns a`` must select one column)."""
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise InputError(f"column name '{name}' appears more than once; column names must be unique",
+                             path=label)
+        seen.add(name)
 
 
 def select_columns(names, spec, display):
@@ -17,6 +27,7 @@ def select_columns(names, spec, display):
     UsageError
         When an item of ``spec`` matches no column.
     """
+    check_unique(names, display)
     if spec is None:
         return list(range(len(names)))
     chosen = []

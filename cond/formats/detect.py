@@ -25,6 +25,12 @@ def format_of(path, display, input_format=None) -> str:
         if input_format not in FORMATS:
             raise UsageError(f"`--input-format` must be one of {', '.join(FORMATS)}; "
                              f"got {input_format!r}")
+        if input_format == "zarr" and not os.path.isdir(path):
+            raise InputError("is not a Zarr store (a folder); drop `--input-format zarr` or give the store",
+                             path=display)
+        if input_format != "zarr" and os.path.isdir(path):
+            raise InputError(f"is a folder, not a {input_format} file; drop `--input-format {input_format}`",
+                             path=display)
         return input_format
     if os.path.isdir(path):
         from cond.formats.zarr_store import is_zarr

@@ -19,7 +19,7 @@ import numpy as np
 
 from cond.errors import InputError, UsageError
 from cond.formats.arrays import npy_chunks, npz_chunks
-from cond.formats.columns import select_columns
+from cond.formats.columns import check_unique, select_columns
 from cond.formats.delimited import rows_of_delimited
 from cond.formats.detect import format_of, local_path
 from cond.formats.parquet import check_numeric_columns, open_parquet, parquet_chunks
@@ -78,16 +78,19 @@ def _reblock(chunks, size):
 
 @contextlib.contextmanager
 def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=None, header=None,
-              notice=None):
+              notice=None, names=None, label=None):
     """Open a design matrix for streaming passes (a context manager yielding a RowSource).
 
     ``chunk_rows`` (rows read at a time) defaults to :func:`default_chunk_rows`. ``header``
     (text only): True or False says whether the first line is a header; None lets cond
-    decide and tell ``notice(line)``.
+    decide and tell ``notice(line)``. ``names`` and ``label``: the column names and the
+    name of an in-memory source spilled to ``path`` (see :func:`cond.formats.sources.design_source`).
     """
     if chunk_rows is not None and int(chunk_rows) < 1:
         raise UsageError(f"`--chunk-rows` must be a positive integer; got {chunk_rows}")
+    given_names = names
     with local_path(path) as (real, display), contextlib.ExitStack() as stack:
+        display = display if label is None else label
         fmt = format_of(real, display, input_format)
         if header is not None and fmt not in ("csv", "tsv"):
             raise UsageError(f"`--header` / `--no-header` apply to csv and tsv input; {display} is {fmt}")
@@ -114,7 +117,8 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
         else:
             raise UsageError(f"cond sample reads npy, npz, csv, tsv, parquet or zarr; {display} is {fmt}",
                              path=display)
-        names = names or [str(j) for j in range(ncols)]
+        names = given_names or names or [str(j) for j in range(ncols)]
+        check_unique(names, display)
         target_idx = None
         if target is not None:
             hits = select_columns(names, target, display)

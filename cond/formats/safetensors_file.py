@@ -132,6 +132,8 @@ def parse_json(raw, display, what):
 
 
 def _file_size(path, display) -> int:
+    if os.path.isdir(path):
+        raise InputError("is a directory, not a safetensors file", path=display)
     try:
         return os.stat(path).st_size
     except FileNotFoundError:

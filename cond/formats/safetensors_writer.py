@@ -3,7 +3,8 @@
 Data goes to a spill file beside the output as it arrives; ``close()`` writes
 the header (now that every size is known), copies the kept tensors' bytes
 after it, and renames the result into place. Nothing is left behind on error,
-and the input is never overwritten (see :func:`cond.formats.atomic.atomic_output`).
+and the input is never overwritten: the path is planned by the run's
+:class:`cond.formats.outputs.OutputPlan`, which writes it.
 A tensor added and then discarded costs spill space but is not written.
 """
 
@@ -15,7 +16,7 @@ import tempfile
 
 import numpy as np
 
-from cond.formats.atomic import atomic_output
+from cond.formats.outputs import OutputPlan
 from cond.formats.safetensors_file import _DTYPES
 
 # numpy dtype name -> safetensors name: the inverse of the reader's one table
@@ -35,21 +36,26 @@ def dtype_name(dtype) -> str:
 class SafetensorsWriter:
     """Context manager writing one safetensors file.
 
-    >>> with SafetensorsWriter("out.safetensors", metadata={"k": "v"}) as w:  # doctest: +SKIP
+    >>> with SafetensorsWriter(plan, "out.safetensors", metadata={"k": "v"}) as w:  # doctest: +SKIP
     ...     w.add_array("x", np.eye(3, dtype=np.float32))
     ...     w.set_metadata("more", "values")
+
+    ``plan`` is the run's :class:`~cond.formats.outputs.OutputPlan` (which has checked
+    ``path``); None makes a plan of its own that replaces whatever is at ``path``.
     """
 
-    def __init__(self, path, *, metadata=None, inputs=(), force=True):
+    def __init__(self, plan, path, *, metadata=None):
         self.path = os.fspath(path)
         self.metadata = dict(metadata or {})
-        self.inputs = inputs
-        self.force = force
+        self._own_plan = plan is None
+        self.plan = OutputPlan(force=True) if plan is None else plan
         self.entries = {}  # name -> (dtype, shape, spill offset, nbytes)
         self.size = 0
 
     def __enter__(self):
-        self._atomic = atomic_output(self.path, inputs=self.inputs, force=self.force)
+        if self._own_plan:
+            self.plan.file(self.path)
+        self._atomic = self.plan.writing(self.path)
         self._final = self._atomic.__enter__()
         fd, self._spill_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self._final)),
                                                 prefix=".cond-spill-", suffix=".tmp")
@@ -57,13 +63,21 @@ class SafetensorsWriter:
         return self
 
     def __exit__(self, kind, value, tb):
-        try:
-            if kind is None:
+        if kind is None:
+            try:
                 self._assemble()
-        finally:
+            except BaseException as exc:  # a full disk at the end: the temporary file must not be renamed
+                kind, value, tb = type(exc), exc, exc.__traceback__
+        try:
             self._spill.close()
             os.unlink(self._spill_path)
-            self._atomic.__exit__(kind, value, tb)
+            if kind is None:
+                self._atomic.__exit__(None, None, None)
+            elif not self._atomic.__exit__(kind, value, tb):
+                raise value  # the plan let it through unchanged (it replaces OS errors by one line)
+        finally:
+            if self._own_plan:
+                self.plan.close(failed=kind is not None)
         return False
 
     def set_metadata(self, key: str, value: str):

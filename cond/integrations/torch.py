@@ -24,9 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from cond.formats.calibration_file import write_calibration
 
 from cond.integrations.names import align, mapper
 
@@ -139,9 +140,10 @@ class Calibrator:
                              "to calibrate only the checkpoint's layers")
         return named
 
-    def save(self, fisher=None, grams=None, checkpoint=None, missing="error"):
+    def save(self, fisher=None, grams=None, checkpoint=None, missing="error", plan=None):
         """Write the accumulated Fisher and/or Grams as float32 safetensors (atomically), keyed by
-        the checkpoint's tensor names (see :meth:`names`), with row and token counts in the metadata."""
+        the checkpoint's tensor names (see :meth:`names`), with row and token counts in the metadata.
+        ``plan``: the run's :class:`cond.formats.outputs.OutputPlan` (which has checked the paths)."""
         if fisher is None and grams is None:
             raise ValueError("give `fisher`, `grams` or both")
         names = self.names(checkpoint, missing)
@@ -151,25 +153,12 @@ class Calibrator:
         if fisher is not None:
             if not self.fisher:
                 raise ValueError("no gradients were accumulated: call `step()` after each `backward()`")
-            _write(fisher, {names[k]: v for k, v in self.fisher.items() if k in names}, dict(kind="fisher", **counts))
+            write_calibration(plan, fisher, {names[k]: v for k, v in self.fisher.items() if k in names},
+                              dict(kind="fisher", **counts))
         if grams is not None:
             if not self.grams:
                 raise ValueError("no inputs were seen: run the model inside `with Calibrator(model)`")
             rows = json.dumps({names[k]: v for k, v in self.rows.items() if k in names})
-            _write(grams, {names[k]: v for k, v in self.grams.items() if k in names},
-                   dict(kind="gram", rows=rows, **counts))
+            write_calibration(plan, grams, {names[k]: v for k, v in self.grams.items() if k in names},
+                              dict(kind="gram", rows=rows, **counts))
 
-
-def _write(path, accumulated, metadata):
-    from safetensors.numpy import save_file
-
-    tensors = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in accumulated.items()}
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".cond-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={f"cond.{k}": v for k, v in metadata.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -42,7 +42,7 @@ from cond.commands.compress.own_form import first_pass, select_reason
 from cond.commands.compress.report import CompressReport
 from cond.errors import UsageError
 from cond.formats import open_entries
-from cond.formats.atomic import check_output
+from cond.formats.outputs import OutputPlan
 from cond.formats.detect import format_of
 from cond.formats.lowrank_format import FORMAT, is_compressed
 from cond.formats.safetensors_file import read_header
@@ -130,8 +130,18 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
                             activations=activations, budget=budget, budget_bytes=budget_bytes,
                             min_saving=min_saving, allow_slower=allow_slower)
     started = time.perf_counter()
-    source, output = str(source), str(output)
-    entries, sources, source_meta = _checkpoint(source, output, force)
+    from cond.formats.sources import checkpoint_source
+
+    with checkpoint_source(source, "compress") as (source, label), \
+            OutputPlan([source, fisher, activations], force=force) as plan:
+        entries, sources, source_meta = _checkpoint(source, label)
+        output = plan.file(output, "--output")
+        return _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher, activations,
+                         scheduler, progress, started)
+
+
+def _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher, activations, scheduler,
+              progress, started):
     names = {e.name for e in entries}
     selected = [e for e in entries if select_reason(e, opts) is None]
     calibration, grams = _weights_files(opts, fisher, activations, source, output, sources, selected)
@@ -154,13 +164,13 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         if opts.budget is not None:
             _refuse_zero_size(selected)
             plans, budget_summary = plan_budget(selected, opts, calibration, client, progress, sensitivities)
-        writer = stack.enter_context(SafetensorsWriter(output, inputs=sources, force=force))
+        writer = stack.enter_context(SafetensorsWriter(plan, output))
         records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client, plans, grams)
         clusters, cluster_summary = [], None
         if opts.cluster:
             clusters, cluster_summary = cluster_pass(candidates, records, writer, opts, calibration, progress,
                                                      client, grams)
-        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts.method, source=source,
+        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts.method, source=label,
                         options=opts.record(),
                         source_metadata=source_meta,
                         tensors=[records[e.name].manifest_entry() for e in entries],
@@ -172,7 +182,7 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         budget_summary["spent"] = _spent(tensors, clusters, opts.budget_unit)
     return CompressReport(
         budget=budget_summary, cluster_summary=cluster_summary,
-        input=source, output=output, options=opts.record(),
+        input=label, output=output, options=opts.record(),
         tensors=tensors, clusters=tuple(clusters),
         params_before=sum(t.params_before for t in tensors),
         params_after=sum(t.params_after for t in tensors) + sum(c.params for c in clusters),
@@ -187,19 +197,18 @@ def _version():
     return __version__
 
 
-def _checkpoint(source, output, force):
+def _checkpoint(source, label):
     """The checkpoint's entries (every header checked), its files and its own metadata."""
-    fmt = format_of(source, source)
+    fmt = format_of(source, label)
     if fmt not in ("safetensors", "index", "directory"):
         raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
-                         f"{source} is {fmt}", path=source)
+                         f"{label} is {fmt}", path=label)
     with open_entries(source) as entries:  # every header checked, the index against its shards
         entries = list(entries)
     sources = [source] if fmt == "safetensors" else list(dict.fromkeys(e.source for e in entries))
     source_meta = read_header(source).metadata if fmt == "safetensors" else {}
     if fmt == "safetensors" and is_compressed(source_meta):
-        raise UsageError("is already a cond-lowrank file; expand it first", path=source)
-    check_output(output, inputs=sources, force=force)
+        raise UsageError("is already a cond-lowrank file; expand it first", path=label)
     return entries, sources, source_meta
 
 

@@ -20,7 +20,11 @@ from cond.commands.sample.options import DEFAULT_P, SampleOptions, sample_option
 from cond.commands.sample.report import SampleResult
 from cond.commands.sample.scores import method_scores
 from cond.errors import UsageError, input_errors
+from cond.commands.sample.emit import write_sample, write_scores
+from cond.commands.validate import check_design_memory
+from cond.formats.outputs import OutputPlan
 from cond.formats.row_stream import open_rows
+from cond.formats.sources import design_source
 from cond.linalg import leverage as lev
 from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
                                       subspace_distortion)
@@ -53,7 +57,8 @@ def sample_size(size, n, replacement=False):
 def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
            rcond=None, columns=None, target=None, input_format=None, chunk_rows=None, verify=False,
            keep_rows=False, scheduler=None, device="cpu", progress=None, header=None,
-           notice=None) -> SampleResult:
+           notice=None, output=None, output_format="tsv", emit="indices", scores_out=None,
+           force=False) -> SampleResult:
     """Score every row of a design matrix and draw a weighted sample.
 
     Parameters
@@ -103,15 +108,28 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
     """
 
     opts = sample_options(size=size, method=method, p=p, seed=seed, replacement=replacement, scores=scores,
-                          rcond=rcond, verify=verify, keep_rows=keep_rows, scheduler=scheduler, device=device)
+                          rcond=rcond, verify=verify, keep_rows=keep_rows or emit == "rows", scheduler=scheduler,
+                          device=device, output_format=output_format, emit=emit)
     started = time.perf_counter()
     tick = progress or (lambda stage: None)
-    with open_rows(source, input_format=input_format, columns=columns, target=target,
-                   chunk_rows=chunk_rows, header=header, notice=notice) as rows:
-        m = sample_size(opts.size, rows.n, opts.replacement)
-        with input_errors(path=rows.path, shape=(rows.n, rows.d)):  # e.g. a matrix that is numerically zero
-            result = _sample_rows(rows, m, opts, tick)
-    return SampleResult(**{**result, "seconds": time.perf_counter() - started, "input": str(source)})
+    with design_source(source, "sample") as (path, label, names), OutputPlan([path], force=force) as plan:
+        output = None if output in (None, "-") else plan.file(output, "--output")
+        scores_out = None if scores_out is None else plan.file(scores_out, "--scores-out")
+        with open_rows(path, input_format=input_format, columns=columns, target=target, chunk_rows=chunk_rows,
+                       header=header, notice=notice, names=names, label=label) as rows:
+            check_design_memory(rows.n, rows.d, label, "sample")
+            m = sample_size(opts.size, rows.n, opts.replacement)
+            with input_errors(path=rows.path, shape=(rows.n, rows.d)):  # e.g. a matrix that is numerically zero
+                drawn = _sample_rows(rows, m, opts, tick)
+        result = SampleResult(**{**drawn, "seconds": time.perf_counter() - started, "input": label,
+                                 "output": output, "options": opts.record()})
+        if scores_out is not None:
+            with plan.writing(scores_out) as tmp, open(tmp, "wb") as f:
+                write_scores(result.scores, scores_out, f)
+        if output is not None:
+            with plan.writing(output) as tmp, open(tmp, "wb" if opts.output_format == "npy" else "w") as f:
+                write_sample(result, opts.output_format, opts.emit, f)
+    return result
 
 
 def _sample_rows(rows, m, opts, tick) -> dict:

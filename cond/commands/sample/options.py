@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
-from cond.commands.choices import SAMPLE_METHODS, SCORE_MODES
+from cond.commands.choices import EMITS, SAMPLE_FORMATS, SAMPLE_METHODS, SCORE_MODES
+from cond.commands.validate import check_choice, check_seed
 from cond.errors import UsageError
 
 DEFAULT_P = {"leverage": 2.0, "root-leverage": 1.0, "lewis": 1.0, "sensitivity": 1.0, "augmented": 1.0,
@@ -27,16 +29,25 @@ class SampleOptions:
     keep_rows: bool
     scheduler: Optional[str]
     device: str
+    output_format: str = "tsv"
+    emit: str = "indices"
+
+    def record(self) -> dict:
+        """The ``options`` object of ``cond.sample/1``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "keep_rows"}
 
 
 def sample_options(*, size, method="leverage", p=None, seed=0, replacement=False, scores="exact", rcond=None,
-                   verify=False, keep_rows=False, scheduler=None, device="cpu") -> SampleOptions:
+                   verify=False, keep_rows=False, scheduler=None, device="cpu", output_format="tsv",
+                   emit="indices") -> SampleOptions:
     """Check every argument of :func:`cond.sample` against its rule (one-line UsageErrors)."""
     from cond.backends import check_device
     from cond.distributed import scheduler_from
 
-    if method not in SAMPLE_METHODS:
-        raise UsageError(f"`--method` must be one of {', '.join(SAMPLE_METHODS)}; got {method!r}")
+    check_choice("--method", method, SAMPLE_METHODS)
+    check_choice("--format", output_format, SAMPLE_FORMATS)
+    check_choice("--emit", emit, EMITS)
+    seed = check_seed(seed)
     p = DEFAULT_P[method] if p is None else float(p)
     if not p > 0:
         raise UsageError(f"`-p` must be positive; got {p}")
@@ -64,6 +75,6 @@ def sample_options(*, size, method="leverage", p=None, seed=0, replacement=False
                          f"(the Lewis iteration at p = {p:g} runs in one process); run it without `--scheduler`")
     if spec is not None and device == "cuda":
         raise UsageError("`--scheduler` and `--device cuda` are either-or: the workers compute on their CPUs")
-    return SampleOptions(size=size, method=method, p=p, seed=int(seed), replacement=bool(replacement),
+    return SampleOptions(size=size, method=method, p=p, seed=seed, replacement=bool(replacement),
                          scores=scores, rcond=rcond, verify=bool(verify), keep_rows=bool(keep_rows),
-                         scheduler=spec, device=device)
+                         scheduler=spec, device=device, output_format=output_format, emit=emit)

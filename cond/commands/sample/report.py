@@ -39,6 +39,8 @@ class SampleResult:
     verify: Optional[dict] = None
     seconds: float = 0.0
     input: str = ""
+    output: Optional[str] = None
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """The ``cond.sample/1`` JSON object."""
