@@ -56,7 +56,7 @@ def calibrate_command(
         if output_format is OutputFormat.json:
             write_json(result.to_dict())
         else:
-            written = result.grams + (f" and {result.fisher}" if result.fisher else "")
+            written = result.output + (f" and {result.fisher}" if result.fisher else "")
             print(f"{result.layers} layers, {result.sequences} passages, {result.tokens} tokens "
                   f"({result.seconds:.1f} s): wrote {printable(written)}", file=sys.stderr)
         if result.skipped:

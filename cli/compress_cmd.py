@@ -79,8 +79,9 @@ def compress_command(
         show_default=False)] = None,
     min_size: Annotated[int, typer.Option("--min-size", min=0,
                                           help="Matrices with fewer entries stay as they are.")] = 4096,
-    cluster: Annotated[bool, typer.Option("--cluster/--no-cluster",
-                                          help="Let matrices share bases (with --max-error).")] = True,
+    cluster: Annotated[Optional[bool], typer.Option(
+        "--cluster/--no-cluster", help="Let matrices share bases (default: yes with --max-error; "
+                                       "--cluster needs it).", show_default=False)] = None,
     estimator: Annotated[Estimator, typer.Option(
         "--estimator", help="How a cluster's error is predicted while it grows.")] = Estimator['incremental'],
     patience: Annotated[int, typer.Option("--patience", min=1,

@@ -30,7 +30,7 @@ def write_json(doc, indent=2, out=None) -> None:
     import sys
 
     out = sys.stdout if out is None else out
-    json.dump(doc, out, indent=indent)
+    json.dump(doc, out, indent=indent, allow_nan=False)  # JSON has no Infinity: results say null
     out.write("\n")
 
 
@@ -41,7 +41,7 @@ def write_jsonl(records, out=None) -> None:
 
     out = sys.stdout if out is None else out
     for kind, record in records:
-        out.write(json.dumps({"record": kind, **record}) + "\n")
+        out.write(json.dumps({"record": kind, **record}, allow_nan=False) + "\n")
 
 
 def write_csv(fields, rows, out=None) -> None:

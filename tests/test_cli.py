@@ -38,7 +38,7 @@ def test_json_schema_and_values(mlp):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["schema"] == SCHEMA
-    assert set(doc) == {"schema", "cond_version", "input", "options", "summary", "matrices", "skipped"}
+    assert set(doc) == {"schema", "cond_version", "input", "options", "seconds", "summary", "matrices", "skipped"}
     expected = lapack_kappas(mlp)
     assert [m["name"] for m in doc["matrices"]] == list(expected)
     for m in doc["matrices"]:

@@ -209,6 +209,7 @@ def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
         for m in d["matrices"]:
             m.pop("seconds", None)
         d["summary"].pop("seconds", None)
+        d.pop("seconds", None)
         d.pop("options", None)
         return d
 

@@ -24,20 +24,26 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cond.commands.result import Result
 
 from cond.commands.choices import regex_option
 from cond.errors import InputError, UsageError
 from cond.commands.validate import check_seed
 from cond.formats.outputs import OutputPlan
 
-SCHEMA = "cond.calibrate/1"
+SCHEMA = "cond.calibrate/2"
 
 
 @dataclass(frozen=True)
-class CalibrateResult:
-    model: str
-    grams: str
+class CalibrateResult(Result):
+    """What ``cond calibrate`` wrote; schema ``cond.calibrate/2`` (``input`` is the model folder,
+    ``output`` the Gram file; ``/1`` called them ``model`` and ``grams``)."""
+
+    SCHEMA = SCHEMA
+    input: str
+    output: str
     fisher: object
     sequences: int
     tokens: int
@@ -46,14 +52,12 @@ class CalibrateResult:
     widest_input: int
     seconds: float
     skipped: tuple = ()  # Linear modules of the loaded model with no weight in the checkpoint
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        from cond._version import __version__
-
-        return dict(schema=SCHEMA, cond_version=__version__, model=self.model, grams=self.grams,
-                    fisher=self.fisher, sequences=self.sequences, tokens=self.tokens, layers=self.layers,
-                    fewest_rows=self.fewest_rows, widest_input=self.widest_input, seconds=self.seconds,
-                    skipped=list(self.skipped))
+        return self.document(output=self.output, fisher=self.fisher, sequences=self.sequences, tokens=self.tokens,
+                             layers=self.layers, fewest_rows=self.fewest_rows, widest_input=self.widest_input,
+                             skipped=list(self.skipped))
 
 
 def read_passages(path):
@@ -152,7 +156,9 @@ def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_l
     widest = max(cal.layers[k].in_features for k in names)
     skipped = tuple(sorted(set(cal.layers) - set(names)))
     return CalibrateResult(model_dir, str(output), fisher, cal.sequences, cal.tokens, len(names),
-                           min(cal.rows[k] for k in names), widest, time.perf_counter() - started, skipped)
+                           min(cal.rows[k] for k in names), widest, time.perf_counter() - started, skipped,
+                           dict(batch_size=batch_size, max_length=max_length, include=pattern and pattern.pattern,
+                                seed=seed))
 
 
 def _check_weights(model_dir):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cond.errors import InputError, UsageError, input_errors
+from cond.commands.result import Result
 from cond.commands.validate import check_design_memory
 from cond.formats import open_entries
 from cond.formats.detect import format_of
@@ -24,7 +25,7 @@ SCHEMA = "cond.collinearity/1"
 
 
 @dataclass(frozen=True)
-class CollinearityReport:
+class CollinearityReport(Result):
     """The collinearity of one design. ``to_dict()`` is the ``cond.collinearity/1`` object:
     ``input``, ``name``, ``rows``, ``columns`` (names), ``options`` (scale, center,
     add_intercept, threshold, proportion), ``condition_indexes`` (ascending), ``proportions``
@@ -33,6 +34,7 @@ class CollinearityReport:
     exceed ``proportion``, largest first), ``max_condition_index`` and ``seconds``; infinite
     numbers are null."""
 
+    SCHEMA = SCHEMA
     input: str
     name: str
     rows: int
@@ -49,17 +51,11 @@ class CollinearityReport:
         return max(self.condition_indexes)
 
     def to_dict(self) -> dict:
-        from cond._version import __version__
-
-        def num(v):
-            return None if not math.isfinite(v) else v
-
-        return dict(schema=SCHEMA, cond_version=__version__, input=self.input, name=self.name, rows=self.rows,
-                    columns=list(self.columns), options=dict(self.options),
-                    condition_indexes=[num(v) for v in self.condition_indexes],
-                    proportions=[list(row) for row in self.proportions], vif=[num(v) for v in self.vif],
-                    dependencies=[dict(d, condition_index=num(d["condition_index"])) for d in self.dependencies],
-                    max_condition_index=num(self.max_condition_index), seconds=self.seconds)
+        return self.document(name=self.name, rows=self.rows, columns=list(self.columns),
+                             condition_indexes=list(self.condition_indexes),
+                             proportions=[list(row) for row in self.proportions], vif=list(self.vif),
+                             dependencies=[dict(d) for d in self.dependencies],
+                             max_condition_index=self.max_condition_index)
 
 
 def collinearity(source, *, columns=None, add_intercept=False, scale=True, center=False, threshold=30.0,

@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from cond.commands.choices import regex_option
+from cond.commands.result import Result
 from cond.errors import UsageError, input_errors
 from cond.commands.validate import check_design_memory
 from cond.formats.outputs import OutputPlan
@@ -33,7 +34,7 @@ OUTPUT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".npy")
 
 
 @dataclass(frozen=True)
-class DedupReport:
+class DedupReport(Result):
     """What ``cond dedup`` kept and dropped. ``to_dict()`` is the ``cond.dedup/1`` object:
     ``input``, ``output`` (or null), ``rows``, ``options`` (max_corr, prefer), ``kept``
     (names), ``dropped`` (``column``, ``partner`` kept in its place, ``correlation``),
@@ -50,17 +51,12 @@ class DedupReport:
     before: dict
     after: dict
     seconds: float = 0.0
+    SCHEMA = SCHEMA
 
     def to_dict(self) -> dict:
-        from cond._version import __version__
-
-        def clean(stats):
-            return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
-
-        return dict(schema=SCHEMA, cond_version=__version__, input=self.input, output=self.output, rows=self.rows,
-                    options=dict(self.options), kept=list(self.kept), dropped=[dict(d) for d in self.dropped],
-                    constant=list(self.constant), before=clean(self.before), after=clean(self.after),
-                    seconds=self.seconds)
+        return self.document(output=self.output, rows=self.rows, kept=list(self.kept),
+                             dropped=[dict(d) for d in self.dropped], constant=list(self.constant),
+                             before=dict(self.before), after=dict(self.after))
 
 
 def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, columns=None, input_format=None,

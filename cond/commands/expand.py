@@ -14,7 +14,9 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from cond.commands.result import Result
 
 from cond.errors import UsageError
 from cond.formats.outputs import OutputPlan
@@ -44,22 +46,21 @@ SCHEMA = "cond.expand/1"
 
 
 @dataclass(frozen=True)
-class ExpandResult:
+class ExpandResult(Result):
     """What ``cond expand`` wrote; schema ``cond.expand/1``."""
 
+    SCHEMA = SCHEMA
     input: str
     files: tuple
     total_size: int
     tensors: int
     seconds: float = 0.0
+    options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """The ``cond.expand/1`` JSON object: schema, cond_version, input, files, total_size (bytes of
-        tensor data), tensors (count), seconds."""
-        from cond._version import __version__
-
-        return dict(schema=SCHEMA, cond_version=__version__, input=self.input, files=list(self.files),
-                    total_size=self.total_size, tensors=self.tensors, seconds=self.seconds)
+        """The ``cond.expand/1`` JSON object: the shared fields (:mod:`cond.commands.result`), files,
+        total_size (bytes of tensor data), tensors (count)."""
+        return self.document(files=list(self.files), total_size=self.total_size, tensors=self.tensors)
 
 
 def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) -> ExpandResult:
@@ -111,7 +112,8 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
                 json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
         if not single_file:
             _finish_folder(plan, output, files, earlier)
-    return ExpandResult(source, tuple(files), total, len(plan_tensors), time.perf_counter() - started)
+    return ExpandResult(source, tuple(files), total, len(plan_tensors), time.perf_counter() - started,
+                        dict(max_shard_size=limit, force=bool(force)))
 
 
 MARKER = ".cond-expand.json"  # the files an expansion wrote into its folder, so --force removes only those

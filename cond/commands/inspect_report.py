@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from cond.commands.result import Result, json_safe
 from cond.linalg.spectrum import MatrixDiagnostics
 
 SCHEMA = "cond.inspect/1"
@@ -102,8 +103,10 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class InspectReport:
+class InspectReport(Result):
     """Everything ``cond inspect`` found in one input."""
+
+    SCHEMA = SCHEMA
 
     input: str
     matrices: tuple
@@ -119,21 +122,19 @@ class InspectReport:
         """Whether ``fail_above`` was given and some matrix exceeds it."""
         return bool(self.exceeded)
 
+    @property
+    def seconds(self) -> float:
+        return self.summary.seconds
+
     def to_dict(self) -> dict:
         """The ``cond.inspect/1`` JSON object."""
-        from cond._version import __version__
-
-        doc = dict(
-            schema=SCHEMA,
-            cond_version=__version__,
-            input=self.input,
-            options=dict(self.options),
-            summary={k: _finite_or_none(v) for k, v in dataclasses.asdict(self.summary).items()},
+        doc = self.document(
+            summary=dataclasses.asdict(self.summary),
             matrices=[m.row() for m in self.matrices],
             skipped=[s.row() for s in self.skipped],
         )
         if self.compressed is not None:
-            doc["compressed"] = self.compressed
+            doc["compressed"] = json_safe(self.compressed)
         if self.exceeded is not None:
             doc["gate"] = dict(fail_above=self.options.get("fail_above"), exceeded=list(self.exceeded))
         return doc

@@ -52,7 +52,7 @@ __all__ = ["CompressOptions", "CompressReport", "compress", "compress_options"]
 
 
 def compress(source, output, *, max_error=None, rank=None, ratio=None, include=None, exclude=None,
-             min_size=4096, cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
+             min_size=4096, cluster=None, estimator="incremental", patience=8, axis="auto", group=None,
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
              method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
              progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False) -> CompressReport:
@@ -80,8 +80,9 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         Regular expressions on tensor names (``re.search``) selecting matrices.
     min_size : int
         Matrices with fewer entries stay as they are.
-    cluster : bool
-        Let matrices share bases (needs ``max_error``).
+    cluster : bool, optional
+        Let matrices share bases: None (default) does so with ``max_error``; True insists
+        (``max_error`` needed); False never.
     estimator : {"incremental", "weyl", "residual", "exact"}
     patience : int
     axis : {"auto", "cols", "rows"}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES, regex_option
+from cond.commands.validate import check_seed, refuse_unused
 from cond.errors import UsageError
 
 
@@ -54,11 +55,16 @@ class CompressOptions:
 
 
 def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exclude=None, min_size=4096,
-                     cluster=True, estimator="incremental", patience=8, axis="auto", group=None,
+                     cluster=None, estimator="incremental", patience=8, axis="auto", group=None,
                      error_scope="matrix", dtype=None, seed=0, max_pool_bytes=2**30, method="svd", fisher=None,
                      fisher_axis="in", activations=None, budget=None, budget_bytes=None, min_saving=0.05,
                      allow_slower=False) -> CompressOptions:
-    """Check every argument of :func:`cond.compress` against its rule (one-line UsageErrors)."""
+    """Check every argument of :func:`cond.compress` against its rule (one-line UsageErrors).
+
+    ``cluster``: None clusters when ``max_error`` is given (the default), True insists (and
+    needs ``max_error``), False never clusters. The clustering options are refused when no
+    clustering runs, as is every option that would do nothing.
+    """
     sizes = [n for n, v in (("--rank", rank), ("--ratio", ratio), ("--budget", budget),
                             ("--budget-bytes", budget_bytes)) if v is not None]
     if len(sizes) > 1 or (not sizes and max_error is None):
@@ -94,11 +100,20 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         if storage is None:
             raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8; got {dtype!r}")
     _check_method(method, fisher, fisher_axis, activations, budget is not None or budget_bytes is not None)
+    seed = check_seed(seed)
+    if cluster and max_error is None:
+        raise UsageError(f"`--cluster` shares bases within a bound: it needs `--max-error`; got {sizes[0]}")
+    clustering = cluster is not False and max_error is not None
+    if not clustering:
+        refuse_unused({"--estimator": estimator != "incremental", "--patience": patience != 8,
+                       "--axis": axis != "auto", "--group": group is not None,
+                       "--error-scope": error_scope != "matrix", "--allow-slower": bool(allow_slower)},
+                      "to clustering, which runs with `--max-error` and without `--no-cluster`")
     patterns = {flag: regex_option(flag, value)
                 for flag, value in (("--include", include), ("--exclude", exclude), ("--group", group))}
     return CompressOptions(
-        max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude, seed=int(seed),
-        min_size=int(min_size), cluster=bool(cluster) and max_error is not None, estimator=estimator,
+        max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude, seed=seed,
+        min_size=int(min_size), cluster=clustering, estimator=estimator,
         patience=patience, axis=axis, group=group, error_scope=error_scope, dtype=storage,
         max_pool_bytes=int(max_pool_bytes), method=method, fisher_axis=fisher_axis if method == "fisher" else None,
         budget=budget if budget is not None else budget_bytes,

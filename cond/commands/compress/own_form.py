@@ -52,8 +52,15 @@ class Candidate:
 
 
 def rounder(storage_dtype):
+    """``x`` rounded once to the dtype ``cond expand`` writes, back in float64 (an overflow is
+    inf, which the caller refuses as a form: no warning for it)."""
     np_dtype = numpy_dtype(storage_dtype)
-    return lambda x: np.asarray(x).astype(np_dtype).astype(np.float64)
+
+    def expanded(x):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.asarray(x).astype(np_dtype).astype(np.float64)
+
+    return expanded
 
 
 def weighting_of(calibration, name, shape):
@@ -151,16 +158,18 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     untouched = dtype_bytes(entry.dtype, m * n)
     limit = untouched * (1 - opts.min_saving)  # a compressed form must cost at most this
     kind = plan[0] if plan is not None else None
+    notes = [weight_note] if weight_note else []
     forms = []  # (bytes, storage, rank, arrays, error, plain error, the approximation)
     if storage.dtype != entry.dtype and kind in (None, "quantized"):
         forms += _quantized_form(w, storage, expanded, weighting, bound, limit, name, where)
     s = None
     if kind in (None, "lowrank"):
         ceiling = min([limit] + [f[0] for f in forms])
-        lowrank, s = _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where)
+        lowrank, s, overflow = _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where)
         forms += lowrank
+        if overflow:
+            notes.append(f"dense: the rank-{overflow} product overflows {entry.dtype} when expanded")
     chosen = min(forms, key=lambda f: f[0]) if forms else None
-    notes = [weight_note] if weight_note else []
     group = ""
     if opts.group_re is not None:
         match = opts.group_re.search(name)
@@ -172,7 +181,8 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     common = dict(name=name, shape=tuple(entry.shape), dtype=entry.dtype, bound=bound, cluster=None,
                   params_before=m * n, weighting=weighting.kind, bytes_before=untouched, macs_before=m * n)
     if chosen is None:
-        notes.insert(0, _why_untouched(bound, kind, opts))
+        if not any(n.startswith("dense:") for n in notes):
+            notes.insert(0, _why_untouched(bound, kind, opts))
         own = TensorRecord(storage="dense", keys=(name,), rank=None, error=0.0, params_after=m * n,
                            note="; ".join(notes), plain_error=0.0, bytes_after=untouched, macs_after=m * n,
                            output_error=0.0 if grams is not None and name in grams else None, **common)
@@ -248,14 +258,15 @@ def _quantized_form(w, storage, expanded, weighting, bound, limit, name, where):
         return []  # out of the storage dtype's range: low rank may still fit
     approx = expanded(storage.value(stored, scale))
     err = relative_error(w, approx, weighting)
-    if bound is not None and err > bound:
-        return []
+    if not math.isfinite(err) or bound is not None and err > bound:
+        return []  # never an error of inf written with exit 0
     plain = err if weighting.kind == "none" else relative_error(w, approx)
     return [(size, "quantized", None, _arrays(f"{name}.q", stored, scale, {}), err, plain, approx)]
 
 
 def _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where):
-    """The smallest rank meeting the bound (or the rank asked for), measured on what is written."""
+    """The smallest rank meeting the bound (or the rank asked for), measured on what is written:
+    (forms, spectrum, the rank whose expanded product overflowed the original dtype, or None)."""
     m, n = w.shape
     bound = opts.max_error
     # small SVDs run faster on one BLAS thread (and suffer less from a busy machine)
@@ -276,11 +287,13 @@ def _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, wh
         ro, ro_scale = _stored(storage, right[:r], f"the rank-{r} factors", where)
         approx = expanded(storage.value(lo, lo_scale) @ storage.value(ro, ro_scale))
         err = relative_error(w, approx, weighting)
+        if not math.isfinite(err):  # the product overflows the dtype `cond expand` writes: keep it dense
+            return [], s, r
         if bound is None or err <= bound:
             plain = err if weighting.kind == "none" else relative_error(w, approx)
             arrays = _arrays(f"{name}.V", ro, ro_scale, _arrays(f"{name}.U", lo, lo_scale, {}))
-            return [(size, "lowrank", r, arrays, err, plain, approx)], s
-    return [], s
+            return [(size, "lowrank", r, arrays, err, plain, approx)], s, None
+    return [], s, None
 
 
 def output_error(grams, name, shape, w, approx, weighting, err):

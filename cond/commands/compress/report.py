@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+
+from cond.commands.result import Result
 from dataclasses import dataclass
 from typing import Optional
 
@@ -87,7 +89,8 @@ class ClusterRecord:
 
 
 @dataclass(frozen=True)
-class CompressReport:
+class CompressReport(Result):
+    SCHEMA = SCHEMA
     input: str
     output: str
     options: dict
@@ -139,15 +142,9 @@ class CompressReport:
                     worst_output_error=max(errors) if errors else None)
 
     def to_dict(self) -> dict:
-        from cond._version import __version__
-
         counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "quantized", "lowrank", "cluster")}
-        return dict(
-            schema=SCHEMA,
-            cond_version=__version__,
-            input=self.input,
+        return self.document(
             output=self.output,
-            options=dict(self.options),
             method=self.method,
             unweighted=list(self.unweighted),
             totals=dict(params_before=self.params_before, params_after=self.params_after,

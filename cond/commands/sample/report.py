@@ -14,11 +14,13 @@ from typing import Optional
 
 import numpy as np
 
+from cond.commands.result import Result
+
 SCHEMA = "cond.sample/1"
 
 
 @dataclass(frozen=True)
-class SampleResult:
+class SampleResult(Result):
     """The sample: row indices (0-based), loss weights, row multipliers, probabilities.
 
     ``scores`` (every row's), ``rows`` and ``target`` (the kept rows scaled, with
@@ -42,17 +44,15 @@ class SampleResult:
     output: Optional[str] = None
     options: dict = field(default_factory=dict)
 
+    SCHEMA = SCHEMA
+
     def to_dict(self) -> dict:
         """The ``cond.sample/1`` JSON object."""
-        from cond._version import __version__
-
         rows = [dict(index=int(i), weight=float(w), scale=float(s), prob=float(q))
                 for i, w, s, q in zip(self.indices, self.weights, self.scales, self.probs)]
         if self.counts is not None:
             for row, c in zip(rows, self.counts):
                 row["count"] = int(c)
-        doc = dict(schema=SCHEMA, cond_version=__version__, input=self.input, header=dict(self.header),
-                   design_names=list(self.design_names), target_name=self.target_name, rows=rows)
-        if self.verify is not None:
-            doc["verify"] = dict(self.verify)
-        return doc
+        extra = {} if self.verify is None else dict(verify=dict(self.verify))
+        return self.document(output=self.output, header=dict(self.header), design_names=list(self.design_names),
+                             target_name=self.target_name, rows=rows, **extra)
