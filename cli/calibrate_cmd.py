@@ -62,7 +62,9 @@ def calibrate_command(
         if result.skipped:
             print(f"cond: {len(result.skipped)} Linear modules of the loaded model have no weight in the "
                   f"checkpoint and were left out: {printable(', '.join(result.skipped))}", file=sys.stderr)
-        if result.fewest_rows < result.widest_input:
-            print(f"cond: warning: the Grams hold {result.fewest_rows} rows for up to {result.widest_input} "
-                  "inputs; cond compress refuses a Gram with fewer rows than inputs: add text",
-                  file=sys.stderr)
+        if result.short:
+            layer, rows, inputs, unit = result.short[0]
+            more = f" and {len(result.short) - 1} more layers" if len(result.short) > 1 else ""
+            print(f"cond: warning: {printable(layer)}{more}: {rows} rows for {inputs} inputs (one row per "
+                  f"{unit[:-1]}); cond compress refuses a Gram with fewer rows than inputs: add at least "
+                  f"{inputs - rows} {unit}", file=sys.stderr)

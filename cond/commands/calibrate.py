@@ -53,11 +53,13 @@ class CalibrateResult(Result):
     seconds: float
     skipped: tuple = ()  # Linear modules of the loaded model with no weight in the checkpoint
     options: dict = field(default_factory=dict)
+    short: tuple = ()  # (layer, rows, inputs, row unit) of singular Grams, worst first
 
     def to_dict(self) -> dict:
         return self.document(output=self.output, fisher=self.fisher, sequences=self.sequences, tokens=self.tokens,
                              layers=self.layers, fewest_rows=self.fewest_rows, widest_input=self.widest_input,
-                             skipped=list(self.skipped))
+                             skipped=list(self.skipped),
+                             short=[dict(layer=n, rows=r, inputs=i, unit=u) for n, r, i, u in self.short])
 
 
 def read_passages(path):
@@ -154,11 +156,22 @@ def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_l
     except ValueError as exc:
         raise InputError(str(exc), path=model_dir) from None
     widest = max(cal.layers[k].in_features for k in names)
+    short = _short_layers(cal, names)
     skipped = tuple(sorted(set(cal.layers) - set(names)))
     return CalibrateResult(model_dir, str(output), fisher, cal.sequences, cal.tokens, len(names),
                            min(cal.rows[k] for k in names), widest, time.perf_counter() - started, skipped,
                            dict(batch_size=batch_size, max_length=max_length, include=pattern and pattern.pattern,
-                                seed=seed))
+                                seed=seed), short)
+
+
+def _short_layers(cal, names):
+    """Layers whose Gram has fewer rows than inputs (singular), worst shortfall first: (checkpoint
+    name, rows, inputs, what a row is: tokens, or passages for a pooler)."""
+    from cond.commands.compress.calibration import row_unit
+
+    short = [(names[k], cal.rows[k], cal.layers[k].in_features, row_unit(cal.rows[k], cal.tokens, cal.sequences))
+             for k in names if cal.rows[k] < cal.layers[k].in_features]
+    return tuple(sorted(short, key=lambda t: t[1] - t[2]))
 
 
 def _check_weights(model_dir):

@@ -82,6 +82,7 @@ def text_layout(data, delimiter, display, header=None) -> TextLayout:
     ``header``: True or False decides; None lets the first content line decide (see the
     module's rules).
     """
+    refuse_binary(data, display)
     pos = len(BOM) if bytes(data[:len(BOM)]) == BOM else 0
     lines, own_output = 0, False
     while True:
@@ -101,6 +102,24 @@ def text_layout(data, delimiter, display, header=None) -> TextLayout:
     if not header:
         return TextLayout([str(j) for j in range(len(fields))], pos, lines, None)
     return TextLayout(fields, end + 1, lines + 1, lines + 1 if detected else None)
+
+
+SNIFF_BYTES = 1 << 16
+
+
+def refuse_binary(data, display):
+    """Text tables are text: a NUL byte, or bytes that are not UTF-8, in the first 64 KiB mean a
+    binary file read as text (an ``.npy`` given ``--input-format csv``): one line, exit 2."""
+    head = bytes(data[:SNIFF_BYTES])
+    bad = head.find(b"\0")
+    if bad < 0:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = exc.start if exc.start < len(head) - 3 else -1  # a character cut at the window's end is fine
+    if bad >= 0:
+        raise InputError(f"is not text (a binary byte at offset {bad}); give its real format with "
+                         "--input-format, or a CSV / TSV file", path=display)
 
 
 def header_notice(display, layout) -> str | None:

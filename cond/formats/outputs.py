@@ -259,7 +259,8 @@ class OutputPlan:
                                   "replaced: pass --force to replace it", path=path)
             os.replace(tmp, path)
         except OSError as exc:
-            if exc.errno in OUTPUT_ERRNOS and exc.filename in (None, tmp, path, folder):
+            ours = exc.errno is None or exc.errno in OUTPUT_ERRNOS  # NumPy's tofile raises one without errno
+            if ours and exc.filename in (None, tmp, path, folder):
                 raise _output_error(exc, path) from None
             raise
         finally:
@@ -337,7 +338,7 @@ _WHY = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota e
 
 def _output_error(exc, path, what="cannot write"):
     """An OSError while writing ``path`` as one line: what failed and why, nothing else."""
-    why = _WHY.get(exc.errno, exc.strerror or type(exc).__name__)
+    why = _WHY.get(exc.errno, exc.strerror or str(exc) or type(exc).__name__)
     return OutputError(f"{what}: {why}; nothing was written", path=os.fspath(path))
 
 

@@ -37,10 +37,19 @@ def check_numeric_columns(pf, indices, display):
                              "columns with --columns", path=display)
 
 
-def read_parquet_columns(batch):
-    """A record batch or table of numeric columns as one float64 array (rows x columns)."""
-    return np.column_stack([np.asarray(batch.column(k).to_numpy(zero_copy_only=False), np.float64)
-                            for k in range(batch.num_columns)])
+def read_parquet_columns(batch, display, first_row=0):
+    """A record batch or table of numeric columns as one float64 array (rows x columns); a null is
+    a missing value, an InputError naming its row and column (the rule of every reader)."""
+    columns = []
+    for k in range(batch.num_columns):
+        column = batch.column(k)
+        if column.null_count:
+            mask = np.asarray(column.is_null().to_numpy(zero_copy_only=False))
+            row = first_row + int(np.flatnonzero(mask)[0])
+            raise InputError(f"row {row} column '{batch.schema.field(k).name}' is a missing value (null); "
+                             "drop or impute missing values first", path=display)
+        columns.append(np.asarray(column.to_numpy(zero_copy_only=False), np.float64))
+    return np.column_stack(columns)
 
 
 def entries_of_parquet(path, display=None, columns=None):
@@ -51,7 +60,7 @@ def entries_of_parquet(path, display=None, columns=None):
     check_numeric_columns(pf, use, display)
 
     def load():
-        return read_parquet_columns(pf.read(columns=[names[i] for i in use]))
+        return read_parquet_columns(pf.read(columns=[names[i] for i in use]), display)
 
     kinds = {str(pf.schema_arrow.field(i).type) for i in use}
     dtype = kinds.pop() if len(kinds) == 1 else "mixed"
@@ -61,10 +70,12 @@ def entries_of_parquet(path, display=None, columns=None):
                       columns=tuple(names[i] for i in use))
 
 
-def parquet_chunks(pf, names):
+def parquet_chunks(pf, names, display="<parquet>"):
     """Record batches of the named (numeric, checked) columns as float64 arrays."""
     def chunks(chunk_rows):
+        start = 0
         for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(names)):
-            yield read_parquet_columns(batch)
+            yield read_parquet_columns(batch, display, start)
+            start += batch.num_rows
 
     return chunks

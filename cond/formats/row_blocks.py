@@ -90,11 +90,11 @@ class ParquetRows(RowsOnDisk):
         for g in range(pf.metadata.num_row_groups):
             rows = pf.metadata.row_group(g).num_rows
             if at + rows > lo and at < hi:
-                groups.append(g)
+                groups.append((g, at))
                 begin = at if begin is None else begin
             at += rows
-        for g in groups:
-            tables.append(read_parquet_columns(pf.read_row_group(g, columns=list(self.names))))
+        for g, start in groups:
+            tables.append(read_parquet_columns(pf.read_row_group(g, columns=list(self.names)), self.display, start))
         yield from _cut_blocks(np.vstack(tables)[lo - begin:hi - begin], first, last, self)
 
 

@@ -135,7 +135,7 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             position = {j: k for k, j in enumerate(used)}
             names, design = [names[j] for j in used], [position[j] for j in design]
             target_idx = None if target_idx is None else position[target_idx]
-            chunks = parquet_chunks(parquet, names)
+            chunks = parquet_chunks(parquet, names, display)
         if n == 0:
             raise InputError("has no rows (a zero-size dimension)", path=display)
         if locator is not None:

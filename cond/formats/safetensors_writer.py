@@ -69,7 +69,11 @@ class SafetensorsWriter:
             except BaseException as exc:  # a full disk at the end: the temporary file must not be renamed
                 kind, value, tb = type(exc), exc, exc.__traceback__
         try:
-            self._spill.close()
+            self._spill.close()  # flushing its buffer can meet the full disk too
+        except OSError as exc:
+            if kind is None:
+                kind, value, tb = type(exc), exc, exc.__traceback__
+        try:
             os.unlink(self._spill_path)
             if kind is None:
                 self._atomic.__exit__(None, None, None)

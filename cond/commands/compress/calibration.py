@@ -84,9 +84,15 @@ class CalibrationFile:
             n = math.prod(entry.shape[1:])
             rows = self.rows(entry.name)
             if rows is not None and rows < n:
+                unit = self.row_unit(rows)
                 raise InputError(f"this Gram was built from {rows} input rows for {n} inputs, so it is "
-                                 f"singular; calibrate on at least {n - rows} more tokens of text "
+                                 f"singular; calibrate on at least {n - rows} more {unit} of text "
                                  f"(several times {n} is better)", path=self.path, tensor=entry.name)
+
+    def row_unit(self, rows):
+        """What one input row of a layer is: a token, or a passage for a layer that sees one row per
+        passage (a pooler), told by the file's token and sequence counts."""
+        return row_unit(rows, self.metadata.get("cond.tokens"), self.metadata.get("cond.sequences"))
 
     def __contains__(self, name):
         return name in self.entries
@@ -141,3 +147,13 @@ class CalibrationFile:
             return whitening((values + values.T) / 2)
         except ValueError as exc:
             raise InputError(str(exc).replace("`gram` ", ""), **where) from None
+
+
+def row_unit(rows, tokens, sequences) -> str:
+    """``"passages"`` when a layer's row count is the number of passages (and not of tokens), else
+    ``"tokens"``: a pooler sees one row per passage, so more tokens in the same passages do not help."""
+    try:
+        tokens, sequences = int(tokens), int(sequences)
+    except (TypeError, ValueError):
+        return "tokens"
+    return "passages" if rows == sequences and rows != tokens else "tokens"
