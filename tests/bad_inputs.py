@@ -1027,6 +1027,236 @@ def _(d):
     return [_model_folder(d), "--text", "-", "-o", os.path.join(d, "g.safetensors")], ["holds no text"]
 
 
+# ------------------------------------------------------------------ the edges (issue "safe at the edges")
+
+def sharded(folder):
+    """A checkpoint of two shards and its index in ``folder/sh``; returns (index, shard paths)."""
+    sh = os.path.join(folder, "sh")
+    os.makedirs(sh, exist_ok=True)
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    rng = np.random.default_rng(3)
+    for i, name in enumerate(names):
+        save_file({f"w{i}": (rng.standard_normal((48, 6)) @ rng.standard_normal((6, 40))).astype(np.float32)},
+                  os.path.join(sh, name))
+    index = os.path.join(sh, "model.safetensors.index.json")
+    with open(index, "w") as f:
+        json.dump({"metadata": {}, "weight_map": {"w0": names[0], "w1": names[1]}}, f)
+    return index, [os.path.join(sh, n) for n in names]
+
+
+def wide_design(folder, name="wide.npy"):
+    """A 2 x 400000 design (bool: 800 KB): its d x d working state would need terabytes."""
+    return design(folder, np.zeros((2, 400_000), dtype=bool), name)
+
+
+@case("inspect", "--spectra onto a shard of the index")
+def _(d):
+    index, shards = sharded(d)
+    return [index, "--spectra", shards[1]], ["model-00002-of-00002", "a shard of the input", "refusing"]
+
+
+@case("inspect", "--spectra onto the index of a folder input")
+def _(d):
+    index, _ = sharded(d)
+    return [os.path.dirname(index), "--spectra", index, "--force"], ["index.json", "input folder", "refusing"]
+
+
+@case("inspect", "--spectra onto an existing file without --force")
+def _(d):
+    return [good_checkpoint(d), "--spectra", text(d, "notes.txt", "mine")], ["notes.txt", "--force"]
+
+
+@case("inspect", "--plot over an existing picture without --force")
+def _(d):
+    os.mkdir(os.path.join(d, "plots"))
+    text(d, os.path.join("plots", "overview.png"), b"mine")
+    return [good_checkpoint(d), "--plot", os.path.join(d, "plots")], ["overview.png", "--force"]
+
+
+@case("inspect", "--collinearity with --spectra")
+def _(d):
+    return [design(d, np.random.default_rng(0).standard_normal((30, 3))), "--collinearity", "--spectra",
+            os.path.join(d, "s.npz")], ["--spectra", "--collinearity"]
+
+
+@case("inspect", "--collinearity with --alpha")
+def _(d):
+    return [design(d, np.random.default_rng(0).standard_normal((30, 3))), "--collinearity", "--alpha"], \
+        ["--alpha", "--collinearity"]
+
+
+@case("inspect", "a .npy read as CSV")
+def _(d):
+    return [design(d, np.eye(3)), "--input-format", "csv"], ["x.npy", "is not text"]
+
+
+@case("inspect", "a .csv holding binary bytes")
+def _(d):
+    return [text(d, "b.csv", b"\x00\x01\x02\xff\xfe binary\n" * 4)], ["b.csv", "is not text"]
+
+
+@case("inspect", "--input-format zarr on a CSV")
+def _(d):
+    return [text(d, "a.csv", "1,2\n3,4\n"), "--input-format", "zarr"], ["a.csv", "not a Zarr store"]
+
+
+@case("inspect", "duplicate column names")
+def _(d):
+    return [text(d, "dup.csv", "a,a,b\n1,2,3\n4,5,7\n")], ["dup.csv", "'a' appears more than once"]
+
+
+@case("inspect", "a Parquet null")
+def _(d):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = os.path.join(d, "n.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [1.0, None, 3.0]}), path)
+    return [path], ["n.parquet", "row 1 column 'b'", "missing value"]
+
+
+@case("inspect", "--fail-above 0")
+def _(d):
+    return [good_checkpoint(d), "--fail-above", "0"], ["--fail-above", "positive"]
+
+
+@case("compress", "-o onto the index of a folder input, with --force")
+def _(d):
+    index, _ = sharded(d)
+    return [os.path.dirname(index), "--rank", "2", "-o", index, "--force"], ["index.json", "refusing"]
+
+
+@case("compress", "-o onto a shard of an index input, with --force")
+def _(d):
+    index, shards = sharded(d)
+    return [index, "--rank", "2", "-o", shards[0], "--force"], ["model-00001", "a shard of the input"]
+
+
+@case("compress", "--rank with --cluster")
+def _(d):
+    return [good_checkpoint(d), "--rank", "2", "--cluster", "-o", os.path.join(d, "c.safetensors")], \
+        ["--cluster", "--max-error"]
+
+
+@case("compress", "a clustering option without clustering")
+def _(d):
+    return [good_checkpoint(d), "--rank", "2", "--estimator", "exact", "-o", os.path.join(d, "c.safetensors")], \
+        ["--estimator", "clustering"]
+
+
+@case("compress", "--seed -5")
+def _(d):
+    return [good_checkpoint(d), "--rank", "2", "--seed", "-5", "-o", os.path.join(d, "c.safetensors")], \
+        ["--seed", "-5"]
+
+
+@case("compress", "-o onto the input through a symbolic link")
+def _(d):
+    path = good_checkpoint(d)
+    os.symlink(path, os.path.join(d, "link.safetensors"))
+    return [path, "--rank", "2", "-o", os.path.join(d, "link.safetensors"), "--force"], ["link.safetensors",
+                                                                                       "refusing"]
+
+
+@case("expand", "a folder named .safetensors")
+def _(d):
+    os.mkdir(os.path.join(d, "x.safetensors"))
+    return [os.path.join(d, "x.safetensors"), "-o", os.path.join(d, "dense")], ["x.safetensors", "is a directory"]
+
+
+@case("expand", "--force onto the input through ..")
+def _(d):
+    path = tampered(d, lambda m: None)
+    return [path, "-o", os.path.join(d, "..", os.path.basename(d), "t.safetensors"), "--force"], ["refusing"]
+
+
+@case("sample", "-o and --scores-out on one path")
+def _(d):
+    out = os.path.join(d, "same.tsv")
+    return _sample(design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out), \
+        ["same.tsv", "of this run"]
+
+
+@case("sample", "-o and --scores-out on one existing path, with --force")
+def _(d):
+    out = text(d, "same.tsv", "mine")
+    return _sample(design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out,
+                   "--force"), ["same.tsv", "of this run"]
+
+
+@case("sample", "a .npy read as TSV")
+def _(d):
+    return _sample(design(d, np.eye(3)), "--input-format", "tsv"), ["x.npy", "is not text"]
+
+
+@case("sample", "--seed -5")
+def _(d):
+    return _sample(design(d, np.eye(12)), "--seed", "-5"), ["--seed", "-5"]
+
+
+@case("sample", "a design too wide for memory")
+def _(d):
+    return _sample(wide_design(d)), ["wide.npy", "400000 columns", "--columns"]
+
+
+@case("sample", "duplicate column names")
+def _(d):
+    return _sample(text(d, "dup.csv", "a,a,b\n" + "1,2,3\n4,5,7\n" * 8), "--columns", "a"), \
+        ["dup.csv", "more than once"]
+
+
+@case("sample", "a Parquet null")
+def _(d):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = os.path.join(d, "n.parquet")
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0] * 5, "b": [1.0, None, 3.0] * 5}), path)
+    return _sample(path), ["n.parquet", "column 'b'", "missing value"]
+
+
+@case("dedup", "a .npy read as CSV")
+def _(d):
+    return [design(d, np.eye(3)), "--input-format", "csv"], ["x.npy", "is not text"]
+
+
+@case("dedup", "a design too wide for memory")
+def _(d):
+    return [wide_design(d)], ["wide.npy", "400000 columns", "--columns"]
+
+
+@case("dedup", "output onto the input through a hard link, with --force")
+def _(d):
+    path = design(d, np.random.default_rng(0).standard_normal((40, 3)))
+    os.link(path, os.path.join(d, "hard.npy"))
+    return [path, "-o", os.path.join(d, "hard.npy"), "--force"], ["hard.npy", "refusing"]
+
+
+@case("dedup", "duplicate column names")
+def _(d):
+    return [text(d, "dup.csv", "a,a,b\n" + "1,2,3\n4,5,7\n" * 8)], ["dup.csv", "more than once"]
+
+
+@case("calibrate", "-o onto the model's weights, with --force")
+def _(d):
+    folder = _model_folder(d)
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(folder, "model.safetensors"),
+            "--force"], ["model.safetensors", "input folder", "refusing"]
+
+
+@case("calibrate", "--fisher onto the model's weights, with --force")
+def _(d):
+    folder = _model_folder(d)
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"), "--fisher",
+            os.path.join(folder, "model.safetensors"), "--force"], ["model.safetensors", "refusing"]
+
+
+@case("calibrate", "--seed -1")
+def _(d):
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
+            "--seed", "-1"], ["--seed", "-1"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cond.errors import InputError
-from cond.formats.columns import select_columns, table_stem
+from cond.formats.columns import check_unique, select_columns, table_stem
 from cond.formats.entry import TensorEntry
 
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|nan|inf|infinity)\s*$",
@@ -101,6 +101,7 @@ def text_layout(data, delimiter, display, header=None) -> TextLayout:
         header = own_output or any(not looks_numeric(f) and f.lower() not in MISSING_TOKENS for f in fields)
     if not header:
         return TextLayout([str(j) for j in range(len(fields))], pos, lines, None)
+    check_unique(fields, display)
     return TextLayout(fields, end + 1, lines + 1, lines + 1 if detected else None)
 
 
