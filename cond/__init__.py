@@ -10,8 +10,8 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "dedup", "load_compressed",
-           "open_compressed"]
+__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "dedup",
+           "calibrate", "load_compressed", "open_compressed"]
 
 _LAZY = {
     "compress": ("cond.commands.compress", "compress"),
@@ -19,6 +19,7 @@ _LAZY = {
     "sample": ("cond.commands.sample", "sample"),
     "collinearity": ("cond.commands.collinearity", "collinearity"),
     "dedup": ("cond.commands.dedup", "dedup"),
+    "calibrate": ("cond.commands.calibrate", "calibrate"),
     "load_compressed": ("cond.formats.lowrank_format", "load_compressed"),
     "open_compressed": ("cond.formats.lowrank_format", "open_compressed"),
 }
