@@ -209,7 +209,7 @@ def test_digits_example_whitening_keeps_the_loss_closer_than_svd(tmp_path):
 def test_torch_calibrator_accumulates_grams_and_squared_gradients(tmp_path):
     import torch
 
-    from cond.integrations.torch import Calibrator
+    from cond.torch.calibrator import Calibrator
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))

@@ -335,7 +335,7 @@ def test_array_namespace_sketch_equals_the_kernel_sketch():
     """The GPU code path, run with NumPy as its array module, against the numba kernels."""
     from cond.linalg.sketch import sketched_leverage
     from cond import threads as cond_threads
-    from cond.linalg.leverage_device import sketched_leverage_xp
+    from cond.linalg.sketch.xp import sketched_leverage_xp
 
     rng = np.random.default_rng(8)
     a = rng.standard_normal((30_000, 9))

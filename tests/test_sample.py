@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import naive
 from invariants import assert_one_line_error
 from cond.cli.main import app
-from cond.linalg import gram
+from cond.linalg import r_factor as gram
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
 from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion

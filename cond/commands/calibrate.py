@@ -132,7 +132,7 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
 def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress, started):
     passages = read_passages(text)
     torch, transformers = _extra()
-    from cond.integrations.torch import Calibrator
+    from cond.torch.calibrator import Calibrator
 
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -167,7 +167,7 @@ def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_l
 def _short_layers(cal, names):
     """Layers whose Gram has fewer rows than inputs (singular), worst shortfall first: (checkpoint
     name, rows, inputs, what a row is: tokens, or passages for a pooler)."""
-    from cond.commands.compress.calibration import row_unit
+    from cond.formats.calibration_file import row_unit
 
     short = [(names[k], cal.rows[k], cal.layers[k].in_features, row_unit(cal.rows[k], cal.tokens, cal.sequences))
              for k in names if cal.rows[k] < cal.layers[k].in_features]

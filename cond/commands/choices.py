@@ -2,7 +2,8 @@
 commands validate against them, and cli/ builds its choices from them (``cond --help``
 imports no numpy)."""
 
-INPUT_FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet", "zarr")
+from cond.formats.detect import FORMATS as INPUT_FORMATS  # noqa: F401 - the readers' own list, re-exported
+
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 DEVICES = ("cpu", "cuda")
 

@@ -6,8 +6,6 @@ column names of the input; schema ``cond.collinearity/1``.
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
 

@@ -83,10 +83,13 @@ def write_plots(report, folder, fmt="png", *, plan=None, paths=None):
                 drawn[path] = _matrix_figure(plt, plan, m, path)
         if report.matrices:
             drawn[paths[-1]] = _overview(plt, plan, report, paths[-1])
-        return drawn
-    finally:
+    except BaseException:
         if own:
-            plan.close()
+            plan.close(failed=True)  # the folder it made goes too
+        raise
+    if own:
+        plan.close()
+    return drawn
 
 
 def _matrix_figure(plt, plan, m, path):

@@ -11,9 +11,16 @@ import contextlib
 
 from cond.errors import UsageError
 from cond.formats.detect import FORMATS, format_of, local_path
-from cond.formats.entry import TensorEntry
 
 __all__ = ["FORMATS", "TensorEntry", "open_entries"]
+
+
+def __getattr__(name):  # TensorEntry needs numpy: loaded on first use, so `cond --help` stays light
+    if name == "TensorEntry":
+        from cond.formats.entry import TensorEntry
+
+        return TensorEntry
+    raise AttributeError(f"module 'cond.formats' has no attribute {name!r}")
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ import tempfile
 
 from cond.errors import InputError, UsageError
 
-from cond.commands.choices import INPUT_FORMATS as FORMATS
+#: every input format a reader serves (``--input-format``); a folder is "directory" or "zarr"
+FORMATS = ("safetensors", "index", "npy", "npz", "csv", "tsv", "mtx", "parquet", "zarr")
 
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt")
 

@@ -8,7 +8,7 @@ and one score per row.
   R = U S V^T and k = #{s_j > rcond * s_1}, tau_i = ||a_i^T V_k S_k^{-1}||^2;
   sum tau = k. R is the Cholesky factor of the Gram matrix A^T A summed from
   the blocks (``syrk``, GIL-free, on every core) where an a-posteriori bound
-  certifies every score to ``SCORE_RTOL`` relative (:func:`cond.linalg.gram.gram_r`),
+  certifies every score to ``SCORE_RTOL`` relative (:func:`cond.linalg.r_factor.gram_r`),
   else from a streaming (tall-skinny) QR, :class:`RTree`, which is backward
   stable at any condition number.
 - l_p Lewis weights (Cohen & Peng 2015), 0 < p < 4: the fixed point of
@@ -25,8 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cond.linalg.r_factor import RTree, gram_r, leaf_r, tree_r
+from cond.linalg.tree import BLOCK_ROWS, PairTree
+
+__all__ = ["BLOCK_ROWS", "DEFAULT_RCOND", "PairTree", "RTree", "Scores", "block_leverage", "leaf_r",
+           "lewis_weights", "leverage_scores", "rank_basis", "scores_from_r", "sensitivity_bounds", "tree_r"]
+
 DEFAULT_RCOND = None  # max(n, d) * eps, as numpy.linalg.matrix_rank
-BLOCK_ROWS = 4096  # the row blocks of every streaming pass: TSQR leaves, sketch leaves, Dask tasks
 
 
 @dataclass(frozen=True)
@@ -36,97 +41,6 @@ class Scores:
     values: np.ndarray
     rank: int
     detail: dict
-
-
-def leaf_r(x, d):
-    """The R factor of one block: every R in cond comes from here.
-
-    Parameters
-    ----------
-    x : ndarray of shape (b, d)
-    d : int
-
-    Returns
-    -------
-    ndarray of shape (d, d)
-        Upper triangular with R^T R = X^T X, padded with zero rows when b < d.
-    """
-    r = np.linalg.qr(x, mode="r")[:d]  # NumPy's LAPACK releases the GIL (SciPy's f2py holds it)
-    if r.shape[0] < d:
-        r = np.vstack([r, np.zeros((d - r.shape[0], d))])
-    return np.triu(r)
-
-
-class PairTree:
-    """A reduction by a binary tree over leaves that arrive in order (a binary counter).
-
-    A node merges two equal-level neighbours, ``merge(left, right)``, as soon as both
-    exist, so the stack holds O(log leaves) values. The tree depends only on the
-    number of leaves: any run that feeds the same leaves in the same order, or
-    complete subtrees of 2**k aligned leaves computed elsewhere (:meth:`push`), gets
-    the same floats. That is what lets a Dask cluster reproduce the in-process result.
-    """
-
-    def __init__(self, merge):
-        self.merge = merge
-        self.stack = []
-
-    def push(self, level, value):
-        while self.stack and self.stack[-1][0] == level:
-            _, left = self.stack.pop()
-            value = self.merge(left, value)
-            level += 1
-        self.stack.append((level, value))
-
-    def result(self):
-        """The merge of every leaf (None when there were none)."""
-        out = None
-        for _, node in reversed(self.stack):  # fold from the latest subtree down
-            out = node if out is None else self.merge(node, out)
-        return out
-
-
-class RTree(PairTree):
-    """R of a tall matrix by a binary tree of QRs over its blocks (TSQR), in streaming order:
-    leaves are the blocks' R factors, R = qr([R_left; R_right]).R at each node."""
-
-    def __init__(self, d):
-        super().__init__(lambda left, right: leaf_r(np.vstack([left, right]), d))
-        self.d = d
-
-    def add_block(self, x):
-        self.push(0, leaf_r(x, self.d))
-
-    def result(self):
-        r = super().result()
-        return np.zeros((self.d, self.d)) if r is None else r
-
-
-def tree_r(blocks, d, threads=None):
-    """R of A by :class:`RTree` over the blocks (leaf QRs on ``threads`` threads with BLAS on
-    one, :mod:`cond.threads`; the tree in order, so the floats do not depend on ``threads``).
-
-    Parameters
-    ----------
-    blocks : callable
-        Returns a fresh iterator of ``(start, X)`` row blocks, X of shape (b, d).
-    d : int
-        Columns of A.
-    threads : int, optional
-        Leaf QRs computed side by side (default: the CPUs, at most 8).
-
-    Returns
-    -------
-    ndarray of shape (d, d)
-        Upper triangular with R^T R = A^T A (zeros for no rows).
-    """
-    from cond.threads import one_thread_blas, threaded_map
-
-    tree = RTree(d)
-    with one_thread_blas():
-        for r in threaded_map(lambda item: leaf_r(item[1], d), blocks(), threads):
-            tree.push(0, r)
-        return tree.result()
 
 
 def block_leverage(x, t):
@@ -199,8 +113,6 @@ def leverage_scores(blocks, n, d, rcond=DEFAULT_RCOND, threads=None) -> Scores:
     Scores
         ``values`` of shape (n,), summing to the rank; ``detail["r"]`` the R factor.
     """
-    from cond.linalg.gram import gram_r
-
     r, rho = gram_r(blocks, d, threads)
     if r is not None:
         detail = {"passes": 2, "route": "gram", "score_rtol": rho}

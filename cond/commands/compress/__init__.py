@@ -229,7 +229,7 @@ def _sensitivities(opts, fisher, source, output, sources, selected):
     """With ``--method whiten --fisher``: the Fisher file that weighs each layer in the budget."""
     if opts.method != "whiten" or fisher is None:
         return None
-    from cond.commands.compress.calibration import CalibrationFile
+    from cond.formats.calibration_file import CalibrationFile
 
     path = str(fisher)
     if os.path.abspath(path) in {os.path.abspath(p) for p in (*sources, output)}:
@@ -260,7 +260,7 @@ def _grams(activations, source, output, sources):
     """The Gram file of ``--activations`` given with svd or fisher: the output error only."""
     if activations is None:
         return None
-    from cond.commands.compress.calibration import CalibrationFile
+    from cond.formats.calibration_file import CalibrationFile
 
     path = str(activations)
     if os.path.abspath(path) in {os.path.abspath(p) for p in (*sources, output)}:
@@ -269,7 +269,7 @@ def _grams(activations, source, output, sources):
 
 
 def _calibration(opts, fisher, activations, source, output, sources):
-    from cond.commands.compress.calibration import CalibrationFile
+    from cond.formats.calibration_file import CalibrationFile
 
     path = fisher if opts.method == "fisher" else activations if opts.method == "whiten" else None
     if path is None:

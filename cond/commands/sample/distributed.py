@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from cond.linalg import gram
+from cond.linalg import r_factor as gram
 from cond.linalg import leverage as lev
 from cond.linalg import sketch
 

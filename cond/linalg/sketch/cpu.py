@@ -1,74 +1,14 @@
-"""Sketched leverage scores (Drineas, Magdon-Ismail, Mahoney & Woodruff, JMLR 2012).
-
-tau_i ~ ||a_i^T R^{-1} G||^2 with R from QR of a sparse embedding S A and G a
-Gaussian Johnson-Lindenstrauss projection; two passes, O(n d (s + k)) work.
-Where the rank is at most k / 2 the projection costs more than it saves (a
-float32 product with k columns against a float64 one with rank columns), so
-the scores are then ||a_i^T R^{-1}||^2 exactly, without the projection's error.
-The algorithm is three small public steps, so that a Dask cluster can run the
-passes and get the same floats as one process:
-
-1. :class:`SketchSum` forms S A. Rows fall into leaves of :func:`leaf_rows`
-   consecutive rows; each leaf's part of S A is accumulated from zero in row
-   order and the leaves are summed by a :class:`~cond.linalg.leverage.PairTree`,
-   so the floats depend on n and d only, not on how the rows were read or split.
-2. :func:`sketch_basis`: (optional SRHT,) QR, rank basis, times G: the d x k
-   float32 matrix TG (or the float64 rank basis T itself, rank <= k / 2).
-3. :func:`jl_scores`: ||x_i^T TG||^2 for the rows of one block.
-"""
+"""Sketched leverage scores on the CPU: the numba kernels (:mod:`cond.kernels.sketching`),
+leaves summed by a fixed tree, so a Dask cluster running the same steps gets the same floats
+(the steps are described in :mod:`cond.linalg.sketch`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from cond.linalg.leverage import BLOCK_ROWS, DEFAULT_RCOND, PairTree, Scores, block_leverage, leaf_r, rank_basis
-
-ENTRIES_PER_THREAD = 2**18  # sketches smaller than this (2 MB) are accumulated on one thread
-
-
-def sketch_sizes(n, d):
-    """(embedding rows, nonzeros per column, JL dimension) used by :func:`sketched_leverage`.
-
-    Sparse embedding (OSNAP, Nelson & Nguyen 2013) with s = 4 nonzeros per column
-    and 64 d rows: an (1 +- eps) subspace embedding with eps about sqrt(d / rows) =
-    1/8 in practice (the theory asks for O(d^{1+g} log d) rows with s = O(1/g)),
-    which moves each score by at most a factor (1 +- eps)^{-2}. Then a Gaussian JL
-    projection to k = max(128, 24 ln n) columns: a score's relative error has standard
-    deviation sqrt(2 / k) and P(chi2_k / k < 0.6) < 1e-7 for n = 10^6 (k = 332).
-
-    Parameters
-    ----------
-    n, d : int
-        Rows and columns of A.
-
-    Returns
-    -------
-    tuple of int
-        (rows of S, nonzeros per column of S, k).
-    """
-    rows = int(min(n, max(64 * d, 256)))
-    jl = int(max(128, np.ceil(24 * np.log(max(n, 2)))))
-    return rows, 4, jl
-
-
-def leaf_rows(n, d):
-    """Rows per leaf of the sketch sum: 2**j x BLOCK_ROWS >= 1024 d.
-
-    A leaf costs one zeroed (64 d x d) partial sum and, amortised, one addition of
-    it; 1024 d rows of 4 nonzeros each make that about 5% of the leaf's own work.
-
-    Parameters
-    ----------
-    n, d : int
-
-    Returns
-    -------
-    int
-        A whole number of row blocks.
-    """
-    rows, _, _ = sketch_sizes(n, d)
-    blocks = max(1, -(-16 * rows // BLOCK_ROWS))
-    return BLOCK_ROWS * (1 << (blocks - 1).bit_length())
+from cond.linalg.leverage import DEFAULT_RCOND, Scores, block_leverage, leaf_r, rank_basis
+from cond.linalg.sketch.sizes import ENTRIES_PER_THREAD, leaf_rows, sketch_sizes
+from cond.linalg.tree import PairTree
 
 
 class SketchSum:
@@ -196,38 +136,8 @@ def jl_scores(x, tg):
     return np.sum(np.square(x.astype(np.float32) @ tg, dtype=np.float32), axis=1, dtype=np.float64)
 
 
-def sketched_leverage(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, threads=None, xp=None) -> Scores:
-    """Approximate leverage scores (Drineas et al., JMLR 2012): one pass for S A, one for the scores.
-
-    Parameters
-    ----------
-    blocks : callable
-        Returns a fresh iterator of ``(start, X)`` host row blocks in order, X of shape
-        (b, d) (one call per pass).
-    n, d : int
-        Rows and columns of A.
-    seed : int
-        Keys the sparse embedding, the SRHT and the JL matrix.
-    rcond : float, optional
-        Relative cut-off of the numerical rank (default max(n, d) eps).
-    srht : bool
-        Mix the sketch with an SRHT before the QR (:func:`sketch_basis`); CPU only.
-    threads : int, optional
-        Blocks scored side by side (BLAS on one thread each; default: the CPUs, at most 8).
-    xp : module, optional
-        The array module to compute with (:func:`cond.backends.array_module`); numpy (the
-        default) runs the numba kernels, another (CuPy) the array-operation version of
-        :mod:`cond.linalg.leverage_device`, which agrees to rounding.
-
-    Returns
-    -------
-    Scores
-        ``values`` of shape (n,) on the host, the rank, and how they were computed.
-    """
-    if xp is not None and xp is not np:
-        from cond.linalg.leverage_device import sketched_leverage_xp
-
-        return sketched_leverage_xp(xp, blocks, n, d, seed, rcond)
+def sketched_leverage_cpu(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False, threads=None) -> Scores:
+    """The CPU variant of :func:`cond.linalg.sketch.sketched_leverage` (same arguments, no ``xp``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from cond.threads import default_threads, one_thread_blas, threaded_map

@@ -2,7 +2,7 @@
 
 Imported only when used; torch is not a dependency of cond.
 
->>> from cond.integrations.torch import Calibrator                         # doctest: +SKIP
+>>> from cond.torch.calibrator import Calibrator                         # doctest: +SKIP
 >>> with Calibrator(model) as cal:                                   # doctest: +SKIP
 ...     for x, y in loader:
 ...         model.zero_grad()
@@ -25,11 +25,10 @@ import contextlib
 import json
 import os
 
-import numpy as np
 
 from cond.formats.calibration_file import write_calibration
 
-from cond.integrations.names import align, mapper
+from cond.torch.names import align, mapper
 
 
 class Calibrator:
@@ -118,7 +117,7 @@ class Calibrator:
     def names(self, checkpoint=None, missing="error"):
         """Module name -> the weight's name in ``checkpoint`` (tensor names, or a path cond reads); the
         model's own ``<module>.weight`` without one. A wrapper's prefix is added or stripped
-        (:func:`cond.integrations.names.align`); a layer the checkpoint lacks is refused, or with
+        (:func:`cond.torch.names.align`); a layer the checkpoint lacks is refused, or with
         ``missing="skip"`` left out (a head the loader added, say)."""
         ours = {name: f"{name}.weight" for name in self.layers}
         if checkpoint is None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from cond.linalg.leverage import DEFAULT_RCOND, Scores
-from cond.linalg.sketch import sketch_sizes
+from cond.linalg.sketch.sizes import sketch_sizes
 
 
 def sketched_leverage_xp(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Scores:

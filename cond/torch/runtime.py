@@ -13,7 +13,7 @@ int8 buffers with their row scales and applied as s_U * (Q_U (s_V * (Q_V x))).
 Every other tensor of the file (untouched, or stored whole at a narrower dtype) is
 loaded into the model as the dense array ``cond expand`` would write. Names may
 differ from the model's by a prefix (a wrapper's), found by
-:func:`cond.integrations.names.align`.
+:func:`cond.torch.names.align`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cond.formats.lowrank_format import CompressedCheckpoint
-from cond.integrations.names import align, mapper
+from cond.torch.names import align, mapper
 
 FACTORED = ("lowrank", "cluster")
 

@@ -1,1 +1,0 @@
-"""Optional bridges to other libraries (PyTorch), imported only when asked for."""
