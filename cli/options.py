@@ -34,7 +34,7 @@ ColumnsOpt = Annotated[Optional[str], typer.Option(
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=1, help="Matrices analysed at once, in forked processes with BLAS on one thread each "
                              "(default: CPUs, at most 8); each holds one tensor in memory. 1: in this "
-                             "process, BLAS on every core.", show_default=False)]
+                             "process, BLAS on the idle cores ($COND_BLAS_THREADS overrides).", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (never the input).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notices on stderr.")]
 HeaderOpt = Annotated[Optional[bool], typer.Option(

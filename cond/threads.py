@@ -30,12 +30,74 @@ def default_threads() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+_CONTROLLER = []  # one threadpoolctl controller per process: building it scans the loaded libraries
+
+
+def blas_limit(limit):
+    """A context limiting BLAS and LAPACK to ``limit`` threads (process-wide, as threadpoolctl works)."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=int(limit), user_api="blas")
+
+
 @contextlib.contextmanager
 def one_thread_blas():
-    """BLAS and LAPACK on one thread inside the block (process-wide, as threadpoolctl works)."""
-    from threadpoolctl import threadpool_limits
+    """BLAS and LAPACK on one thread inside the block."""
+    with blas_limit(1):
+        yield
 
-    with threadpool_limits(limits=1, user_api="blas"):
+
+def machine_cpus() -> int:
+    """The CPUs this process may run on (its affinity), or the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def idle_cores() -> int:
+    """CPUs that no other runnable task holds right now: :func:`machine_cpus` less the tasks
+    ``/proc/loadavg`` counts as running besides this one (the least of three reads, so a task
+    passing through does not count); every CPU where the system does not say."""
+    import time
+
+    cpus = machine_cpus()
+    counts = []
+    for attempt in range(3):
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                counts.append(int(f.read().split()[3].split(b"/")[0]))
+        except (OSError, ValueError, IndexError):
+            return cpus
+        if attempt < 2:
+            time.sleep(0.002)
+    return max(0, min(cpus, cpus - (min(counts) - 1)))
+
+
+def blas_threads() -> int:
+    """BLAS threads for this run: ``$COND_BLAS_THREADS`` (a count, or ``all``), else the idle cores
+    (at least one).
+
+    OpenBLAS's threads spin while they wait for each other, so a BLAS call split over a core that
+    another process holds waits for that process's time slice: with one competing process on
+    two cores, ``cond inspect --workers 1`` ran 10x slower with BLAS on both cores than on one
+    (``benchmarks/busy_machine.py`` measures every command both ways).
+    """
+    value = os.environ.get("COND_BLAS_THREADS", "").strip().lower()
+    if value == "all":
+        return machine_cpus()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return max(1, idle_cores())
+
+
+@contextlib.contextmanager
+def busy_aware_blas():
+    """BLAS on :func:`blas_threads` threads inside the block (a command's whole run); the inner
+    :func:`one_thread_blas` blocks and forked workers still get one thread each."""
+    with blas_limit(blas_threads()):
         yield
 
 

@@ -103,3 +103,45 @@ def test_forked_map_inherits_its_items_and_an_error_does_not_wait_for_the_queue(
         list(forked_map(item, range(30), 2))
     assert caught.value.path == "x.safetensors"  # the error crosses the process boundary whole
     assert len(list(tmp_path.iterdir())) < 29  # the queued items were cancelled, not all run
+
+
+def test_blas_threads_leave_a_busy_core_alone(monkeypatch):
+    """With one competing CPU-bound process, the run's BLAS threads are at most the CPUs less one
+    (OpenBLAS threads spin on a core another process holds: benchmarks/busy_machine.py), and
+    $COND_BLAS_THREADS overrides the choice."""
+    import subprocess
+    import sys
+    import time
+
+    from cond.threads import blas_threads, idle_cores, machine_cpus
+
+    monkeypatch.delenv("COND_BLAS_THREADS", raising=False)
+    cpus = machine_cpus()
+    assert 0 <= idle_cores() <= cpus
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert idle_cores() <= cpus - 1, (idle_cores(), cpus)
+        assert 1 <= blas_threads() <= max(1, cpus - 1)
+    finally:
+        competitor.kill()
+        competitor.wait()
+    monkeypatch.setenv("COND_BLAS_THREADS", "3")
+    assert blas_threads() == 3
+    monkeypatch.setenv("COND_BLAS_THREADS", "all")
+    assert blas_threads() == cpus
+
+
+def test_a_run_sets_its_blas_threads_and_restores_them(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from cond.threads import busy_aware_blas
+
+    def blas():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    monkeypatch.setenv("COND_BLAS_THREADS", "1")
+    with busy_aware_blas():
+        assert set(blas()) == {1}
+    assert blas() == before

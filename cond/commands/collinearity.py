@@ -15,6 +15,7 @@ from cond.errors import InputError, UsageError, input_errors
 from cond.commands.result import Result
 from cond.commands.validate import check_design_memory
 from cond.formats import open_entries
+from cond.threads import busy_aware_blas
 from cond.formats.detect import format_of
 from cond.linalg.collinearity import collinearity as bkw
 from cond.linalg.collinearity import near_dependencies
@@ -95,7 +96,7 @@ def collinearity(source, *, columns=None, add_intercept=False, scale=True, cente
                              "make the design exactly collinear", path=label)
         x = np.column_stack([np.ones(len(x)), x])
         names = ("const", *names)
-    with input_errors(path=label, shape=x.shape):
+    with input_errors(path=label, shape=x.shape), busy_aware_blas():
         diag = bkw(x, scale=scale, center=center)
     deps = tuple(dict(index=k, condition_index=eta, columns=[names[j] for j in cols])
                  for k, eta, cols in near_dependencies(diag, threshold, proportion))

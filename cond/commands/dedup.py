@@ -24,6 +24,7 @@ from cond.errors import UsageError, input_errors
 from cond.commands.validate import check_design_memory
 from cond.formats.outputs import OutputPlan
 from cond.formats.sources import design_source
+from cond.threads import busy_aware_blas
 from cond.formats.row_stream import open_rows
 from cond.linalg.correlation import Moments, greedy_deduplication
 from cond.linalg.leverage import RTree
@@ -100,7 +101,8 @@ def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, 
         with open_rows(path, input_format=input_format, columns=columns, header=header, notice=notice,
                        names=given_names, label=label) as rows:
             check_design_memory(rows.n, rows.d, label, "dedup")
-            report = _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output)
+            with busy_aware_blas():
+                report = _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output)
     return DedupReport(input=label, output=output, rows=rows.n,
                        options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer),
                        seconds=time.perf_counter() - started, **report)

@@ -7,7 +7,7 @@ them (``cond/threads.py`` gives the figures; ``tests/test_parallel.py`` measures
 the overlap). Each task reads its own tensor, so at most ``workers`` tensors are
 in memory at once whatever the checkpoint's size. BLAS runs on one thread per
 task so that the cores are not oversubscribed; a matrix whose smaller side is
-at least ``LARGE_SIDE`` is analysed first, alone, with BLAS on every core
+at least ``LARGE_SIDE`` is analysed first, alone, with BLAS on every idle core
 inside its one factorisation.
 """
 
@@ -27,10 +27,11 @@ from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.formats.outputs import OutputPlan, write_npz
+from cond.threads import busy_aware_blas
 from cond.linalg.spectrum import diagnose
 from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
 
-LARGE_SIDE = 2048  # min(m, n) from which a matrix gets every core inside its factorisation
+LARGE_SIDE = 2048  # min(m, n) from which a matrix gets every idle core inside its factorisation
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     workers : int, optional
         Matrices analysed at once, by forked processes (threads where fork is not
         available, or on the GPU), BLAS on one thread each (default: the number of
-        CPUs, at most 8); 1 analyses them in this process with BLAS on every core.
+        CPUs, at most 8); 1 analyses them in this process with BLAS on the idle cores
+        (:func:`cond.threads.blas_threads`).
     keep_spectra : bool
         Keep every matrix's singular values in ``diagnostics.spectrum``.
     scheduler : str, optional
@@ -149,7 +151,8 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         with _entries(source, kind, input_format, columns, header, notice, name, options) as (label, entries, options):
             entries = [e for e in entries if pattern is None or pattern.search(e.name)]
             pictures = None if plot is None else _plan_pictures(plan, plot, plot_format, entries)
-            report = _run(label, entries, pattern, options, progress)
+            with busy_aware_blas():
+                report = _run(label, entries, pattern, options, progress)
         report = _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, include)
     return report
 
@@ -297,8 +300,8 @@ def _run(label, entries, pattern, options, progress):
 
 def _in_process(todo, options):
     """(index in ``todo``, report) as they finish: large matrices one at a time with BLAS on
-    every core, then the rest side by side on ``workers`` processes (or threads) with BLAS on
-    one thread each. With one worker BLAS keeps every core throughout."""
+    every idle core, then the rest side by side on ``workers`` processes (or threads) with BLAS on
+    one thread each. With one worker BLAS keeps the idle cores throughout."""
     from cond.threads import can_fork, forked_map, one_thread_blas, threaded_map
 
     analyse = lambda item: (item[0], _analyse(item[1], options))  # noqa: E731

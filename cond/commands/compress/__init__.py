@@ -47,6 +47,7 @@ from cond.formats.detect import format_of
 from cond.formats.lowrank_format import FORMAT, is_compressed
 from cond.formats.safetensors_file import read_header
 from cond.formats.safetensors_writer import SafetensorsWriter
+from cond.threads import busy_aware_blas
 
 __all__ = ["CompressOptions", "CompressReport", "compress", "compress_options"]
 
@@ -137,8 +138,9 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
             OutputPlan([source, fisher, activations], force=force) as plan:
         entries, sources, source_meta = _checkpoint(source, label)
         output = plan.file(output, "--output")
-        return _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher, activations,
-                         scheduler, progress, started)
+        with busy_aware_blas():
+            return _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher,
+                             activations, scheduler, progress, started)
 
 
 def _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher, activations, scheduler,

@@ -305,17 +305,12 @@ def output_error(grams, name, shape, w, approx, weighting, err):
     return relative_error(w, approx, grams.weighting(name, shape))
 
 
-_CONTROLLER = []
-
-
 def _blas_threads(limit):
-    """A context limiting BLAS threads (the controller is built once: it scans the libraries)."""
+    """A context limiting BLAS threads to ``limit`` (None: the run's own setting)."""
     if limit is None:
         import contextlib
 
         return contextlib.nullcontext()
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
+    from cond.threads import blas_limit
 
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=limit, user_api="blas")
+    return blas_limit(limit)

@@ -25,6 +25,7 @@ from cond.commands.validate import check_design_memory
 from cond.formats.outputs import OutputPlan
 from cond.formats.row_stream import open_rows
 from cond.formats.sources import design_source
+from cond.threads import busy_aware_blas
 from cond.linalg import leverage as lev
 from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
                                       subspace_distortion)
@@ -119,7 +120,7 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
                        header=header, notice=notice, names=names, label=label) as rows:
             check_design_memory(rows.n, rows.d, label, "sample")
             m = sample_size(opts.size, rows.n, opts.replacement)
-            with input_errors(path=rows.path, shape=(rows.n, rows.d)):  # e.g. a matrix that is numerically zero
+            with input_errors(path=rows.path, shape=(rows.n, rows.d)), busy_aware_blas():  # e.g. a zero matrix
                 drawn = _sample_rows(rows, m, opts, tick)
         result = SampleResult(**{**drawn, "seconds": time.perf_counter() - started, "input": label,
                                  "output": output, "options": opts.record()})
