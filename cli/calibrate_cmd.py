@@ -33,8 +33,8 @@ def calibrate_command(
                                         show_default=False)],
     fisher: Annotated[Optional[str], typer.Option(
         "--fisher", help="Also write a label-free Fisher file here (see README).", show_default=False)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Passages per forward pass.")] = 16,
-    max_length: Annotated[int, typer.Option("--max-length", min=2, help="Tokens per passage (truncated).")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Passages per forward pass.")] = 16,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per passage (truncated).")] = 128,
     include: Annotated[Optional[str], typer.Option(
         "--include", help="Calibrate only Linear modules whose name matches this regex.",
         show_default=False)] = None,

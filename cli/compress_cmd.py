@@ -58,7 +58,7 @@ def compress_command(
     max_error: Annotated[Optional[float], typer.Option(
         "--max-error", help="Bound on every matrix's relative Frobenius error, after rounding.",
         show_default=False)] = None,
-    rank: Annotated[Optional[int], typer.Option("--rank", min=1, help="A fixed rank for every matrix.",
+    rank: Annotated[Optional[int], typer.Option("--rank", help="A fixed rank for every matrix.",
                                                 show_default=False)] = None,
     ratio: Annotated[Optional[float], typer.Option(
         "--ratio", help="Fraction of each matrix's parameters to keep, in (0, 1].", show_default=False)] = None,
@@ -77,14 +77,14 @@ def compress_command(
     exclude: Annotated[Optional[str], typer.Option(
         "--exclude", help="Leave matrices whose name matches this regex as they are.",
         show_default=False)] = None,
-    min_size: Annotated[int, typer.Option("--min-size", min=0,
+    min_size: Annotated[int, typer.Option("--min-size",
                                           help="Matrices with fewer entries stay as they are.")] = 4096,
     cluster: Annotated[Optional[bool], typer.Option(
         "--cluster/--no-cluster", help="Let matrices share bases (default: yes with --max-error; "
                                        "--cluster needs it).", show_default=False)] = None,
     estimator: Annotated[Estimator, typer.Option(
         "--estimator", help="How a cluster's error is predicted while it grows.")] = Estimator['incremental'],
-    patience: Annotated[int, typer.Option("--patience", min=1,
+    patience: Annotated[int, typer.Option("--patience",
                                           help="Failed candidates in a row that end a cluster.")] = 8,
     axis: Annotated[Axis, typer.Option(
         "--axis", help="cols: equal row counts share a left basis; rows: equal column counts share "

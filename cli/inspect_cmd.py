@@ -54,7 +54,7 @@ def inspect_command(
         "--sort", help="Order of the rows: file order, by name, or a number (largest first).")]
         = SortKey.file,
     top: Annotated[Optional[int], typer.Option(
-        "--top", min=1, help="Show only the first N rows after sorting.", show_default=False)] = None,
+        "--top", help="Show only the first N rows after sorting.", show_default=False)] = None,
     filter_: Annotated[Optional[str], typer.Option(
         "--include", "--filter", help="Analyse only tensors whose name matches this regular expression "
                                       "(--filter is the older name).", show_default=False)] = None,

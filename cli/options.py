@@ -32,7 +32,7 @@ ColumnsOpt = Annotated[Optional[str], typer.Option(
     "--columns", help="Table columns to use: names, globs, 0-based indices or ranges, "
                       "comma-separated (\"x*,7,10:12\").", show_default=False)]
 WorkersOpt = Annotated[Optional[int], typer.Option(
-    "--workers", min=1, help="Matrices analysed at once, in forked processes with BLAS on one thread each "
+    "--workers", help="Matrices analysed at once, in forked processes with BLAS on one thread each "
                              "(default: CPUs, at most 8); each holds one tensor in memory. 1: in this "
                              "process, BLAS on the idle cores ($COND_BLAS_THREADS overrides).", show_default=False)]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (never the input).")]

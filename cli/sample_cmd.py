@@ -70,7 +70,7 @@ def sample_command(
     header: HeaderOpt = None,
     input_format: InputFormatOpt = None,
     chunk_rows: Annotated[Optional[int], typer.Option(
-        "--chunk-rows", min=1, help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
+        "--chunk-rows", help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
         show_default=False)] = None,
     output_format: Annotated[SampleFormat, typer.Option("--format", "-f", help="Output format.")]
         = SampleFormat['tsv'],

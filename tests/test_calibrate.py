@@ -89,13 +89,21 @@ def test_grams_use_the_checkpoint_names_mask_padding_and_count_rows(tmp_path):
 
 
 def test_fisher_is_written_and_too_little_text_is_refused_by_compress(tmp_path):
+    import stat
+
     model_dir = tmp_path / "bert"
     _tiny_bert(model_dir)
     (tmp_path / "short.txt").write_text("the model\nrank\n")
-    result = runner.invoke(app, ["calibrate", str(model_dir), "--text", str(tmp_path / "short.txt"), "-o",
-                                 str(tmp_path / "g.safetensors"), "--fisher", str(tmp_path / "f.safetensors")])
+    old = os.umask(0o027)
+    try:
+        result = runner.invoke(app, ["calibrate", str(model_dir), "--text", str(tmp_path / "short.txt"), "-o",
+                                     str(tmp_path / "g.safetensors"), "--fisher", str(tmp_path / "f.safetensors")])
+    finally:
+        os.umask(old)
     assert result.exit_code == 0, result.output
-    assert "refuses a Gram with fewer rows" in result.stderr
+    assert "refuses a Gram with fewer rows" in result.stderr and "add at least 37 tokens" in result.stderr
+    for written in ("g.safetensors", "f.safetensors"):  # the user's umask, not mkstemp's 0600
+        assert stat.S_IMODE(os.stat(tmp_path / written).st_mode) == 0o640
     fisher = load_file(str(tmp_path / "f.safetensors"))
     weight = load_file(str(model_dir / "model.safetensors"))["bert.encoder.layer.0.output.dense.weight"]
     f = fisher["bert.encoder.layer.0.output.dense.weight"]
@@ -105,3 +113,14 @@ def test_fisher_is_written_and_too_little_text_is_refused_by_compress(tmp_path):
                                  "-o", str(tmp_path / "c.safetensors")])
     assert_one_line_error(result, ["g.safetensors", "input rows for", "more tokens of text"])
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_a_pooler_is_short_of_passages_not_tokens():
+    """A layer that sees one row per passage (a pooler) needs more passages: more tokens in the
+    same passages would not add a row."""
+    from cond.formats.calibration_file import row_unit
+
+    assert row_unit(12, tokens="340", sequences="12") == "passages"
+    assert row_unit(340, tokens="340", sequences="12") == "tokens"
+    assert row_unit(12, tokens="12", sequences="12") == "tokens"  # one token a passage: either reading
+    assert row_unit(12, tokens=None, sequences=None) == "tokens"

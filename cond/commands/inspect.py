@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from cond.commands.choices import regex_option
+from cond.commands.validate import refuse_unused
 from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
@@ -131,6 +132,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     pattern = regex_option("--include", include)
     if fail_above is not None and not (isinstance(fail_above, (int, float)) and fail_above > 0):
         raise UsageError(f"`--fail-above` must be a positive number; got {fail_above!r}")
+    refuse_unused({"--plot-format": plot is None and plot_format != "png"}, "with `--plot`; add it")
     if plot is not None:
         from cond.commands.plots import check_plot_format, require_matplotlib
 
