@@ -246,14 +246,15 @@ class OutputPlan:
             fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
         except OSError as exc:
             raise _output_error(exc, path) from None
+        mode = 0o666 & ~_umask()
         try:
             try:
-                os.fchmod(fd, 0o666 & ~_umask())
                 if binary_size:
                     allocate(fd, binary_size, path)
             finally:
                 os.close(fd)
             yield tmp
+            os.chmod(tmp, mode)  # after the body: a writer may have replaced the file (safetensors does)
             if not (self.force or replace) and os.path.lexists(path):
                 raise OutputError("appeared while cond was writing it (another program?); nothing was "
                                   "replaced: pass --force to replace it", path=path)
