@@ -159,7 +159,10 @@ def test_memory_holds_a_bounded_number_of_tensors(tmp_path):
         report, peaks[count] = _peak_bytes(path, workers=2)
         assert report.summary.matrices == count
     assert peaks[48] < 12 * one, f"peak {peaks[48] / one:.1f} tensors of 48"
-    assert peaks[48] < 1.25 * peaks[12], (peaks[12] / one, peaks[48] / one)
+    # 36 more tensors add their small reports (about 2 KB each), not their data: less than one
+    # tensor in all. (A ratio of peaks failed by test order: the first BLAS-thread controller
+    # built in the process is a constant that a later run does not pay.)
+    assert peaks[48] - peaks[12] < one, (peaks[12] / one, peaks[48] / one)
 
 
 def test_gzip_tsv_written_here(tmp_path):
