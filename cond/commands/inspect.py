@@ -195,7 +195,7 @@ def _array_entry(name, array, label, checkpoint=False):
 
     if array.dtype.hasobject or array.dtype.kind not in "biufV" and array.dtype.name not in ("bfloat16",):
         raise InputError(f"has dtype {array.dtype}, not numeric", path=label, tensor=name, shape=array.shape)
-    reason = (kind_reason(array.dtype) if checkpoint else None) or skip_reason_for_ndim(array.shape)
+    reason = kind_reason(array.dtype, checkpoint) or skip_reason_for_ndim(array.shape)
     return TensorEntry(name, tuple(array.shape), str(array.dtype), label, unit_roundoff(array.dtype), reason,
                        lambda: np.array(array, dtype=np.float64, copy=True))
 

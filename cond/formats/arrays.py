@@ -14,14 +14,18 @@ from cond.errors import InputError
 from cond.formats.entry import TensorEntry, skip_reason_for_ndim, unit_roundoff
 
 
-def kind_reason(dtype: np.dtype):
-    """Why an array of this dtype is not analysed (not floating point), or None."""
+def kind_reason(dtype: np.dtype, checkpoint=False):
+    """Why an array of this dtype is not analysed, or None (the rule of :mod:`cond.formats.sources`):
+    floats always are; integers and bools are numbers in data (npy, npz, Zarr, an array) and
+    ids, masks or codes in a checkpoint (``checkpoint=True``)."""
     if dtype.hasobject:
         return None  # refused outright, see _refuse_pickle
-    if dtype.kind == "f":
+    if dtype.kind == "f" or unit_roundoff(dtype) is not None:  # NumPy's floats and ml_dtypes' (bf16, fp8)
+        return None
+    if dtype.kind in "iub" and not checkpoint:
         return None
     if dtype.kind in "iub":
-        return f"{'bool' if dtype.kind == 'b' else 'integer'} array ({dtype}), not floating point"
+        return f"{'bool' if dtype.kind == 'b' else 'integer'} tensor ({dtype}) in a checkpoint, not a weight"
     return f"dtype {dtype} is not analysed"
 
 
@@ -93,7 +97,7 @@ def entries_of_npz(path, display=None):
                                  shape=shape) from None
             return np.asarray(arr, dtype=np.float64)
 
-        reason = kind_reason(dtype) or skip_reason_for_ndim(shape)
+        reason = kind_reason(dtype, checkpoint=True) or skip_reason_for_ndim(shape)
         yield TensorEntry(name, shape, str(dtype), display, unit_roundoff(dtype), reason, load)
 
 

@@ -20,11 +20,13 @@ GPU by ``inspect``); *dict* maps tensor names to arrays (a checkpoint in memory)
 
 The rule for values, the same in every reader:
 
-- **Checkpoints** (safetensors files, indexes, checkpoint folders, dicts of arrays):
-  integer and bool tensors are ids, masks or quantized codes, not weights; they are
-  listed as skipped with the reason.
-- **Data** (npy, npz, CSV / TSV, Parquet, Zarr, Matrix Market, an array, a DataFrame):
-  integer and bool values are numbers, widened to float64 (bool as 0 and 1).
+- **Collections of named tensors** (safetensors files, indexes, checkpoint folders,
+  ``.npz`` archives, Zarr groups, dicts of arrays) are checkpoints: integer and bool
+  tensors are ids, masks or quantized codes, not weights; they are listed as skipped
+  with the reason.
+- **One matrix** (an ``.npy``, a Zarr array, CSV / TSV, Parquet, Matrix Market, an
+  array, a DataFrame) is data: integer and bool values are numbers, widened to float64
+  (bool as 0 and 1; integers beyond 2**53 in magnitude round to the nearest float64).
 - **Missing values** (an empty field or ``NA`` in text, a null in Parquet, a missing
   value in a DataFrame) are an error naming the row and the column, in every reader;
   a NaN or infinity *stored as a float* in an array file is a value (``inspect``

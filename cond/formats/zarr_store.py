@@ -113,14 +113,17 @@ def read_rows(array, lo, hi, display, name=None):
 def entries_of_zarr(path, display=None):
     """One entry per 2-D (or other) array of a zarr store, for ``cond inspect``."""
     display = str(path) if display is None else display
-    for name, array in open_arrays(path, display):
+    arrays = open_arrays(path, display)  # pickle codecs refused here, before anything else opens it
+    zarr = _zarr(display)
+    group = not isinstance(zarr.open(store=path, mode="r"), zarr.Array)  # named tensors: a checkpoint
+    for name, array in arrays:
         shape = tuple(int(s) for s in array.shape)
 
         def load(array=array, name=name, shape=shape):
             return np.asarray(read_rows(array, 0, shape[0], display, name) if shape else array[()],
                               dtype=np.float64)
 
-        reason = kind_reason(np.dtype(array.dtype)) or skip_reason_for_ndim(shape)
+        reason = kind_reason(np.dtype(array.dtype), checkpoint=group) or skip_reason_for_ndim(shape)
         yield TensorEntry(name, shape, str(array.dtype), display, unit_roundoff(array.dtype), reason, load)
 
 
