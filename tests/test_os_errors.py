@@ -35,6 +35,12 @@ def _inputs(d):
     w = (RNG.standard_normal((300, 8)) @ RNG.standard_normal((8, 200))).astype(np.float32)
     save_file({"w": w, "v": w[:200, :100].copy()}, os.path.join(d, "m.safetensors"))
     np.save(os.path.join(d, "x.npy"), RNG.standard_normal((20000, 6)))
+    os.mkdir(os.path.join(d, "model"))  # a model folder for calibrate (its outputs are planned before torch loads)
+    with open(os.path.join(d, "model", "config.json"), "w") as f:
+        f.write('{"model_type": "bert"}')
+    save_file({"w": np.ones((4, 4), np.float32)}, os.path.join(d, "model", "model.safetensors"))
+    with open(os.path.join(d, "t.txt"), "w") as f:
+        f.write("a b c\n")
     return d
 
 
@@ -48,6 +54,7 @@ CASES = {  # name -> (arguments, the output named in the error); every input is 
     "compress": (["compress", "m.safetensors", "--rank", "4", "-o", "out/c.safetensors", "-q"], "out/c.safetensors"),
     "expand": (["expand", "c.safetensors", "-o", "out/dense", "-q"], "out/dense"),
     "inspect --spectra": (["inspect", "m.safetensors", "--spectra", "out/s.npz", "-q"], "out/s.npz"),
+    "inspect --plot": (["inspect", "m.safetensors", "--plot", "out/plots", "-q"], "out/plots"),
     "sample -o": (["sample", "x.npy", "--size", "2000", "-o", "out/s.tsv"], "out/s.tsv"),
     "sample --scores-out": (["sample", "x.npy", "--size", "5", "--scores-out", "out/s.txt"], "out/s.txt"),
     "dedup -o .npy (memory-mapped)": (["dedup", "x.npy", "-o", "out/k.npy", "-q"], "out/k.npy"),
@@ -103,6 +110,8 @@ def _read_only_folder():
     ["sample", "x.npy", "--size", "5", "-o", "/sys/s.tsv"],
     ["sample", "x.npy", "--size", "5", "--scores-out", "/sys/s.npy"],
     ["dedup", "x.npy", "-o", "/sys/k.npy"],
+    ["calibrate", "model", "--text", "t.txt", "-o", "/sys/g.safetensors"],
+    ["calibrate", "model", "--text", "t.txt", "-o", "g.safetensors", "--fisher", "/sys/f.safetensors"],
 ], ids=lambda a: " ".join(a[:1] + a[-2:-1]))
 def test_a_read_only_folder_is_one_line_before_the_work(tmp_path, args):
     d = _inputs(str(tmp_path))
