@@ -99,6 +99,9 @@ def inspect_command(
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = Device.cpu,
     force: ForceOpt = False,
+    base: Annotated[Optional[str], typer.Option(
+        "--base", help="For a LoRA adapter (a PEFT folder or a kohya file): its base checkpoint, so that "
+                       "each delta's norm is also given relative to its weight.", show_default=False)] = None,
     quiet: QuietOpt = False,
 ):
     """Per-matrix condition numbers and spectral diagnostics of a checkpoint or design matrix.
@@ -120,7 +123,7 @@ def inspect_command(
                            "--plot-format": plot_format != "png", "--sort": sort is not SortKey.file,
                            "--top": top is not None, "--include": filter_ is not None,
                            "--workers": workers is not None, "--scheduler": scheduler is not None,
-                           "--device": device is not Device.cpu},
+                           "--device": device is not Device.cpu, "--base": base is not None},
                           "to the matrices of a checkpoint, not to `--collinearity`")
             return _collinearity(path, output_format, fail_above, dict(
                 columns=columns, add_intercept=add_intercept, scale=scale, center=center, threshold=ci_threshold,
@@ -137,7 +140,11 @@ def inspect_command(
                              keep_spectra=sparkline and output_format is OutputFormat.table,
                              scheduler=scheduler, device=device.value, progress=tick, header=header,
                              notice=notice, gram=gram, spectra=spectra, plot=plot, plot_format=plot_format,
-                             fail_above=fail_above, force=force)
+                             fail_above=fail_above, force=force, base=base)
+        if report.SCHEMA == "cond.adapter/1":
+            from cond.cli.adapter_view import render
+
+            return render(report, output_format, report.ordered(sort.value, top))
         if not report.matrices:
             why = f"no tensor matches `--include {filter_}`" if filter_ is not None else "no matrix to analyse"
             print(f"cond: {why}", file=sys.stderr)

@@ -1257,6 +1257,106 @@ def _(d):
             "--seed", "-1"], ["--seed", "-1"]
 
 
+# ------------------------------------------------------------------ LoRA adapters (through inspect)
+
+def peft_folder(folder, config=None, tensors=None, name="adapter"):
+    """A PEFT adapter folder: ``config`` (a dict, or raw bytes) and ``tensors`` (None: no weights file)."""
+    path = os.path.join(folder, name)
+    os.makedirs(path, exist_ok=True)
+    config = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q"]} if config is None else config
+    with open(os.path.join(path, "adapter_config.json"), "wb") as f:
+        f.write(config if isinstance(config, bytes) else json.dumps(config).encode())
+    if tensors is not None:
+        save_file(tensors, os.path.join(path, "adapter_model.safetensors"))
+    return path
+
+
+def lora_pair(r=4, out=6, inp=5):
+    rng = np.random.default_rng(2)
+    return {"base_model.model.q.lora_A.weight": rng.standard_normal((r, inp)).astype(np.float32),
+            "base_model.model.q.lora_B.weight": rng.standard_normal((out, r)).astype(np.float32)}
+
+
+@case("inspect", "an adapter config without weights")
+def _(d):
+    return [peft_folder(d)], ["adapter", "no adapter_model.safetensors"]
+
+
+@case("inspect", "a pickled adapter_model.bin")
+def _(d):
+    folder = peft_folder(d)
+    pickle_bomb(folder, "adapter_model.bin")
+    return [folder], ["adapter", "pickled adapter_model.bin"]
+
+
+@case("inspect", "an adapter whose r disagrees with its tensors")
+def _(d):
+    return [peft_folder(d, {"peft_type": "LORA", "r": 8, "lora_alpha": 8}, lora_pair(r=4))], \
+        ["adapter_model.safetensors", "rank 8", "rank 4"]
+
+
+@case("inspect", "an adapter config without lora_alpha")
+def _(d):
+    return [peft_folder(d, {"peft_type": "LORA", "r": 4}, lora_pair())], ["adapter_config.json", "lora_alpha"]
+
+
+@case("inspect", "an adapter with lora_A but no lora_B")
+def _(d):
+    pair = lora_pair()
+    del pair["base_model.model.q.lora_B.weight"]
+    return [peft_folder(d, None, pair)], ["adapter_model.safetensors", "'q'", "no lora_B"]
+
+
+@case("inspect", "an adapter whose factors do not multiply")
+def _(d):
+    pair = lora_pair()
+    pair["base_model.model.q.lora_B.weight"] = np.ones((6, 3), np.float32)
+    return [peft_folder(d, None, pair)], ["adapter_model.safetensors", "must agree"]
+
+
+@case("inspect", "a kohya file with a NaN alpha")
+def _(d):
+    path = os.path.join(d, "k.safetensors")
+    rng = np.random.default_rng(0)
+    save_file({"m.lora_down.weight": rng.standard_normal((2, 5)), "m.lora_up.weight": rng.standard_normal((6, 2)),
+               "m.alpha": np.array(np.nan)}, path)
+    return [path], ["k.safetensors", "alpha", "nan"]
+
+
+@case("inspect", "an adapter with NaN in a factor")
+def _(d):
+    pair = lora_pair()
+    pair["base_model.model.q.lora_A.weight"][0, 0] = np.nan
+    return [peft_folder(d, None, pair)], ["lora_A", "NaN"]
+
+
+@case("inspect", "an adapter with a base of another architecture")
+def _(d):
+    folder = peft_folder(d, None, lora_pair())
+    base = os.path.join(d, "base.safetensors")
+    save_file({"q.weight": np.zeros((7, 7), np.float32)}, base)
+    return [folder, "--base", base], ["base.safetensors", "another architecture"]
+
+
+@case("inspect", "an adapter with a base that lacks its modules")
+def _(d):
+    folder = peft_folder(d, None, lora_pair())
+    base = os.path.join(d, "base.safetensors")
+    save_file({"other.weight": np.zeros((6, 5), np.float32)}, base)
+    return [folder, "--base", base], ["base.safetensors", "no weight for the adapter's module 'q'"]
+
+
+@case("inspect", "--base without an adapter")
+def _(d):
+    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors")], ["--base", "LoRA adapters"]
+
+
+@case("inspect", "a DoRA adapter")
+def _(d):
+    return [peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": True}, lora_pair())], \
+        ["adapter_config.json", "DoRA"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():

@@ -56,7 +56,7 @@ class InspectOptions:
 def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
             columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
             progress=None, header=None, notice=None, gram=True, spectra=None, plot=None, plot_format="png",
-            fail_above=None, force=False) -> InspectReport:
+            fail_above=None, force=False, base=None) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -111,10 +111,14 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
         all-zero matrices count as exceeding); a gate over no matrix is refused.
     force : bool
         Replace existing ``spectra`` and plot files (never an input).
+    base : str, optional
+        For a LoRA adapter: its base checkpoint (each delta's norm relative to its weight).
 
     Returns
     -------
     InspectReport
+        Or, for a LoRA adapter (a PEFT folder or a kohya file), an
+        :class:`~cond.commands.adapter_report.AdapterReport` (schema ``cond.adapter/1``).
 
     Raises
     ------
@@ -128,6 +132,19 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
     from cond.formats.sources import source_kind
 
     kind = source_kind(source, "inspect")
+    if kind == "path" and _is_adapter(source):
+        refuse_unused({"--alpha": alpha, "--normality": normality, "--spectra": spectra is not None,
+                       "--plot": plot is not None, "--fail-above": fail_above is not None,
+                       "--columns": columns is not None, "--header": header is not None,
+                       "--input-format": input_format is not None, "--scheduler": scheduler is not None,
+                       "--device": device != "cpu", "--no-gram": not gram},
+                      "to checkpoints and designs, not to a LoRA adapter")
+        from cond.commands.adapter_report import inspect_adapter
+
+        return inspect_adapter(source, base=base, include=include, keep_spectra=keep_spectra, progress=progress)
+    if base is not None:
+        raise UsageError("`--base` applies to LoRA adapters (a PEFT folder or a kohya file); "
+                         f"{os.fspath(source) if kind == 'path' else 'this source'} is not one")
     workers = _check_workers(workers)
     pattern = regex_option("--include", include)
     if fail_above is not None and not (isinstance(fail_above, (int, float)) and fail_above > 0):
@@ -235,6 +252,12 @@ def _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, in
         write_plots(report, plot, plot_format, plan=plan, paths=pictures)
         report = dataclasses.replace(report, pictures=tuple(pictures if report.matrices else ()))
     return report
+
+
+def _is_adapter(source):
+    from cond.formats.lora import is_adapter
+
+    return is_adapter(source)
 
 
 def _manifest_of(source):

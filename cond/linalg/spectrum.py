@@ -164,12 +164,7 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
     unresolved = kappa * EPS64 * c > UNRESOLVED_THRESHOLD
     storage_limited = unit_roundoff is not None and kappa > 1.0 / unit_roundoff
     status = "unresolved" if unresolved else "storage-limited" if storage_limited else "ok"
-    # shares of sigma and sigma^2 from s / sigma_max: s * s under- or overflows for entries
-    # near the float64 limits (~1e-170, ~1e160), the ratios never do
-    scaled = s / smax
-    energy = np.cumsum(scaled * scaled)
-    p = scaled / scaled.sum()
-    p = p[p > 0]
+    ranks = rank_measures(s)
     fit = _alpha(s, err) if alpha else None
     return MatrixDiagnostics(
         shape=(m, n),
@@ -182,9 +177,9 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
         numerical_rank=int(np.count_nonzero(s > err)),
         rank_tolerance=err,
         stable_rank=(frob / smax) ** 2,
-        effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
-        energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
-        energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]),
+        effective_rank=ranks["effective_rank"],
+        energy_rank_90=ranks["energy_rank_90"],
+        energy_rank_99=ranks["energy_rank_99"],
         frobenius_norm=frob,
         zero_fraction=zero_fraction,
         nonfinite_count=0,
@@ -226,6 +221,20 @@ def _kappa_lower_bound(smax, smin, err, route, sigma_error):
     if route == "gram":
         return max(smax - sigma_error, 0.0) / (smin + sigma_error)
     return max(smax * (1 - BIDIAGONAL_RTOL) - err, 0.0) / (smin * (1 + BIDIAGONAL_RTOL) + err)
+
+
+def rank_measures(s) -> dict:
+    """``effective_rank`` exp(H(p)) with p_i = sigma_i / sum sigma (Roy & Vetterli 2007) and the energy
+    ranks ``energy_rank_90`` / ``_99`` of singular values ``s`` (descending, s[0] > 0): the one place
+    both inspect and the adapter report compute them. Shares come from s / sigma_max, whose squares
+    never under- or overflow (s * s does near the float64 limits)."""
+    scaled = np.asarray(s, dtype=np.float64) / s[0]
+    energy = np.cumsum(scaled * scaled)
+    p = scaled / scaled.sum()
+    p = p[p > 0]
+    return dict(effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
+                energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
+                energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]))
 
 
 def _energy_rank(cumulative, level):
