@@ -119,6 +119,9 @@ def compress_command(
         "--max-pool-size", help="Most float64 data loaded at once for clustering (5GB, 512MiB); "
                                 "bigger pools are clustered in consecutive chunks.")] = "1GiB",
     scheduler: SchedulerOpt = None,
+    base: Annotated[Optional[str], typer.Option(
+        "--base", help="The base checkpoint of a fine-tuned PATH: write the PEFT LoRA adapter of the "
+                       "fine-tune (a folder) within --max-error, or at --rank.", show_default=False)] = None,
     force: ForceOpt = False,
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
@@ -143,8 +146,10 @@ def compress_command(
                               method=method.value, fisher=fisher, fisher_axis=fisher_axis.value,
                               activations=activations, scheduler=scheduler, budget=budget,
                               budget_bytes=budget_bytes, min_saving=min_saving, allow_slower=allow_slower,
-                              max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"),
+                              max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"), base=base,
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
+        if report.SCHEMA == "cond.compress-adapter/1":
+            return _adapter_render(report, output_format)
         _render(report, output_format)
         if report.nothing_compressed is not None:
             print(f"cond: nothing compressed: {printable(report.nothing_compressed)}", file=sys.stderr)
@@ -238,3 +243,26 @@ def summary_lines(t):
                      f"hold no cluster that saves (not searched); {c['slower']} matrices left out because "
                      "sharing would raise their multiply-adds above dense (--allow-slower)")
     return lines
+
+
+def _adapter_render(report, fmt):
+    """An adapter run: the cond.compress-adapter/1 object, or one line per module and a summary."""
+    doc = report.to_dict()
+    if fmt is OutputFormat.json:
+        return write_json(doc)
+    if fmt is OutputFormat.jsonl:
+        return write_jsonl([*(("module", m) for m in doc["modules"]), ("totals", doc["totals"])])
+    if fmt is OutputFormat.csv:
+        return write_csv(("name", "shape", "rank_before", "rank", "error", "bound", "bytes_before", "bytes_after",
+                          "route"), doc["modules"])
+    for m in doc["modules"]:
+        before = "" if m["rank_before"] is None else f"rank {m['rank_before']} -> "
+        print(f"{printable(m['name'])}: {before}rank {m['rank']}, error {m['error']:.4f} ({m['route']})")
+    for w in doc["whole"]:
+        print(f"{printable(w['key'])}: {printable(w['reason'])}")
+    for left in doc["left_out"]:
+        print(f"left out {printable(left['name'])}: {printable(left['reason'])}", file=sys.stderr)
+    t = doc["totals"]
+    worst = "-" if t["worst_error"] is None else f"{t['worst_error']:.4f}"
+    print(f"{t['modules']} modules ({report.mode}), {t['bytes_before']} -> {t['bytes_after']} bytes of factored "
+          f"weights, worst error {worst}; wrote {printable(report.output)} ({report.format})")

@@ -1357,6 +1357,44 @@ def _(d):
         ["adapter_config.json", "DoRA"]
 
 
+@case("compress", "an adapter with --cluster")
+def _(d):
+    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--cluster", "-o", os.path.join(d, "o")], \
+        ["--cluster", "adapter"]
+
+
+@case("compress", "a fine-tune with --budget")
+def _(d):
+    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--budget", "0.5", "-o",
+            os.path.join(d, "o")], ["--budget", "do not apply"]
+
+
+@case("compress", "a fine-tune whose base is another architecture")
+def _(d):
+    base = os.path.join(d, "b.safetensors")
+    save_file({"other.weight": np.zeros((3, 3), np.float32)}, base)
+    return [good_checkpoint(d), "--base", base, "--max-error", "0.1", "-o", os.path.join(d, "o")], \
+        ["m.safetensors", "another architecture"]
+
+
+@case("compress", "a fine-tune equal to its base")
+def _(d):
+    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--max-error", "0.1", "-o",
+            os.path.join(d, "o")], ["m.safetensors", "equals its base"]
+
+
+@case("compress", "an adapter output onto the adapter")
+def _(d):
+    folder = peft_folder(d, None, lora_pair())
+    return [folder, "--max-error", "0.1", "-o", folder, "--force"], ["adapter", "refusing to overwrite the input"]
+
+
+@case("compress", "an adapter with --max-error and --rank")
+def _(d):
+    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--rank", "2", "-o", os.path.join(d, "o")], \
+        ["--max-error", "--rank"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():

@@ -161,3 +161,131 @@ def test_a_wrong_base_is_refused(tmp_path):
     assert result.exit_code == 2, result.stderr
     assert "another architecture" in result.stderr or "base model" in result.stderr, result.stderr
 
+
+
+transformers = pytest.importorskip("transformers")
+
+
+def _bert_pair(folder, rank=3, seed=0):
+    """A tiny BertModel (the base) and a 'fine-tune' of it: rank-``rank`` changes plus small noise
+    on every Linear weight, a changed bias and LayerNorm; both saved as safetensors folders."""
+    config = transformers.BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=48, max_position_embeddings=32)
+    torch.manual_seed(seed)
+    base = transformers.BertModel(config)
+    base.save_pretrained(str(folder / "base"))
+    ft = transformers.BertModel(config)
+    ft.load_state_dict(base.state_dict())
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, module in ft.named_modules():
+            if isinstance(module, torch.nn.Linear):
+                out, inp = module.weight.shape
+                low = torch.randn(out, rank, generator=gen) @ torch.randn(rank, inp, generator=gen) * 0.05
+                module.weight += low + 1e-4 * torch.randn(out, inp, generator=gen)
+        ft.encoder.layer[0].attention.self.query.bias += 0.1
+        ft.encoder.layer[1].output.LayerNorm.weight *= 1.1
+    ft.save_pretrained(str(folder / "ft"))
+    return folder / "base", folder / "ft"
+
+
+@pytest.mark.parametrize("bound", [0.05, 0.2])
+def test_extract_loads_in_peft_and_keeps_the_bound(tmp_path, bound):
+    base_dir, ft_dir = _bert_pair(tmp_path)
+    out = tmp_path / "adapter"
+    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--max-error", str(bound),
+                                 "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "cond.compress-adapter/1" and doc["mode"] == "extract"
+    # through peft itself: base + written adapter, merged, against the fine-tune
+    base = transformers.BertModel.from_pretrained(str(base_dir))
+    merged = peft.PeftModel.from_pretrained(base, str(out)).merge_and_unload().state_dict()
+    ft = transformers.BertModel.from_pretrained(str(ft_dir)).state_dict()
+    ref = transformers.BertModel.from_pretrained(str(base_dir)).state_dict()
+    factored = {m["name"] + ".weight": m for m in doc["modules"]}
+    assert len(factored) == 13  # 2 layers x (q, k, v, attention output, intermediate, output), the pooler
+    for name, value in ft.items():
+        got, want = merged[name].double().numpy(), value.double().numpy()
+        if name in factored:
+            dw = want - ref[name].double().numpy()
+            err = np.linalg.norm(got - want) / np.linalg.norm(dw)
+            # peft merges in float32: its rounding of W (about 6e-8 ||W||) comes on top of the bound
+            slack = 4 * np.finfo(np.float32).eps * np.linalg.norm(want) / np.linalg.norm(dw)
+            assert err <= bound + slack, (name, err)
+            assert abs(err - factored[name]["error"]) <= slack
+        else:  # stored whole (the bias, the LayerNorm) or unchanged: exact
+            assert np.array_equal(got, want), name
+    ranks = [m["rank"] for m in doc["modules"]]
+    assert max(ranks) <= 3 + 6 and (bound == 0.2 or min(ranks) >= 3)
+
+
+def test_resize_a_peft_adapter_in_factor_space(tmp_path):
+    folder, _, deltas = _peft_adapter(tmp_path / "adapter")
+    out = tmp_path / "small"
+    report = cond.compress(folder, str(out), max_error=0.3)
+    assert report.mode == "resize" and report.format == "peft"
+    resized = {m.name: m for m in open_adapter(str(out)).modules}
+    for record in report.modules:
+        module = resized[record.name]
+        left, right = module.factors()
+        truth = deltas[record.name]
+        err = np.linalg.norm(module.scale * left @ right - truth) / np.linalg.norm(truth)
+        # the truth is peft's float32 merge: its rounding beside the bound
+        assert err <= 0.3 + 1e-5 and abs(err - record.error) <= 1e-5
+        s = np.linalg.svd(truth, compute_uv=False)
+        tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / np.linalg.norm(truth)
+        eckart_young = int(np.argmax(np.append(tails, 0.0)[1:] <= 0.3)) + 1
+        assert module.rank == record.rank <= max(eckart_young, 1) + 1  # minimal, give or take float32 rounding
+
+
+def test_resize_a_kohya_file_keeps_its_format(tmp_path):
+    down = RNG.standard_normal((8, 20)).astype(np.float32)
+    up = (RNG.standard_normal((30, 8)) * np.logspace(0, -4, 8)).astype(np.float32)
+    src = str(tmp_path / "k.safetensors")
+    save_file({"lora_te_x.lora_down.weight": down, "lora_te_x.lora_up.weight": up,
+               "lora_te_x.alpha": np.array(4.0, np.float32)}, src)
+    out = str(tmp_path / "small.safetensors")
+    report = cond.compress(src, out, rank=2)
+    (module,) = open_adapter(out).modules
+    truth = 0.5 * up.astype(np.float64) @ down.astype(np.float64)
+    left, right = module.factors()
+    err = np.linalg.norm(module.scale * left @ right - truth) / np.linalg.norm(truth)
+    s = np.linalg.svd(truth, compute_uv=False)
+    assert module.rank == 2 and err == pytest.approx(np.sqrt(np.sum(s[2:] ** 2)) / np.linalg.norm(truth), rel=1e-4)
+    assert report.modules[0].error == pytest.approx(err, rel=1e-6)
+
+
+def test_the_randomized_route_is_certified(tmp_path):
+    """A 1100 x 1200 delta takes the randomized range finder; the bound still holds exactly."""
+    from cond.commands.adapter_compress import delta_svd, relative_error_of, truncate
+    from cond.commands.compress.storage import Storage
+
+    rng = np.random.default_rng(3)
+    dw = rng.standard_normal((1100, 20)) @ rng.standard_normal((20, 1200)) + 0.01 * rng.standard_normal((1100, 1200))
+    svd, route = delta_svd(dw, 0.1, None, seed=0)
+    assert route == "randomized"
+    norm = np.linalg.norm(dw)
+    k, sl, sr, error = truncate(svd, norm, Storage("F32"), 0.1, None, relative_error_of(dw, norm))
+    exact = np.linalg.norm(dw - sl.astype(np.float64) @ sr.astype(np.float64)) / norm
+    assert error == pytest.approx(exact, rel=1e-12) and error <= 0.1
+    s = np.linalg.svd(dw, compute_uv=False)
+    tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / norm
+    assert k <= int(np.argmax(np.append(tails, 0.0)[1:] <= 0.1)) + 1 + 2
+
+
+def test_a_resized_peft_adapter_loads_in_peft(tmp_path):
+    """Embedding and Linear LoRAs written back in PEFT's own keys: peft loads the resized adapter,
+    and its merged weights differ from the original merge by at most the bound."""
+    folder, base_weights, deltas = _peft_adapter(tmp_path / "adapter")
+    out = tmp_path / "small"
+    report = cond.compress(folder, str(out), max_error=0.2)
+    torch.manual_seed(0)
+    model = Tiny()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in base_weights.items()})
+    merged = peft.PeftModel.from_pretrained(model, str(out)).merge_and_unload().state_dict()
+    errors = {r.name: r.error for r in report.modules}
+    for name, truth in deltas.items():
+        got = merged[f"{name}.weight"].double().numpy() - base_weights[f"{name}.weight"].astype(np.float64)
+        err = np.linalg.norm(got - truth) / np.linalg.norm(truth)
+        assert err <= 0.2 + 1e-5 and abs(err - errors[name]) <= 1e-5, name

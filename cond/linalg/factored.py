@@ -49,3 +49,55 @@ def factored_svd(left, right, scale=1.0, compute_uv=True):
         return np.linalg.svd(core, compute_uv=False)
     u_c, s, vt_c = np.linalg.svd(core, full_matrices=False)
     return FactoredSVD(q_l @ u_c, s, vt_c @ q_r.T)
+
+
+def balanced_factors(svd: FactoredSVD, k):
+    """Rank-k factors L = U_k sqrt(S_k) (m x k), R = sqrt(S_k) V_k^T (k x n): the scale split
+    evenly, so both keep the same dynamic range when stored in a narrow dtype."""
+    root = np.sqrt(svd.s[:k])
+    return svd.u[:, :k] * root, root[:, None] * svd.vt[:k]
+
+
+def factored_distance(left, right, scale, left2, right2):
+    """||scale L R - L2 R2||_F from the factors alone: the stacked factors [scale L, -L2] and
+    [R; R2] have the product as their product, and its Frobenius norm is that of the small
+    triangular core of their QRs. O((m + n) (r + k)^2); float64 throughout."""
+    m_side = np.hstack([float(scale) * np.asarray(left, np.float64), -np.asarray(left2, np.float64)])
+    n_side = np.vstack([np.asarray(right, np.float64), np.asarray(right2, np.float64)])
+    _, r_m = np.linalg.qr(m_side)
+    _, r_n = np.linalg.qr(n_side.T)
+    return float(np.linalg.norm(r_m @ r_n.T))
+
+
+def randomized_svd(a, k, oversample=10, power=2, seed=0):
+    """A rank-(k + oversample) basis of ``a``'s range and the SVD of ``a`` projected onto it
+    (Halko, Martinsson & Tropp, SIAM Review 2011, Algorithm 4.4: a Gaussian test matrix and
+    ``power`` subspace iterations, re-orthonormalised by QR at every step).
+
+    The projection's error is exact, not estimated: with Q orthonormal,
+    ``||A - Q Q^T A||_F^2 = ||A||_F^2 - ||Q^T A||_F^2``, and the returned values are those of
+    Q^T A, so every truncation of them has a computable error (the caller measures it on
+    what it writes).
+
+    Parameters
+    ----------
+    a : ndarray of shape (m, n)
+    k : int
+    oversample, power : int
+    seed : int
+
+    Returns
+    -------
+    FactoredSVD
+        u (m x l), s (l,), vt (l x n) with l = min(k + oversample, m, n).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    m, n = a.shape
+    width = min(k + oversample, m, n)
+    omega = np.random.default_rng(seed).standard_normal((n, width))
+    q, _ = np.linalg.qr(a @ omega)
+    for _ in range(power):
+        z, _ = np.linalg.qr(a.T @ q)
+        q, _ = np.linalg.qr(a @ z)
+    u_b, s, vt = np.linalg.svd(q.T @ a, full_matrices=False)
+    return FactoredSVD(q @ u_b, s, vt)

@@ -56,7 +56,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
              min_size=4096, cluster=None, estimator="incremental", patience=8, axis="auto", group=None,
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
              method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
-             progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False) -> CompressReport:
+             progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False,
+             base=None) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/2`` file.
 
     Parameters
@@ -120,11 +121,18 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         the tensors from the checkpoint's files, this process writes the output.
     progress : callable, optional
         ``progress(stage, done, total)``.
+    base : str, optional
+        With a fine-tuned ``source``: its base checkpoint; writes the PEFT LoRA adapter of the
+        fine-tune (:mod:`cond.commands.adapter_extract`). A LoRA adapter ``source`` (PEFT
+        folder or kohya file) is resized instead (:mod:`cond.commands.adapter_compress`).
 
     Returns
     -------
     CompressReport
+        Or, for an adapter or a fine-tune, an ``AdapterCompressReport`` (``cond.compress-adapter/1``).
     """
+    if base is not None or _is_adapter(source):
+        return _adapter_run(source, output, base, locals())
     opts = compress_options(max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude,
                             min_size=min_size, cluster=cluster, estimator=estimator, patience=patience, axis=axis,
                             group=group, error_scope=error_scope, dtype=dtype, seed=seed,
@@ -192,6 +200,40 @@ def _compress(opts, plan, source, label, output, entries, sources, source_meta, 
         bytes_before=sum(os.path.getsize(p) for p in sources), bytes_after=writer.size,
         seconds=time.perf_counter() - started, method=opts.method,
         unweighted=tuple(c.name for c in candidates if c.weighting == "none" and calibration is not None))
+
+
+def _is_adapter(source):
+    from cond.formats.lora import is_adapter
+
+    return isinstance(source, (str, os.PathLike)) and is_adapter(source)
+
+
+def _adapter_run(source, output, base, given):
+    """Resize an adapter or extract one from a fine-tune; options that only apply to checkpoints
+    are refused, not ignored."""
+    from cond.commands.validate import refuse_unused
+
+    refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
+                   "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
+                   "--activations": given["activations"] is not None, "--scheduler": given["scheduler"] is not None,
+                   "--budget-bytes": given["budget_bytes"] is not None, "--group": given["group"] is not None,
+                   "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
+                   "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
+                  "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank")
+    tick = given["progress"]
+    progress = (lambda done, total, name: tick("modules", done, total)) if tick else None
+    common = dict(max_error=given["max_error"], rank=given["rank"], dtype=given["dtype"], include=given["include"],
+                  force=given["force"], progress=progress)
+    if base is not None:
+        from cond.commands.adapter_extract import extract
+        from cond.commands.adapter_compress import adapter_options
+
+        adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"])
+        return extract(source, base, output, seed=given["seed"], **common)
+    from cond.commands.adapter_compress import adapter_options, resize
+
+    adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"])
+    return resize(source, output, **common)
 
 
 def _version():
