@@ -3,8 +3,6 @@ weights of a model it built, less the base), a kohya file's product formed in th
 the dense SVD of every product (float64 LAPACK)."""
 
 import json
-import math
-import os
 
 import numpy as np
 import pytest

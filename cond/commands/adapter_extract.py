@@ -53,7 +53,7 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
             plan_ = _classify(ft, theirs, to_base, pattern)
             if not plan_["factored"] and not plan_["whole"]:
                 mismatched = len(plan_["left_out"])
-                raise InputError(f"no tensor differs from the base with a matching name and shape"
+                raise InputError("no tensor differs from the base with a matching name and shape"
                                  + (f" ({mismatched} left out: another architecture, or not its base?)" if mismatched
                                     else " (the fine-tune equals its base)"), path=os.fspath(finetuned))
             written, records = [], []
