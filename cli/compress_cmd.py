@@ -51,8 +51,10 @@ COMPRESS_EPILOG = """Examples:
 
 
 def compress_command(
-    path: Annotated[str, typer.Argument(help="A .safetensors file, an index JSON or a checkpoint directory.",
-                                        show_default=False)],
+    paths: Annotated[list[str], typer.Argument(
+        help="A .safetensors file, an index JSON or a checkpoint directory; a LoRA adapter (PEFT folder or "
+             "kohya file) to resize; several adapters of one base (or a folder of them) for a collection.",
+        show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="The .safetensors file to write.",
                                         show_default=False)],
     max_error: Annotated[Optional[float], typer.Option(
@@ -139,7 +141,7 @@ def compress_command(
         from cond.commands.expand import byte_size
 
         with progress_bar("compress", enabled=not quiet) as tick:
-            report = compress(path, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
+            report = compress(paths[0] if len(paths) == 1 else paths, output, max_error=max_error, rank=rank, ratio=ratio, include=include,
                               exclude=exclude, min_size=min_size, cluster=cluster,
                               estimator=estimator.value, patience=patience, axis=axis.value, group=group,
                               error_scope=error_scope.value, dtype=dtype, seed=seed, force=force,
@@ -150,6 +152,8 @@ def compress_command(
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         if report.SCHEMA == "cond.compress-adapter/1":
             return _adapter_render(report, output_format)
+        if report.SCHEMA == "cond.compress-collection/1":
+            return _collection_render(report, output_format)
         _render(report, output_format)
         if report.nothing_compressed is not None:
             print(f"cond: nothing compressed: {printable(report.nothing_compressed)}", file=sys.stderr)
@@ -266,3 +270,22 @@ def _adapter_render(report, fmt):
     worst = "-" if t["worst_error"] is None else f"{t['worst_error']:.4f}"
     print(f"{t['modules']} modules ({report.mode}), {t['bytes_before']} -> {t['bytes_after']} bytes of factored "
           f"weights, worst error {worst}; wrote {printable(report.output)} ({report.format})")
+
+
+def _collection_render(report, fmt):
+    doc = report.to_dict()
+    if fmt is OutputFormat.json:
+        return write_json(doc)
+    if fmt is OutputFormat.jsonl:
+        return write_jsonl([*(("module", m) for m in doc["modules"]), ("totals", doc["totals"])])
+    if fmt is OutputFormat.csv:
+        return write_csv(("name", "shape", "groups", "worst_error"),
+                         [{**m, "groups": ";".join(f"{g['rank']}:{'+'.join(g['members'])}" for g in m["groups"])}
+                          for m in doc["modules"]])
+    for m in doc["modules"]:
+        groups = ", ".join(f"rank {g['rank']} for {len(g['members'])}" for g in m["groups"])
+        print(f"{printable(m['name'])}: {groups}; worst error {m['worst_error']:.4f}")
+    t = doc["totals"]
+    print(f"{len(report.adapters)} adapters in {printable(report.output)}: {t['bytes_collection']} bytes of factors, "
+          f"{t['against_inputs']:.3f} of the inputs' {t['bytes_inputs']}, {t['against_alone']:.3f} of resizing each "
+          f"alone ({t['bytes_alone']})")

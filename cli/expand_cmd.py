@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -31,6 +31,8 @@ def expand_command(
     max_shard_size: Annotated[str, typer.Option(
         "--max-shard-size", help="Largest shard (5GB, 500MiB, bytes); larger output is sharded "
                                  "with an index.")] = "5GB",
+    adapter: Annotated[Optional[str], typer.Option(
+        "--adapter", help="For a LoRA collection: write only this adapter.", show_default=False)] = None,
     force: ForceOpt = False,
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
@@ -40,7 +42,7 @@ def expand_command(
         from cond.commands.expand import expand
 
         with progress_bar("expand", enabled=not quiet) as tick:
-            result = expand(path, output, max_shard_size=max_shard_size, force=force,
+            result = expand(path, output, max_shard_size=max_shard_size, force=force, adapter=adapter,
                             progress=(lambda done, total: tick(done, total, "")) if tick else None)
         if output_format is OutputFormat.table:
             print(f"wrote {result.tensors} tensors ({result.total_size} bytes) to "

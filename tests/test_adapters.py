@@ -3,6 +3,7 @@ weights of a model it built, less the base), a kohya file's product formed in th
 the dense SVD of every product (float64 LAPACK)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -287,3 +288,92 @@ def test_a_resized_peft_adapter_loads_in_peft(tmp_path):
         got = merged[f"{name}.weight"].double().numpy() - base_weights[f"{name}.weight"].astype(np.float64)
         err = np.linalg.norm(got - truth) / np.linalg.norm(truth)
         assert err <= 0.2 + 1e-5 and abs(err - errors[name]) <= 1e-5, name
+
+
+def _planted_collection(tmp_path, count=6, noise=1e-4, seed=5, prefix="task"):
+    """``count`` PEFT adapters of one tiny base whose deltas share 3-dim column and row spaces per
+    module (a different 3 x 3 core each) plus small noise: one shared basis fits them all."""
+    rng = np.random.default_rng(seed)
+    shapes = {"query": (24, 16), "value": (24, 16), "out": (16, 24)}
+    bases = {m: (np.linalg.qr(rng.standard_normal((s[0], 3)))[0], np.linalg.qr(rng.standard_normal((s[1], 3)))[0])
+             for m, s in shapes.items()}
+    folders, deltas = [], []
+    for i in range(count):
+        tensors, truth = {}, {}
+        for module, (out, inp) in shapes.items():
+            u, v = bases[module]
+            dw = u @ rng.standard_normal((3, 3)) @ v.T + noise * rng.standard_normal((out, inp))
+            uu, s, vt = np.linalg.svd(dw)
+            b, a = (uu[:, :4] * s[:4]).astype(np.float32), vt[:4].astype(np.float32)
+            tensors[f"base_model.model.{module}.lora_A.weight"] = a
+            tensors[f"base_model.model.{module}.lora_B.weight"] = b
+            truth[module] = b.astype(np.float64) @ a.astype(np.float64)
+        folder = tmp_path / f"{prefix}{i}"
+        folder.mkdir()
+        save_file(tensors, str(folder / "adapter_model.safetensors"))
+        (folder / "adapter_config.json").write_text(json.dumps(
+            {"peft_type": "LORA", "r": 4, "lora_alpha": 4, "target_modules": sorted(shapes)}))
+        folders.append(str(folder))
+        deltas.append(truth)
+    return folders, deltas
+
+
+def test_a_collection_shares_the_planted_bases_and_keeps_every_bound(tmp_path):
+    folders, deltas = _planted_collection(tmp_path)
+    out = str(tmp_path / "all.safetensors")
+    report = cond.compress(folders, out, max_error=0.05)
+    assert report.SCHEMA == "cond.compress-collection/1"
+    for m in report.modules:
+        assert [g["rank"] for g in m["groups"]] == [3] and len(m["groups"][0]["members"]) == 6  # one group
+        assert m["worst_error"] <= 0.05
+    # planted: U and V of rank 3 shared, a 3 x 3 core each, against 6 adapters of rank 3 alone
+    planted = sum(3 * (o + i) + 6 * 9 for o, i in ((24, 16), (24, 16), (16, 24))) * 4
+    def eckart_young(dw):
+        s = np.linalg.svd(dw, compute_uv=False)
+        tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / np.linalg.norm(dw)
+        return int(np.argmax(np.append(tails, 0.0)[1:] <= 0.05)) + 1
+
+    alone = sum(eckart_young(dw) * sum(dw.shape) * 4 for truth in deltas for dw in truth.values())
+    assert report.bytes_collection == pytest.approx(planted, rel=0.10) and report.bytes_alone == alone
+    # every adapter back as a PEFT folder, each within the bound of its own product (plus one float32 rounding)
+    expanded = tmp_path / "back"
+    result = runner.invoke(app, ["expand", out, "-o", str(expanded), "-q"])
+    assert result.exit_code == 0, result.output
+    for folder, truth in zip(folders, deltas):
+        name = os.path.basename(folder)
+        for module in open_adapter(str(expanded / name)).modules:
+            left, right = module.factors()
+            got = module.scale * left @ right
+            err = np.linalg.norm(got - truth[module.name]) / np.linalg.norm(truth[module.name])
+            assert err <= 0.05 + 1e-6, (name, module.name, err)
+
+
+def test_one_adapter_of_a_collection_loads_onto_a_model(tmp_path):
+    from cond.torch import load_adapter
+
+    folders, deltas = _planted_collection(tmp_path, count=3)
+    out = str(tmp_path / "all.safetensors")
+    cond.compress(folders, out, max_error=0.05)
+    torch.manual_seed(0)
+    model = Tiny()
+    before = {k: v.detach().double().numpy().copy() for k, v in model.state_dict().items()}
+    merged = load_adapter(model, out, "task1").merge_and_unload().state_dict()
+    for module, truth in deltas[1].items():
+        got = merged[f"{module}.weight"].double().numpy() - before[f"{module}.weight"]
+        assert np.linalg.norm(got - truth) <= (0.05 + 1e-5) * np.linalg.norm(truth)
+    refused = runner.invoke(app, ["expand", out, "-o", str(tmp_path / "x"), "--adapter", "nope"])
+    assert refused.exit_code == 2 and "task0, task1, task2" in refused.stderr
+
+
+def test_two_families_make_two_groups(tmp_path):
+    """Adapters from two unrelated planted subspaces: sharing across families costs more than it
+    saves, so each module gets two groups of 3, each of rank 3; a folder of adapters is a collection too."""
+    (tmp_path / "all").mkdir()
+    first, _ = _planted_collection(tmp_path / "all", count=3, seed=1, prefix="a")
+    second, _ = _planted_collection(tmp_path / "all", count=3, seed=2, prefix="b")
+    report = cond.compress(str(tmp_path / "all"), str(tmp_path / "c.safetensors"), max_error=0.05)
+    assert report.adapters == ("a0", "a1", "a2", "b0", "b1", "b2")
+    for m in report.modules:
+        groups = sorted(sorted(g["members"]) for g in m["groups"])
+        assert groups == [["a0", "a1", "a2"], ["b0", "b1", "b2"]] and {g["rank"] for g in m["groups"]} == {3}
+        assert m["worst_error"] <= 0.05

@@ -63,7 +63,7 @@ class ExpandResult(Result):
         return self.document(files=list(self.files), total_size=self.total_size, tensors=self.tensors)
 
 
-def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) -> ExpandResult:
+def expand(source, output, *, max_shard_size="5GB", force=False, progress=None, adapter=None) -> ExpandResult:
     """Write the dense checkpoint of a compressed file.
 
     Parameters
@@ -76,6 +76,8 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
     max_shard_size : str or int
     force : bool
         Replace existing output files.
+    adapter : str, optional
+        For a LoRA collection (``cond-lora-collection/1``): write only this adapter.
     progress : callable, optional
         ``progress(done, total)`` per tensor.
 
@@ -88,6 +90,12 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
 
     started = time.perf_counter()
     source_kind(source, "expand")
+    from cond.formats.lora_collection import is_collection
+
+    if is_collection(source):
+        return _expand_collection(source, output, adapter, force, started)
+    if adapter is not None:
+        raise UsageError("`--adapter` picks one adapter of a LoRA collection; this is not one", path=str(source))
     source, output = os.fspath(source), os.fspath(output) if isinstance(output, (str, os.PathLike)) else output
     limit = byte_size(max_shard_size)
     single_file = isinstance(output, str) and output.endswith(".safetensors")
@@ -114,6 +122,20 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None) 
             _finish_folder(plan, output, files, earlier)
     return ExpandResult(source, tuple(files), total, len(plan_tensors), time.perf_counter() - started,
                         dict(max_shard_size=limit, force=bool(force)))
+
+
+def _expand_collection(source, output, adapter, force, started):
+    """Every adapter of a LoRA collection (or ``adapter``) into the folder ``output``."""
+    from cond.formats.lora_collection import write_adapters
+
+    if not isinstance(output, (str, os.PathLike)) or os.fspath(output).endswith(".safetensors"):
+        raise UsageError("a LoRA collection expands into a folder (one adapter per name); give a folder",
+                         path=os.fspath(output) if isinstance(output, (str, os.PathLike)) else None)
+    with OutputPlan([source], force=force) as plan:
+        plan.folder(output, "--output")
+        files, count = write_adapters(plan, source, output, adapter)
+    return ExpandResult(os.fspath(source), tuple(files), sum(os.path.getsize(f) for f in files), count,
+                        time.perf_counter() - started, dict(adapter=adapter, force=bool(force)))
 
 
 MARKER = ".cond-expand.json"  # the files an expansion wrote into its folder, so --force removes only those

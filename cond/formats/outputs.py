@@ -269,8 +269,11 @@ class OutputPlan:
                 os.unlink(tmp)
 
     def _make_folder(self, folder):
+        """Make ``folder`` and any missing parents below the planned output, each recorded so that a
+        failed run removes them again."""
         if os.path.isdir(folder):
             return
+        self._make_folder(os.path.dirname(os.path.abspath(folder)))
         try:
             os.mkdir(folder)
         except OSError as exc:

@@ -5,6 +5,8 @@ when used.
   (:func:`load_factorised`, :func:`to_dense`, :class:`LowRankLinear`);
 - :mod:`cond.torch.calibrator`: the input Grams and Fisher of a model's Linear layers
   (:class:`Calibrator`), written in the calibration format of :mod:`cond.formats.calibration_file`;
+- :mod:`cond.torch.adapters`: a LoRA adapter (a PEFT folder, or one adapter of a
+  collection by name) loaded onto a model through peft (:func:`load_adapter`);
 - :mod:`cond.torch.names`: aligning a model's names with a checkpoint's (wrapper prefixes).
 
 >>> import cond.torch                                                     # doctest: +SKIP
@@ -14,7 +16,7 @@ when used.
 Importing this package imports no torch; the names below load their module on first use.
 """
 
-_LAZY = {"LowRankLinear": "runtime", "load_factorised": "runtime", "to_dense": "runtime",
+_LAZY = {"LowRankLinear": "runtime", "load_factorised": "runtime", "to_dense": "runtime", "load_adapter": "adapters",
          "Calibrator": "calibrator", "align": "names", "mapper": "names"}
 
 __all__ = sorted(_LAZY)

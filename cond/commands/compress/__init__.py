@@ -131,6 +131,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     CompressReport
         Or, for an adapter or a fine-tune, an ``AdapterCompressReport`` (``cond.compress-adapter/1``).
     """
+    if isinstance(source, (list, tuple)) or _is_adapter_folder_of_adapters(source):
+        return _collection_run(source, output, base, locals())
     if base is not None or _is_adapter(source):
         return _adapter_run(source, output, base, locals())
     opts = compress_options(max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude,
@@ -208,18 +210,44 @@ def _is_adapter(source):
     return isinstance(source, (str, os.PathLike)) and is_adapter(source)
 
 
+def _is_adapter_folder_of_adapters(source):
+    """A folder (not itself an adapter) whose subfolders are PEFT adapters: a collection's input."""
+    from cond.formats.lora import is_adapter
+
+    if not isinstance(source, (str, os.PathLike)) or not os.path.isdir(source) or is_adapter(source):
+        return False
+    subs = [os.path.join(source, d) for d in sorted(os.listdir(source))]
+    return any(os.path.isdir(d) and is_adapter(d) for d in subs)
+
+
+def _collection_run(source, output, base, given):
+    """Several adapters (or a folder of them) into one collection with shared bases."""
+    from cond.commands.adapter_collection import compress_collection
+    from cond.formats.lora import is_adapter
+
+    if isinstance(source, (list, tuple)):
+        sources = list(source)
+    else:
+        sources = [os.path.join(source, d) for d in sorted(os.listdir(source))
+                   if is_adapter(os.path.join(source, d))]
+    if base is not None or given["rank"] is not None:
+        raise UsageError("a collection of adapters takes `--max-error` (and no `--base` or `--rank`)")
+    for path in sources:
+        if not is_adapter(path):
+            raise UsageError("several inputs make a collection of LoRA adapters; this is not one (a PEFT folder "
+                             "or a kohya file)", path=os.fspath(path))
+    given = dict(given, base=None)
+    _refuse_checkpoint_options(given)  # the same refusals as one adapter
+    tick = given["progress"]
+    return compress_collection(sources, output, max_error=given["max_error"], dtype=given["dtype"],
+                               force=given["force"],
+                               progress=(lambda done, total, name: tick("modules", done, total)) if tick else None)
+
+
 def _adapter_run(source, output, base, given):
     """Resize an adapter or extract one from a fine-tune; options that only apply to checkpoints
     are refused, not ignored."""
-    from cond.commands.validate import refuse_unused
-
-    refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
-                   "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
-                   "--activations": given["activations"] is not None, "--scheduler": given["scheduler"] is not None,
-                   "--budget-bytes": given["budget_bytes"] is not None, "--group": given["group"] is not None,
-                   "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
-                   "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
-                  "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank")
+    _refuse_checkpoint_options(given)
     tick = given["progress"]
     progress = (lambda done, total, name: tick("modules", done, total)) if tick else None
     common = dict(max_error=given["max_error"], rank=given["rank"], dtype=given["dtype"], include=given["include"],
@@ -234,6 +262,18 @@ def _adapter_run(source, output, base, given):
 
     adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"])
     return resize(source, output, **common)
+
+
+def _refuse_checkpoint_options(given):
+    from cond.commands.validate import refuse_unused
+
+    refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
+                   "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
+                   "--activations": given["activations"] is not None, "--scheduler": given["scheduler"] is not None,
+                   "--budget-bytes": given["budget_bytes"] is not None, "--group": given["group"] is not None,
+                   "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
+                   "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
+                  "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank")
 
 
 def _version():
