@@ -126,8 +126,8 @@ def adapter_errors(folder, truth):
     """Per module ||s L R - dW|| / ||dW|| of an adapter folder, and its factor parameters."""
     errors, params = {}, 0
     for module in open_adapter(folder).modules:
-        if module.name not in truth:
-            continue
+        if module.name not in truth or not np.any(truth[module.name]):
+            continue  # the pooler: SimCSE never trains it, its delta is zero
         left, right = module.factors()
         dw = truth[module.name]
         errors[module.name] = float(np.linalg.norm(module.scale * left @ right - dw) / np.linalg.norm(dw))
@@ -138,7 +138,10 @@ def adapter_errors(folder, truth):
 def cosine_with(embedder, base_dir, folder, batches, reference):
     import peft
 
-    model = peft.PeftModel.from_pretrained(embedder.transformers.AutoModel.from_pretrained(base_dir), folder)
+    config = peft.LoraConfig.from_pretrained(folder)
+    config.task_type = None  # mergekit writes CAUSAL_LM, which peft cannot wrap around a BertModel
+    model = peft.PeftModel.from_pretrained(embedder.transformers.AutoModel.from_pretrained(base_dir), folder,
+                                           config=config)
     got = embedder.embed(model.merge_and_unload().eval(), batches)
     return float(np.mean(np.sum(got * reference, axis=1)))
 

@@ -377,3 +377,20 @@ def test_two_families_make_two_groups(tmp_path):
         groups = sorted(sorted(g["members"]) for g in m["groups"])
         assert groups == [["a0", "a1", "a2"], ["b0", "b1", "b2"]] and {g["rank"] for g in m["groups"]} == {3}
         assert m["worst_error"] <= 0.05
+
+
+def test_an_untrained_module_is_left_out_of_a_resize(tmp_path):
+    """PEFT initialises B to zero: a module training never reached has a zero product, and a
+    resize leaves it out (saying so) instead of failing."""
+    pair = {"base_model.model.q.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
+            "base_model.model.q.lora_B.weight": RNG.standard_normal((6, 4)).astype(np.float32),
+            "base_model.model.k.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
+            "base_model.model.k.lora_B.weight": np.zeros((6, 4), np.float32)}
+    folder = tmp_path / "a"
+    folder.mkdir()
+    save_file(pair, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 4}))
+    report = cond.compress(str(folder), str(tmp_path / "b"), max_error=0.1)
+    assert [m.name for m in report.modules] == ["q"]
+    assert report.left_out == (("k", "a zero delta (an untrained module): left out, the product is the same"),)
+    assert [m.name for m in open_adapter(str(tmp_path / "b")).modules] == ["q"]

@@ -144,7 +144,7 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
         adapter = open_adapter(source)
         kohya = adapter.format == "kohya"
         (plan.file if kohya else plan.folder)(output, "--output")
-        written, records, conv = [], [], {}
+        written, records, conv, dropped = [], [], {}, []
         transposed = bool(adapter.config.get("fan_in_fan_out"))
         for done, module in enumerate(adapter.modules, 1):
             kind = "embedding" if module.kind == "embedding" else "transposed" if transposed else "linear"
@@ -153,6 +153,9 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
                 written.append((module.name, *_fold(module, left, right), kind))
                 continue
             record, factors = _resize_module(module, storage_dtype, max_error, rank, adapter.path)
+            if record is None:  # an untrained module (B = 0): its product is zero, so it is left out
+                dropped.append((module.name, "a zero delta (an untrained module): left out, the product is the same"))
+                continue
             records.append(record)
             written.append((module.name, *factors, kind))
             if module.kind == "conv":
@@ -171,7 +174,7 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
                                                                      "task_type", "bias", "fan_in_fan_out")}
             write_peft(plan, output, written, whole, keep)
     return AdapterCompressReport(str(source), str(output), "resize", adapter.format, None, tuple(records),
-                                 tuple((k, "stored whole in the input") for k in whole),
+                                 tuple((k, "stored whole in the input") for k in whole), tuple(dropped),
                                  options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include),
                                  seconds=time.perf_counter() - started)
 
@@ -194,7 +197,7 @@ def _resize_module(module, storage_dtype, max_error, rank, path):
         svd, norm, storage, max_error, rank,
         lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
     if norm == 0:
-        raise InputError(f"module '{module.name}' has a zero delta; nothing to resize", path=path)
+        return None, None
     if found is None:
         raise InputError(f"module '{module.name}': no rank meets `--max-error {max_error}` once its factors are "
                          f"rounded to {storage.dtype}; store them wider with `--dtype f32`", path=path)
