@@ -154,8 +154,8 @@ def part_a(base_dir, paths, embedder, evaluation):
     batches = embedder.batches(evaluation)
     reference = embedder.embed(embedder.transformers.AutoModel.from_pretrained(paths["ft"]).eval(), batches)
     base_cos = float(np.mean(np.sum(embedder.embed(embedder.model(), batches) * reference, axis=1)))
-    print(f"base model against the fine-tune: mean cosine {base_cos:.5f}")
-    print(f"{'bound':>6s} {'tool':>9s} {'params':>9s} {'max err':>8s} {'mean err':>8s} {'cosine':>8s} {'time':>7s} others")
+    print(f"base model against the fine-tune: mean cosine {base_cos:.5f} (1 - cos {1 - base_cos:.1e})")
+    print(f"{'bound':>6s} {'tool':>9s} {'params':>9s} {'max err':>8s} {'mean err':>8s} {'1 - cos':>8s} {'time':>7s} others")
     for bound in BOUNDS:
         out = os.path.join(WORK, f"cond-{bound}")
         seconds, others = timed([sys.executable, "-m", "cond.cli", "compress", paths["ft"], "--base", base_dir,
@@ -163,7 +163,7 @@ def part_a(base_dir, paths, embedder, evaluation):
         errors, params = adapter_errors(out, truth)
         cos = cosine_with(embedder, base_dir, out, batches, reference)
         print(f"{bound:6.2f} {'cond':>9s} {params:9d} {max(errors.values()):8.4f} {np.mean(list(errors.values())):8.4f} "
-              f"{cos:8.5f} {seconds:6.1f}s {others:.2f}")
+              f"{1 - cos:8.1e} {seconds:6.1f}s {others:.2f}")
         rank = max(1, round(params / widths))
         mk = os.path.join(WORK, f"mergekit-{bound}")
         shutil.rmtree(mk, ignore_errors=True)
@@ -173,7 +173,7 @@ def part_a(base_dir, paths, embedder, evaluation):
         errors, mk_params = adapter_errors(mk, truth)
         cos = cosine_with(embedder, base_dir, mk, batches, reference)
         print(f"{'':6s} {'mergekit':>9s} {mk_params:9d} {max(errors.values()):8.4f} "
-              f"{np.mean(list(errors.values())):8.4f} {cos:8.5f} {seconds:6.1f}s {others:.2f}  (--max-rank {rank})")
+              f"{np.mean(list(errors.values())):8.4f} {1 - cos:8.1e} {seconds:6.1f}s {others:.2f}  (--max-rank {rank})")
 
 
 def part_b(paths):
@@ -189,6 +189,8 @@ def part_b(paths):
         t0 = time.perf_counter()
         dense_errors = []
         for module in adapter.modules:  # kohya: form B A, full SVD, keep the same rank
+            if module.name not in ranks:
+                continue  # left out: a zero delta
             left, right = module.factors()
             product = module.scale * left @ right
             u, s, vt = np.linalg.svd(product, full_matrices=False)

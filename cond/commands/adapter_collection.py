@@ -50,9 +50,11 @@ class CollectionReport(Result):
     bytes_collection: int
     options: dict = field(default_factory=dict)
     seconds: float = 0.0
+    zero: tuple = ()  # modules whose delta is zero in every adapter (untrained): left out
 
     def to_dict(self) -> dict:
         return self.document(output=self.output, adapters=list(self.adapters), modules=[dict(m) for m in self.modules],
+                             zero=list(self.zero),
                              totals=dict(bytes_inputs=self.bytes_inputs, bytes_alone=self.bytes_alone,
                                          bytes_collection=self.bytes_collection,
                                          against_inputs=self.bytes_collection / max(self.bytes_inputs, 1),
@@ -89,9 +91,12 @@ def compress_collection(sources, output, *, max_error, dtype=None, force=False, 
         adapters = [open_adapter(s) for s in sources]
         names = adapter_names(sources)
         by_module = _modules(adapters, names)
-        tensors, manifest_modules, rows, alone_bytes = {}, [], [], 0
+        tensors, manifest_modules, rows, alone_bytes, zero = {}, [], [], 0, []
         for done, (module_name, members) in enumerate(sorted(by_module.items()), 1):
             record, arrays, alone = _module(module_name, members, storage_dtype, max_error)
+            if record is None:  # untrained in every adapter (B = 0): nothing to store
+                zero.append(module_name)
+                continue
             tensors.update(arrays)
             manifest_modules.append(record)
             rows.append(dict(name=module_name, shape=record["shape"],
@@ -108,7 +113,7 @@ def compress_collection(sources, output, *, max_error, dtype=None, force=False, 
     inputs = sum(_adapter_bytes(a) for a in adapters)
     collection = sum(np.asarray(v).nbytes for k, v in tensors.items() if "::saved::" not in k)
     return CollectionReport(tuple(sources), str(output), tuple(names), tuple(rows), inputs, alone_bytes, collection,
-                            dict(max_error=max_error, dtype=storage_dtype), time.perf_counter() - started)
+                            dict(max_error=max_error, dtype=storage_dtype), time.perf_counter() - started, tuple(zero))
 
 
 def _modules(adapters, names):
@@ -141,6 +146,8 @@ def _module(module_name, members, storage_dtype, bound):
         norm = float(np.sqrt(np.sum(svd.s ** 2)))
         if norm > 0:
             prepared.append((name, module, left, right, svd, norm))
+    if not prepared:
+        return None, None, 0
     prepared.sort(key=lambda p: -p[5])
     alone = {p[0]: max(1, rank_for_error(p[4].s, bound)) for p in prepared}
     groups = _group(prepared, alone, bound, m, n)
