@@ -31,8 +31,8 @@ def _table(report, rows, doc):
     from rich.table import Table
 
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-    table = Table(title=f"cond inspect {cell(report.input)} ({report.format} LoRA adapter)", title_justify="left",
-                  header_style="bold")
+    what = f"its change from {cell(report.base)}" if report.format == "delta" else f"{report.format} LoRA adapter"
+    table = Table(title=f"cond inspect {cell(report.input)} ({what})", title_justify="left", header_style="bold")
     for col in ("module", "shape", "rank", "numerical", "wasted", "scale", "sigma_max", "||dW||",
                 "vs base" if report.base else None, "stable", "eff.", "r90", "r99"):
         if col is not None:

@@ -1346,9 +1346,11 @@ def _(d):
     return [folder, "--base", base], ["base.safetensors", "no weight for the adapter's module 'q'"]
 
 
-@case("inspect", "--base without an adapter")
+@case("inspect", "a fine-tune with a base of another architecture")
 def _(d):
-    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors")], ["--base", "LoRA adapters"]
+    base = os.path.join(d, "b.safetensors")
+    save_file({"other.weight": np.zeros((3, 3), np.float32)}, base)
+    return [good_checkpoint(d), "--base", base], ["m.safetensors", "another architecture"]
 
 
 @case("inspect", "a DoRA adapter")

@@ -394,3 +394,24 @@ def test_an_untrained_module_is_left_out_of_a_resize(tmp_path):
     assert [m.name for m in report.modules] == ["q"]
     assert report.left_out == (("k", "a zero delta (an untrained module): left out, the product is the same"),)
     assert [m.name for m in open_adapter(str(tmp_path / "b")).modules] == ["q"]
+
+
+def test_inspect_a_fine_tune_against_its_base(tmp_path):
+    """FINETUNED --base BASE: every changed Linear weight's delta, against LAPACK on W_ft - W_base."""
+    base_dir, ft_dir = _bert_pair(tmp_path)
+    report = cond.inspect(str(ft_dir), base=str(base_dir))
+    assert report.format == "delta" and len(report.modules) == 13
+    from safetensors.numpy import load_file
+
+    base = load_file(str(base_dir / "model.safetensors"))
+    ft = load_file(str(ft_dir / "model.safetensors"))
+    for m in report.modules:
+        w = base[m.name + ".weight"].astype(np.float64)
+        dw = ft[m.name + ".weight"].astype(np.float64) - w
+        s = np.linalg.svd(dw, compute_uv=False)
+        assert m.sigma_max == pytest.approx(s[0], rel=1e-12)
+        assert m.relative_norm == pytest.approx(np.linalg.norm(dw) / np.linalg.norm(w), rel=1e-12)
+        assert m.rank == min(dw.shape) and m.energy_rank_99 <= 3 + min(dw.shape) // 2
+    assert any("LayerNorm" in n for n in report.notices) and any("query.bias" in n for n in report.notices)
+    table = runner.invoke(app, ["inspect", str(ft_dir), "--base", str(base_dir)])
+    assert table.exit_code == 0 and "its change from" in table.stdout

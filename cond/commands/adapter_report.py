@@ -139,22 +139,65 @@ def inspect_adapter(source, *, base=None, include=None, keep_spectra=False, prog
 
 def _module_report(module, path, base_norm, keep_spectra):
     from cond.linalg.factored import factored_svd
-    from cond.linalg.spectrum import rank_measures
 
     left, right = module.factors()
     m, n = module.shape
     with input_errors(path=path, tensor=module.name, shape=module.shape):
         s = factored_svd(left, right, module.scale, compute_uv=False)
     tolerance = max(m, n) * EPS64 * abs(module.scale) * np.linalg.norm(left) * np.linalg.norm(right)
+    return _spectrum_report(module.name, module.kind, module.shape, module.dtype, module.rank, module.alpha,
+                            module.scale, s, tolerance, base_norm, keep_spectra)
+
+
+def _spectrum_report(name, kind, shape, dtype, rank, alpha, scale, s, tolerance, base_norm, keep_spectra):
+    from cond.linalg.spectrum import rank_measures
+
     frob = float(math.sqrt(np.sum((s / s[0]) ** 2)) * s[0]) if len(s) and s[0] > 0 else 0.0
     measures = rank_measures(s) if frob > 0 else dict(effective_rank=None, energy_rank_90=None,
                                                       energy_rank_99=None)
-    return ModuleReport(module.name, module.kind, module.shape, module.dtype, module.rank,
-                        int(np.count_nonzero(s > tolerance)), module.alpha, module.scale,
+    return ModuleReport(name, kind, tuple(shape), dtype, rank, int(np.count_nonzero(s > tolerance)), alpha, scale,
                         float(s[0]) if len(s) else 0.0, frob,
                         None if base_norm is None else (frob / base_norm if base_norm > 0 else math.inf),
                         (frob / s[0]) ** 2 if frob > 0 else None, **measures, rank_tolerance=float(tolerance),
                         spectrum=s if keep_spectra else None)
+
+
+def inspect_delta(finetuned, base, *, include=None, keep_spectra=False, progress=None) -> AdapterReport:
+    """Diagnose the difference a full fine-tune makes: per changed 2-D weight, dW = W_ft - W_base in
+    float64 from the stored values (names aligned across a wrapper's prefix), its singular values
+    by LAPACK, the same rows as an adapter's (``rank`` is min(m, n), the rank nothing limits;
+    ``relative_norm`` is ||dW|| / ||W_base||). Tensors that are not matrices, or that differ in
+    shape, are listed in ``notices``."""
+    from cond.commands.adapter_extract import _classify
+    from cond.commands.choices import regex_option
+    from cond.formats import open_entries
+    from cond.torch.names import align, mapper
+
+    started = time.perf_counter()
+    pattern = regex_option("--include", include)
+    with open_entries(finetuned) as ft_entries, open_entries(base) as base_entries:
+        ft = {e.name: e for e in ft_entries}
+        theirs = {e.name: e for e in base_entries}
+        plan = _classify(ft, theirs, mapper(*align(ft, theirs)), pattern)
+        if not plan["factored"] and not plan["whole"] and plan["left_out"]:
+            raise InputError(f"no tensor matches the base by name and shape ({len(plan['left_out'])} left out): "
+                             "another architecture, or not its base?", path=str(finetuned))
+        reports = []
+        for done, (name, base_name) in enumerate(plan["factored"], 1):
+            w = theirs[base_name].load().astype(np.float64)
+            dw = ft[name].load().astype(np.float64) - w
+            with input_errors(path=str(finetuned), tensor=name, shape=dw.shape):
+                s = np.linalg.svd(dw, compute_uv=False)
+            m, n = dw.shape
+            tolerance = max(m, n) * EPS64 * (float(s[0]) if len(s) else 0.0)
+            reports.append(_spectrum_report(base_name[:-len(".weight")], "delta", dw.shape, ft[name].dtype, min(m, n),
+                                            None, None, s, tolerance, float(np.linalg.norm(w)), keep_spectra))
+            if progress is not None:
+                progress(done, len(plan["factored"]), base_name)
+    notices = tuple(f"{key}: {why}" for key, why in plan["whole_reasons"]) + \
+        tuple(f"{key}: {why}" for key, why in plan["left_out"])
+    return AdapterReport(str(finetuned), "delta", str(base), tuple(reports), (), notices,
+                         dict(include=include, base=str(base)), time.perf_counter() - started)
 
 
 def _base_norms(base, modules):

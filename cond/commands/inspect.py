@@ -143,8 +143,12 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
 
         return inspect_adapter(source, base=base, include=include, keep_spectra=keep_spectra, progress=progress)
     if base is not None:
-        raise UsageError("`--base` applies to LoRA adapters (a PEFT folder or a kohya file); "
-                         f"{os.fspath(source) if kind == 'path' else 'this source'} is not one")
+        if kind != "path":
+            raise UsageError("`--base` compares two checkpoints on disk (or an adapter with its base); "
+                             "this source is not a path")
+        from cond.commands.adapter_report import inspect_delta
+
+        return inspect_delta(source, base, include=include, keep_spectra=keep_spectra, progress=progress)
     workers = _check_workers(workers)
     pattern = regex_option("--include", include)
     if fail_above is not None and not (isinstance(fail_above, (int, float)) and fail_above > 0):
