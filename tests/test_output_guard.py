@@ -200,3 +200,24 @@ def test_a_second_run_on_the_same_path_is_refused(tmp_path):
     ok = runner.invoke(app, ["compress", src, "--rank", "2", "--min-size", "1", "-o", str(out), "-q"])
     assert ok.exit_code == 0, ok.output
     assert out.exists() and not lock.exists()
+
+
+STDIN_FLAGS = [("inspect", ["--input-format", "csv", "-q"], "--spectra", "s.npz"),
+               ("sample", ["--input-format", "csv", "--size", "5"], "-o", "s.tsv"),
+               ("sample", ["--input-format", "csv", "--size", "5"], "--scores-out", "s.txt"),
+               ("dedup", ["--input-format", "csv", "-q"], "-o", "d.csv")]
+
+
+@pytest.mark.parametrize("command, extra, flag, name", STDIN_FLAGS, ids=[f"{c}-stdin-{f}" for c, _, f, _ in STDIN_FLAGS])
+def test_standard_input_outputs_follow_the_same_guard(tmp_path, command, extra, flag, name):
+    """Standard input has no file to protect, but its outputs keep every other rule: an existing
+    file needs --force (and is left as it was without it), and with it the output is written."""
+    data = "a,b,c\n" + "".join(f"{i},{(i * i) % 7},{(3 * i) % 5}\n" for i in range(40))
+    target = tmp_path / name
+    target.write_text("mine")
+    refused = runner.invoke(app, [command, "-", *extra, flag, str(target)], input=data)
+    assert_one_line_error(refused, [name, "--force"])
+    assert target.read_text() == "mine"
+    forced = runner.invoke(app, [command, "-", *extra, flag, str(target), "--force"], input=data)
+    assert forced.exit_code == 0, forced.output
+    assert target.read_bytes() != b"mine" and not [f for f in os.listdir(tmp_path) if f.startswith(".")]
