@@ -1365,10 +1365,19 @@ def _(d):
         ["--cluster", "adapter"]
 
 
-@case("compress", "a fine-tune with --budget")
+@case("compress", "a fine-tune with --method whiten")
 def _(d):
-    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--budget", "0.5", "-o",
-            os.path.join(d, "o")], ["--budget", "do not apply"]
+    grams = os.path.join(d, "g.safetensors")
+    save_file({"w": np.eye(40, dtype=np.float32)}, grams)
+    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--max-error", "0.1", "--method",
+            "whiten", "--activations", grams, "-o", os.path.join(d, "o")], ["--activations", "checkpoints"]
+
+
+@case("compress", "a collection with --budget")
+def _(d):
+    one = peft_folder(d, None, lora_pair(), name="one")
+    two = peft_folder(d, None, lora_pair(), name="two")
+    return [one, two, "--budget", "0.5", "-o", os.path.join(d, "c.safetensors")], ["collection", "budget"]
 
 
 @case("compress", "a fine-tune whose base is another architecture")

@@ -415,3 +415,54 @@ def test_inspect_a_fine_tune_against_its_base(tmp_path):
     assert any("LayerNorm" in n for n in report.notices) and any("query.bias" in n for n in report.notices)
     table = runner.invoke(app, ["inspect", str(ft_dir), "--base", str(base_dir)])
     assert table.exit_code == 0 and "its change from" in table.stdout
+
+
+def test_a_budget_is_spent_where_the_error_falls_most(tmp_path):
+    """--budget over an adapter's modules: the ranks are the allocator's (checked against brute force
+    over every rank combination of the predicted losses), the budget is kept, and with --max-error
+    every module also meets the bound."""
+    import itertools
+
+    folder, _, deltas = _peft_adapter(tmp_path / "adapter")
+    adapter = open_adapter(folder)
+    report = cond.compress(folder, str(tmp_path / "b"), budget=0.5)
+    ranks = {m.name: m.rank for m in report.modules}
+    spent = sum(ranks.get(m.name, 0) * sum(m.shape) for m in adapter.modules)
+    total = sum(m.rank * sum(m.shape) for m in adapter.modules)
+    assert spent <= 0.5 * total
+    spectra = {m.name: np.linalg.svd(deltas[m.name], compute_uv=False) for m in adapter.modules}
+
+    def loss(name, k):
+        s = spectra[name]
+        return float(np.sum(s[k:] ** 2) / np.sum(s ** 2))
+
+    names = [m.name for m in adapter.modules]
+    widths = {m.name: sum(m.shape) for m in adapter.modules}
+    best = min(sum(loss(n, k) for n, k in zip(names, combo))
+               for combo in itertools.product(*[range(len(spectra[n]) + 1) for n in names])
+               if sum(k * widths[n] for n, k in zip(names, combo)) <= 0.5 * total)
+    got = sum(loss(n, ranks.get(n, 0)) for n in names)
+    assert got <= best + 0.05  # the Lagrangian allocation with its fill: near the brute-force optimum
+    bounded = cond.compress(folder, str(tmp_path / "c"), budget=1.0, max_error=0.3)
+    assert all(m.error <= 0.3 for m in bounded.modules)
+
+
+def test_a_budget_for_an_extracted_adapter_loads_in_peft(tmp_path):
+    base_dir, ft_dir = _bert_pair(tmp_path)
+    out = tmp_path / "adapter"
+    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--budget-bytes", "0.2",
+                                 "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    base = transformers.BertModel.from_pretrained(str(base_dir))
+    linear = [m for m in base.modules() if isinstance(m, torch.nn.Linear)]
+    dense = sum(4 * m.weight.numel() for m in linear)  # every changed Linear weight, float32
+    assert len(linear) == 13 and sum(m["bytes_after"] for m in doc["modules"]) <= 0.2 * dense
+    merged = peft.PeftModel.from_pretrained(base, str(out)).merge_and_unload().state_dict()
+    ft = transformers.BertModel.from_pretrained(str(ft_dir)).state_dict()
+    ref = transformers.BertModel.from_pretrained(str(base_dir)).state_dict()
+    for m in doc["modules"]:
+        name = m["name"] + ".weight"
+        want, dw = ft[name].double().numpy(), ft[name].double().numpy() - ref[name].double().numpy()
+        err = np.linalg.norm(merged[name].double().numpy() - want) / np.linalg.norm(dw)
+        assert abs(err - m["error"]) <= 4 * np.finfo(np.float32).eps * np.linalg.norm(want) / np.linalg.norm(dw)

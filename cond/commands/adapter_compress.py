@@ -88,13 +88,20 @@ class AdapterCompressReport(Result):
                         bytes_after=sum(m.bytes_after for m in self.modules), worst_error=self.worst_error))
 
 
-def adapter_options(max_error, rank, dtype, budget=None, method="svd"):
-    """The checked size request of an adapter run: one of ``max_error`` and ``rank``."""
-    if budget is not None or method != "svd":
-        raise UsageError("adapters and fine-tune deltas take `--max-error` or `--rank` (with plain SVD); "
-                         "`--budget` and weighted methods do not apply to them yet")
-    if (max_error is None) == (rank is None):
-        raise UsageError("give exactly one of `--max-error` and `--rank` for an adapter or a fine-tune delta")
+def adapter_options(max_error, rank, dtype, budget=None, method="svd", budget_bytes=None):
+    """The checked size request of an adapter run: ``max_error``, ``rank``, or a budget (``budget``: a
+    share of the parameters, ``budget_bytes``: of the bytes), which ``max_error`` may join."""
+    if method != "svd":
+        raise UsageError("adapters and fine-tune deltas are cut by plain SVD; weighted methods (`--method "
+                         f"{method}`) do not apply to them yet")
+    budgets = [b for b in (budget, budget_bytes) if b is not None]
+    if len(budgets) > 1 or rank is not None and (budgets or max_error is not None) or \
+            rank is None and max_error is None and not budgets:
+        raise UsageError("give `--max-error`, `--rank`, `--budget` or `--budget-bytes` for an adapter or a fine-tune "
+                         "delta (`--max-error` may join a budget)")
+    for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
+        if value is not None and not 0 < value <= 1:
+            raise UsageError(f"`{flag}` must be a share in (0, 1]; got {value}")
     if max_error is not None and not 0 < max_error < 1:
         raise UsageError(f"`--max-error` must be in (0, 1); got {max_error}")
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
@@ -107,16 +114,20 @@ def adapter_options(max_error, rank, dtype, budget=None, method="svd"):
     return storage
 
 
-def truncate(svd, norm, storage, bound, rank, measure):
+def truncate(svd, norm, storage, bound, rank, measure, start=None):
     """The smallest rank whose stored factors are within ``bound`` of ``norm`` (or the rank
-    asked for): (rank, stored left, stored right, relative error measured by ``measure``)."""
+    asked for; ``start``: the smallest rank to try, a budget's, raised only if the bound needs
+    it): (rank, stored left, stored right, relative error measured by ``measure``)."""
     from cond.linalg.factored import balanced_factors
     from cond.linalg.truncated import rank_for_error
 
     if norm == 0:
         raise ValueError("the delta is zero")
     available = len(svd.s)
-    if rank is not None:
+    if start is not None:
+        first, last = min(start, available), (available if bound is not None else min(start, available))
+        rank = None if bound is not None else first
+    elif rank is not None:
         first = last = min(rank, available)
     else:
         first, last = max(1, rank_for_error(svd.s, bound)), available
@@ -130,18 +141,20 @@ def truncate(svd, norm, storage, bound, rank, measure):
 
 
 def resize(source, output, *, max_error=None, rank=None, dtype=None, include=None, force=False,
-           progress=None) -> AdapterCompressReport:
-    """Cut every module of a LoRA adapter to the smallest rank within ``max_error`` (or to ``rank``),
-    in factor space; the output has the input's format (PEFT folder or kohya file)."""
+           progress=None, budget=None, budget_bytes=None) -> AdapterCompressReport:
+    """Cut every module of a LoRA adapter to the smallest rank within ``max_error`` (or to ``rank``,
+    or to the ranks a budget allocates: ``budget`` a share of the adapter's factor parameters,
+    ``budget_bytes`` of its bytes), in factor space; the output has the input's format."""
     from cond.commands.choices import regex_option
     from cond.formats.lora import open_adapter
     from cond.formats.outputs import OutputPlan
 
-    storage_dtype = adapter_options(max_error, rank, dtype)
+    storage_dtype = adapter_options(max_error, rank, dtype, budget_bytes=budget_bytes, budget=budget)
     pattern = regex_option("--include", include)
     started = time.perf_counter()
     with OutputPlan([source], force=force) as plan:
         adapter = open_adapter(source)
+        planned = _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_bytes)
         kohya = adapter.format == "kohya"
         (plan.file if kohya else plan.folder)(output, "--output")
         written, records, conv, dropped = [], [], {}, []
@@ -152,7 +165,11 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
                 left, right = module.factors()
                 written.append((module.name, *_fold(module, left, right), kind))
                 continue
-            record, factors = _resize_module(module, storage_dtype, max_error, rank, adapter.path)
+            start = planned.get(module.name)
+            if start == 0:
+                dropped.append((module.name, "rank 0: the budget is better spent elsewhere"))
+                continue
+            record, factors = _resize_module(module, storage_dtype, max_error, rank, adapter.path, start)
             if record is None:  # an untrained module (B = 0): its product is zero, so it is left out
                 dropped.append((module.name, "a zero delta (an untrained module): left out, the product is the same"))
                 continue
@@ -175,8 +192,29 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
             write_peft(plan, output, written, whole, keep)
     return AdapterCompressReport(str(source), str(output), "resize", adapter.format, None, tuple(records),
                                  tuple((k, "stored whole in the input") for k in whole), tuple(dropped),
-                                 options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include),
+                                 options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include,
+                                              budget=budget, budget_bytes=budget_bytes),
                                  seconds=time.perf_counter() - started)
+
+
+def _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_bytes):
+    """``{module: rank}`` from the budget (empty without one), over the selected modules."""
+    if budget is None and budget_bytes is None:
+        return {}
+    from cond.formats.safetensors_file import numpy_dtype
+    from cond.linalg.factored import factored_svd
+
+    chosen = [m for m in adapter.modules if pattern is None or pattern.search(m.name)]
+    unit = "bytes" if budget_bytes is not None else "params"
+    items = []
+    for module in chosen:
+        left, right = module.factors()
+        s = factored_svd(left, right, module.scale, compute_uv=False)
+        size = np.dtype(numpy_dtype(_storage(storage_dtype, module.dtype).dtype)).itemsize
+        own = np.dtype(numpy_dtype(module.dtype.split("/")[0])).itemsize if unit == "bytes" else 1
+        items.append((s, float(np.linalg.norm(s)), *module.shape, size, module.rank * sum(module.shape) * own))
+    ranks = budget_ranks(items, budget if budget is not None else budget_bytes, unit, max_error)
+    return {m.name: r for m, r in zip(chosen, ranks)}
 
 
 def _storage(dtype, own):
@@ -185,7 +223,7 @@ def _storage(dtype, own):
     return Storage(dtype or (own if own in ("F32", "F16", "BF16", "F64") else "F32"))
 
 
-def _resize_module(module, storage_dtype, max_error, rank, path):
+def _resize_module(module, storage_dtype, max_error, rank, path, start=None):
     from cond.formats.safetensors_file import numpy_dtype
     from cond.linalg.factored import factored_distance, factored_svd
 
@@ -195,7 +233,8 @@ def _resize_module(module, storage_dtype, max_error, rank, path):
     storage = _storage(storage_dtype, module.dtype)
     found = None if norm == 0 else truncate(
         svd, norm, storage, max_error, rank,
-        lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
+        lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)),
+        start=start)
     if norm == 0:
         return None, None
     if found is None:
@@ -269,3 +308,38 @@ def delta_svd(dw, max_error, rank, seed):
     u, s, vt = np.linalg.svd(dw, full_matrices=False)
     return FactoredSVD(u, s, vt), "svd"
 
+
+
+def budget_ranks(items, share, unit, bound=None):
+    """The rank of every module under one budget (:func:`cond.linalg.allocation.allocate`):
+    ``items`` are (singular values, ||dW||, m, n, bytes per value, cost of the input form);
+    options are every rank 0..len(s) (0 leaves the module out) whose predicted relative error
+    meets ``bound`` (all ranks without one), cost k (m + n) values or bytes, loss the predicted
+    squared relative error (each module's error counts alike). The budget is ``share`` of the
+    summed input cost. Returns the ranks."""
+    from cond.linalg.allocation import allocate
+    from cond.linalg.truncated import tail_errors
+
+    options = []
+    for s, norm, m, n, itemsize, _ in items:
+        tails = tail_errors(s) if norm > 0 else np.zeros(1)
+        per_value = itemsize if unit == "bytes" else 1
+        opts = [(k * (m + n) * per_value, float(tails[k]) ** 2) for k in range(len(tails))
+                if bound is None or tails[k] <= bound]
+        options.append(opts)
+    total = share * sum(item[5] for item in items)
+    try:
+        allocation = allocate(options, total)
+    except ValueError as exc:
+        raise UsageError(f"the budget cannot hold every module within `--max-error` ({exc})") from None
+    return [_rank_of(choice, bound, item[0]) for choice, item in zip(allocation.choice, items)]
+
+
+def _rank_of(choice, bound, s):
+    """The rank an option index stands for (options skip the ranks the bound rules out)."""
+    from cond.linalg.truncated import tail_errors
+
+    if bound is None:
+        return choice
+    allowed = [k for k, e in enumerate(tail_errors(s)) if e <= bound]
+    return allowed[choice]

@@ -14,7 +14,7 @@ from cond.errors import InputError
 
 
 def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, include=None, seed=0, force=False,
-            progress=None) -> AdapterCompressReport:
+            progress=None, budget=None, budget_bytes=None) -> AdapterCompressReport:
     """Write a PEFT adapter whose every factored module reproduces W_ft - W_base within ``max_error``
     of its norm (measured on what is written), or at ``rank``.
 
@@ -26,7 +26,11 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
     output : str
         The PEFT folder to write.
     max_error, rank : float, int
-        One of them.
+        One of them, or a budget.
+    budget, budget_bytes : float, optional
+        A share of the changed matrices' dense parameters (or bytes) that the adapter may hold,
+        spent across modules by :func:`cond.commands.adapter_compress.budget_ranks` (every delta
+        decomposed by the full SVD first); ``max_error`` may join it.
     dtype : str, optional
         Storage dtype of the factors (default: each fine-tuned weight's own).
     include : str, optional
@@ -40,7 +44,7 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
     from cond.formats.outputs import OutputPlan
     from cond.torch.names import align, mapper
 
-    storage_dtype = adapter_options(max_error, rank, dtype)
+    storage_dtype = adapter_options(max_error, rank, dtype, budget=budget, budget_bytes=budget_bytes)
     seed = check_seed(seed)
     pattern = regex_option("--include", include)
     started = time.perf_counter()
@@ -57,9 +61,13 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
                                  + (f" ({mismatched} left out: another architecture, or not its base?)" if mismatched
                                     else " (the fine-tune equals its base)"), path=os.fspath(finetuned))
             written, records = [], []
+            starts = _planned_extract(ft, theirs, plan_, storage_dtype, max_error, budget, budget_bytes)
             for done, (name, base_name) in enumerate(plan_["factored"], 1):
+                if starts.get(base_name) == 0:
+                    plan_["left_out"].append((base_name, "rank 0: the budget is better spent elsewhere"))
+                    continue
                 record, factors = _extract_one(ft[name], theirs[base_name], base_name, storage_dtype, max_error,
-                                               rank, seed)
+                                               rank, seed, starts.get(base_name))
                 records.append(record)
                 written.append((base_name[:-len(".weight")], *factors))
                 if progress:
@@ -74,7 +82,7 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
                                  tuple((key, why) for key, why in plan_["whole_reasons"]),
                                  tuple(plan_["left_out"]),
                                  options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include,
-                                              seed=seed),
+                                              seed=seed, budget=budget, budget_bytes=budget_bytes),
                                  seconds=time.perf_counter() - started)
 
 
@@ -109,7 +117,27 @@ def _classify(ft, theirs, to_base, pattern):
     return dict(factored=factored, whole=whole, whole_reasons=reasons, left_out=left_out)
 
 
-def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, seed):
+def _planned_extract(ft, theirs, plan_, storage_dtype, max_error, budget, budget_bytes):
+    """``{base name: rank}`` from the budget (empty without one): the full spectrum of every delta."""
+    if budget is None and budget_bytes is None:
+        return {}
+    from cond.commands.adapter_compress import budget_ranks
+    from cond.formats.safetensors_file import numpy_dtype
+
+    unit = "bytes" if budget_bytes is not None else "params"
+    items = []
+    for name, base_name in plan_["factored"]:
+        dw = ft[name].load().astype(np.float64) - theirs[base_name].load().astype(np.float64)
+        s = np.linalg.svd(dw, compute_uv=False)
+        m, n = dw.shape
+        size = np.dtype(numpy_dtype(_storage(storage_dtype, ft[name].dtype).dtype)).itemsize
+        own = np.dtype(numpy_dtype(ft[name].dtype)).itemsize if unit == "bytes" else 1
+        items.append((s, float(np.linalg.norm(s)), m, n, size, m * n * own))
+    ranks = budget_ranks(items, budget if budget is not None else budget_bytes, unit, max_error)
+    return {base_name: r for (_, base_name), r in zip(plan_["factored"], ranks)}
+
+
+def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, seed, start=None):
     from cond.formats.safetensors_file import numpy_dtype
 
     dw = entry.load().astype(np.float64) - base_entry.load().astype(np.float64)
@@ -117,9 +145,10 @@ def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, s
         raise InputError("the fine-tune or the base holds NaN or Inf", path=entry.source, tensor=entry.name,
                          shape=entry.shape)
     norm = float(np.linalg.norm(dw))
-    svd, route = delta_svd(dw, max_error, rank, seed)
+    svd, route = delta_svd(dw, max_error, rank if start is None else start, seed) if start is None else \
+        _full_svd(dw)
     storage = _storage(storage_dtype, entry.dtype)
-    found = truncate(svd, norm, storage, max_error, rank, relative_error_of(dw, norm))
+    found = truncate(svd, norm, storage, max_error, rank, relative_error_of(dw, norm), start=start)
     if found is None and route == "randomized":
         u, s, vt = np.linalg.svd(dw, full_matrices=False)
         from cond.linalg.factored import FactoredSVD
@@ -168,3 +197,10 @@ def _own(entry):
 def _is_float(dtype) -> bool:
     """A safetensors float dtype (F64, F32, F16, BF16, the F8 kinds)."""
     return str(dtype).upper().startswith(("F", "BF"))
+
+
+def _full_svd(dw):
+    from cond.linalg.factored import FactoredSVD
+
+    u, s, vt = np.linalg.svd(dw, full_matrices=False)
+    return FactoredSVD(u, s, vt), "svd"

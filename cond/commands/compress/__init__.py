@@ -230,8 +230,10 @@ def _collection_run(source, output, base, given):
     else:
         sources = [os.path.join(source, d) for d in sorted(os.listdir(source))
                    if is_adapter(os.path.join(source, d))]
-    if base is not None or given["rank"] is not None:
-        raise UsageError("a collection of adapters takes `--max-error` (and no `--base` or `--rank`)")
+    if base is not None or given["rank"] is not None or given["budget"] is not None \
+            or given["budget_bytes"] is not None:
+        raise UsageError("a collection of adapters takes `--max-error` (no `--base`, `--rank` or budget: every "
+                         "adapter is bounded on its own)")
     for path in sources:
         if not is_adapter(path):
             raise UsageError("several inputs make a collection of LoRA adapters; this is not one (a PEFT folder "
@@ -251,16 +253,17 @@ def _adapter_run(source, output, base, given):
     tick = given["progress"]
     progress = (lambda done, total, name: tick("modules", done, total)) if tick else None
     common = dict(max_error=given["max_error"], rank=given["rank"], dtype=given["dtype"], include=given["include"],
-                  force=given["force"], progress=progress)
+                  force=given["force"], progress=progress, budget=given["budget"], budget_bytes=given["budget_bytes"])
+    from cond.commands.adapter_compress import adapter_options
+
+    adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"],
+                    given["budget_bytes"])
     if base is not None:
         from cond.commands.adapter_extract import extract
-        from cond.commands.adapter_compress import adapter_options
 
-        adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"])
         return extract(source, base, output, seed=given["seed"], **common)
-    from cond.commands.adapter_compress import adapter_options, resize
+    from cond.commands.adapter_compress import resize
 
-    adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"])
     return resize(source, output, **common)
 
 
@@ -270,7 +273,7 @@ def _refuse_checkpoint_options(given):
     refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
                    "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
                    "--activations": given["activations"] is not None, "--scheduler": given["scheduler"] is not None,
-                   "--budget-bytes": given["budget_bytes"] is not None, "--group": given["group"] is not None,
+                   "--group": given["group"] is not None,
                    "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
                    "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
                   "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank")
