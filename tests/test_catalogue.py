@@ -337,3 +337,43 @@ def test_dedup_kappa_keeps_the_promise():
                 assert lo * (1 - 2 * EPS) <= before["kappa"] <= hi * (1 + 2 * EPS), (case.name, before, lo, hi)
             else:
                 assert hi * EPS * c > 0.1 * (1 - 1e-6), (case.name, before)  # unresolved only where it must be
+
+
+def test_adapter_factor_space(tmp_path):
+    """Every case as a LoRA module (a kohya file: lora_up = the matrix in its storage dtype,
+    lora_down = the identity, alpha = r, so dW is the case exactly), inspected in factor space:
+    sigma_max, the Frobenius norm and the numerical rank against the case's truth. The factored
+    route's bound: each value within about c eps |s| ||L||_F ||R||_F of the product's."""
+    cases = select(exclude=("zero", "big"))
+    tensors = {}
+    for case in cases:
+        n = case.a.shape[1]
+        up = case.stored
+        tensors[f"{case.name}.lora_up.weight"] = up
+        tensors[f"{case.name}.lora_down.weight"] = np.eye(n, dtype=up.dtype)
+        tensors[f"{case.name}.alpha"] = np.array(float(n), dtype=np.float32)
+    path = str(tmp_path / "catalogue-lora.safetensors")
+    save_file(tensors, path)
+    doc = _inspect_cli([path])
+    rows = {r["name"]: r for r in doc["modules"]}
+    failures = []
+    for case in cases:
+        row = rows[case.name]
+        Tally.add(case.name, "adapter factor space")
+        m, n = case.a.shape
+        sigma = case.sigma
+        frob = float(np.sqrt(np.sum((sigma / sigma[0]) ** 2)) * sigma[0])  # scaled: tiny and huge cases
+        band = case.sigma_err + 10 * max(m, n) * 2.0**-52 * frob * np.sqrt(n)
+        if abs(row["sigma_max"] - sigma[0]) > band:
+            failures.append(f"{case.name}: sigma_max {row['sigma_max']} vs {sigma[0]} (band {band:.3g})")
+        if abs(row["frobenius_norm"] - frob) > band * np.sqrt(len(sigma)) + 1e-12 * frob:
+            failures.append(f"{case.name}: ||dW|| {row['frobenius_norm']} vs {frob}")
+        tol = row["rank_tolerance"]
+        surely_above = int(np.sum(sigma > tol + band))
+        maybe_above = int(np.sum(sigma > tol - band))
+        if not surely_above <= row["numerical_rank"] <= maybe_above:
+            failures.append(f"{case.name}: numerical rank {row['numerical_rank']} outside "
+                            f"[{surely_above}, {maybe_above}]")
+        if row["rank"] != n:
+            failures.append(f"{case.name}: nominal rank {row['rank']} != {n}")
+    assert not failures, "\n".join(failures[:40])

@@ -202,7 +202,7 @@ def _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_b
     if budget is None and budget_bytes is None:
         return {}
     from cond.formats.safetensors_file import numpy_dtype
-    from cond.linalg.factored import factored_svd
+    from cond.linalg.factored import factored_svd, frobenius
 
     chosen = [m for m in adapter.modules if pattern is None or pattern.search(m.name)]
     unit = "bytes" if budget_bytes is not None else "params"
@@ -212,7 +212,7 @@ def _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_b
         s = factored_svd(left, right, module.scale, compute_uv=False)
         size = np.dtype(numpy_dtype(_storage(storage_dtype, module.dtype).dtype)).itemsize
         own = np.dtype(numpy_dtype(module.dtype.split("/")[0])).itemsize if unit == "bytes" else 1
-        items.append((s, float(np.linalg.norm(s)), *module.shape, size, module.rank * sum(module.shape) * own))
+        items.append((s, frobenius(s), *module.shape, size, module.rank * sum(module.shape) * own))
     ranks = budget_ranks(items, budget if budget is not None else budget_bytes, unit, max_error)
     return {m.name: r for m, r in zip(chosen, ranks)}
 
@@ -225,11 +225,11 @@ def _storage(dtype, own):
 
 def _resize_module(module, storage_dtype, max_error, rank, path, start=None):
     from cond.formats.safetensors_file import numpy_dtype
-    from cond.linalg.factored import factored_distance, factored_svd
+    from cond.linalg.factored import factored_distance, factored_svd, frobenius
 
     left, right = module.factors()
     svd = factored_svd(left, right, module.scale)
-    norm = float(np.sqrt(np.sum(svd.s ** 2)))
+    norm = frobenius(svd.s)
     storage = _storage(storage_dtype, module.dtype)
     found = None if norm == 0 else truncate(
         svd, norm, storage, max_error, rank,

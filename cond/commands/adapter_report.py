@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from cond.commands.result import Result
+from cond.commands.result import Result, json_safe
 from cond.errors import InputError, input_errors
 
 SCHEMA = "cond.adapter/1"
@@ -56,7 +56,8 @@ class ModuleReport:
         return self.rank - self.numerical_rank
 
     def row(self) -> dict:
-        return {k: (list(self.shape) if k == "shape" else getattr(self, k)) for k in ROW_FIELDS}
+        """JSON-safe: non-finite numbers are None (as every row cond prints)."""
+        return json_safe({k: (list(self.shape) if k == "shape" else getattr(self, k)) for k in ROW_FIELDS})
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,13 @@ def inspect_adapter(source, *, base=None, include=None, keep_spectra=False, prog
 
 
 def _module_report(module, path, base_norm, keep_spectra):
-    from cond.linalg.factored import factored_svd
+    from cond.linalg.factored import factored_svd, frobenius
 
     left, right = module.factors()
     m, n = module.shape
     with input_errors(path=path, tensor=module.name, shape=module.shape):
         s = factored_svd(left, right, module.scale, compute_uv=False)
-    tolerance = max(m, n) * EPS64 * abs(module.scale) * np.linalg.norm(left) * np.linalg.norm(right)
+    tolerance = max(m, n) * EPS64 * abs(module.scale) * frobenius(left) * frobenius(right)
     return _spectrum_report(module.name, module.kind, module.shape, module.dtype, module.rank, module.alpha,
                             module.scale, s, tolerance, base_norm, keep_spectra)
 

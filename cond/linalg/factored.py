@@ -14,6 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def frobenius(x) -> float:
+    """||x||_F without overflow or underflow: scaled by the largest magnitude first (the squares
+    of entries near 1e160 or 1e-170 leave float64's range; their ratios do not)."""
+    x = np.asarray(x, dtype=np.float64)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0 or not np.isfinite(peak):
+        return peak
+    return peak * float(np.linalg.norm(x / peak))
+
+
 @dataclass(frozen=True)
 class FactoredSVD:
     """dW = u @ diag(s) @ vt with u (m x k), s (k,) descending, vt (k x n), k = min(r, m, n)."""
@@ -66,7 +76,7 @@ def factored_distance(left, right, scale, left2, right2):
     n_side = np.vstack([np.asarray(right, np.float64), np.asarray(right2, np.float64)])
     _, r_m = np.linalg.qr(m_side)
     _, r_n = np.linalg.qr(n_side.T)
-    return float(np.linalg.norm(r_m @ r_n.T))
+    return frobenius(r_m @ r_n.T)
 
 
 def randomized_svd(a, k, oversample=10, power=2, seed=0):
