@@ -1365,12 +1365,20 @@ def _(d):
         ["--cluster", "adapter"]
 
 
-@case("compress", "a fine-tune with --method whiten")
+@case("compress", "an adapter with --method whiten")
+def _(d):
+    grams = os.path.join(d, "g.safetensors")
+    save_file({"q.weight": np.eye(5, dtype=np.float32)}, grams)
+    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--method", "whiten", "--activations", grams,
+            "-o", os.path.join(d, "o")], ["--activations", "checkpoints"]
+
+
+@case("compress", "a whitened extraction with a budget")
 def _(d):
     grams = os.path.join(d, "g.safetensors")
     save_file({"w": np.eye(40, dtype=np.float32)}, grams)
-    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--max-error", "0.1", "--method",
-            "whiten", "--activations", grams, "-o", os.path.join(d, "o")], ["--activations", "checkpoints"]
+    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--budget", "0.5", "--method",
+            "whiten", "--activations", grams, "-o", os.path.join(d, "o")], ["--method whiten", "budget"]
 
 
 @case("compress", "a collection with --budget")

@@ -466,3 +466,41 @@ def test_a_budget_for_an_extracted_adapter_loads_in_peft(tmp_path):
         want, dw = ft[name].double().numpy(), ft[name].double().numpy() - ref[name].double().numpy()
         err = np.linalg.norm(merged[name].double().numpy() - want) / np.linalg.norm(dw)
         assert abs(err - m["error"]) <= 4 * np.finfo(np.float32).eps * np.linalg.norm(want) / np.linalg.norm(dw)
+
+
+def test_a_whitened_extraction_bounds_the_output_error(tmp_path):
+    """--method whiten --activations: every module's output error on the calibration inputs,
+    ||(W_ft - W_merged) X^T|| / ||dW X^T|| with X itself (not its Gram's Cholesky factor), is within
+    the bound after peft's merge, and the reported error is that one."""
+    from cond.formats.calibration_file import write_calibration
+
+    base_dir, ft_dir = _bert_pair(tmp_path)
+    base = transformers.BertModel.from_pretrained(str(base_dir))
+    rng = np.random.default_rng(8)
+    inputs = {}
+    for name, module in base.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            n = module.in_features
+            inputs[name] = rng.standard_normal((400, n)) * np.logspace(0, -2, n)  # anisotropic inputs
+    write_calibration(None, str(tmp_path / "grams.safetensors"), {f"{k}.weight": x.T @ x for k, x in inputs.items()},
+                      {"kind": "gram", "rows": json.dumps({f"{k}.weight": 400 for k in inputs}), "tokens": "400",
+                       "sequences": "400", "steps": "0"})
+    out = tmp_path / "adapter"
+    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--max-error", "0.1",
+                                 "--method", "whiten", "--activations", str(tmp_path / "grams.safetensors"),
+                                 "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {m["route"] for m in doc["modules"]} == {"whiten"}
+    merged = peft.PeftModel.from_pretrained(base, str(out)).merge_and_unload().state_dict()
+    ft = transformers.BertModel.from_pretrained(str(ft_dir)).state_dict()
+    ref = transformers.BertModel.from_pretrained(str(base_dir)).state_dict()
+    for m in doc["modules"]:
+        name = m["name"] + ".weight"
+        x = inputs[m["name"]]
+        dw = ft[name].double().numpy() - ref[name].double().numpy()
+        miss = ft[name].double().numpy() - merged[name].double().numpy()
+        err = np.linalg.norm(miss @ x.T) / np.linalg.norm(dw @ x.T)
+        slack = 8 * np.finfo(np.float32).eps * np.linalg.norm(ft[name].double().numpy() @ x.T) / np.linalg.norm(dw @ x.T)
+        assert err <= 0.1 + slack, (name, err)
+        assert abs(err - m["error"]) <= slack

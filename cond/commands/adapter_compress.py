@@ -88,12 +88,22 @@ class AdapterCompressReport(Result):
                         bytes_after=sum(m.bytes_after for m in self.modules), worst_error=self.worst_error))
 
 
-def adapter_options(max_error, rank, dtype, budget=None, method="svd", budget_bytes=None):
+def adapter_options(max_error, rank, dtype, budget=None, method="svd", budget_bytes=None, activations=None,
+                    extract=False):
     """The checked size request of an adapter run: ``max_error``, ``rank``, or a budget (``budget``: a
-    share of the parameters, ``budget_bytes``: of the bytes), which ``max_error`` may join."""
-    if method != "svd":
-        raise UsageError("adapters and fine-tune deltas are cut by plain SVD; weighted methods (`--method "
-                         f"{method}`) do not apply to them yet")
+    share of the parameters, ``budget_bytes``: of the bytes), which ``max_error`` may join;
+    ``method="whiten"`` with ``activations`` (an extraction only, without a budget) bounds the
+    output error instead."""
+    if method == "whiten":
+        if not extract or activations is None:
+            raise UsageError("`--method whiten` applies to extracting an adapter from a fine-tune (`--base`) and "
+                             "needs `--activations GRAMS` (cond calibrate on the base)")
+        if budget is not None or budget_bytes is not None:
+            raise UsageError("`--method whiten` with a budget does not apply to fine-tune deltas yet: give "
+                             "`--max-error` or `--rank`")
+    elif method != "svd":
+        raise UsageError(f"fine-tune deltas and adapters are cut by plain or whitened SVD; `--method {method}` "
+                         "does not apply to them")
     budgets = [b for b in (budget, budget_bytes) if b is not None]
     if len(budgets) > 1 or rank is not None and (budgets or max_error is not None) or \
             rank is None and max_error is None and not budgets:

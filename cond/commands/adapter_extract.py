@@ -14,7 +14,7 @@ from cond.errors import InputError
 
 
 def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, include=None, seed=0, force=False,
-            progress=None, budget=None, budget_bytes=None) -> AdapterCompressReport:
+            progress=None, budget=None, budget_bytes=None, activations=None) -> AdapterCompressReport:
     """Write a PEFT adapter whose every factored module reproduces W_ft - W_base within ``max_error``
     of its norm (measured on what is written), or at ``rank``.
 
@@ -31,6 +31,10 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
         A share of the changed matrices' dense parameters (or bytes) that the adapter may hold,
         spent across modules by :func:`cond.commands.adapter_compress.budget_ranks` (every delta
         decomposed by the full SVD first); ``max_error`` may join it.
+    activations : str, optional
+        Input Grams X^T X of the base's layers (``cond calibrate`` on the base): each module is then
+        cut by the whitened SVD (SVD-LLM) and the bound, measured on what is written, is on the
+        output error ||(dW - L R) X^T||_F / ||dW X^T||_F; modules without a Gram use plain SVD.
     dtype : str, optional
         Storage dtype of the factors (default: each fine-tuned weight's own).
     include : str, optional
@@ -44,11 +48,13 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
     from cond.formats.outputs import OutputPlan
     from cond.torch.names import align, mapper
 
-    storage_dtype = adapter_options(max_error, rank, dtype, budget=budget, budget_bytes=budget_bytes)
+    storage_dtype = adapter_options(max_error, rank, dtype, budget=budget, budget_bytes=budget_bytes,
+                                    method="whiten" if activations is not None else "svd", activations=activations,
+                                    extract=True)
     seed = check_seed(seed)
     pattern = regex_option("--include", include)
     started = time.perf_counter()
-    with OutputPlan([finetuned, base], force=force) as plan:
+    with OutputPlan([finetuned, base, activations], force=force) as plan:
         plan.folder(output, "--output")
         with open_entries(finetuned) as ft_entries, open_entries(base) as base_entries:
             ft = {e.name: e for e in ft_entries}
@@ -62,12 +68,17 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
                                     else " (the fine-tune equals its base)"), path=os.fspath(finetuned))
             written, records = [], []
             starts = _planned_extract(ft, theirs, plan_, storage_dtype, max_error, budget, budget_bytes)
+            grams = _grams(activations, [b for _, b in plan_["factored"]], theirs)
             for done, (name, base_name) in enumerate(plan_["factored"], 1):
                 if starts.get(base_name) == 0:
                     plan_["left_out"].append((base_name, "rank 0: the budget is better spent elsewhere"))
                     continue
-                record, factors = _extract_one(ft[name], theirs[base_name], base_name, storage_dtype, max_error,
-                                               rank, seed, starts.get(base_name))
+                if grams is not None and base_name in grams:
+                    record, factors = _extract_whitened(ft[name], theirs[base_name], base_name, storage_dtype,
+                                                        max_error, rank, grams)
+                else:
+                    record, factors = _extract_one(ft[name], theirs[base_name], base_name, storage_dtype, max_error,
+                                                   rank, seed, starts.get(base_name))
                 records.append(record)
                 written.append((base_name[:-len(".weight")], *factors))
                 if progress:
@@ -82,7 +93,8 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
                                  tuple((key, why) for key, why in plan_["whole_reasons"]),
                                  tuple(plan_["left_out"]),
                                  options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include,
-                                              seed=seed, budget=budget, budget_bytes=budget_bytes),
+                                              seed=seed, budget=budget, budget_bytes=budget_bytes,
+                                              activations=activations),
                                  seconds=time.perf_counter() - started)
 
 
@@ -204,3 +216,40 @@ def _full_svd(dw):
 
     u, s, vt = np.linalg.svd(dw, full_matrices=False)
     return FactoredSVD(u, s, vt), "svd"
+
+
+def _grams(activations, names, theirs):
+    """The Gram file of ``--activations``, checked against the factored weights (names and rows)."""
+    if activations is None:
+        return None
+    from cond.formats.calibration_file import CalibrationFile
+
+    grams = CalibrationFile(activations, "gram")
+    grams.check_names(names)
+    grams.check_rows([theirs[n] for n in names])
+    return grams
+
+
+def _extract_whitened(entry, base_entry, base_name, storage_dtype, bound, rank, grams):
+    """One module by the whitened SVD: the smallest rank whose written factors keep the output error
+    ||(dW - L R) X^T|| / ||dW X^T|| within ``bound`` (or the rank asked for)."""
+    from cond.formats.safetensors_file import numpy_dtype
+    from cond.linalg.truncated import rank_for_error, relative_error
+    from cond.linalg.weighted import weighted_factors
+
+    dw = entry.load().astype(np.float64) - base_entry.load().astype(np.float64)
+    weighting = grams.weighting(base_name, dw.shape)
+    m, n = dw.shape
+    left, right, s = weighted_factors(dw, weighting, min(m, n))
+    storage = _storage(storage_dtype, entry.dtype)
+    first = min(rank, len(s)) if rank is not None else max(1, rank_for_error(s, bound))
+    for k in range(first, (len(s) if rank is None else first) + 1):
+        sl, sr = storage.store(left[:, :k])[0], storage.store(right[:k])[0]
+        error = relative_error(dw, storage.value(sl) @ storage.value(sr), weighting)
+        if rank is not None or error <= bound:
+            size = np.dtype(numpy_dtype(storage.dtype)).itemsize
+            return ModuleRecord(base_name[:-len(".weight")], (m, n), None, k, error, bound,
+                                m * n * np.dtype(numpy_dtype(entry.dtype)).itemsize, (m + n) * k * size,
+                                "whiten"), (sl, sr)
+    raise InputError(f"no rank meets `--max-error {bound}` on the output error once the factors are rounded to "
+                     f"{storage.dtype}; store them wider with `--dtype f32`", path=entry.source, tensor=entry.name)

@@ -257,11 +257,11 @@ def _adapter_run(source, output, base, given):
     from cond.commands.adapter_compress import adapter_options
 
     adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"],
-                    given["budget_bytes"])
+                    given["budget_bytes"], given["activations"], extract=base is not None)
     if base is not None:
         from cond.commands.adapter_extract import extract
 
-        return extract(source, base, output, seed=given["seed"], **common)
+        return extract(source, base, output, seed=given["seed"], activations=given["activations"], **common)
     from cond.commands.adapter_compress import resize
 
     return resize(source, output, **common)
@@ -270,9 +270,11 @@ def _adapter_run(source, output, base, given):
 def _refuse_checkpoint_options(given):
     from cond.commands.validate import refuse_unused
 
+    whitening = given["method"] == "whiten" and given.get("base") is not None
     refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
                    "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
-                   "--activations": given["activations"] is not None, "--scheduler": given["scheduler"] is not None,
+                   "--activations": given["activations"] is not None and not whitening,
+                   "--scheduler": given["scheduler"] is not None,
                    "--group": given["group"] is not None,
                    "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
                    "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
