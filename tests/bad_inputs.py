@@ -1414,6 +1414,14 @@ def _(d):
         ["--max-error", "--rank"]
 
 
+
+@case("inspect", "an adapter whose factors have two dtypes")
+def _(d):
+    pair = lora_pair()
+    pair["base_model.model.q.lora_B.weight"] = pair["base_model.model.q.lora_B.weight"].astype(np.float16)
+    return [peft_folder(d, None, pair)], ["adapter_model.safetensors", "'q'", "two dtypes"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():

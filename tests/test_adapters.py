@@ -138,6 +138,12 @@ def test_an_adapter_that_wastes_rank(tmp_path):
     assert c.shape == (5, 54) and c.scale == 1.0
     assert c.frobenius_norm == pytest.approx(np.linalg.norm(truth_c), rel=1e-12)
     assert any("no .alpha" in n for n in report.notices)
+    small = str(tmp_path / "small.safetensors")  # kohya's convention kept: no .alpha where the input had none
+    cond.compress(path, small, rank=2)
+    from safetensors.numpy import load_file
+
+    keys = set(load_file(small))
+    assert "lora_unet_a.alpha" in keys and "lora_unet_c.alpha" not in keys
 
 
 def test_the_command_line_shows_an_adapter(tmp_path):
@@ -253,6 +259,9 @@ def test_resize_a_kohya_file_keeps_its_format(tmp_path):
     s = np.linalg.svd(truth, compute_uv=False)
     assert module.rank == 2 and err == pytest.approx(np.sqrt(np.sum(s[2:] ** 2)) / np.linalg.norm(truth), rel=1e-4)
     assert report.modules[0].error == pytest.approx(err, rel=1e-6)
+    from safetensors.numpy import load_file
+
+    assert sorted(load_file(out)) == ["lora_te_x.alpha", "lora_te_x.lora_down.weight", "lora_te_x.lora_up.weight"]
 
 
 def test_the_randomized_route_is_certified(tmp_path):

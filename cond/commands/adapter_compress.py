@@ -193,7 +193,8 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
         if kohya:
             from cond.formats.lora_writer import write_kohya
 
-            write_kohya(plan, output, written, conv, whole)
+            write_kohya(plan, output, written, conv, whole,
+                        without_alpha={n.split(":")[0] for n in adapter.notices if "no .alpha" in n})
         else:
             from cond.formats.lora_writer import write_peft
 
@@ -221,7 +222,7 @@ def _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_b
         left, right = module.factors()
         s = factored_svd(left, right, module.scale, compute_uv=False)
         size = np.dtype(numpy_dtype(_storage(storage_dtype, module.dtype).dtype)).itemsize
-        own = np.dtype(numpy_dtype(module.dtype.split("/")[0])).itemsize if unit == "bytes" else 1
+        own = np.dtype(numpy_dtype(module.dtype)).itemsize if unit == "bytes" else 1
         items.append((s, frobenius(s), *module.shape, size, module.rank * sum(module.shape) * own))
     ranks = budget_ranks(items, budget if budget is not None else budget_bytes, unit, max_error)
     return {m.name: r for m, r in zip(chosen, ranks)}
@@ -253,7 +254,7 @@ def _resize_module(module, storage_dtype, max_error, rank, path, start=None):
     k, sl, sr, error = found
     m, n = module.shape
     size = np.dtype(numpy_dtype(storage.dtype)).itemsize
-    before = (m + n) * module.rank * np.dtype(numpy_dtype(module.dtype.split("/")[0])).itemsize
+    before = (m + n) * module.rank * np.dtype(numpy_dtype(module.dtype)).itemsize
     return ModuleRecord(module.name, module.shape, module.rank, k, error, max_error, before, (m + n) * k * size,
                         "factored"), (sl, sr)
 

@@ -222,9 +222,18 @@ def _peft_module(name, parts, entries, config, weights):
         fa, fb = _finite(a), _finite(b)
         return (fa.T, fb.T) if transpose else (fb, fa)
 
-    dtype = a.dtype if a.dtype == b.dtype else f"{a.dtype}/{b.dtype}"
+    _same_dtype(name, a, b, weights)
+    dtype = a.dtype
     return LoraModule(name, tuple(int(s) for s in shape), r, alpha, scale, "embedding" if embedding else "linear",
                       (a.name, b.name), dtype, load)
+
+
+def _same_dtype(name, first, second, path):
+    """A module's two factors share one dtype (a file whose factors differ was not written by a
+    trainer: refused rather than guessed at)."""
+    if first.dtype != second.dtype:
+        raise InputError(f"module '{name}' stores its factors in two dtypes ({first.name} is {first.dtype}, "
+                         f"{second.name} is {second.dtype}); a LoRA module's factors share one", path=path)
 
 
 def _finite(entry):
@@ -290,6 +299,7 @@ def _kohya_module(name, parts, entries, path):
         return u.reshape(u.shape[0], r), d.reshape(r, -1)
 
     kind = "conv" if len(down.shape) == 4 else "linear"
-    dtype = down.dtype if down.dtype == up.dtype else f"{down.dtype}/{up.dtype}"
+    _same_dtype(name, down, up, path)
+    dtype = down.dtype
     return LoraModule(name, shape, r, alpha, alpha / r, kind, (down.name, up.name), dtype, load), notice
 

@@ -76,9 +76,10 @@ def write_peft(plan, folder, modules, whole=None, config=None):
     return [weights_path, config_path]
 
 
-def write_kohya(plan, path, modules, conv_shapes=None, whole=None):
+def write_kohya(plan, path, modules, conv_shapes=None, whole=None, without_alpha=()):
     """A kohya / diffusers LoRA file: ``modules`` as (name, left, right) with scale 1 (alpha = r);
-    ``conv_shapes`` maps a conv module's name to its down factor's trailing (in, kh, kw)."""
+    ``conv_shapes`` maps a conv module's name to its down factor's trailing (in, kh, kw); modules in
+    ``without_alpha`` get no ``.alpha`` key (their input had none: scale 1 by kohya's convention)."""
     from safetensors.numpy import save_file
 
     tensors = dict(whole or {})
@@ -91,7 +92,8 @@ def write_kohya(plan, path, modules, conv_shapes=None, whole=None):
             up = left.reshape(left.shape[0], r, 1, 1)
         tensors[f"{name}.lora_down.weight"] = np.ascontiguousarray(down)
         tensors[f"{name}.lora_up.weight"] = np.ascontiguousarray(up)
-        tensors[f"{name}.alpha"] = np.array(float(r), dtype=right.dtype if right.dtype.kind == "f" else np.float32)
+        if name not in without_alpha:
+            tensors[f"{name}.alpha"] = np.array(float(r), dtype=right.dtype if right.dtype.kind == "f" else np.float32)
     with plan.writing(path) as tmp:
         save_file(tensors, tmp)
     return [path]
