@@ -241,7 +241,9 @@ def test_resize_a_peft_adapter_in_factor_space(tmp_path):
         s = np.linalg.svd(truth, compute_uv=False)
         tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / np.linalg.norm(truth)
         eckart_young = int(np.argmax(np.append(tails, 0.0)[1:] <= 0.3)) + 1
-        assert module.rank == record.rank <= max(eckart_young, 1) + 1  # minimal, give or take float32 rounding
+        # minimal: never below Eckart-Young (no rank-k matrix does better), above it only when the
+        # float32 rounding of the written factors pushes the error past the bound
+        assert eckart_young <= module.rank == record.rank <= eckart_young + 1
 
 
 def test_resize_a_kohya_file_keeps_its_format(tmp_path):
