@@ -249,16 +249,26 @@ def summary_lines(t):
     return lines
 
 
+def _per_module(doc, fmt, fields, rows):
+    """The machine-readable forms of a per-module report: the object (json), one record per module
+    and the totals (jsonl), or ``rows`` with ``fields`` (csv). False for the table."""
+    if fmt is OutputFormat.json:
+        write_json(doc)
+    elif fmt is OutputFormat.jsonl:
+        write_jsonl([*(("module", m) for m in doc["modules"]), ("totals", doc["totals"])])
+    elif fmt is OutputFormat.csv:
+        write_csv(fields, rows)
+    else:
+        return False
+    return True
+
+
 def _adapter_render(report, fmt):
     """An adapter run: the cond.compress-adapter/1 object, or one line per module and a summary."""
     doc = report.to_dict()
-    if fmt is OutputFormat.json:
-        return write_json(doc)
-    if fmt is OutputFormat.jsonl:
-        return write_jsonl([*(("module", m) for m in doc["modules"]), ("totals", doc["totals"])])
-    if fmt is OutputFormat.csv:
-        return write_csv(("name", "shape", "rank_before", "rank", "error", "bound", "bytes_before", "bytes_after",
-                          "route"), doc["modules"])
+    if _per_module(doc, fmt, ("name", "shape", "rank_before", "rank", "error", "bound", "bytes_before",
+                              "bytes_after", "route"), doc["modules"]):
+        return
     for m in doc["modules"]:
         before = "" if m["rank_before"] is None else f"rank {m['rank_before']} -> "
         print(f"{printable(m['name'])}: {before}rank {m['rank']}, error {m['error']:.4f} ({m['route']})")
@@ -273,15 +283,12 @@ def _adapter_render(report, fmt):
 
 
 def _collection_render(report, fmt):
+    """A collection run: the cond.compress-collection/1 object, or a line per module and the bytes."""
     doc = report.to_dict()
-    if fmt is OutputFormat.json:
-        return write_json(doc)
-    if fmt is OutputFormat.jsonl:
-        return write_jsonl([*(("module", m) for m in doc["modules"]), ("totals", doc["totals"])])
-    if fmt is OutputFormat.csv:
-        return write_csv(("name", "shape", "groups", "worst_error"),
-                         [{**m, "groups": ";".join(f"{g['rank']}:{'+'.join(g['members'])}" for g in m["groups"])}
-                          for m in doc["modules"]])
+    rows = [{**m, "groups": ";".join(f"{g['rank']}:{'+'.join(g['members'])}" for g in m["groups"])}
+            for m in doc["modules"]]
+    if _per_module(doc, fmt, ("name", "shape", "groups", "worst_error"), rows):
+        return
     for m in doc["modules"]:
         groups = ", ".join(f"rank {g['rank']} for {len(g['members'])}" for g in m["groups"])
         print(f"{printable(m['name'])}: {groups}; worst error {m['worst_error']:.4f}")

@@ -109,9 +109,9 @@ def adapter_options(max_error, rank, dtype, budget=None, method="svd", budget_by
             rank is None and max_error is None and not budgets:
         raise UsageError("give `--max-error`, `--rank`, `--budget` or `--budget-bytes` for an adapter or a fine-tune "
                          "delta (`--max-error` may join a budget)")
-    for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
-        if value is not None and not 0 < value <= 1:
-            raise UsageError(f"`{flag}` must be a share in (0, 1]; got {value}")
+    from cond.commands.validate import check_budgets
+
+    check_budgets(budget, budget_bytes)
     if max_error is not None and not 0 < max_error < 1:
         raise UsageError(f"`--max-error` must be in (0, 1); got {max_error}")
     if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):

@@ -24,6 +24,14 @@ def check_seed(seed, flag="--seed") -> int:
     return int(seed)
 
 
+def check_budgets(budget, budget_bytes):
+    """``--budget`` (a share of the parameters) and ``--budget-bytes`` (of the bytes) are in (0, 1]."""
+    for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
+        if value is not None and not 0 < value <= 1:
+            raise UsageError(f"`{flag}` must be a share in (0, 1] of the selected matrices' "
+                             f"{'bytes' if flag == '--budget-bytes' else 'parameters'}; got {value}")
+
+
 def refuse_unused(given, reason):
     """Options that do nothing in the combination given are refused, not ignored.
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES, regex_option
-from cond.commands.validate import check_seed, refuse_unused
+from cond.commands.validate import check_budgets, check_seed, refuse_unused
 from cond.errors import UsageError
 
 
@@ -73,10 +73,7 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
     if max_error is not None and sizes and sizes[0] in ("--rank", "--ratio"):
         raise UsageError(f"`--max-error` and `{sizes[0]}` both fix each matrix's rank; give exactly one "
                          "of them (a budget may be combined with `--max-error`)")
-    for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
-        if value is not None and not 0 < value <= 1:
-            raise UsageError(f"`{flag}` must be a share in (0, 1] of the selected matrices' "
-                             f"{'bytes' if flag == '--budget-bytes' else 'parameters'}; got {value}")
+    check_budgets(budget, budget_bytes)
     if not 0 <= min_saving < 1:
         raise UsageError(f"`--min-saving` must be in [0, 1); got {min_saving}")
     if max_error is not None and not 0 < max_error < 1:
