@@ -515,3 +515,32 @@ def test_a_whitened_extraction_bounds_the_output_error(tmp_path):
         slack = 8 * np.finfo(np.float32).eps * np.linalg.norm(ft[name].double().numpy() @ x.T) / np.linalg.norm(dw @ x.T)
         assert err <= 0.1 + slack, (name, err)
         assert abs(err - m["error"]) <= slack
+
+
+def test_a_collection_never_costs_more_than_resizing_alone(tmp_path):
+    """Unrelated adapters make groups of one, which store their own resized factors: the collection's
+    bytes equal resizing each alone, every adapter within the bound after expanding."""
+    folders = []
+    for i in range(3):
+        pair = {"base_model.model.q.lora_A.weight": RNG.standard_normal((6, 30)).astype(np.float32),
+                "base_model.model.q.lora_B.weight": RNG.standard_normal((40, 6)).astype(np.float32)}
+        folders.append(peft_like(tmp_path / f"u{i}", pair))
+    report = cond.compress(folders, str(tmp_path / "c.safetensors"), max_error=0.2)
+    assert all(len(g["members"]) == 1 for m in report.modules for g in m["groups"])
+    assert report.bytes_collection <= report.bytes_alone
+    result = runner.invoke(app, ["expand", str(tmp_path / "c.safetensors"), "-o", str(tmp_path / "back"), "-q"])
+    assert result.exit_code == 0, result.output
+    for folder in folders:
+        (module,) = open_adapter(str(tmp_path / "back" / os.path.basename(folder))).modules
+        (orig,) = open_adapter(folder).modules
+        left, right = module.factors()
+        ol, orr = orig.factors()
+        truth = orig.scale * ol @ orr
+        assert np.linalg.norm(module.scale * left @ right - truth) <= (0.2 + 1e-6) * np.linalg.norm(truth)
+
+
+def peft_like(folder, tensors, r=6):
+    folder.mkdir()
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": r, "lora_alpha": r}))
+    return str(folder)

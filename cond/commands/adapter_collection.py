@@ -5,7 +5,8 @@ Per module, adapters are grouped greedily (largest delta first): an adapter join
 the group's shared bases with it cost fewer bytes than the group's without it plus the
 adapter resized alone; else it starts a group of its own (cond's error-constrained
 clustering: the bound is every member's, never a group's). A group stores U (m x k) and
-V (n x k) once and a k x k core per member (:mod:`cond.linalg.shared_basis`); each
+V (n x k) once and a k x k core per member (a group of one stores its own resized factors
+and no core, so a collection never costs more than resizing each adapter alone) (:mod:`cond.linalg.shared_basis`); each
 member's error is measured on the stored, rounded values, from the factors, and k grows
 until every member meets the bound.
 
@@ -13,8 +14,8 @@ The file is a safetensors file (``cond.format`` = ``cond-lora-collection/1``) wi
 manifest in its metadata: the adapters (name, source, format, PEFT config), and per module
 its groups (members, rank, the keys of U and V) and per member its core's key, error and
 norm. Whole tensors an adapter saves (``modules_to_save``) are kept under
-``<adapter>::saved::<key>``. The "alone" baseline of the report is each adapter resized to
-its own Eckart-Young rank at the same bound. ``cond expand COLLECTION -o DIR`` writes every adapter back in its
+``<adapter>::saved::<key>``. The "alone" baseline of the report is each adapter resized on
+its own at the same bound, verified on its rounded factors as a resize is. ``cond expand COLLECTION -o DIR`` writes every adapter back in its
 own format (:mod:`cond.formats.lora_collection`). Schema of the report:
 ``cond.compress-collection/1``.
 """
@@ -134,7 +135,6 @@ def _module(module_name, members, storage_dtype, bound):
     """Group the members of one module and store each group: (manifest record, arrays, bytes alone)."""
     from cond.commands.adapter_compress import _storage
     from cond.linalg.factored import factored_svd
-    from cond.linalg.truncated import rank_for_error
 
     storage = _storage(storage_dtype, members[0][1].dtype)
     item = np.dtype(_np_dtype(storage.dtype)).itemsize
@@ -149,13 +149,29 @@ def _module(module_name, members, storage_dtype, bound):
     if not prepared:
         return None, None, 0
     prepared.sort(key=lambda p: -p[5])
-    alone = {p[0]: max(1, rank_for_error(p[4].s, bound)) for p in prepared}
+    alone = {p[0]: _alone_rank(p, storage, bound) for p in prepared}
     groups = _group(prepared, alone, bound, m, n)
     record = dict(name=module_name, shape=[m, n], kind=members[0][1].kind, groups=[], members={})
     arrays, alone_bytes = {}, sum((m + n) * r * item for r in alone.values())
     for gid, (group, k) in enumerate(groups):
-        _store_group(module_name, gid, group, k, storage, bound, record, arrays)
+        if len(group) == 1:
+            _store_alone(module_name, gid, group[0], storage, bound, record, arrays)
+        else:
+            _store_group(module_name, gid, group, k, storage, bound, record, arrays)
     return record, arrays, alone_bytes
+
+
+def _alone_rank(member, storage, bound):
+    """The rank resizing this adapter alone would write (verified on the rounded factors, as
+    ``cond compress ADAPTER`` does): the baseline a collection is measured against."""
+    from cond.commands.adapter_compress import truncate
+    from cond.linalg.factored import factored_distance
+    from cond.linalg.truncated import rank_for_error
+
+    _, module, left, right, svd, norm = member
+    found = truncate(svd, norm, storage, bound, None,
+                     lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
+    return found[0] if found is not None else max(1, rank_for_error(svd.s, bound))
 
 
 def _group(prepared, alone, bound, m, n):
@@ -211,6 +227,26 @@ def _store_group(module_name, gid, group, k, storage, bound, record, arrays):
         key = f"{name}::{module_name}.core"
         arrays[key] = cores[name]
         record["members"][name] = dict(group=gid, core=key, error=errors[name], norm=norm, rank=module.rank)
+
+
+def _store_alone(module_name, gid, member, storage, bound, record, arrays):
+    """A group of one: its own resized factors as U (L) and V (R^T) and no core (the identity), so a
+    collection never costs more than resizing that adapter alone."""
+    from cond.commands.adapter_compress import truncate
+    from cond.linalg.factored import factored_distance
+
+    name, module, left, right, svd, norm = member
+    found = truncate(svd, norm, storage, bound, None,
+                     lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
+    if found is None:
+        raise InputError(f"module '{module_name}' of {name}: no rank meets `--max-error {bound}` once rounded to "
+                         f"{storage.dtype}; store it wider with `--dtype f32`")
+    k, stored_l, stored_r, error = found
+    prefix = f"cond.collection.{module_name}.{gid}"
+    arrays[f"{prefix}.U"] = stored_l
+    arrays[f"{prefix}.V"] = np.ascontiguousarray(stored_r.T)
+    record["groups"].append(dict(id=gid, rank=k, members=[name], U=f"{prefix}.U", V=f"{prefix}.V"))
+    record["members"][name] = dict(group=gid, core=None, error=error, norm=norm, rank=module.rank)
 
 
 def _whole(adapters, names):

@@ -42,7 +42,7 @@ def read_collection(path):
     arrays = load_file(path)
     for module in manifest["modules"]:
         for key in [g.get("U") for g in module.get("groups", [])] + [g.get("V") for g in module.get("groups", [])] \
-                + [m.get("core") for m in module.get("members", {}).values()]:
+                + [m.get("core") for m in module.get("members", {}).values() if m.get("core") is not None]:
             if key not in arrays:
                 raise InputError(f"the manifest names '{key}', which the file does not hold", path=path)
     return manifest, arrays
@@ -56,8 +56,12 @@ def adapter_modules(manifest, arrays, name):
         if member is None:
             continue
         group = next(g for g in module["groups"] if g["id"] == member["group"])
-        u, v, core = arrays[group["U"]], arrays[group["V"]], arrays[member["core"]]
-        left = (u.astype(np.float64) @ core.astype(np.float64)).astype(u.dtype)
+        u, v = arrays[group["U"]], arrays[group["V"]]
+        if member["core"] is None:  # a group of one: U and V are the adapter's own factors
+            left = u
+        else:
+            core = arrays[member["core"]]
+            left = (u.astype(np.float64) @ core.astype(np.float64)).astype(u.dtype)
         out.append((module["name"], left, np.ascontiguousarray(v.T), module.get("kind", "linear")))
     return out
 
