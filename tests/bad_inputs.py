@@ -1422,6 +1422,83 @@ def _(d):
     return [peft_folder(d, None, pair)], ["adapter_model.safetensors", "'q'", "two dtypes"]
 
 
+
+def collection(folder, change):
+    """A cond-lora-collection/1 file of two adapters whose manifest ``change(manifest)`` edited."""
+    from cond.commands.adapter_collection import compress_collection
+
+    one = peft_folder(folder, None, lora_pair(), name="one")
+    two = peft_folder(folder, None, lora_pair(), name="two")
+    path = os.path.join(folder, "c.safetensors")
+    compress_collection([one, two], path, max_error=0.1)
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    manifest = json.loads(header["__metadata__"]["cond.manifest"])
+    change(manifest)
+    header["__metadata__"]["cond.manifest"] = json.dumps(manifest)
+    os.unlink(path)
+    return header_file(path, header, raw[8 + n:])
+
+
+@case("expand", "a collection manifest whose members are a list")
+def _(d):
+    def change(m):
+        m["modules"][0]["members"] = []
+    return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "cond.manifest", "members"]
+
+
+@case("expand", "a collection manifest naming a missing core")
+def _(d):
+    def change(m):
+        member = next(iter(m["modules"][0]["members"].values()))
+        member["core"] = "nope"
+    return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "'nope'"]
+
+
+@case("expand", "a collection group whose U has another rank")
+def _(d):
+    def change(m):
+        m["modules"][0]["groups"][0]["rank"] += 1
+    return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "group 0's U"]
+
+
+@case("expand", "a collection adapter named with a slash")
+def _(d):
+    def change(m):
+        m["adapters"][0]["name"] = "../escape"
+    return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "not a plain name"]
+
+
+@case("expand", "--adapter that is not in the collection")
+def _(d):
+    return [collection(d, lambda m: None), "-o", os.path.join(d, "out"), "--adapter", "three"], \
+        ["c.safetensors", "one, two"]
+
+
+@case("compress", "a collection output onto an input adapter's weights")
+def _(d):
+    one = peft_folder(d, None, lora_pair(), name="one")
+    two = peft_folder(d, None, lora_pair(), name="two")
+    return [one, two, "--max-error", "0.1", "-o", os.path.join(one, "adapter_model.safetensors"), "--force"], \
+        ["adapter_model.safetensors", "refusing to overwrite the input"]
+
+
+@case("inspect", "an adapter whose rank_pattern maps to a string")
+def _(d):
+    return [peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "rank_pattern": {"q": "four"}},
+                        lora_pair())], ["adapter_config.json", "rank_pattern", "'four'"]
+
+
+@case("inspect", "a kohya alpha holding two numbers")
+def _(d):
+    path = os.path.join(d, "k.safetensors")
+    rng = np.random.default_rng(0)
+    save_file({"m.lora_down.weight": rng.standard_normal((2, 5)), "m.lora_up.weight": rng.standard_normal((6, 2)),
+               "m.alpha": np.array([1.0, 2.0])}, path)
+    return [path], ["k.safetensors", "one number"]
+
+
 def main(folder):
     """Write every case into its own subfolder of ``folder`` and print its command line."""
     for command, cases in CORPUS.items():

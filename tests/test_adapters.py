@@ -115,6 +115,9 @@ def test_inspect_an_adapter_against_lapack(tmp_path):
         assert m.relative_norm == pytest.approx(np.linalg.norm(truth) / np.linalg.norm(w), rel=1e-5)
         energy = np.cumsum(s ** 2) / np.sum(s ** 2)
         assert m.energy_rank_90 == int(np.searchsorted(energy, 0.9 * (1 - 1e-9))) + 1
+        assert m.stable_rank == pytest.approx(np.sum(s ** 2) / s[0] ** 2, rel=1e-4)
+        p = s[s > 1e-6 * s[0]] / s[s > 1e-6 * s[0]].sum()  # the values of the rank-r delta, as a distribution
+        assert m.effective_rank == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-4)
 
 
 def test_an_adapter_that_wastes_rank(tmp_path):
@@ -223,6 +226,9 @@ def test_extract_loads_in_peft_and_keeps_the_bound(tmp_path, bound):
             assert np.array_equal(got, want), name
     ranks = [m["rank"] for m in doc["modules"]]
     assert max(ranks) <= 3 + 6 and (bound == 0.2 or min(ranks) >= 3)
+    for m in doc["modules"]:  # float32 factors against the float32 dense weight
+        rows, cols = m["shape"]
+        assert m["bytes_after"] == 4 * m["rank"] * (rows + cols) and m["bytes_before"] == 4 * rows * cols
 
 
 def test_resize_a_peft_adapter_in_factor_space(tmp_path):

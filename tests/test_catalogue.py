@@ -98,6 +98,27 @@ def test_python_api(layout):
     _judge(layout, _api(API_LAYOUTS[layout], cases), cases)
 
 
+def test_python_api_dict():
+    """Every case in one dict of arrays (a checkpoint in memory), each in its storage dtype."""
+    cases = list(catalogue())
+    report = cond.inspect({c.name: c.stored for c in cases}, keep_spectra=True)
+    rows = {m.name: m for m in report.matrices}
+    _judge("api-dict", {c.name: (rows[c.name].row(), U[np.dtype(c.stored.dtype)], rows[c.name].diagnostics.spectrum)
+                        for c in cases}, cases)
+
+
+def test_python_api_dataframe():
+    """Every case as a pandas DataFrame (float64 columns, the stored values widened exactly)."""
+    pandas = pytest.importorskip("pandas")
+    cases = select(exclude=("big",))
+    out = {}
+    for case in cases:
+        frame = pandas.DataFrame(case.a, columns=[f"c{j}" for j in range(case.a.shape[1])])
+        (m,) = cond.inspect(frame, keep_spectra=True).matrices
+        out[case.name] = (m.row(), U[np.dtype(np.float64)], m.diagnostics.spectrum)
+    _judge("api-dataframe", out, cases)
+
+
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_gesdd_route_for_tall_and_wide(order, monkeypatch):
     # the Gram route is tried for every clearly non-square matrix and CholeskyQR2 for every

@@ -13,6 +13,7 @@ import scipy.linalg
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
+import cond
 from cond.cli.main import app
 from cond.commands.inspect_report import ROW_FIELDS, SCHEMA
 
@@ -175,3 +176,14 @@ def test_progress_callback_counts_every_matrix(mlp):
     cond.inspect(mlp, progress=lambda done, total, name: seen.append((done, total, name)))
     assert [d for d, _, _ in seen] == [1, 2, 3] and {t for _, t, _ in seen} == {3}
     assert {n for _, _, n in seen} == {"layers.0.weight", "layers.1.weight", "layers.2.weight"}
+
+
+def test_the_gate_names_every_matrix_above_it(mlp):
+    """cond.inspect(fail_above=) and the JSON `gate`: exactly the matrices whose LAPACK kappa exceeds it."""
+    kappas = lapack_kappas(mlp)
+    threshold = sorted(kappas.values())[len(kappas) // 2] * 1.0001
+    report = cond.inspect(mlp, fail_above=threshold)
+    want = sorted(name for name, k in kappas.items() if k > threshold)
+    assert sorted(report.exceeded) == want and report.gate_failed == bool(want)
+    doc = json.loads(runner.invoke(app, ["inspect", mlp, "--fail-above", str(threshold), "-f", "json"]).stdout)
+    assert doc["gate"] == {"fail_above": threshold, "exceeded": list(report.exceeded)}

@@ -280,17 +280,12 @@ def _saved_tensors(adapter):
     """The adapter's whole tensors, as they are (their bytes and dtype)."""
     if not adapter.saved:
         return {}
-    from cond.formats.safetensors_file import entries_of_file
+    from cond.formats.lora import PEFT_WEIGHTS
+    from cond.formats.safetensors_file import entries_of_file, numpy_dtype
 
-    weights = adapter.path if adapter.format == "kohya" else os.path.join(adapter.path, "adapter_model.safetensors")
-    from cond.formats.safetensors_file import numpy_dtype
-
-    out = {}
-    for e in entries_of_file(weights):
-        if e.name in adapter.saved:
-            out[e.name] = np.frombuffer(e.read_raw(), dtype=numpy_dtype(e.dtype)).reshape(e.shape) \
-                if e.read_raw is not None else e.load()
-    return out
+    weights = adapter.path if adapter.format == "kohya" else os.path.join(adapter.path, PEFT_WEIGHTS)
+    return {e.name: np.frombuffer(e.read_raw(), dtype=np.dtype(numpy_dtype(e.dtype)).newbyteorder("<"))
+            .reshape(e.shape) for e in entries_of_file(weights) if e.name in adapter.saved}
 
 
 def relative_error_of(dw, norm):

@@ -115,7 +115,7 @@ def _classify(ft, theirs, to_base, pattern):
         if entry.read_raw is not None and other.read_raw is not None and entry.dtype == other.dtype \
                 and entry.read_raw() == other.read_raw():
             continue  # unchanged, byte for byte
-        if not _is_float(entry.dtype):
+        if entry.unit_roundoff is None:
             left_out.append((name, f"a {entry.dtype} tensor that differs from the base (ids or codes, not weights)"))
             continue
         matrix = len(entry.shape) == 2 and base_name.endswith(".weight") and "embed" not in base_name.lower()
@@ -157,8 +157,8 @@ def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, s
         raise InputError("the fine-tune or the base holds NaN or Inf", path=entry.source, tensor=entry.name,
                          shape=entry.shape)
     norm = float(np.linalg.norm(dw))
-    svd, route = delta_svd(dw, max_error, rank if start is None else start, seed) if start is None else \
-        _full_svd(dw)
+    # a budget's rank comes from the full spectrum, so its deltas take the full SVD
+    svd, route = _full_svd(dw) if start is not None else delta_svd(dw, max_error, rank, seed)
     storage = _storage(storage_dtype, entry.dtype)
     found = truncate(svd, norm, storage, max_error, rank, relative_error_of(dw, norm), start=start)
     if found is None and route == "randomized":
@@ -204,11 +204,6 @@ def _own(entry):
     from cond.formats.safetensors_file import numpy_dtype
 
     return numpy_dtype(entry.dtype)
-
-
-def _is_float(dtype) -> bool:
-    """A safetensors float dtype (F64, F32, F16, BF16, the F8 kinds)."""
-    return str(dtype).upper().startswith(("F", "BF"))
 
 
 def _full_svd(dw):

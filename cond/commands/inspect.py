@@ -175,7 +175,7 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
             entries = [e for e in entries if pattern is None or pattern.search(e.name)]
             pictures = None if plot is None else _plan_pictures(plan, plot, plot_format, entries)
             with busy_aware_blas():
-                report = _run(label, entries, pattern, options, progress)
+                report = _run(label, entries, options, progress)
         report = _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, include)
     return report
 
@@ -298,9 +298,9 @@ def _check_workers(workers):
     return workers
 
 
-def _run(label, entries, pattern, options, progress):
+def _run(label, entries, options, progress):
+    """Every entry (already chosen by ``--include``) analysed, or listed as skipped with its reason."""
     started = time.perf_counter()
-    entries = [e for e in entries if pattern is None or pattern.search(e.name)]
     todo = [e for e in entries if e.skip_reason is None]
     skipped = [SkippedTensor(e.name, e.source, e.shape, e.dtype, e.skip_reason)
                for e in entries if e.skip_reason is not None]

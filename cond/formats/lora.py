@@ -174,8 +174,14 @@ def _read_config(path):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise InputError(f"`{key}` must be a positive number; got {value!r}", path=path)
     for key in ("rank_pattern", "alpha_pattern"):
-        if not isinstance(config.get(key) or {}, dict):
-            raise InputError(f"`{key}` must be an object; got {type(config.get(key)).__name__}", path=path)
+        patterns = config.get(key) or {}
+        if not isinstance(patterns, dict):
+            raise InputError(f"`{key}` must be an object; got {type(patterns).__name__}", path=path)
+        for name, value in patterns.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise InputError(f"`{key}` must map module patterns to positive numbers; '{name}' maps to "
+                                 f"{value!r}", path=path)
     return config
 
 
@@ -286,7 +292,11 @@ def _kohya_module(name, parts, entries, path):
                          shape=down.shape)
     notice = None
     if "alpha" in parts:
-        alpha = float(np.asarray(entries[parts["alpha"]].load()).reshape(-1)[0])
+        values = np.asarray(entries[parts["alpha"]].load()).reshape(-1)
+        if values.size != 1:
+            raise InputError(f"alpha of module '{name}' must be one number; it holds {values.size}", path=path,
+                             tensor=parts["alpha"])
+        alpha = float(values[0])
         if not math.isfinite(alpha):
             raise InputError(f"alpha of module '{name}' is {alpha}", path=path, tensor=parts["alpha"])
     else:

@@ -27,7 +27,8 @@ def is_collection(path) -> bool:
 
 
 def read_collection(path):
-    """(manifest, {key: array}) of a collection file, the manifest checked against its tensors."""
+    """(manifest, {key: array}) of a collection file, the manifest checked against its tensors
+    (every field a reader uses, every key present with the shape its group's rank needs)."""
     from safetensors.numpy import load_file
 
     import ml_dtypes  # noqa: F401 - bf16 arrays
@@ -40,12 +41,56 @@ def read_collection(path):
             or not isinstance(manifest.get("modules"), list):
         raise InputError("cond.manifest is not a collection manifest (adapters, modules)", path=path)
     arrays = load_file(path)
+    names = _check_adapters(manifest["adapters"], path)
     for module in manifest["modules"]:
-        for key in [g.get("U") for g in module.get("groups", [])] + [g.get("V") for g in module.get("groups", [])] \
-                + [m.get("core") for m in module.get("members", {}).values() if m.get("core") is not None]:
-            if key not in arrays:
-                raise InputError(f"the manifest names '{key}', which the file does not hold", path=path)
+        _check_module(module, names, arrays, path)
     return manifest, arrays
+
+
+def _bad(path, what):
+    return InputError(f"cond.manifest: {what}", path=path)
+
+
+def _check_adapters(adapters, path):
+    names = []
+    for entry in adapters:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"] \
+                or entry.get("format") not in ("peft", "kohya") or not isinstance(entry.get("config") or {}, dict):
+            raise _bad(path, "an adapter record needs a name, a format (peft or kohya) and a config object")
+        if entry["name"] in names or "/" in entry["name"] or entry["name"] in (".", ".."):
+            raise _bad(path, f"adapter name {entry['name']!r} is repeated or not a plain name")
+        names.append(entry["name"])
+    return names
+
+
+def _check_module(module, names, arrays, path):
+    def whole(x):
+        return isinstance(x, int) and not isinstance(x, bool) and x > 0
+
+    if not isinstance(module, dict) or not isinstance(module.get("name"), str) \
+            or not (isinstance(module.get("shape"), list) and len(module["shape"]) == 2
+                    and all(whole(v) for v in module["shape"])) \
+            or not isinstance(module.get("groups"), list) or not isinstance(module.get("members"), dict):
+        raise _bad(path, "a module record needs a name, a shape [m, n], groups and members")
+    m, n = module["shape"]
+    ranks = {}
+    for group in module["groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("id"), int) or not whole(group.get("rank")):
+            raise _bad(path, f"module '{module['name']}': a group needs an integer id and a positive rank")
+        k = group["rank"]
+        for side, rows in (("U", m), ("V", n)):
+            key = group.get(side)
+            if not isinstance(key, str) or key not in arrays or arrays[key].shape != (rows, k):
+                raise _bad(path, f"module '{module['name']}': group {group['id']}'s {side} must be a {rows} x {k} "
+                                 f"tensor of the file; got {key!r}")
+        ranks[group["id"]] = k
+    for name, member in module["members"].items():
+        if name not in names or not isinstance(member, dict) or member.get("group") not in ranks:
+            raise _bad(path, f"module '{module['name']}': member {name!r} names no adapter or no group")
+        core, k = member.get("core"), ranks[member["group"]]
+        if core is not None and (not isinstance(core, str) or core not in arrays or arrays[core].shape != (k, k)):
+            raise _bad(path, f"module '{module['name']}': the core of {name!r} must be a {k} x {k} tensor of the "
+                             f"file; got {core!r}")
 
 
 def adapter_modules(manifest, arrays, name):

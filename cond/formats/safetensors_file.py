@@ -195,7 +195,7 @@ def entries_of_file(path, display=None, header=None):
 def _entry(path, header, info) -> TensorEntry:
     bits, np_name, reason = _DTYPES[info.dtype]
     reason = reason or skip_reason_for_ndim(info.shape)
-    u = unit_roundoff(numpy_dtype(info.dtype)) if np_name and reason is None else None
+    u = unit_roundoff(numpy_dtype(info.dtype)) if np_name else None  # a float's, analysed or not (None: not a float)
     # module-level functions with their arguments: an entry pickles to a few hundred bytes
     # (path, offset, length), so that Dask workers read the tensor themselves
     where = (path, header.data_start + info.begin, info.end - info.begin, header.path, info.name,
