@@ -11,7 +11,7 @@ from cond.cli.errors import mapped_errors
 from cond.cli.options import ForceOpt, FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, choices
 from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 from cond.cli.progress import progress_bar
-from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS
+from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, ROUNDINGS
 
 
 Estimator = choices("Estimator", ESTIMATORS)
@@ -19,6 +19,7 @@ Axis = choices("Axis", AXES)
 Method = choices("Method", METHODS)
 FisherAxis = choices("FisherAxis", FISHER_AXES)
 Scope = choices("Scope", ERROR_SCOPES)
+Rounding = choices("Rounding", ROUNDINGS)
 
 
 COMPRESS_EPILOG = """Examples:
@@ -46,6 +47,12 @@ COMPRESS_EPILOG = """Examples:
   cond compress model.safetensors --dtype int8 --budget-bytes 0.25 -o out.safetensors
 
   cond compress model.safetensors --dtype int8 --max-error 0.02 -o out.safetensors
+
+  cond compress model.safetensors --dtype int4 --group-size 64 -o out.safetensors
+
+  cond compress model.safetensors --dtype int4 --activations grams.safetensors --correction-rank 16 -o out.safetensors
+
+  cond compress model.safetensors --method whiten --activations grams.safetensors --budget-bytes 0.17 --max-error 0.2 -o out.safetensors
 """
 
 
@@ -100,7 +107,32 @@ def compress_command(
     dtype: Annotated[Optional[str], typer.Option(
         "--dtype", help="Storage dtype of the factors: f32, f16, bf16, f64, or int8 (a float32 scale "
                         "per row); a matrix may also be stored whole at it (default: each tensor's "
-                        "own).", show_default=False)] = None,
+                        "own). int2 .. int7: every matrix as group-wise codes of that width (fp16 "
+                        "scales and zero points per group), with an optional low-rank correction.",
+        show_default=False)] = None,
+    group_size: Annotated[Optional[int], typer.Option(
+        "--group-size", help="Columns per group of group-wise codes: 32, 64 or 128 (default 128 at "
+                             "--dtype intN; every size under --budget-bytes). With --dtype int8: "
+                             "8-bit groups instead of int8 rows.", show_default=False)] = None,
+    rounding: Annotated[Rounding, typer.Option(
+        "--rounding", help="How group-wise codes are rounded: gptq (against the --activations Grams), "
+                           "nearest, or auto (gptq when --activations is given).")] = Rounding['auto'],
+    act_order: Annotated[bool, typer.Option(
+        "--act-order", help="GPTQ: quantize columns by decreasing input energy (groups stay contiguous).")] = False,
+    damp: Annotated[float, typer.Option(
+        "--damp", help="GPTQ's damping, relative to the mean diagonal of the Gram.")] = 0.01,
+    symmetric: Annotated[bool, typer.Option(
+        "--symmetric", help="Group-wise codes without zero points.")] = False,
+    correction_rank: Annotated[Optional[int], typer.Option(
+        "--correction-rank", help="Rank of the low-rank correction of rounding at --dtype intN (with "
+                                  "--max-error: the smallest rank from there that meets it).",
+        show_default=False)] = None,
+    correction_dtype: Annotated[Optional[str], typer.Option(
+        "--correction-dtype", help="Storage of the correction's factors: f16 (default), bf16, f32 or int8.",
+        show_default=False)] = None,
+    preserve: Annotated[bool, typer.Option(
+        "--preserve", help="Keep the correction's directions before rounding and round the rest "
+                           "(preserve then quantize), instead of correcting the residual.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
     method: Annotated[Method, typer.Option(
         "--method", help="svd: plain truncated SVD; fisher: Fisher-weighted SVD (--fisher); whiten: "
@@ -128,11 +160,12 @@ def compress_command(
     output_format: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
 ):
-    """Compress the matrices of a checkpoint into a cond-lowrank/2 safetensors file.
+    """Compress the matrices of a checkpoint into a cond-lowrank/3 safetensors file.
 
-    Every matrix is stored untouched, whole at the storage dtype (quantized), as a
-    truncated SVD or as a member of a cluster sharing one basis, whichever is
-    cheapest in bytes; with --max-error each is within the bound, measured on the
+    Every matrix is stored untouched, whole at the storage dtype (quantized), as
+    group-wise 2-8 bit codes with an optional low-rank correction, as a truncated
+    SVD or as a member of a cluster sharing one basis, whichever is cheapest in
+    bytes (--budget-bytes: whichever spends the bytes best); with --max-error each is within the bound, measured on the
     file as written (factors in the original dtype unless --dtype). The report
     gives bytes and multiply-adds per input vector against dense.
     """
@@ -149,6 +182,9 @@ def compress_command(
                               activations=activations, scheduler=scheduler, budget=budget,
                               budget_bytes=budget_bytes, min_saving=min_saving, allow_slower=allow_slower,
                               max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"), base=base,
+                              group_size=group_size, rounding=rounding.value, act_order=act_order, damp=damp,
+                              symmetric=symmetric, correction_rank=correction_rank,
+                              correction_dtype=correction_dtype, preserve=preserve,
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         if report.SCHEMA == "cond.compress-adapter/1":
             return _adapter_render(report, output_format)
@@ -192,6 +228,8 @@ def _table(doc):
         if t["storage"] == "dense" and t["error"] is None:
             continue  # untouched tensors: counted in the totals below
         storage = t["storage"] if t["storage"] == "dense" else f"{t['storage']} {t['storage_dtype']}"
+        if t["storage"] == "groupwise":
+            storage = f"int{t['bits']} g{t['group']}" + (f" + {t['storage_dtype']}" if t["rank"] else "")
         row = [cell(t["name"]), "x".join(map(str, t["shape"])), storage,
                "-" if t["rank"] is None else str(t["rank"]), _num(t["error"]), _num(t["bound"], "g")]
         if weighted:
@@ -223,7 +261,9 @@ def summary_lines(t):
     """The totals as sentences: what was stored how, what it costs to run, what the function gives up."""
     worst = _num(t["worst_error"])
     lines = [f"{t['lowrank']} low-rank, {t['cluster']} in {t['clusters']} clusters, {t['quantized']} quantized, "
-             f"{t['matrices'] - t['lowrank'] - t['cluster'] - t['quantized']} of {t['matrices']} matrices kept "
+             f"{t['groupwise']} group-wise, "
+             f"{t['matrices'] - t['lowrank'] - t['cluster'] - t['quantized'] - t['groupwise']} of {t['matrices']} "
+             "matrices kept "
              f"dense; worst error {worst}; parameters {t['params_before']} -> {t['params_after']} "
              f"(x{t['param_ratio']:.2f}); file bytes {t['bytes_before']} -> {t['bytes_after']} "
              f"(x{t['compression_ratio']:.2f}); {t['seconds']:.1f} s"]

@@ -18,6 +18,8 @@ ERROR_SCOPES = ("matrix", "cluster")
 STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32", "f16": "F16",
                   "float16": "F16", "bf16": "BF16", "bfloat16": "BF16", "int8": "I8", "i8": "I8"}
 
+ROUNDINGS = ("auto", "gptq", "nearest")  # group-wise codes: GPTQ with Grams, or round to nearest
+
 SAMPLE_METHODS = ("leverage", "root-leverage", "lewis", "sensitivity", "augmented", "uniform")
 SCORE_MODES = ("exact", "sketch", "sketch-srht")
 SAMPLE_FORMATS = ("tsv", "csv", "jsonl", "json", "npy")

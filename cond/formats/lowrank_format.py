@@ -1,4 +1,4 @@
-"""The compressed checkpoint format ``cond-lowrank/2`` (and ``/1``, still read): safetensors
+"""The compressed checkpoint format ``cond-lowrank/3`` (``/1`` and ``/2`` still read): safetensors
 plus a JSON manifest.
 
 ``__metadata__["cond.format"] = "cond-lowrank/2"`` and
@@ -14,6 +14,17 @@ quantized one is the single key ``<name>.q`` of shape (m, prod(rest)).
 scale per row of an int8 (``I8``) factor, which then stands for
 ``scale[:, None] * q``; and ``storage_dtype``, ``bytes``, ``macs`` per tensor. A
 ``/1`` file is a ``/2`` file without scales and without ``quantized``.
+
+``/3`` adds the storage ``groupwise``: keys ``[<name>.codes]`` or, with a low-rank
+correction, ``[<name>.codes, <name>.L, <name>.R]``, and ``quant`` = {bits (2-8),
+group (columns per group, dividing the column count n), symmetric, rounding,
+scales: the key of the fp16 (m, n / group) scales, zeros: the key of the packed
+zero points or null when symmetric}. ``codes`` is uint8 (m, ceil(n bits / 8)): each
+row's codes packed little-endian (:func:`cond.linalg.groupwise.pack`), unused bits 0;
+``zeros`` is packed the same way, (m, ceil(n / group * bits / 8)). The matrix is
+s (q - z) per group (z = 2^(bits-1) when symmetric) plus L @ R; ``scales`` lists
+the int8 row scales of L and R as for low-rank factors (null for the codes).
+Scales must be finite and positive.
 """
 
 from __future__ import annotations
@@ -27,9 +38,9 @@ from cond.errors import InputError
 from cond.formats.safetensors_file import _DTYPES, entries_of_file, numpy_dtype, parse_json, read_header
 from cond.linalg.quantize import dequantize_rows
 
-FORMAT = "cond-lowrank/2"
-READABLE = ("cond-lowrank/1", FORMAT)
-STORAGES = ("dense", "quantized", "lowrank", "cluster")
+FORMAT = "cond-lowrank/3"
+READABLE = ("cond-lowrank/1", "cond-lowrank/2", FORMAT)
+STORAGES = ("dense", "quantized", "groupwise", "lowrank", "cluster")
 
 
 def is_compressed(metadata: dict) -> bool:
@@ -68,6 +79,9 @@ def _check_manifest(manifest, display):
             bad(f"`storage` {t.get('storage')!r} is not one of {', '.join(STORAGES)}", name)
         keys = t.get("keys")
         want = 1 if t["storage"] in ("dense", "quantized") else 2
+        if t["storage"] == "groupwise":
+            want = len(keys) if isinstance(keys, list) and len(keys) in (1, 3) else 1
+            _check_quant(t.get("quant"), bad, name)
         if not (isinstance(keys, list) and len(keys) == want and all(isinstance(x, str) for x in keys)):
             bad(f"`keys` must list {want} stored tensor name{'s' if want > 1 else ''} for storage "
                 f"{t['storage']}; got {keys!r}", name)
@@ -79,6 +93,23 @@ def _check_manifest(manifest, display):
             bad(f"`scales` must list a scale key or null per key; got {scales!r}", name)
         if t["storage"] == "dense" and scales and scales[0] is not None:
             bad("an untouched tensor has no scales", name)
+
+
+def _check_quant(quant, bad, name):
+    if not isinstance(quant, dict):
+        bad("a groupwise tensor needs a `quant` object (bits, group, symmetric, scales, zeros)", name)
+    bits, group = quant.get("bits"), quant.get("group")
+    if not (isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 8):
+        bad(f"`quant.bits` must be an integer in [2, 8]; got {bits!r}", name)
+    if not (isinstance(group, int) and not isinstance(group, bool) and group >= 1):
+        bad(f"`quant.group` must be a positive integer; got {group!r}", name)
+    if not isinstance(quant.get("symmetric"), bool):
+        bad(f"`quant.symmetric` must be true or false; got {quant.get('symmetric')!r}", name)
+    if not isinstance(quant.get("scales"), str):
+        bad("`quant.scales` must name the stored scales", name)
+    zeros = quant.get("zeros")
+    if quant["symmetric"] != (zeros is None) or not (zeros is None or isinstance(zeros, str)):
+        bad("`quant.zeros` must name the stored zero points, or be null exactly when symmetric", name)
 
 
 class CompressedCheckpoint(Mapping):
@@ -97,7 +128,7 @@ class CompressedCheckpoint(Mapping):
         display = display or self.path
         header = read_header(path, display)
         if not is_compressed(header.metadata):
-            raise InputError("not a cond-lowrank/1 or /2 file (no cond.format metadata); "
+            raise InputError("not a cond-lowrank/1, /2 or /3 file (no cond.format metadata); "
                              "it is an ordinary checkpoint", path=display)
         self.manifest = parse_json(header.metadata.get("cond.manifest", ""), display, "cond.manifest")
         _check_manifest(self.manifest, display)
@@ -110,14 +141,21 @@ class CompressedCheckpoint(Mapping):
 
     def _check(self, t):
         name = t.get("name")
-        for key in t.get("keys", []) + [k for k in t.get("scales") or [] if k]:
+        quant = t.get("quant") if t["storage"] == "groupwise" else None
+        extra = [quant["scales"]] + ([quant["zeros"]] if quant["zeros"] else []) if quant else []
+        for key in t.get("keys", []) + [k for k in t.get("scales") or [] if k] + extra:
             if key not in self._stored:
                 raise InputError(f"manifest names factor '{key}', which the file lacks",
                                  path=self._display, tensor=name)
-        for key, scale in zip(t["keys"], t.get("scales") or [None] * len(t["keys"])):
+        for position, (key, scale) in enumerate(zip(t["keys"], t.get("scales") or [None] * len(t["keys"]))):
             stored = self._stored[key]
             if t["storage"] == "dense":
                 break  # the original bytes, whatever their dtype
+            if quant and position == 0:
+                if scale is not None:
+                    raise InputError("group-wise codes take their scales from `quant`, not `scales`",
+                                     path=self._display, tensor=name)
+                continue
             if (stored.dtype == "I8") != (scale is not None):
                 raise InputError(f"factor '{key}' is {stored.dtype} with {'a' if scale else 'no'} scale; int8 "
                                  "factors, and only they, have one", path=self._display, tensor=name)
@@ -132,6 +170,15 @@ class CompressedCheckpoint(Mapping):
                 raise InputError("stored shape differs from the manifest's", path=self._display,
                                  tensor=name, shape=shape)
             return
+        if quant:
+            self._check_groupwise(t, quant, rows, cols)
+            if len(t["keys"]) == 1:
+                return
+            left, right = (self._stored[k].shape for k in t["keys"][1:])
+            if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
+                raise InputError(f"correction shapes {list(left)} x {list(right)} do not make {rows}x{cols}",
+                                 path=self._display, tensor=name, shape=shape)
+            return
         if t["storage"] == "quantized":
             if tuple(self._stored[t["keys"][0]].shape) != (rows, cols):
                 raise InputError(f"a quantized tensor must be stored as {rows}x{cols}", path=self._display,
@@ -141,6 +188,47 @@ class CompressedCheckpoint(Mapping):
         if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
             raise InputError(f"factor shapes {list(left)} x {list(right)} do not make {list(shape)}",
                              path=self._display, tensor=name, shape=shape)
+
+    def _check_groupwise(self, t, quant, rows, cols):
+        """The packed codes, scales and zero points against the bit width, group size and shape."""
+        name, bits, group = t["name"], quant["bits"], quant["group"]
+        bad = lambda rule: InputError(rule, path=self._display, tensor=name, shape=tuple(t["shape"]))  # noqa: E731
+        if cols % group:
+            raise bad(f"group size {group} does not divide the {cols} columns")
+        groups = cols // group
+        expected = {t["keys"][0]: ("U8", (rows, math.ceil(cols * bits / 8))),
+                    quant["scales"]: ("F16", (rows, groups))}
+        if quant["zeros"]:
+            expected[quant["zeros"]] = ("U8", (rows, math.ceil(groups * bits / 8)))
+        for key, (dtype, shape) in expected.items():
+            stored = self._stored[key]
+            if stored.dtype != dtype or tuple(stored.shape) != shape:
+                raise bad(f"'{key}' must be {dtype} of shape {list(shape)} for {bits}-bit codes in groups of "
+                          f"{group}; got {stored.dtype} {list(stored.shape)}")
+
+    def _groupwise(self, t):
+        """Dequantised codes of a groupwise tensor in float64 (scales checked: finite, positive)."""
+        from cond.linalg.groupwise import GroupSpec, dequantize, unpack
+
+        quant = t["quant"]
+        rows, cols = t["shape"][0], math.prod(t["shape"][1:])
+        spec = GroupSpec(quant["bits"], quant["group"], quant["symmetric"])
+        where = dict(path=self._display, tensor=t["name"], shape=tuple(t["shape"]))
+        scales = self._stored[quant["scales"]].load()
+        if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
+            raise InputError("group scales must be finite and positive (a scale of 0, NaN or Inf was stored)",
+                             **where)
+        try:
+            codes = unpack(self.packed(t["keys"][0]), spec.bits, cols)
+            zeros = unpack(self.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else None
+        except ValueError as exc:
+            raise InputError(str(exc), **where) from None
+        return dequantize(codes, scales, zeros, spec).reshape(rows, cols)
+
+    def packed(self, key) -> np.ndarray:
+        """A stored uint8 array (packed codes or zero points) as written."""
+        entry = self._stored[key]
+        return np.frombuffer(entry.read_raw(), dtype=np.uint8).reshape(entry.shape)
 
     def __getitem__(self, name):
         t = self._tensors[name]
@@ -160,13 +248,23 @@ class CompressedCheckpoint(Mapping):
         if t["storage"] == "dense":
             w = self._stored[t["keys"][0]].load()
             return w.reshape(w.shape[0], -1) if w.ndim > 1 else w
+        if t["storage"] == "groupwise":
+            value = self._groupwise(t)
+            if len(t["keys"]) == 3:
+                left, right = self.factors(name)
+                value = value + left @ right
+            return value
         factors = self.factors(name)
         return factors[0] if len(factors) == 1 else factors[0] @ factors[1]
 
     def factors(self, name) -> list:
-        """The stored factors of a quantized or factored tensor in float64, int8 scales applied."""
+        """The stored factors of a quantized or factored tensor in float64, int8 scales applied (for a
+        groupwise tensor: its correction's two factors, or none)."""
         t = self._tensors[name]
-        return [self._value(k, s) for k, s in zip(t["keys"], t.get("scales") or [None] * len(t["keys"]))]
+        pairs = list(zip(t["keys"], t.get("scales") or [None] * len(t["keys"])))
+        if t["storage"] == "groupwise":
+            pairs = pairs[1:]
+        return [self._value(k, s) for k, s in pairs]
 
     def stored(self, key, scale=None):
         """A stored factor as written: (array, its row scales or None); int8 stays int8."""

@@ -10,6 +10,11 @@ multiply-adds per input vector instead of m n. A cluster's shared basis is one
 ``nn.Parameter`` held by every member (tied: trained or moved once). int8 factors
 are dequantised once to the layer's dtype, or, with ``keep_int8=True``, kept as
 int8 buffers with their row scales and applied as s_U * (Q_U (s_V * (Q_V x))).
+A group-wise weight (``groupwise``: 2-8 bit codes, and a low-rank correction L R) is
+dequantised once into the Linear's weight (the array ``cond expand`` writes), or, with
+``keep_packed=True``, becomes a :class:`GroupwiseLinear` that keeps the codes (one byte
+each, unpacked once), the fp16 scales and zero points, and dequantises on every call:
+y = (s (q - z)) x + L (R x) + b.
 Every other tensor of the file (untouched, or stored whole at a narrower dtype) is
 loaded into the model as the dense array ``cond expand`` would write. Names may
 differ from the model's by a prefix (a wrapper's), found by
@@ -70,7 +75,55 @@ class LowRankLinear(torch.nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}{kept}"
 
 
-def load_factorised(model, path, *, keep_int8=False, strict=True):
+class GroupwiseLinear(torch.nn.Module):
+    """y = W_q x + L (R x) + b with W_q = s (q - z) per group of ``group`` input columns, dequantised per call.
+
+    Parameters
+    ----------
+    codes : torch.Tensor of shape (out, in), uint8
+    scales, zeros : torch.Tensor of shape (out, in / group)
+        Float scales and zero points (as floats).
+    group : int
+    left, right : torch.Tensor or None
+        The correction's factors (out x r, r x in), in the layer's dtype.
+    bias : torch.nn.Parameter or None
+    """
+
+    def __init__(self, codes, scales, zeros, group, left=None, right=None, bias=None):
+        super().__init__()
+        self.register_buffer("codes", codes)
+        self.register_buffer("scales", scales)
+        self.register_buffer("zeros", zeros)
+        self.group = group
+        self.left = None if left is None else torch.nn.Parameter(left)
+        self.right = None if right is None else torch.nn.Parameter(right)
+        self.bias = bias
+        self.out_features, self.in_features = codes.shape
+
+    def dequantised(self, dtype):
+        q = self.codes.to(dtype).view(self.out_features, -1, self.group)
+        w = (q - self.zeros.to(dtype)[:, :, None]) * self.scales.to(dtype)[:, :, None]
+        return w.reshape(self.out_features, self.in_features)
+
+    def forward(self, x):
+        y = torch.nn.functional.linear(x, self.dequantised(x.dtype), self.bias)
+        if self.left is not None:
+            y = y + torch.nn.functional.linear(torch.nn.functional.linear(x, self.right.to(x.dtype)),
+                                               self.left.to(x.dtype))
+        return y
+
+    def weight64(self):
+        """The dense weight this layer stands for, in float64."""
+        w = self.dequantised(torch.float64)
+        return w if self.left is None else w + self.left.double() @ self.right.double()
+
+    def extra_repr(self):
+        rank = 0 if self.left is None else self.left.shape[1]
+        return f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}, " \
+               f"correction_rank={rank}"
+
+
+def load_factorised(model, path, *, keep_int8=False, keep_packed=False, strict=True):
     """Load a ``cond-lowrank`` file into ``model``, factored Linear weights as :class:`LowRankLinear`.
 
     Parameters
@@ -81,6 +134,9 @@ def load_factorised(model, path, *, keep_int8=False, strict=True):
         A ``cond-lowrank/1`` or ``/2`` file.
     keep_int8 : bool
         Keep int8 factors as int8 with their scales (less memory, a dequantisation per call).
+    keep_packed : bool
+        Run group-wise weights as :class:`GroupwiseLinear` (codes kept, dequantised per call)
+        instead of dequantising them once into the Linear's weight.
     strict : bool
         Refuse a file tensor the model has no place for.
 
@@ -104,6 +160,9 @@ def load_factorised(model, path, *, keep_int8=False, strict=True):
                 _same_shape(name, t["shape"], module.weight.shape, path)
                 _replace(model, ours[:-len(".weight")],
                          _factorised(ckpt, t, module, shared, keep_int8))
+            elif t["storage"] == "groupwise" and keep_packed and isinstance(module, torch.nn.Linear):
+                _same_shape(name, t["shape"], module.weight.shape, path)
+                _replace(model, ours[:-len(".weight")], _groupwise(ckpt, t, module))
             elif ours in state or _buffer(model, ours) is not None:  # a non-persistent buffer too
                 target = state[ours] if ours in state else _buffer(model, ours)
                 _same_shape(name, t["shape"], target.shape, path)
@@ -135,6 +194,26 @@ def _factorised(ckpt, t, linear, shared, keep_int8):
     return LowRankLinear(factors[0], factors[1], linear.bias, scales[0], scales[1])
 
 
+def _groupwise(ckpt, t, linear):
+    """A :class:`GroupwiseLinear` from a groupwise record (codes and zero points unpacked once)."""
+    from cond.linalg.groupwise import GroupSpec, unpack
+
+    quant = t["quant"]
+    rows, cols = t["shape"][0], int(np.prod(t["shape"][1:]))
+    spec = GroupSpec(quant["bits"], quant["group"], quant["symmetric"])
+    ckpt.matrix64(t["name"])  # every check of the stored codes and scales, before anything is built
+    codes = unpack(ckpt.packed(t["keys"][0]), spec.bits, cols)
+    zeros = unpack(ckpt.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else \
+        np.full((rows, cols // spec.group), spec.middle, dtype=np.uint8)
+    scales = ckpt.stored(quant["scales"])[0]
+    device, dtype = linear.weight.device, linear.weight.dtype
+    tensor = lambda a, kind: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=kind)  # noqa: E731
+    factors = ckpt.factors(t["name"])
+    left, right = (tensor(f, dtype) for f in factors) if factors else (None, None)
+    return GroupwiseLinear(tensor(codes, torch.uint8), tensor(scales, torch.float32), tensor(zeros, torch.float32),
+                           spec.group, left, right, linear.bias)
+
+
 def _same_shape(name, stored, ours, path):
     if tuple(stored) != tuple(ours):
         raise ValueError(f"{path}: tensor '{name}' has shape {list(stored)}, the model's is {list(ours)}; "
@@ -157,11 +236,12 @@ def to_dense(model):
     """Replace every :class:`LowRankLinear` of ``model`` by a ``torch.nn.Linear`` of weight U V
     (multiplied in float64, rounded once to the layer's dtype). Returns ``model``."""
     for name, module in list(model.named_modules()):
-        if isinstance(module, LowRankLinear):
-            dtype = module.bias.dtype if module.bias is not None else \
-                (module.u.dtype if module.u_scale is None else torch.float32)
+        if isinstance(module, (LowRankLinear, GroupwiseLinear)):
+            dtype = module.bias.dtype if module.bias is not None else torch.float32 \
+                if isinstance(module, GroupwiseLinear) or module.u_scale is not None else module.u.dtype
+            device = module.codes.device if isinstance(module, GroupwiseLinear) else module.u.device
             dense = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                                    device=module.u.device, dtype=dtype)
+                                    device=device, dtype=dtype)
             with torch.no_grad():
                 dense.weight.copy_(module.weight64().to(dtype))
                 if module.bias is not None:

@@ -57,7 +57,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
              method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
              progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False,
-             base=None) -> CompressReport:
+             base=None, group_size=None, rounding="auto", act_order=False, damp=0.01, symmetric=False,
+             correction_rank=None, correction_dtype=None, preserve=False) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/2`` file.
 
     Parameters
@@ -98,7 +99,26 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
     dtype : str, optional
         Storage dtype of the factors (default: each tensor's own); ``int8`` stores
         int8 rows with a float32 scale each. A matrix may also be stored whole at it
-        (``quantized``) when that is the cheapest form within the bound.
+        (``quantized``) when that is the cheapest form within the bound. ``int2`` ..
+        ``int7`` (or ``int8`` with ``group_size``) store every matrix as group-wise codes
+        (:mod:`cond.commands.compress.groupwise_form`), with a low-rank correction of
+        ``correction_rank`` (with ``max_error``: the smallest rank from there that meets it).
+        With ``budget_bytes`` and no dtype, every form competes for the bytes.
+    group_size : {32, 64, 128}, optional
+        Columns per group (default 128 at a uniform width; every size under a budget).
+    rounding : {"auto", "gptq", "nearest"}
+        GPTQ against the ``activations`` Grams (``auto``: when they are given), or round to nearest.
+    act_order, damp : bool, float
+        GPTQ's column order by decreasing Gram diagonal, and its damping (relative to the mean diagonal).
+    symmetric : bool
+        Group-wise codes without zero points.
+    correction_rank : int, optional
+        The rank of the low-rank correction of rounding at a uniform width (default 0).
+    correction_dtype : str, optional
+        Storage of the correction's factors: f16 (default), bf16, f32 or int8 rows.
+    preserve : bool
+        Keep the correction's directions before rounding (``W - L R`` is rounded) rather than
+        correct the rounding residual afterwards.
     seed : int
     force : bool
     max_pool_bytes : int
@@ -140,7 +160,9 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
                             group=group, error_scope=error_scope, dtype=dtype, seed=seed,
                             max_pool_bytes=max_pool_bytes, method=method, fisher=fisher, fisher_axis=fisher_axis,
                             activations=activations, budget=budget, budget_bytes=budget_bytes,
-                            min_saving=min_saving, allow_slower=allow_slower)
+                            min_saving=min_saving, allow_slower=allow_slower, group_size=group_size,
+                            rounding=rounding, act_order=act_order, damp=damp, symmetric=symmetric,
+                            correction_rank=correction_rank, correction_dtype=correction_dtype, preserve=preserve)
     started = time.perf_counter()
     from cond.formats.sources import checkpoint_source
 
@@ -176,7 +198,7 @@ def _compress(opts, plan, source, label, output, entries, sources, source_meta, 
         plans, budget_summary = {}, None
         if opts.budget is not None:
             _refuse_zero_size(selected)
-            plans, budget_summary = plan_budget(selected, opts, calibration, client, progress, sensitivities)
+            plans, budget_summary = plan_budget(selected, opts, calibration, client, progress, sensitivities, grams)
         writer = stack.enter_context(SafetensorsWriter(plan, output))
         records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client, plans, grams)
         clusters, cluster_summary = [], None

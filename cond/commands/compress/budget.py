@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cond.commands.compress.groupwise_form import groupwise_options
 from cond.commands.compress.own_form import finite_matrix, rounder, weighting_of
 from cond.commands.compress.storage import Storage, dtype_bytes
 from cond.errors import InputError, UsageError, input_errors
@@ -41,17 +42,17 @@ from cond.linalg.allocation import allocate
 from cond.linalg.truncated import relative_error, tail_errors
 
 
-def plan_budget(entries, opts, calibration, client=None, progress=None, sensitivities=None):
+def plan_budget(entries, opts, calibration, client=None, progress=None, sensitivities=None, grams=None):
     """The form of every selected matrix under the budget: ({name: plan}, summary dict)."""
     if client is not None:
         from cond.distributed import ordered_map
 
         listed = list(ordered_map(client, matrix_options, entries, opts=opts, calibration=calibration,
-                                  sensitivities=sensitivities))
+                                  sensitivities=sensitivities, grams=grams))
     else:
         listed = []
         for done, entry in enumerate(entries, 1):
-            listed.append(matrix_options(entry, opts, calibration, sensitivities))
+            listed.append(matrix_options(entry, opts, calibration, sensitivities, grams))
             if progress:
                 progress("budget", done, len(entries))
     known = [w for _, _, w in listed if w is not None]
@@ -77,42 +78,55 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
     return plans, summary
 
 
-def matrix_options(entry, opts, calibration, sensitivities=None):
+def matrix_options(entry, opts, calibration, sensitivities=None, grams=None):
     """(the untouched cost, [(cost, predicted relative loss, plan), ...], the weight of its loss or None)
-    of one matrix; the weight is its sensitivity with ``sensitivities`` (else 1)."""
+    of one matrix; the weight is its sensitivity with ``sensitivities`` (else 1).
+
+    With ``--dtype int2`` .. ``int7`` only group-wise forms at that width compete with
+    untouched; with ``--budget-bytes`` and no ``--dtype`` every form does (int8 rows whole,
+    low rank in fp16, group-wise at every width and group size with each correction rank).
+    """
     w = finite_matrix(entry)
     m, n = w.shape
     where = dict(path=entry.source, tensor=entry.name, shape=entry.shape)
     weighting, _ = weighting_of(calibration, entry.name, entry.shape)
-    storage = Storage(opts.dtype or entry.dtype)
     by_bytes = opts.budget_unit == "bytes"
     untouched = dtype_bytes(entry.dtype, m * n) if by_bytes else m * n
     limit = untouched * (1 - opts.min_saving)
     bound = opts.max_error
     options = [(untouched, 0.0, ("untouched",))]
-    rounding = 0.0
-    if storage.dtype != entry.dtype:
-        try:
-            rounded = storage.round(w)
-        except ValueError:  # out of the storage dtype's range: low rank may still fit
-            rounded = None
-        if rounded is not None:
-            err = relative_error(w, rounder(entry.dtype)(rounded), weighting)
-            rounding = err * err
-            cost = storage.nbytes(m, n) if by_bytes else m * n
-            if cost <= limit and (bound is None or err <= bound):
-                options.append((cost, rounding, ("quantized",)))
+    if opts.bits is not None or opts.all_forms:
+        options += groupwise_options(w, opts, weighting, grams, entry, rounder(entry.dtype), limit)
     with input_errors(**where):
         s = np.linalg.svd(weighting.apply(w), compute_uv=False)
-    tail = tail_errors(s) ** 2
-    for r in range(1, min(m, n) + 1):
-        cost = storage.lowrank_bytes(m, n, r) if by_bytes else r * (m + n)
-        if cost > limit:
-            break
-        if bound is not None and tail[r] > bound * bound:
-            continue
-        options.append((cost, float(tail[r] + 2 * rounding * (1 - tail[r])), ("lowrank", r)))
+    if opts.bits is None:
+        whole = Storage("I8" if opts.all_forms else opts.dtype or entry.dtype)
+        factors = Storage("F16" if opts.all_forms else whole.dtype)
+        if whole.dtype != entry.dtype:
+            loss = _rounding_loss(w, whole, entry, weighting)
+            cost = whole.nbytes(m, n) if by_bytes else m * n
+            if loss is not None and cost <= limit and (bound is None or loss <= bound * bound):
+                options.append((cost, loss, ("quantized", whole.dtype)))
+        rounding = (_rounding_loss(w, factors, entry, weighting) or 0.0) if factors.dtype != entry.dtype else 0.0
+        tail = tail_errors(s) ** 2
+        for r in range(1, min(m, n) + 1):
+            cost = factors.lowrank_bytes(m, n, r) if by_bytes else r * (m + n)
+            if cost > limit:
+                break
+            if bound is not None and tail[r] > bound * bound:
+                continue
+            options.append((cost, float(tail[r] + 2 * rounding * (1 - tail[r])), ("lowrank", r, factors.dtype)))
     return untouched, options, sensitivity(sensitivities, entry, weighting, s)
+
+
+def _rounding_loss(w, storage, entry, weighting):
+    """The squared relative error of the whole matrix stored at ``storage`` (None: out of its range)."""
+    try:
+        rounded = storage.round(w)
+    except ValueError:
+        return None
+    err = relative_error(w, rounder(entry.dtype)(rounded), weighting)
+    return err * err
 
 
 def sensitivity(fisher, entry, weighting, s):

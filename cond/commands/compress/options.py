@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from cond.commands.compress.groupwise_form import ROUNDINGS, QuantSettings
 from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES, regex_option
 from cond.commands.validate import check_budgets, check_seed, refuse_unused
 from cond.errors import UsageError
@@ -40,6 +41,11 @@ class CompressOptions:
     budget_unit: str = "params"  # "params" or "bytes"
     min_saving: float = 0.05
     allow_slower: bool = False
+    bits: Optional[int] = None  # group-wise codes at this width for every matrix (--dtype int2 .. int7)
+    group_size: Optional[int] = None
+    correction_rank: Optional[int] = None
+    all_forms: bool = False  # --budget-bytes without --dtype: every form competes
+    quant: QuantSettings = field(default_factory=QuantSettings)
     include_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
     exclude_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
     group_re: Optional[re.Pattern] = field(default=None, compare=False, repr=False)
@@ -51,23 +57,38 @@ class CompressOptions:
                     estimator=self.estimator, patience=self.patience, axis=self.axis, group=self.group,
                     error_scope=self.error_scope, dtype=self.dtype, max_pool_bytes=self.max_pool_bytes,
                     method=self.method, fisher_axis=self.fisher_axis, budget=self.budget,
-                    budget_unit=self.budget_unit, min_saving=self.min_saving, allow_slower=self.allow_slower)
+                    budget_unit=self.budget_unit, min_saving=self.min_saving, allow_slower=self.allow_slower,
+                    bits=self.bits, group_size=self.group_size, correction_rank=self.correction_rank,
+                    all_forms=self.all_forms, rounding=self.quant.rounding if self.grouped else None,
+                    act_order=self.quant.act_order, damp=self.quant.damp, symmetric=self.quant.symmetric,
+                    correction_dtype=self.quant.correction_dtype, preserve=self.quant.preserve)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether group-wise forms are made (uniform bits, or every form under a byte budget)."""
+        return self.bits is not None or self.all_forms
 
 
 def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exclude=None, min_size=4096,
                      cluster=None, estimator="incremental", patience=8, axis="auto", group=None,
                      error_scope="matrix", dtype=None, seed=0, max_pool_bytes=2**30, method="svd", fisher=None,
                      fisher_axis="in", activations=None, budget=None, budget_bytes=None, min_saving=0.05,
-                     allow_slower=False) -> CompressOptions:
+                     allow_slower=False, group_size=None, rounding="auto", act_order=False, damp=0.01,
+                     symmetric=False, correction_rank=None, correction_dtype=None,
+                     preserve=False) -> CompressOptions:
     """Check every argument of :func:`cond.compress` against its rule (one-line UsageErrors).
 
     ``cluster``: None clusters when ``max_error`` is given (the default), True insists (and
     needs ``max_error``), False never clusters. The clustering options are refused when no
     clustering runs, as is every option that would do nothing.
     """
+    bits = _bits(dtype, group_size)
     sizes = [n for n, v in (("--rank", rank), ("--ratio", ratio), ("--budget", budget),
                             ("--budget-bytes", budget_bytes)) if v is not None]
-    if len(sizes) > 1 or (not sizes and max_error is None):
+    if bits is not None and sizes and sizes[0] != "--budget-bytes":
+        raise UsageError(f"`--dtype int{bits}` stores every matrix as {bits}-bit groups; `{sizes[0]}` does not "
+                         "apply (give `--max-error`, `--correction-rank` or `--budget-bytes`)")
+    if len(sizes) > 1 or (not sizes and max_error is None and bits is None):
         raise UsageError(f"give one of `--max-error`, `--rank`, `--ratio`, `--budget`, `--budget-bytes` "
                          f"(`--max-error` may join a budget); got {', '.join(sizes) or 'none'}")
     if max_error is not None and sizes and sizes[0] in ("--rank", "--ratio"):
@@ -92,15 +113,19 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
     if min_size < 0:
         raise UsageError(f"`--min-size` must be >= 0; got {min_size}")
     storage = None
-    if dtype is not None:
+    if dtype is not None and bits is None:
         storage = STORAGE_DTYPES.get(str(dtype).lower())
-        if storage is None:
-            raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8; got {dtype!r}")
+    all_forms = budget_bytes is not None and dtype is None
+    quant = _quant_settings(bits is not None or all_forms, rounding, act_order, damp, symmetric, group_size,
+                            correction_rank, correction_dtype, preserve, activations, bits is not None)
     _check_method(method, fisher, fisher_axis, activations, budget is not None or budget_bytes is not None)
     seed = check_seed(seed)
     if cluster and max_error is None:
         raise UsageError(f"`--cluster` shares bases within a bound: it needs `--max-error`; got {sizes[0]}")
-    clustering = cluster is not False and max_error is not None
+    if cluster and (bits is not None or all_forms):
+        raise UsageError("`--cluster` shares low-rank bases; group-wise forms (`--dtype int2` .. `int7`, or "
+                         "`--budget-bytes` without `--dtype`) do not cluster: drop `--cluster`")
+    clustering = cluster is not False and max_error is not None and bits is None and not all_forms
     if not clustering:
         refuse_unused({"--estimator": estimator != "incremental", "--patience": patience != 8,
                        "--axis": axis != "auto", "--group": group is not None,
@@ -115,7 +140,8 @@ def compress_options(*, max_error=None, rank=None, ratio=None, include=None, exc
         max_pool_bytes=int(max_pool_bytes), method=method, fisher_axis=fisher_axis if method == "fisher" else None,
         budget=budget if budget is not None else budget_bytes,
         budget_unit="bytes" if budget_bytes is not None else "params", min_saving=float(min_saving),
-        allow_slower=bool(allow_slower), include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
+        allow_slower=bool(allow_slower), bits=bits, group_size=group_size, correction_rank=correction_rank,
+        all_forms=all_forms, quant=quant, include_re=patterns["--include"], exclude_re=patterns["--exclude"], group_re=patterns["--group"])
 
 
 def _check_method(method, fisher, fisher_axis, activations, budgeted=False):
@@ -131,3 +157,61 @@ def _check_method(method, fisher, fisher_axis, activations, budgeted=False):
     if fisher_axis != "in" and method != "fisher":
         raise UsageError(f"`--fisher-axis` applies to `--method fisher`; got `--method {method}`")
     # with svd or fisher, --activations only measures each matrix's output error (the function report)
+
+
+def _bits(dtype, group_size):
+    """The width of group-wise codes asked for: ``int2`` .. ``int7``, or ``int8`` with a group size."""
+    if dtype is None:
+        return None
+    text = str(dtype).lower()
+    match = re.fullmatch(r"(?:int|i)([2-8])", text)
+    if text not in STORAGE_DTYPES and match is None:
+        raise UsageError(f"`--dtype` must be one of f64, f32, f16, bf16, int8 (rows), or int2 .. int7 "
+                         f"(group-wise); got {dtype!r}")
+    if match is None or (match.group(1) == "8" and group_size is None):
+        return None
+    return int(match.group(1))
+
+
+def _quant_settings(grouped, rounding, act_order, damp, symmetric, group_size, correction_rank,
+                    correction_dtype, preserve, activations, uniform):
+    """The group-wise options, checked; each refused when no group-wise form is made."""
+    if not grouped:
+        refuse_unused({"--group-size": group_size is not None, "--rounding": rounding != "auto",
+                       "--act-order": bool(act_order), "--damp": damp != 0.01, "--symmetric": bool(symmetric),
+                       "--correction-rank": correction_rank is not None,
+                       "--correction-dtype": correction_dtype is not None, "--preserve": bool(preserve)},
+                      "to group-wise forms: give `--dtype int2` .. `int7`, or `--budget-bytes` without `--dtype`")
+        return QuantSettings()
+    if rounding not in ROUNDINGS:
+        raise UsageError(f"`--rounding` must be one of {', '.join(ROUNDINGS)}; got {rounding!r}")
+    if rounding == "gptq" and activations is None:
+        raise UsageError("`--rounding gptq` needs the layers' input Grams: add `--activations FILE` "
+                         "(cond calibrate writes one)")
+    resolved = "gptq" if rounding == "gptq" or (rounding == "auto" and activations is not None) else "nearest"
+    if act_order and resolved != "gptq":
+        raise UsageError("`--act-order` orders GPTQ's columns; it needs `--activations` (GPTQ rounding)")
+    if not (isinstance(damp, (int, float)) and 0 < damp <= 1):
+        raise UsageError(f"`--damp` must be in (0, 1] (GPTQ's damping, relative to the mean diagonal of the "
+                         f"Gram); got {damp}")
+    if damp != 0.01 and resolved != "gptq":
+        raise UsageError("`--damp` applies to GPTQ rounding, which needs `--activations`")
+    from cond.linalg.groupwise import GROUP_SIZES
+
+    if group_size is not None and group_size not in GROUP_SIZES:
+        raise UsageError(f"`--group-size` must be one of {', '.join(map(str, GROUP_SIZES))}; got {group_size}")
+    if correction_rank is not None:
+        if not uniform:
+            raise UsageError("`--correction-rank` fixes the correction of `--dtype int2` .. `int7`; under "
+                             "`--budget-bytes` the allocator chooses each matrix's rank")
+        if not isinstance(correction_rank, int) or isinstance(correction_rank, bool) or correction_rank < 0:
+            raise UsageError(f"`--correction-rank` must be a non-negative integer; got {correction_rank}")
+    factor_dtype = "F16"
+    if correction_dtype is not None:
+        factor_dtype = STORAGE_DTYPES.get(str(correction_dtype).lower())
+        if factor_dtype is None:
+            raise UsageError(f"`--correction-dtype` must be one of f16, bf16, f32, int8; got {correction_dtype!r}")
+    if preserve and uniform and not correction_rank:
+        raise UsageError("`--preserve` keeps the top directions before rounding: give `--correction-rank` > 0")
+    return QuantSettings(rounding=resolved, act_order=bool(act_order), damp=float(damp), symmetric=bool(symmetric),
+                         correction_dtype=factor_dtype, preserve=bool(preserve))

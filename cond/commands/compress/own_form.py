@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from cond.commands.compress.groupwise_form import groupwise_forms
 from cond.commands.compress.report import TensorRecord
 from cond.commands.compress.storage import Storage, dtype_bytes
 from cond.errors import InputError, input_errors
@@ -19,6 +20,8 @@ from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio
 from cond.linalg.weighted import FISHER_FLOOR, Weighting, weighted_factors
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+FACTOR_SUFFIXES = ("U", "V", "q", "U.scale", "V.scale", "q.scale", "codes", "scales", "zeros", "L", "R", "L.scale",
+                   "R.scale")  # what a compressed matrix may write beside its name
 RANK_STEPS = 16  # ranks tried above the Eckart-Young rank before rounding makes a matrix dense
 SMALL_MATRIX = 2**21  # entries below which one BLAS thread is faster
 
@@ -103,7 +106,7 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None,
             raise InputError("matrix has a zero-size dimension", path=entry.source, tensor=entry.name,
                              shape=entry.shape)
         if reason is None:
-            for key in (f"{entry.name}.{k}" for k in ("U", "V", "q", "U.scale", "V.scale", "q.scale")):
+            for key in (f"{entry.name}.{k}" for k in FACTOR_SUFFIXES):
                 if key in names:
                     raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
                                      "rename it or --exclude one of them", path=entry.source)
@@ -143,27 +146,31 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     untouched). Runs in this process or as a Dask task (the worker reads the tensor).
 
     The forms are: untouched (the original bytes), quantized (the whole matrix at the storage
-    dtype, when that differs from its own) and low rank. With a bound the cheapest in bytes that
-    meets it is taken; a compressed form must save ``opts.min_saving`` of the untouched bytes.
-    ``plan`` (from the budget) fixes the form: ("untouched",), ("quantized",) or ("lowrank", r).
+    dtype, when that differs from its own), low rank, and with ``--dtype int2`` .. ``int7`` (or a
+    group size) group-wise codes with an optional low-rank correction. With a bound the cheapest
+    in bytes that meets it is taken; a compressed form must save ``opts.min_saving`` of the
+    untouched bytes. ``plan`` (from the budget) fixes the form: ("untouched",),
+    ("quantized", dtype), ("lowrank", rank, dtype) or ("groupwise", bits, group, rank).
     """
     w = finite_matrix(entry)
     m, n = w.shape
     name = entry.name
     where = dict(path=entry.source, tensor=name, shape=entry.shape)
     weighting, weight_note = weighting_of(calibration, name, entry.shape)
-    storage = Storage(opts.dtype or entry.dtype)
+    kind = plan[0] if plan is not None else None
+    storage = Storage(plan[-1] if kind in ("quantized", "lowrank") else opts.dtype or entry.dtype)
     bound = opts.max_error
     expanded = rounder(entry.dtype)  # what `cond expand` writes: the product in the original dtype
     untouched = dtype_bytes(entry.dtype, m * n)
     limit = untouched * (1 - opts.min_saving)  # a compressed form must cost at most this
-    kind = plan[0] if plan is not None else None
     notes = [weight_note] if weight_note else []
-    forms = []  # (bytes, storage, rank, arrays, error, plain error, the approximation)
-    if storage.dtype != entry.dtype and kind in (None, "quantized"):
+    forms = []  # (bytes, storage, rank, arrays, error, plain error, the approximation[, how: dict])
+    if kind == "groupwise" or (plan is None and opts.bits is not None):
+        forms += groupwise_forms(w, opts, weighting, grams, entry, expanded, limit, plan, notes)
+    if storage.dtype != entry.dtype and kind in (None, "quantized") and opts.bits is None:
         forms += _quantized_form(w, storage, expanded, weighting, bound, limit, name, where)
     s = None
-    if kind in (None, "lowrank"):
+    if kind == "lowrank" or (kind is None and opts.bits is None):
         ceiling = min([limit] + [f[0] for f in forms])
         lowrank, s, overflow = _lowrank_form(w, opts, storage, expanded, weighting, ceiling, plan, name, where)
         forms += lowrank
@@ -188,12 +195,15 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
                            output_error=0.0 if grams is not None and name in grams else None, **common)
         arrays = None
     else:
-        size, form, r, arrays, err, plain, approx = chosen
-        own = TensorRecord(storage=form, keys=tuple(k for k in arrays if not k.endswith(".scale")), rank=r,
-                           error=err, params_after=m * n if r is None else lowrank_params(m, n, r),
-                           note="; ".join(notes) or None, plain_error=plain, storage_dtype=storage.dtype,
-                           scales=_scale_keys(arrays), bytes_after=size,
-                           macs_after=m * n if r is None else lowrank_params(m, n, r),
+        size, form, r, arrays, err, plain, approx, *how = chosen
+        how = how[0] if how else dict(keys=tuple(k for k in arrays if not k.endswith(".scale")),
+                                      scales=_scale_keys(arrays), storage_dtype=storage.dtype,
+                                      params=m * n if r is None else lowrank_params(m, n, r))
+        own = TensorRecord(storage=form, keys=how["keys"], rank=r,
+                           error=err, params_after=how["params"],
+                           note="; ".join(notes) or None, plain_error=plain, storage_dtype=how["storage_dtype"],
+                           scales=how["scales"], bytes_after=size, quant=how.get("quant"),
+                           macs_after=how["params"],
                            output_error=output_error(grams, name, entry.shape, w, approx, weighting, err),
                            **common)
     return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage.dtype, m=m, n=n,
@@ -223,6 +233,11 @@ def _spectrum(w, weighting):
 def _why_untouched(bound, kind, opts):
     if kind == "untouched":
         return "untouched: the budget is better spent elsewhere"
+    if kind == "groupwise":
+        return "dense: the planned group-wise form measured above the bound (kept dense)"
+    if opts.bits is not None and bound is not None:
+        return f"dense: no {opts.bits}-bit form with a correction saves {opts.min_saving:.0%} of its bytes within " \
+               "the bound"
     if bound is not None:
         return f"dense: no form saves {opts.min_saving:.0%} of its bytes within the bound"
     return f"dense: the rank saves less than {opts.min_saving:.0%} of its bytes"

@@ -1,4 +1,5 @@
-"""What ``cond compress`` did, per tensor, per cluster and in total; schema ``cond.compress/2``."""
+"""What ``cond compress`` did, per tensor, per cluster and in total; schema ``cond.compress/3`` (``/2`` plus the group-wise
+storage ``groupwise``, its ``bits`` and ``group`` per tensor and their count in the totals)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from cond.commands.result import Result
 from dataclasses import dataclass
 from typing import Optional
 
-SCHEMA = "cond.compress/2"
+SCHEMA = "cond.compress/3"
 
-TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "storage_dtype", "rank", "error", "plain_error",
+TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "storage_dtype", "bits", "group", "rank", "error", "plain_error",
                  "output_error", "bound", "weighting", "cluster", "params_before", "params_after",
                  "bytes_before", "bytes_after", "macs_before", "macs_after", "note")
 
@@ -57,9 +58,12 @@ class TensorRecord:
     macs_before: Optional[int] = None
     macs_after: Optional[int] = None
     output_error: Optional[float] = None
+    quant: Optional[dict] = None  # group-wise codes: bits, group, symmetric, rounding, scales and zeros keys
 
     def row(self) -> dict:
-        d = {k: getattr(self, k) for k in TENSOR_FIELDS}
+        d = {k: getattr(self, k) for k in TENSOR_FIELDS if k not in ("bits", "group")}
+        d["bits"] = self.quant["bits"] if self.quant else None
+        d["group"] = self.quant["group"] if self.quant else None
         d["shape"] = list(self.shape)
         return d
 
@@ -68,7 +72,8 @@ class TensorRecord:
                     keys=list(self.keys), scales=list(self.scales) or [None] * len(self.keys),
                     storage_dtype=self.storage_dtype, rank=self.rank, bound=self.bound, error=self.error,
                     plain_error=self.plain_error, output_error=self.output_error, weighting=self.weighting,
-                    cluster=self.cluster, bytes=self.bytes_after, macs=self.macs_after)
+                    cluster=self.cluster, bytes=self.bytes_after, macs=self.macs_after,
+                    **({"quant": self.quant} if self.quant else {}))
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ class CompressReport(Result):
                     worst_output_error=max(errors) if errors else None)
 
     def to_dict(self) -> dict:
-        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "quantized", "lowrank", "cluster")}
+        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "quantized", "groupwise", "lowrank", "cluster")}
         return self.document(
             output=self.output,
             method=self.method,
