@@ -543,7 +543,7 @@ for _name in ("missing file", "empty safetensors", "header not JSON", "header JS
 
 @case("expand", "an ordinary checkpoint")
 def _(d):
-    return _expand(d, good_checkpoint(d)), ["m.safetensors", "not a cond-lowrank/1 or /2 file"]
+    return _expand(d, good_checkpoint(d)), ["m.safetensors", "not a cond-lowrank/1, /2 or /3 file"]
 
 
 @case("expand", "manifest not JSON")

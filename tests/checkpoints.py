@@ -32,6 +32,31 @@ def planted_checkpoint(path, dtype=np.float32, seed=0, k=12, m=64, n=24, transpo
     return tensors
 
 
+def naive_groupwise(stored, t):
+    """The dequantised codes of a groupwise record, unpacked bit by bit with Python integers
+    (row bytes -> one little-endian integer -> code k is bits [k b, (k + 1) b))."""
+    q = t["quant"]
+    bits, group = q["bits"], q["group"]
+    rows, cols = t["shape"][0], int(np.prod(t["shape"][1:]))
+
+    def codes(packed, count):
+        out = np.zeros((rows, count))
+        for i in range(rows):
+            stream = int.from_bytes(bytes(packed[i]), "little")
+            for k in range(count):
+                out[i, k] = (stream >> (k * bits)) & ((1 << bits) - 1)
+        return out
+
+    c = codes(stored[t["keys"][0]], cols)
+    z = codes(stored[q["zeros"]], cols // group) if q["zeros"] else np.full((rows, cols // group), 2 ** (bits - 1))
+    s = stored[q["scales"]].astype(np.float64)
+    value = np.empty((rows, cols))
+    for k in range(cols // group):
+        block = slice(k * group, (k + 1) * group)
+        value[:, block] = s[:, k:k + 1] * (c[:, block] - z[:, k:k + 1])
+    return value
+
+
 def reconstruct(path):
     """Dense float64 matrices from the file, using only the safetensors package and the manifest."""
     with safe_open(str(path), framework="np") as f:
@@ -46,6 +71,11 @@ def reconstruct(path):
                    for k, s in zip(keys, scales)]
         if t["storage"] == "dense":
             out[t["name"]] = stored[keys[0]]
+        elif t["storage"] == "groupwise":
+            value = naive_groupwise(stored, t)
+            if len(keys) == 3:
+                value = value + factors[1] @ factors[2]
+            out[t["name"]] = value.reshape(t["shape"]).astype(DTYPES[t["dtype"]])
         elif t["storage"] == "quantized":
             out[t["name"]] = factors[0].reshape(t["shape"]).astype(DTYPES[t["dtype"]])
         else:  # multiplied out in float64 and rounded once to the original dtype, as a user would

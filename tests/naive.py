@@ -82,3 +82,39 @@ def belsley_kuh_welsch(x, scale=True, center=False):
     eta = d[0] / d
     order = np.argsort(eta)
     return eta[order], pi.T[order]
+
+
+def gptq_textbook(w, gram, quantize_column, group_params, group, damp=0.01, order=None, static=None):
+    """GPTQ as Optimal Brain Quantization in a fixed order, with the inverse Hessian updated by
+    Gaussian elimination after every column (Frantar et al. 2022/2023, eq. 2-3), no Cholesky, no blocks.
+
+    ``quantize_column(x, s, z)`` rounds a column with its group's parameters; ``group_params(x)``
+    gives (s, z) for an (m, g) group of current values; ``static`` (s, z) per group when the
+    parameters are fixed beforehand (act-order). Returns the codes (m, n).
+    """
+    w = np.array(w, dtype=np.float64)
+    m, n = w.shape
+    h = np.array(gram, dtype=np.float64)
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    h += damp * np.mean(np.diag(h)) * np.eye(n)
+    hinv = np.linalg.inv(h)
+    order = np.arange(n) if order is None else order
+    codes = np.zeros((m, n))
+    params = {} if static is None else {k: (static[0][:, k], static[1][:, k]) for k in range(n // group)}
+    remaining = list(order)
+    for col in order:
+        k = col // group
+        if static is None and col % group == 0:
+            params[k] = group_params(w[:, col:col + group])
+        s, z = params[k]
+        q = quantize_column(w[:, col], s, z)
+        codes[:, col] = q
+        err = (w[:, col] - (q - z) * s) / hinv[col, col]
+        remaining.remove(col)
+        rest = np.array(remaining, dtype=int)
+        if len(rest):
+            w[:, rest] -= np.outer(err, hinv[col, rest])
+        hinv = hinv - np.outer(hinv[:, col], hinv[col, :]) / hinv[col, col]
+    return codes

@@ -30,7 +30,7 @@ def test_every_matrix_within_the_bound_and_untouched_bytes_identical(tmp_path, c
     report = cond.compress(str(tmp_path / "m.safetensors"), str(out), max_error=0.05, min_size=100,
                            cluster=cluster)
     manifest, stored, rebuilt = reconstruct(out)
-    assert manifest["format"] == "cond-lowrank/2"
+    assert manifest["format"] == "cond-lowrank/3"
     assert [t["name"] for t in manifest["tensors"]] == list(load_file(str(tmp_path / "m.safetensors")))
     for name, w in original.items():
         t = next(t for t in manifest["tensors"] if t["name"] == name)
@@ -168,9 +168,9 @@ def test_open_compressed_is_lazy_and_inspect_reports_the_manifest(tmp_path):
         assert ckpt["layers.0.weight"].shape == (64, 24)
     result = runner.invoke(app, ["inspect", str(tmp_path / "c.safetensors"), "-f", "json"])
     doc = json.loads(result.stdout)
-    assert doc["compressed"]["format"] == "cond-lowrank/2"
+    assert doc["compressed"]["format"] == "cond-lowrank/3"
     result = runner.invoke(app, ["inspect", str(tmp_path / "c.safetensors")])
-    assert "cond-lowrank/2 file" in result.stdout
+    assert "cond-lowrank/3 file" in result.stdout
 
 
 def test_cli_report_formats(tmp_path):
@@ -179,7 +179,7 @@ def test_cli_report_formats(tmp_path):
                                  "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "-f", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["schema"] == "cond.compress/2"
+    assert doc["schema"] == "cond.compress/3"
     assert doc["totals"]["params_after"] < doc["totals"]["params_before"]
     assert doc["totals"]["bytes_after"] == os.path.getsize(tmp_path / "c.safetensors")
     # parameter totals against what the files hold, read by the safetensors package
@@ -230,7 +230,7 @@ def test_bad_input_and_safety(tmp_path):
     save_file({"w": w}, str(nan))
     run_bad(["compress", str(nan), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
             ["nan.safetensors", "tensor 'w'", "NaN"])
-    run_bad(["expand", str(src), "-o", str(tmp_path / "d")], ["m.safetensors", "not a cond-lowrank/1 or /2"])
+    run_bad(["expand", str(src), "-o", str(tmp_path / "d")], ["m.safetensors", "not a cond-lowrank/1, /2 or /3"])
     assert not (tmp_path / "x.safetensors").exists()
     assert not leftovers(tmp_path)
     assert src.read_bytes() == before

@@ -141,7 +141,7 @@ def test_int8_bound_holds_on_what_is_written_and_the_cheapest_form_is_taken(tmp_
     with safe_open(str(out), framework="np") as f:  # any safetensors reader opens it
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     manifest, stored, rebuilt = reconstruct(out)
-    assert manifest["format"] == "cond-lowrank/2"
+    assert manifest["format"] == "cond-lowrank/3"
     records = {t.name: t for t in report.tensors}
     for t in manifest["tensors"]:
         w = original[t["name"]]

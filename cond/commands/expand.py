@@ -1,4 +1,4 @@
-"""``cond.expand``: a ``cond-lowrank/2`` file back to a dense safetensors checkpoint.
+"""``cond.expand``: a ``cond-lowrank/3`` file (``/1`` and ``/2`` too) back to a dense safetensors checkpoint.
 
 Names, shapes, dtypes and the source's own metadata are restored; dense
 tensors are copied byte for byte, factored ones are multiplied out in float64
@@ -69,7 +69,7 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None, 
     Parameters
     ----------
     source : str
-        A ``cond-lowrank/2`` file.
+        A ``cond-lowrank/1``, ``/2`` or ``/3`` file.
     output : str
         A directory (created if needed; ``model.safetensors`` or shards and an
         index inside) or a ``.safetensors`` file path (then no sharding).

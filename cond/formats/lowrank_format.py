@@ -1,7 +1,7 @@
 """The compressed checkpoint format ``cond-lowrank/3`` (``/1`` and ``/2`` still read): safetensors
 plus a JSON manifest.
 
-``__metadata__["cond.format"] = "cond-lowrank/2"`` and
+``__metadata__["cond.format"] = "cond-lowrank/3"`` and
 ``__metadata__["cond.manifest"]`` = JSON with, per original tensor, its name,
 shape, dtype, storage (``dense``, ``quantized``, ``lowrank``, ``cluster``), the
 keys of its factors in multiplication order, the rank, the requested bound and

@@ -1,4 +1,4 @@
-"""``cond.compress``: a safetensors checkpoint to a ``cond-lowrank/2`` file, every matrix bounded.
+"""``cond.compress``: a safetensors checkpoint to a ``cond-lowrank/3`` file, every matrix bounded.
 
 Three passes, holding a bounded amount in memory:
 
@@ -59,7 +59,7 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
              progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False,
              base=None, group_size=None, rounding="auto", act_order=False, damp=0.01, symmetric=False,
              correction_rank=None, correction_dtype=None, preserve=False) -> CompressReport:
-    """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/2`` file.
+    """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/3`` file.
 
     Parameters
     ----------
