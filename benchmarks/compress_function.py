@@ -18,6 +18,15 @@ per batch of 32 against the dense model (medians of 9 runs each, the two alterna
 the machine's load.
 Also the function report's mean output error on the calibration inputs against the same
 error measured on the held-out sentences' Grams.
+
+With ``--quantized``, instead: the curve of mean and p5 cosine against bytes (of the 36 encoder
+matrices, against fp32, scales and zero points included) for cond's allocator
+(``--budget-bytes`` 0.12 ... 0.26, ``--method whiten --fisher``: every form competes), against
+round to nearest (int8 per row with an fp32 absmax scale; 4, 5, 6 bits in groups of 64 and
+128 with min-max fp16 scales and b-bit zero points, no clip search), HQQ (the ``hqq``
+package on the CPU, ``optimize=True``, fp16 scale and zero per group) and GPTQ at uniform
+bits (cond's own, ``--dtype intN --rounding gptq``; tests/test_groupwise.py checks it against
+the textbook loop), all in one run and on the same evaluation sentences.
 """
 
 from __future__ import annotations
@@ -174,8 +183,114 @@ def settings(quick):
     yield "svd", dict(max_error=0.05), "int8", False  # every matrix whole in int8: rounding alone
 
 
+BUDGETS = (0.12, 0.13, 0.15, 0.165, 0.175, 0.19, 0.21, 0.23, 0.25, 0.26)
+
+
+def rtn_rows(w):
+    """int8 per row, absmax scale in fp32: (W_hat, bytes)."""
+    s = (np.abs(w).max(axis=1) / 127).astype(np.float32).astype(np.float64)
+    s[s == 0] = 1
+    return np.clip(np.rint(w / s[:, None]), -127, 127) * s[:, None], w.size + 4 * w.shape[0]
+
+
+def rtn_groups(w, bits, group):
+    """Min-max asymmetric rounding per group, fp16 scales, b-bit zero points: (W_hat, bytes)."""
+    m, n = w.shape
+    x = w.reshape(m, n // group, group)
+    lo, hi = np.minimum(x.min(2), 0), np.maximum(x.max(2), 0)
+    top = 2**bits - 1
+    s = ((hi - lo) / top).astype(np.float16).astype(np.float64)
+    s[s == 0] = 1
+    z = np.clip(np.rint(-lo / s), 0, top)
+    q = np.clip(np.rint(x / s[:, :, None]) + z[:, :, None], 0, top)
+    groups = n // group
+    return ((q - z[:, :, None]) * s[:, :, None]).reshape(m, n), \
+        m * (-(-n * bits // 8)) + 2 * m * groups + m * (-(-groups * bits // 8))
+
+
+def hqq_groups(w, bits, group):
+    """HQQ (half-quadratic quantization, the hqq package, CPU): (W_hat, bytes), fp16 scale and zero."""
+    import torch
+    from hqq.core.quantize import Quantizer
+
+    t = torch.from_numpy(w.astype(np.float32))
+    codes, meta = Quantizer.quantize(t, nbits=bits, channel_wise=True, group_size=group, optimize=True,
+                                     round_zero=False, axis=1, device="cpu", compute_dtype=torch.float32,
+                                     bitpack=False)
+    meta["scale"], meta["zero"] = meta["scale"].half().float(), meta["zero"].half().float()
+    m, n = w.shape
+    return Quantizer.dequantize(codes, meta).double().numpy().reshape(m, n), \
+        m * (-(-n * bits // 8)) + 4 * m * (n // group)
+
+
+def peer_model(emb, original, replace):
+    """The dense model with the encoder weights replaced: (model, bytes of them, fp32 bytes of them)."""
+    import torch
+
+    model = emb.model()
+    params = dict(model.named_parameters())
+    stored = before = 0
+    with torch.no_grad():
+        for name, w in original.items():
+            if not re.search(ENCODER, name) or w.ndim != 2:
+                continue
+            approx, size = replace(w.astype(np.float64))
+            params[name].copy_(torch.from_numpy(approx.astype(np.float32)))
+            stored, before = stored + size, before + 4 * w.size
+    return model, stored / before
+
+
+def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
+    """The cosine-against-bytes curve of cond's allocator and its peers, one row each."""
+    from safetensors.numpy import load_file
+
+    original = load_file(path)
+    print("| method | setting | encoder bytes | mean cos | p5 cos | overlap@10 | seconds | load |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def row(method, setting, model, share, seconds, load):
+        mean, p5, overlap = compare(reference, emb.embed(model, batches), ref_nn)
+        print(f"| {method} | {setting} | {share:.4f} | {mean:.5f} | {p5:.5f} | {overlap:.3f} | {seconds:.1f} | "
+              f"{describe([load.others])} |", flush=True)
+
+    peers = [("RTN", "int8 per row", rtn_rows)]
+    peers += [("RTN", f"{b} bit g{g}", lambda w, b=b, g=g: rtn_groups(w, b, g)) for b in (4, 5, 6) for g in (64, 128)]
+    peers += [("HQQ", f"{b} bit g{g}", lambda w, b=b, g=g: hqq_groups(w, b, g)) for b in (4, 5, 6) for g in (64, 128)]
+    for method, setting, replace in peers:
+        with Load() as load:
+            t0 = time.perf_counter()
+            model, share = peer_model(emb, original, replace)
+            seconds = time.perf_counter() - t0
+        row(method, setting, model, share, seconds, load)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "c.safetensors")
+        runs = [("GPTQ (cond)", f"{b} bit g{g}", dict(dtype=f"int{b}", group_size=g, rounding="gptq"))
+                for b in (4, 5, 6) for g in (64, 128)]
+        runs += [("cond allocator", f"--budget-bytes {x}", dict(budget_bytes=x, method="whiten", fisher=fisher))
+                 for x in BUDGETS]
+        for method, setting, kwargs in runs:
+            with Load() as load:
+                t0 = time.perf_counter()
+                rep = cond.compress(path, out, include=ENCODER, activations=grams, force=True, **kwargs)
+                seconds = time.perf_counter() - t0
+            totals = rep.matrix_totals()
+            row(method, setting, emb.model(out), totals["matrix_bytes_after"] / totals["matrix_bytes_before"],
+                seconds, load)
+            if method == "cond allocator":
+                kinds = {}
+                for t in rep.tensors:
+                    if t.macs_before is None:
+                        continue
+                    label = t.storage if t.storage != "groupwise" else \
+                        f"int{t.quant['bits']} g{t.quant['group']}" + (f"+r{t.rank}" if t.rank else "")
+                    kinds[label] = kinds.get(label, 0) + 1
+                print(f"  forms: {', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quantized", action="store_true",
+                        help="the cosine-against-bytes curve of the allocator and the quantizers instead")
     parser.add_argument("--eval", type=int, default=1000)
     parser.add_argument("--calib", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="only the 0.7 share")
@@ -207,6 +322,8 @@ def main():
         with Load() as load:
             _, dense_latency = emb.latency_ratio(dense, dense, batches[0])
         print(f"dense: {dense_latency * 1e3:.1f} ms per batch of 32 ({describe([load.others])})")
+        if args.quantized:
+            return quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn)
         print("| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
               "overlap@10 | report out-err | latency / dense | load |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -1512,3 +1512,88 @@ def main(folder):
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else "bad-input-corpus")
+
+
+# ------------------------------------------------------------------ group-wise forms (cond-lowrank/3)
+
+def _grouped(d, change=None, manifest_change=None):
+    """A cond-lowrank/3 file with 'w' (48 x 64) as 3-bit codes in groups of 32, its arrays or manifest
+    then edited."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    from cond.commands.compress import compress
+
+    rng = np.random.default_rng(3)
+    src = os.path.join(d, "gsrc.safetensors")
+    save_file({"w": rng.standard_normal((48, 64)).astype(np.float32)}, src)
+    out = os.path.join(d, "g.safetensors")
+    compress(src, out, dtype="int3", group_size=32, min_size=1)
+    with safe_open(out, framework="np") as f:
+        meta = f.metadata()
+    arrays = load_file(out)
+    os.unlink(src)
+    os.unlink(out)
+    manifest = json.loads(meta["cond.manifest"])
+    if change:
+        change(arrays)
+    if manifest_change:
+        manifest_change(_w(manifest))
+    path = os.path.join(d, "t.safetensors")
+    save_file(arrays, path, metadata={**meta, "cond.manifest": json.dumps(manifest)})
+    return path
+
+
+def _set(key, index, value):
+    def change(arrays):
+        arrays[key][index] = value
+    return change
+
+
+for _label, _change, _manifest, _message in [
+        ("group scale of zero", _set("w.scales", (0, 0), 0), None, "finite and positive"),
+        ("group scale of NaN", _set("w.scales", (2, 1), np.nan), None, "finite and positive"),
+        ("group scale negative", _set("w.scales", (1, 0), -1), None, "finite and positive"),
+        ("packed zero points with stray padding bits", _set("w.zeros", (0, 0), 0xC0), None, "bits set past"),
+        ("packed codes cut short", lambda a: a.update({"w.codes": a["w.codes"][:, :-1].copy()}), None,
+         "must be U8 of shape"),
+        ("packed codes of another dtype", lambda a: a.update({"w.codes": a["w.codes"].astype(np.int8)}), None,
+         "must be U8 of shape"),
+        ("scales of another dtype", lambda a: a.update({"w.scales": a["w.scales"].astype(np.float32)}), None,
+         "must be F16 of shape"),
+        ("a group size that does not divide", None, lambda t: t["quant"].update(group=48), "does not divide"),
+        ("a group size that disagrees with the scales", None, lambda t: t["quant"].update(group=16),
+         "must be F16 of shape"),
+        ("bits beyond 8", None, lambda t: t["quant"].update(bits=9), "`quant.bits` must be an integer in [2, 8]"),
+        ("groupwise without quant", None, lambda t: t.pop("quant"), "needs a `quant` object"),
+        ("symmetric with zero points", None, lambda t: t["quant"].update(symmetric=True), "`quant.zeros`"),
+        ("zero points the file lacks", None, lambda t: t["quant"].update(zeros="w.nothing"), "'w.nothing'"),
+        ("a correction without its factors", None, lambda t: t.update(keys=["w.codes", "w.L", "w.R"], scales=[None] * 3),
+         "'w.L'")]:
+    def _make(d, change=_change, manifest_change=_manifest, message=_message):
+        return _expand(d, _grouped(d, change, manifest_change)), ["t.safetensors", "tensor 'w'", message] \
+            if "tensor" not in message else ["t.safetensors", message]
+    CORPUS["expand"][_label] = _make
+
+
+for _label, _extra, _message in [
+        ("--dtype int9", ["--dtype", "int9"], "`--dtype` must be one of"),
+        ("--group-size 48", ["--dtype", "int4", "--group-size", "48"], "`--group-size` must be one of 32, 64, 128"),
+        ("--rounding gptq without Grams", ["--dtype", "int4", "--rounding", "gptq"], "needs the layers' input Grams"),
+        ("--act-order without GPTQ", ["--dtype", "int4", "--act-order"], "`--act-order` orders GPTQ's columns"),
+        ("--damp 0", ["--dtype", "int4", "--damp", "0"], "`--damp` must be in (0, 1]"),
+        ("--correction-rank -1", ["--dtype", "int4", "--correction-rank", "-1"], "non-negative integer"),
+        ("--correction-dtype int3", ["--dtype", "int4", "--correction-dtype", "int3"], "`--correction-dtype`"),
+        ("--symmetric without group-wise forms", ["--symmetric"], "applies to group-wise forms"),
+        ("--preserve without a rank", ["--dtype", "int4", "--preserve"], "give `--correction-rank` > 0"),
+        ("--dtype int4 with --rank", ["--dtype", "int4"], "`--rank` does not apply"),
+        ("--cluster with group-wise forms", ["--dtype", "int4", "--cluster"], "do not cluster")]:
+    def _make(d, extra=_extra, message=_message):
+        source = good_checkpoint(d)
+        args = [source, "-o", os.path.join(d, "out.safetensors"), *extra]
+        if extra[0] in ("--symmetric",) or "--rank" in message:
+            args += ["--rank", "4"]
+        if "--cluster" in extra:
+            args += ["--max-error", "0.1"]
+        return args, [message]
+    CORPUS["compress"][_label] = _make

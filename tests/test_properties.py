@@ -16,7 +16,7 @@ import struct
 import tempfile
 
 import numpy as np
-from hypothesis import assume, example, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
@@ -116,6 +116,34 @@ def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, fact
             return
         except UsageError as exc:  # and a budget below what the bound allows
             assert budget is not None and "below the least share" in str(exc)
+            return
+        cond.expand(small, dense)
+        assert_within_bound(tensors, load_file(dense), bound)
+
+
+@given(tensors=checkpoints(), bound=st.floats(0.005, 0.6), bits=st.sampled_from([None, 2, 3, 4, 6, 8]),
+       group=st.sampled_from([32, 64]), symmetric=st.booleans(),
+       correction=st.sampled_from([None, 0, 2]), factor_dtype=st.sampled_from([None, "int8", "bf16"]),
+       budget=st.sampled_from([None, 0.3, 0.6]))
+@settings(max_examples=40)
+def test_every_group_quantized_matrix_is_within_its_bound(tensors, bound, bits, group, symmetric, correction,
+                                                          factor_dtype, budget):
+    """Group-wise forms (uniform widths with the smallest correction meeting the bound, or every form
+    under a byte budget) keep the bound on what ``cond expand`` writes."""
+    options = dict(symmetric=symmetric, correction_dtype=factor_dtype)
+    if bits is None or budget is not None:
+        options.update(budget_bytes=budget or 0.6)  # every form competes
+    if bits is not None:
+        options.update(dtype=f"int{bits}", group_size=group)
+        if budget is None:
+            options.update(correction_rank=correction)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, small, dense = (os.path.join(tmp, f) for f in ("m.safetensors", "c.safetensors", "d.safetensors"))
+        save_file(tensors, src)
+        try:
+            cond.compress(src, small, max_error=bound, min_size=1, **options)
+        except UsageError as exc:  # the one refusal allowed: a budget below what the bound allows
+            assert "below the least share" in str(exc)
             return
         cond.expand(small, dense)
         assert_within_bound(tensors, load_file(dense), bound)
