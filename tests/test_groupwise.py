@@ -379,3 +379,33 @@ def test_tampered_group_files_are_one_input_error(tmp_path):
         with pytest.raises(InputError, match=message):
             with cond.open_compressed(path) as ckpt:
                 ckpt.matrix64("l0.weight")
+
+
+# ------------------------------------------------------------------ cond.torch
+
+
+@pytest.mark.parametrize("keep_packed", [False, True])
+def test_cond_torch_runs_group_wise_layers_as_the_expanded_weights(tmp_path, keep_packed):
+    torch = pytest.importorskip("torch")
+    import cond.torch as ct
+
+    torch.manual_seed(0)
+    make = lambda: torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 64))  # noqa: E731
+    model = make()
+    src = tmp_path / "m.safetensors"
+    save_file({k: v.detach().numpy() for k, v in model.state_dict().items()}, str(src))
+    out = tmp_path / "q.safetensors"
+    cond.compress(src, out, dtype="int3", group_size=32, correction_rank=4, min_size=1, include="weight")
+    _, _, rebuilt = reconstruct(out)  # the oracle: weights unpacked independently, as expand writes them
+    oracle = make()
+    oracle.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in rebuilt.items()})
+    loaded = ct.load_factorised(make(), out, keep_packed=keep_packed)
+    assert isinstance(loaded[0], ct.GroupwiseLinear) == keep_packed
+    x = torch.randn(7, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), oracle(x), rtol=1e-5, atol=1e-6)
+        if keep_packed:
+            np.testing.assert_allclose(loaded[0].weight64().numpy(), rebuilt["0.weight"], rtol=0, atol=1e-6)
+            dense = ct.to_dense(loaded)
+            assert isinstance(dense[0], torch.nn.Linear)
+            torch.testing.assert_close(dense(x), oracle(x), rtol=1e-5, atol=1e-6)
