@@ -259,12 +259,13 @@ def _group_skipped(skipped):
 
 def _manifest_lines(console, manifest):
     tensors = manifest.get("tensors", [])
-    counts = {k: sum(t["storage"] == k for t in tensors) for k in ("lowrank", "cluster", "quantized", "dense")}
+    counts = {k: sum(t["storage"] == k for t in tensors) for k in ("lowrank", "cluster", "quantized", "groupwise", "dense")}
     errors = [t["error"] for t in tensors if t.get("error") is not None]
     bound = manifest.get("options", {}).get("max_error")
     console.print(f"{manifest.get('format')} file written by {manifest.get('tool')} ({manifest.get('method')}): "
                   f"{len(tensors)} original tensors: {counts['lowrank']} low-rank, {counts['cluster']} in "
-                  f"{len(manifest.get('clusters', []))} clusters, {counts['quantized']} quantized, {counts['dense']} "
+                  f"{len(manifest.get('clusters', []))} clusters, {counts['quantized']} quantized, {counts['groupwise']} group-wise, "
+                  f"{counts['dense']} "
                   "dense; worst error "
                   f"{max(errors) if errors else 0:.4g}" + (f" (bound {bound:g})" if bound else "")
                   + ". The rows above are the stored factors; `cond expand` restores the matrices.",

@@ -1587,7 +1587,10 @@ for _label, _extra, _message in [
         ("--symmetric without group-wise forms", ["--symmetric"], "applies to group-wise forms"),
         ("--preserve without a rank", ["--dtype", "int4", "--preserve"], "give `--correction-rank` > 0"),
         ("--dtype int4 with --rank", ["--dtype", "int4"], "`--rank` does not apply"),
-        ("--cluster with group-wise forms", ["--dtype", "int4", "--cluster"], "do not cluster")]:
+        ("--cluster with group-wise forms", ["--dtype", "int4", "--cluster"], "do not cluster"),
+        ("--preserve under a byte budget", ["--budget-bytes", "0.2", "--preserve"], "applies at a uniform width"),
+        ("--correction-rank under a byte budget", ["--budget-bytes", "0.2", "--correction-rank", "4"],
+         "the allocator chooses each matrix's rank")]:
     def _make(d, extra=_extra, message=_message):
         source = good_checkpoint(d)
         args = [source, "-o", os.path.join(d, "out.safetensors"), *extra]

@@ -211,7 +211,10 @@ def _quant_settings(grouped, rounding, act_order, damp, symmetric, group_size, c
         factor_dtype = STORAGE_DTYPES.get(str(correction_dtype).lower())
         if factor_dtype is None:
             raise UsageError(f"`--correction-dtype` must be one of f16, bf16, f32, int8; got {correction_dtype!r}")
-    if preserve and uniform and not correction_rank:
+    if preserve and not uniform:
+        raise UsageError("`--preserve` applies at a uniform width (`--dtype int2` .. `int7`); the budget "
+                         "predicts corrections of the rounding residual")
+    if preserve and not correction_rank:
         raise UsageError("`--preserve` keeps the top directions before rounding: give `--correction-rank` > 0")
     return QuantSettings(rounding=resolved, act_order=bool(act_order), damp=float(damp), symmetric=bool(symmetric),
                          correction_dtype=factor_dtype, preserve=bool(preserve))
