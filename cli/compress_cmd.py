@@ -117,8 +117,12 @@ def compress_command(
     rounding: Annotated[Rounding, typer.Option(
         "--rounding", help="How group-wise codes are rounded: gptq (against the --activations Grams), "
                            "nearest, or auto (gptq when --activations is given).")] = Rounding['auto'],
-    act_order: Annotated[bool, typer.Option(
-        "--act-order", help="GPTQ: quantize columns by decreasing input energy (groups stay contiguous).")] = False,
+    act_order: Annotated[Optional[bool], typer.Option(
+        "--act-order/--no-act-order", help="GPTQ: quantize columns by decreasing input energy (groups stay "
+                                           "contiguous); default on with GPTQ.", show_default=False)] = None,
+    rotate: Annotated[bool, typer.Option(
+        "--rotate/--no-rotate", help="Quantize the weights in a seeded block-Hadamard rotation of their "
+                                     "inputs (incoherence; undone when read back).")] = True,
     damp: Annotated[float, typer.Option(
         "--damp", help="GPTQ's damping, relative to the mean diagonal of the Gram.")] = 0.01,
     symmetric: Annotated[bool, typer.Option(
@@ -184,7 +188,7 @@ def compress_command(
                               max_pool_bytes=byte_size(max_pool_size, "--max-pool-size"), base=base,
                               group_size=group_size, rounding=rounding.value, act_order=act_order, damp=damp,
                               symmetric=symmetric, correction_rank=correction_rank,
-                              correction_dtype=correction_dtype, preserve=preserve,
+                              correction_dtype=correction_dtype, preserve=preserve, rotate=rotate,
                               progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None)
         if report.SCHEMA == "cond.compress-adapter/1":
             return _adapter_render(report, output_format)

@@ -54,6 +54,16 @@ def naive_groupwise(stored, t):
     for k in range(cols // group):
         block = slice(k * group, (k + 1) * group)
         value[:, block] = s[:, k:k + 1] * (c[:, block] - z[:, k:k + 1])
+    rotation = q.get("rotation")
+    if rotation:  # W_hat = Q R^T with R = diag(signs) blockdiag(H / sqrt(b)), built densely here
+        import scipy.linalg
+
+        from cond.kernels.keyed import keyed_uniforms
+
+        b = rotation["block"]
+        signs = np.where(keyed_uniforms(rotation["seed"], 0, cols) < 0.5, -1.0, 1.0)
+        r = np.kron(np.eye(cols // b), scipy.linalg.hadamard(b) / np.sqrt(b)) * signs[:, None]
+        value = value @ r.T
     return value
 
 

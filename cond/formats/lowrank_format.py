@@ -22,7 +22,8 @@ scales: the key of the fp16 (m, n / group) scales, zeros: the key of the packed
 zero points or null when symmetric}. ``codes`` is uint8 (m, ceil(n bits / 8)): each
 row's codes packed little-endian (:func:`cond.linalg.groupwise.pack`), unused bits 0;
 ``zeros`` is packed the same way, (m, ceil(n / group * bits / 8)). The matrix is
-s (q - z) per group (z = 2^(bits-1) when symmetric) plus L @ R; ``scales`` lists
+s (q - z) per group (z = 2^(bits-1) when symmetric), times R^T when ``quant.rotation``
+= {kind: hadamard, block, seed} (:class:`cond.linalg.groupwise.Rotation`), plus L @ R; ``scales`` lists
 the int8 row scales of L and R as for low-rank factors (null for the codes).
 Scales must be finite and positive.
 """
@@ -110,6 +111,14 @@ def _check_quant(quant, bad, name):
     zeros = quant.get("zeros")
     if quant["symmetric"] != (zeros is None) or not (zeros is None or isinstance(zeros, str)):
         bad("`quant.zeros` must name the stored zero points, or be null exactly when symmetric", name)
+    rotation = quant.get("rotation")
+    if rotation is not None:
+        block, seed = (rotation.get("block"), rotation.get("seed")) if isinstance(rotation, dict) else (None, None)
+        if not (isinstance(rotation, dict) and rotation.get("kind") == "hadamard"
+                and isinstance(block, int) and not isinstance(block, bool) and block >= 1 and not block & (block - 1)
+                and isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
+            bad("`quant.rotation` must be null or {kind: hadamard, block: a power of two, seed: an integer >= 0}",
+                name)
 
 
 class CompressedCheckpoint(Mapping):
@@ -195,6 +204,9 @@ class CompressedCheckpoint(Mapping):
         bad = lambda rule: InputError(rule, path=self._display, tensor=name, shape=tuple(t["shape"]))  # noqa: E731
         if cols % group:
             raise bad(f"group size {group} does not divide the {cols} columns")
+        rotation = quant.get("rotation")
+        if rotation and cols % rotation["block"]:
+            raise bad(f"rotation block {rotation['block']} does not divide the {cols} columns")
         groups = cols // group
         expected = {t["keys"][0]: ("U8", (rows, math.ceil(cols * bits / 8))),
                     quant["scales"]: ("F16", (rows, groups))}
@@ -223,7 +235,13 @@ class CompressedCheckpoint(Mapping):
             zeros = unpack(self.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else None
         except ValueError as exc:
             raise InputError(str(exc), **where) from None
-        return dequantize(codes, scales, zeros, spec).reshape(rows, cols)
+        value = dequantize(codes, scales, zeros, spec).reshape(rows, cols)
+        rotation = quant.get("rotation")
+        if rotation:
+            from cond.linalg.groupwise import Rotation
+
+            value = Rotation(cols, rotation["block"], rotation["seed"]).undo(value)
+        return value
 
     def packed(self, key) -> np.ndarray:
         """A stored uint8 array (packed codes or zero points) as written."""

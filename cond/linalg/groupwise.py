@@ -46,6 +46,8 @@ SCALE_BYTES = 2  # fp16
 FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 FP16_MAX = float(np.finfo(np.float16).max)
 BLOCK = 128  # GPTQ's lazy-update block (a multiple of every group size)
+ROTATION_BLOCK = 512  # the largest Hadamard block of a rotation
+ROTATION_MIN = 16  # no rotation when n has no power-of-two factor this large
 DAMP = 0.01  # GPTQ's default damping, relative to the mean diagonal of H
 
 
@@ -114,6 +116,68 @@ class GroupCodes:
     def value(self) -> np.ndarray:
         """What the codes stand for, in float64: s (q - z) per group."""
         return dequantize(self.codes, self.scales, self.zeros, self.spec)
+
+
+def hadamard(order: int) -> np.ndarray:
+    """The Sylvester-Hadamard matrix of a power-of-two order, divided by sqrt(order) (orthogonal)."""
+    if order < 1 or order & (order - 1):
+        raise ValueError(f"`order` must be a power of two; got {order}")
+    h = np.ones((1, 1))
+    while h.shape[0] < order:
+        h = np.block([[h, h], [h, -h]])
+    return h / math.sqrt(order)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """R = diag(signs) blockdiag(H_b, ...): an orthogonal n x n matrix told by (n, block, seed).
+
+    Attributes
+    ----------
+    n, block, seed : int
+        ``block`` a power of two dividing n.
+    """
+
+    n: int
+    block: int
+    seed: int
+
+    @classmethod
+    def for_columns(cls, n: int, seed: int):
+        """The rotation of n input columns (the largest power-of-two block dividing n, at most
+        ``ROTATION_BLOCK``), or None when that block is below ``ROTATION_MIN``."""
+        block = min(n & -n, ROTATION_BLOCK) if n > 0 else 0
+        return cls(n, block, int(seed)) if block >= ROTATION_MIN else None
+
+    def __post_init__(self):
+        if self.block < 1 or self.block & (self.block - 1) or self.n % self.block:
+            raise ValueError(f"a rotation block must be a power of two dividing {self.n}; got {self.block}")
+
+    def signs(self) -> np.ndarray:
+        from cond.kernels.keyed import keyed_uniforms
+
+        return np.where(keyed_uniforms(self.seed, 0, self.n) < 0.5, -1.0, 1.0)
+
+    def _blocks(self, x):
+        """x blockdiag(H, ...): each run of ``block`` columns times H (H is symmetric)."""
+        m = x.shape[0]
+        return (x.reshape(m, self.n // self.block, self.block) @ hadamard(self.block)).reshape(m, self.n)
+
+    def apply(self, w: np.ndarray) -> np.ndarray:
+        """W R, for W of shape (m, n)."""
+        return self._blocks(np.asarray(w, dtype=np.float64) * self.signs())
+
+    def undo(self, q: np.ndarray) -> np.ndarray:
+        """Q R^T, for Q of shape (m, n): back to the original columns."""
+        return self._blocks(np.asarray(q, dtype=np.float64)) * self.signs()
+
+    def gram(self, g: np.ndarray) -> np.ndarray:
+        """R^T G R, the Gram of the rotated inputs R^T x."""
+        rotated = self.apply(np.asarray(g, dtype=np.float64))  # G R
+        return self.apply(rotated.T).T  # (G R)^T R = R^T G R (G symmetric)
+
+    def record(self) -> dict:
+        return dict(kind="hadamard", block=self.block, seed=self.seed)
 
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:

@@ -89,8 +89,15 @@ class GroupwiseLinear(torch.nn.Module):
     bias : torch.nn.Parameter or None
     """
 
-    def __init__(self, codes, scales, zeros, group, left=None, right=None, bias=None):
+    def __init__(self, codes, scales, zeros, group, left=None, right=None, bias=None, rotation=None):
         super().__init__()
+        if rotation is not None:  # W = Q R^T with R = diag(signs) blockdiag(H): kept as signs and one block
+            from cond.linalg.groupwise import hadamard
+
+            self.register_buffer("signs", torch.from_numpy(rotation.signs()).to(scales.device))
+            self.register_buffer("hadamard", torch.from_numpy(hadamard(rotation.block)).to(scales.device))
+        else:
+            self.signs = self.hadamard = None
         self.register_buffer("codes", codes)
         self.register_buffer("scales", scales)
         self.register_buffer("zeros", zeros)
@@ -103,7 +110,11 @@ class GroupwiseLinear(torch.nn.Module):
     def dequantised(self, dtype):
         q = self.codes.to(dtype).view(self.out_features, -1, self.group)
         w = (q - self.zeros.to(dtype)[:, :, None]) * self.scales.to(dtype)[:, :, None]
-        return w.reshape(self.out_features, self.in_features)
+        w = w.reshape(self.out_features, self.in_features)
+        if self.signs is not None:
+            block = self.hadamard.shape[0]
+            w = (w.view(self.out_features, -1, block) @ self.hadamard.to(dtype)).reshape(w.shape) * self.signs.to(dtype)
+        return w
 
     def forward(self, x):
         y = torch.nn.functional.linear(x, self.dequantised(x.dtype), self.bias)
@@ -210,8 +221,13 @@ def _groupwise(ckpt, t, linear):
     tensor = lambda a, kind: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=kind)  # noqa: E731
     factors = ckpt.factors(t["name"])
     left, right = (tensor(f, dtype) for f in factors) if factors else (None, None)
+    rotation = quant.get("rotation")
+    if rotation:
+        from cond.linalg.groupwise import Rotation
+
+        rotation = Rotation(cols, rotation["block"], rotation["seed"])
     return GroupwiseLinear(tensor(codes, torch.uint8), tensor(scales, torch.float32), tensor(zeros, torch.float32),
-                           spec.group, left, right, linear.bias)
+                           spec.group, left, right, linear.bias, rotation)
 
 
 def _same_shape(name, stored, ours, path):

@@ -57,8 +57,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
              error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
              method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
              progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False,
-             base=None, group_size=None, rounding="auto", act_order=False, damp=0.01, symmetric=False,
-             correction_rank=None, correction_dtype=None, preserve=False) -> CompressReport:
+             base=None, group_size=None, rounding="auto", act_order=None, damp=0.01, symmetric=False,
+             correction_rank=None, correction_dtype=None, preserve=False, rotate=True) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/3`` file.
 
     Parameters
@@ -108,8 +108,12 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         Columns per group (default 128 at a uniform width; every size under a budget).
     rounding : {"auto", "gptq", "nearest"}
         GPTQ against the ``activations`` Grams (``auto``: when they are given), or round to nearest.
-    act_order, damp : bool, float
-        GPTQ's column order by decreasing Gram diagonal, and its damping (relative to the mean diagonal).
+    act_order, damp : bool or None, float
+        GPTQ's column order by decreasing Gram diagonal (None: on with GPTQ), and its damping
+        (relative to the mean diagonal).
+    rotate : bool
+        Quantize W R for a seeded block-Hadamard rotation R (``seed``) and store Q R^T's
+        codes: incoherence that shrinks the groups' ranges (:class:`cond.linalg.groupwise.Rotation`).
     symmetric : bool
         Group-wise codes without zero points.
     correction_rank : int, optional
@@ -162,7 +166,8 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
                             activations=activations, budget=budget, budget_bytes=budget_bytes,
                             min_saving=min_saving, allow_slower=allow_slower, group_size=group_size,
                             rounding=rounding, act_order=act_order, damp=damp, symmetric=symmetric,
-                            correction_rank=correction_rank, correction_dtype=correction_dtype, preserve=preserve)
+                            correction_rank=correction_rank, correction_dtype=correction_dtype, preserve=preserve,
+                            rotate=rotate)
     started = time.perf_counter()
     from cond.formats.sources import checkpoint_source
 

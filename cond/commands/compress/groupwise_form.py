@@ -7,7 +7,9 @@ method's norm, mapped back (:func:`cond.linalg.weighted.weighted_factors`): with
 calibration Grams (``--method whiten``) that is QERA's closed form (Zhang et al. 2024),
 [E S]_r S^-1 with S S^T = G, the rank-r correction that minimises the output error
 ||(E - L R) X^T||_F; with ``svd`` the plain SVD of E (LQER without activations); with
-``fisher`` the Fisher-weighted one. The factors are stored at ``correction_dtype``
+``fisher`` the Fisher-weighted one. Unless ``rotate`` is off, the codes are those of W R
+(R a seeded block-Hadamard rotation, :class:`cond.linalg.groupwise.Rotation`; GPTQ then
+uses R^T G R) and stand for Q R^T. The factors are stored at ``correction_dtype``
 (fp16 by default, or int8 rows). With ``preserve`` the order is reversed ("preserve
 then quantize"): the rank-r weighted SVD of W is kept first and the rest, W - L R, is
 rounded.
@@ -25,7 +27,7 @@ import numpy as np
 
 from cond.commands.choices import ROUNDINGS  # noqa: F401  (re-exported for the options)
 from cond.commands.compress.storage import Storage
-from cond.linalg.groupwise import GROUP_SIZES, GroupSpec, gptq, hessian_factor, pack, quantize_nearest
+from cond.linalg.groupwise import GROUP_SIZES, GroupSpec, Rotation, gptq, hessian_factor, pack, quantize_nearest
 from cond.linalg.truncated import relative_error
 from cond.linalg.weighted import weighted_factors
 
@@ -45,6 +47,8 @@ class QuantSettings:
     symmetric: bool = False
     correction_dtype: str = "F16"
     preserve: bool = False
+    rotate: bool = True
+    seed: int = 0
 
     def record(self, spec: GroupSpec, rank) -> dict:
         return dict(bits=spec.bits, group=spec.group, symmetric=spec.symmetric, rounding=self.rounding,
@@ -80,6 +84,13 @@ class MatrixQuantizer:
         self.energy = float(np.sum(weighting.apply(w) ** 2))
         self._codes, self._residual, self._factor = {}, {}, None
         self.factor_storage = Storage(settings.correction_dtype)
+        self.rotation = Rotation.for_columns(w.shape[1], settings.seed) if settings.rotate else None
+        self._gram = None if gram is None or self.rotation is None else self.rotation.gram(gram)
+
+    def dequantised(self, codes) -> np.ndarray:
+        """What codes stand for in the original columns (the rotation undone)."""
+        value = codes.value()
+        return value if self.rotation is None else self.rotation.undo(value)
 
     @property
     def rounding(self) -> str:
@@ -90,10 +101,13 @@ class MatrixQuantizer:
         key = (spec, None if base is None else id(base))
         if key not in self._codes:
             target = self.w if base is None else self.w - base
+            if self.rotation is not None:
+                target = self.rotation.apply(target)
             if self.rounding == "gptq":
+                gram = self.gram if self._gram is None else self._gram
                 if self._factor is None:
-                    self._factor = hessian_factor(self.gram, self.settings.damp, self.settings.act_order)
-                self._codes[key] = gptq(target, self.gram, spec, damp=self.settings.damp,
+                    self._factor = hessian_factor(gram, self.settings.damp, self.settings.act_order)
+                self._codes[key] = gptq(target, gram, spec, damp=self.settings.damp,
                                         act_order=self.settings.act_order, factor=self._factor)
             else:
                 self._codes[key] = quantize_nearest(target, spec)
@@ -104,7 +118,7 @@ class MatrixQuantizer:
         correction rank the allocator tries)."""
         most = min(max(need, *CORRECTION_RANKS), *self.w.shape)
         if spec not in self._residual or self._residual[spec][0].shape[1] < most:
-            residual = self.w - self.codes(spec).value()
+            residual = self.w - self.dequantised(self.codes(spec))
             self._residual[spec] = weighted_factors(residual, self.weighting, most)
         return self._residual[spec]
 
@@ -118,7 +132,7 @@ class MatrixQuantizer:
         if not self.energy:
             return [(r, self.nbytes(spec, r), 0.0) for r in ranks]
         if max(ranks) == 0:
-            residual = self.w - self.codes(spec).value()
+            residual = self.w - self.dequantised(self.codes(spec))
             return [(0, self.nbytes(spec, 0), float(np.sum(self.weighting.apply(residual) ** 2)) / self.energy)]
         squares = self._residual_squares(spec)
         tails = np.concatenate([np.cumsum(squares[::-1])[::-1], [0.0]])
@@ -127,7 +141,7 @@ class MatrixQuantizer:
     def _residual_squares(self, spec):
         """The squared singular values of A E B, largest first, from the eigenvalues of its smaller
         Gram (only their tail sums are used: absolute error about eps ||A E B||_F^2, not eps kappa)."""
-        weighted = self.weighting.apply(self.w - self.codes(spec).value())
+        weighted = self.weighting.apply(self.w - self.dequantised(self.codes(spec)))
         small = weighted @ weighted.T if weighted.shape[0] <= weighted.shape[1] else weighted.T @ weighted
         return np.maximum(np.linalg.eigvalsh(small)[::-1], 0.0)
 
@@ -149,9 +163,10 @@ class MatrixQuantizer:
         quantized = {f"{name}.codes": pack(codes.codes, spec.bits), f"{name}.scales": codes.scales}
         if codes.zeros is not None:
             quantized[f"{name}.zeros"] = pack(codes.zeros, spec.bits)
-        value = codes.value() if correction is None else codes.value() + correction
+        value = self.dequantised(codes) if correction is None else self.dequantised(codes) + correction
         quant = dict(self.settings.record(spec, rank), rounding=self.rounding, scales=f"{name}.scales",
-                     zeros=f"{name}.zeros" if codes.zeros is not None else None)
+                     zeros=f"{name}.zeros" if codes.zeros is not None else None,
+                     rotation=None if self.rotation is None else self.rotation.record())
         return {**quantized, **arrays}, self.expanded(value), quant, tuple(scales)
 
     def _stored_pair(self, left, right, name, arrays, scales):
