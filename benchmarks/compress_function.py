@@ -25,8 +25,9 @@ matrices, against fp32, scales and zero points included) for cond's allocator
 round to nearest (int8 per row with an fp32 absmax scale; 4, 5, 6 bits in groups of 64 and
 128 with min-max fp16 scales and b-bit zero points, no clip search), HQQ (the ``hqq``
 package on the CPU, ``optimize=True``, fp16 scale and zero per group) and GPTQ at uniform
-bits (cond's own, ``--dtype intN --rounding gptq``; tests/test_groupwise.py checks it against
-the textbook loop), all in one run and on the same evaluation sentences.
+bits (cond's own, ``--dtype intN --rounding gptq --no-rotate``, without and with act-order;
+tests/test_groupwise.py checks it against the textbook loop), all in one run and on the same
+evaluation sentences; then every peer inside 0.13 .. 0.25 against cond's curve at its bytes.
 """
 
 from __future__ import annotations
@@ -248,8 +249,11 @@ def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
     print("| method | setting | encoder bytes | mean cos | p5 cos | overlap@10 | seconds | load |")
     print("|---|---|---|---|---|---|---|---|")
 
+    points = []
+
     def row(method, setting, model, share, seconds, load):
         mean, p5, overlap = compare(reference, emb.embed(model, batches), ref_nn)
+        points.append((method, setting, share, mean, p5))
         print(f"| {method} | {setting} | {share:.4f} | {mean:.5f} | {p5:.5f} | {overlap:.3f} | {seconds:.1f} | "
               f"{describe([load.others])} |", flush=True)
 
@@ -264,8 +268,9 @@ def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
         row(method, setting, model, share, seconds, load)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "c.safetensors")
-        runs = [("GPTQ (cond)", f"{b} bit g{g}", dict(dtype=f"int{b}", group_size=g, rounding="gptq"))
-                for b in (4, 5, 6) for g in (64, 128)]
+        runs = [(f"GPTQ{' act-order' if act else ''}", f"{b} bit g{g}",
+                 dict(dtype=f"int{b}", group_size=g, rounding="gptq", act_order=act, rotate=False))
+                for act in (False, True) for b in (4, 5, 6) for g in (64, 128)]
         runs += [("cond allocator", f"--budget-bytes {x}", dict(budget_bytes=x, method="whiten", fisher=fisher))
                  for x in BUDGETS]
         for method, setting, kwargs in runs:
@@ -285,6 +290,30 @@ def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
                         f"int{t.quant['bits']} g{t.quant['group']}" + (f"+r{t.rank}" if t.rank else "")
                     kinds[label] = kinds.get(label, 0) + 1
                 print(f"  forms: {', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))}", flush=True)
+    against_peers(points)
+
+
+def against_peers(points):
+    """Every peer inside 0.13 .. 0.25 of the bytes against cond's curve at the same share (linear
+    between the budgets run, which under-states a concave curve), mean and p5 cosine."""
+    ours = sorted((share, mean, p5) for method, _, share, mean, p5 in points if method == "cond allocator")
+    shares = [p[0] for p in ours]
+    worst = {}
+    print("\n| peer | setting | bytes | peer mean / p5 | cond at those bytes | margin mean / p5 |")
+    print("|---|---|---|---|---|---|")
+    for method, setting, share, mean, p5 in points:
+        if method == "cond allocator" or not 0.13 <= share <= 0.25:
+            continue
+        at_mean, at_p5 = (float(np.interp(share, shares, [p[k] for p in ours])) for k in (1, 2))
+        print(f"| {method} | {setting} | {share:.4f} | {mean:.5f} / {p5:.5f} | {at_mean:.5f} / {at_p5:.5f} | "
+              f"{at_mean - mean:+.5f} / {at_p5 - p5:+.5f} |")
+        for key, margin in (("mean", at_mean - mean), ("p5", at_p5 - p5)):
+            worst[key] = min(worst.get(key, np.inf), margin)
+    print(f"worst margin of cond's curve over any peer in 0.13 .. 0.25: mean {worst.get('mean', np.nan):+.5f}, "
+          f"p5 {worst.get('p5', np.nan):+.5f}")
+    at = float(np.interp(0.175, shares, [p[1] for p in ours]))
+    print(f"target: mean cosine >= 0.999 at <= 0.175 of the fp32 bytes: cond {at:.5f} at 0.175 "
+          f"({'met' if at >= 0.999 else 'missed'})")
 
 
 def main():

@@ -137,7 +137,7 @@ def compress_command(
     preserve: Annotated[bool, typer.Option(
         "--preserve", help="Keep the correction's directions before rounding and round the rest "
                            "(preserve then quantize), instead of correcting the residual.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the randomized range finder and of a rotation's signs.")] = 0,
     method: Annotated[Method, typer.Option(
         "--method", help="svd: plain truncated SVD; fisher: Fisher-weighted SVD (--fisher); whiten: "
                          "activation-aware whitening (--activations). With weights the bound applies "

@@ -21,8 +21,8 @@ import cond
 from checkpoints import reconstruct
 from cond.errors import InputError
 from cond.linalg.allocation import allocate
-from cond.linalg.groupwise import (CLIP_RATIOS, GroupSpec, dequantize, gptq, group_params, pack,
-                                   quantize_nearest, unpack)
+from cond.linalg.gptq import gptq
+from cond.linalg.groupwise import CLIP_RATIOS, GroupSpec, group_params, pack, quantize_nearest, unpack
 from naive import gptq_textbook
 
 
@@ -418,7 +418,7 @@ def test_cond_torch_runs_group_wise_layers_as_the_expanded_weights(tmp_path, kee
 @pytest.mark.parametrize("n,block", [(384, 128), (1536, 512), (64, 64), (48, 16), (100, None), (24, None)])
 def test_the_rotation_is_the_dense_block_hadamard_it_records(n, block):
     from cond.kernels.keyed import keyed_uniforms
-    from cond.linalg.groupwise import Rotation
+    from cond.linalg.rotation import Rotation
 
     rot = Rotation.for_columns(n, 11)
     if block is None:

@@ -238,7 +238,7 @@ class CompressedCheckpoint(Mapping):
         value = dequantize(codes, scales, zeros, spec).reshape(rows, cols)
         rotation = quant.get("rotation")
         if rotation:
-            from cond.linalg.groupwise import Rotation
+            from cond.linalg.rotation import Rotation
 
             value = Rotation(cols, rotation["block"], rotation["seed"]).undo(value)
         return value

@@ -17,17 +17,8 @@ bit stream, little-endian (bit j of the stream is bit j mod 8 of byte j // 8);
 a row takes ceil(n b / 8) bytes and unused bits at the end are 0. Zero points are
 packed the same way, ceil(n/g * b / 8) bytes a row.
 
-GPTQ (Frantar, Ashkboos, Hoefler, Alistarh, ICLR 2023, Algorithm 1): with the
-layer's input Gram H = X^T X plus damping ``damp * mean(diag H)``, the columns are
-quantized in order; each column's rounding error, divided by the diagonal of the
-upper Cholesky factor U of H^-1, is spread over the columns not yet quantized
-with U's row (the optimal update of Optimal Brain Surgeon, in the Cholesky form);
-the updates are applied lazily in blocks of ``BLOCK`` columns. A group's scale and
-zero point are set from the current (updated) values when its first column is
-reached; with ``act_order`` the columns go by decreasing diag(H) and, so that the
-groups stay contiguous in storage, every group's parameters are set before the
-loop from the original values (AutoGPTQ's ``static_groups``). Columns whose input
-is always zero (diag H = 0) are quantized as zero.
+GPTQ rounding is :mod:`cond.linalg.gptq`; the rotation that may be taken before rounding
+(incoherence) is :mod:`cond.linalg.rotation`.
 """
 
 from __future__ import annotations
@@ -37,7 +28,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import scipy.linalg
 
 BITS = (2, 3, 4, 5, 6, 7, 8)
 GROUP_SIZES = (32, 64, 128)
@@ -45,10 +35,6 @@ CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
 SCALE_BYTES = 2  # fp16
 FP16_TINY = float(np.finfo(np.float16).smallest_subnormal)
 FP16_MAX = float(np.finfo(np.float16).max)
-BLOCK = 128  # GPTQ's lazy-update block (a multiple of every group size)
-ROTATION_BLOCK = 512  # the largest Hadamard block of a rotation
-ROTATION_MIN = 16  # no rotation when n has no power-of-two factor this large
-DAMP = 0.01  # GPTQ's default damping, relative to the mean diagonal of H
 
 
 @dataclass(frozen=True)
@@ -116,68 +102,6 @@ class GroupCodes:
     def value(self) -> np.ndarray:
         """What the codes stand for, in float64: s (q - z) per group."""
         return dequantize(self.codes, self.scales, self.zeros, self.spec)
-
-
-def hadamard(order: int) -> np.ndarray:
-    """The Sylvester-Hadamard matrix of a power-of-two order, divided by sqrt(order) (orthogonal)."""
-    if order < 1 or order & (order - 1):
-        raise ValueError(f"`order` must be a power of two; got {order}")
-    h = np.ones((1, 1))
-    while h.shape[0] < order:
-        h = np.block([[h, h], [h, -h]])
-    return h / math.sqrt(order)
-
-
-@dataclass(frozen=True)
-class Rotation:
-    """R = diag(signs) blockdiag(H_b, ...): an orthogonal n x n matrix told by (n, block, seed).
-
-    Attributes
-    ----------
-    n, block, seed : int
-        ``block`` a power of two dividing n.
-    """
-
-    n: int
-    block: int
-    seed: int
-
-    @classmethod
-    def for_columns(cls, n: int, seed: int):
-        """The rotation of n input columns (the largest power-of-two block dividing n, at most
-        ``ROTATION_BLOCK``), or None when that block is below ``ROTATION_MIN``."""
-        block = min(n & -n, ROTATION_BLOCK) if n > 0 else 0
-        return cls(n, block, int(seed)) if block >= ROTATION_MIN else None
-
-    def __post_init__(self):
-        if self.block < 1 or self.block & (self.block - 1) or self.n % self.block:
-            raise ValueError(f"a rotation block must be a power of two dividing {self.n}; got {self.block}")
-
-    def signs(self) -> np.ndarray:
-        from cond.kernels.keyed import keyed_uniforms
-
-        return np.where(keyed_uniforms(self.seed, 0, self.n) < 0.5, -1.0, 1.0)
-
-    def _blocks(self, x):
-        """x blockdiag(H, ...): each run of ``block`` columns times H (H is symmetric)."""
-        m = x.shape[0]
-        return (x.reshape(m, self.n // self.block, self.block) @ hadamard(self.block)).reshape(m, self.n)
-
-    def apply(self, w: np.ndarray) -> np.ndarray:
-        """W R, for W of shape (m, n)."""
-        return self._blocks(np.asarray(w, dtype=np.float64) * self.signs())
-
-    def undo(self, q: np.ndarray) -> np.ndarray:
-        """Q R^T, for Q of shape (m, n): back to the original columns."""
-        return self._blocks(np.asarray(q, dtype=np.float64)) * self.signs()
-
-    def gram(self, g: np.ndarray) -> np.ndarray:
-        """R^T G R, the Gram of the rotated inputs R^T x."""
-        rotated = self.apply(np.asarray(g, dtype=np.float64))  # G R
-        return self.apply(rotated.T).T  # (G R)^T R = R^T G R (G symmetric)
-
-    def record(self) -> dict:
-        return dict(kind="hadamard", block=self.block, seed=self.seed)
 
 
 def pack(codes: np.ndarray, bits: int) -> np.ndarray:
@@ -334,114 +258,3 @@ def quantize_nearest(w: np.ndarray, spec: GroupSpec) -> GroupCodes:
     s, z = group_params(x, spec)
     codes = _codes(x, s.astype(np.float64), z, spec).reshape(m, n).astype(np.uint8)
     return GroupCodes(spec, codes, s, None if spec.symmetric else z.astype(np.uint8))
-
-
-def inverse_hessian_factor(gram: np.ndarray, damp: float = DAMP):
-    """GPTQ's U: the upper Cholesky factor of (H + damp mean(diag H) I)^-1, and the dead columns.
-
-    Parameters
-    ----------
-    gram : ndarray of shape (n, n)
-        H = X^T X, symmetric positive semidefinite.
-    damp : float
-        Relative damping (GPTQ's ``percdamp``), > 0.
-
-    Returns
-    -------
-    U : ndarray of shape (n, n), upper triangular
-    dead : ndarray of shape (n,), bool
-        Columns whose input is always zero (diag H = 0): quantized as zero.
-    """
-    h = np.array(gram, dtype=np.float64)
-    dead = np.diag(h) <= 0
-    h[dead, dead] = 1.0
-    h[np.diag_indices_from(h)] += damp * float(np.mean(np.diag(h)))
-    lower = np.linalg.cholesky(h)
-    inverse = scipy.linalg.cho_solve((lower, True), np.eye(len(h)), check_finite=False)
-    return scipy.linalg.cholesky((inverse + inverse.T) / 2, lower=False, check_finite=False), dead
-
-
-def gptq(w: np.ndarray, gram: np.ndarray, spec: GroupSpec, *, damp: float = DAMP,
-         act_order: bool = False, factor=None) -> GroupCodes:
-    """GPTQ rounding of W (m x n) against the input Gram H (n x n) into group-wise codes.
-
-    Parameters
-    ----------
-    w : ndarray of shape (m, n), finite; ``spec.group`` divides n
-    gram : ndarray of shape (n, n)
-        The layer's input Gram X^T X.
-    spec : GroupSpec
-    damp : float
-        Damping relative to the mean diagonal of H (GPTQ's 0.01).
-    act_order : bool
-        Quantize columns by decreasing diag(H); group parameters then come from the
-        original values (static groups).
-    factor : tuple, optional
-        :func:`hessian_factor` of (gram, damp, act_order), when several forms of one matrix
-        share it (it costs more than the loop).
-
-    Returns
-    -------
-    GroupCodes
-        Minimises ||(W - W_hat) X^T||_F greedily, column by column (Frantar et al. 2023).
-    """
-    w = _check(w, spec)
-    m, n = w.shape
-    gram = np.asarray(gram, dtype=np.float64)
-    if gram.shape != (n, n):
-        raise ValueError(f"`gram` must be {n}x{n} for a matrix of {n} columns; got {list(gram.shape)}")
-    if not damp > 0:
-        raise ValueError(f"`damp` must be positive; got {damp}")
-    order, upper, dead = factor if factor is not None else hessian_factor(gram, damp, act_order)
-    work = w.copy()
-    work[:, dead] = 0.0
-    g = spec.group
-    groups = n // g
-    scales = np.ones((m, groups), dtype=np.float16)
-    zeros = np.zeros((m, groups))
-    if act_order:
-        s_all, z_all = group_params(work.reshape(m, groups, g), spec)
-        scales[:], zeros[:] = s_all, z_all
-        work = work[:, order]
-    from cond.kernels.gptq import quantize_columns
-
-    lo, hi = float(1 if spec.symmetric else 0), float(spec.top)
-    codes = np.zeros((m, n), dtype=np.uint8)
-    for i1 in range(0, n, BLOCK):
-        i2 = min(i1 + BLOCK, n)
-        cols = order[i1:i2]
-        block = np.ascontiguousarray(work[:, i1:i2])
-        u = np.ascontiguousarray(upper[i1:i2, i1:i2])
-        got = np.zeros_like(block)
-        errors = np.zeros_like(block)
-        if act_order:  # static groups: every column's parameters known, one call for the block
-            for j in range(i2 - i1):
-                _column(block, u, scales, zeros, cols[j] // g, j, j + 1, lo, hi, got, errors, quantize_columns)
-        else:  # groups are contiguous and aligned with the block: set each from the current values
-            for j in range(0, i2 - i1, g):
-                k = cols[j] // g
-                s, z = group_params(block[:, j:j + g][:, None, :], spec)
-                scales[:, k], zeros[:, k] = s[:, 0], z[:, 0]
-                _column(block, u, scales, zeros, k, j, j + g, lo, hi, got, errors, quantize_columns)
-        codes[:, cols] = got.astype(np.uint8)
-        work[:, i2:] -= errors @ upper[i1:i2, i2:]
-    return GroupCodes(spec, codes, scales, None if spec.symmetric else zeros.astype(np.uint8))
-
-
-def _column(block, u, scales, zeros, k, j0, j1, lo, hi, got, errors, kernel):
-    kernel(block, u, scales[:, k].astype(np.float64), np.ascontiguousarray(zeros[:, k], dtype=np.float64),
-           j0, j1, lo, hi, got, errors)
-
-
-def hessian_factor(gram: np.ndarray, damp: float = DAMP, act_order: bool = False):
-    """(column order, U, dead columns) for :func:`gptq`: U from :func:`inverse_hessian_factor` of H
-    with its rows and columns in the order the columns are quantized."""
-    gram = np.asarray(gram, dtype=np.float64)
-    if not act_order:
-        upper, dead = inverse_hessian_factor(gram, damp)
-        return np.arange(len(gram)), upper, dead
-    dead = np.diag(gram) <= 0
-    order = np.argsort(-np.diag(gram), kind="stable")
-    h = np.array(gram)
-    h[dead, dead] = 1.0
-    return order, inverse_hessian_factor(h[np.ix_(order, order)], damp)[0], dead

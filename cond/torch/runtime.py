@@ -92,7 +92,7 @@ class GroupwiseLinear(torch.nn.Module):
     def __init__(self, codes, scales, zeros, group, left=None, right=None, bias=None, rotation=None):
         super().__init__()
         if rotation is not None:  # W = Q R^T with R = diag(signs) blockdiag(H): kept as signs and one block
-            from cond.linalg.groupwise import hadamard
+            from cond.linalg.rotation import hadamard
 
             self.register_buffer("signs", torch.from_numpy(rotation.signs()).to(scales.device))
             self.register_buffer("hadamard", torch.from_numpy(hadamard(rotation.block)).to(scales.device))
@@ -223,7 +223,7 @@ def _groupwise(ckpt, t, linear):
     left, right = (tensor(f, dtype) for f in factors) if factors else (None, None)
     rotation = quant.get("rotation")
     if rotation:
-        from cond.linalg.groupwise import Rotation
+        from cond.linalg.rotation import Rotation
 
         rotation = Rotation(cols, rotation["block"], rotation["seed"])
     return GroupwiseLinear(tensor(codes, torch.uint8), tensor(scales, torch.float32), tensor(zeros, torch.float32),

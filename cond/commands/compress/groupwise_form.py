@@ -27,7 +27,9 @@ import numpy as np
 
 from cond.commands.choices import ROUNDINGS  # noqa: F401  (re-exported for the options)
 from cond.commands.compress.storage import Storage
-from cond.linalg.groupwise import GROUP_SIZES, GroupSpec, Rotation, gptq, hessian_factor, pack, quantize_nearest
+from cond.linalg.gptq import gptq, hessian_factor
+from cond.linalg.groupwise import GROUP_SIZES, GroupSpec, pack, quantize_nearest
+from cond.linalg.rotation import Rotation
 from cond.linalg.truncated import relative_error
 from cond.linalg.weighted import weighted_factors
 
