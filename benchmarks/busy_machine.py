@@ -58,8 +58,19 @@ def commands(model, files):
         "inspect 2500x2500 (one large matrix)": ["inspect", files["large"], "-q", "-f", "json"],
         "dedup 2e6 x 10": ["dedup", files["tall"], "-q", "-f", "json"],
         "sample 2e6 x 10 leverage": ["sample", files["tall"], "--size", "2000", "-f", "json"],
-        "compress MiniLM --max-error 0.3": ["compress", model, "--max-error", "0.3", "--no-cluster", "-o",
-                                            os.path.join(DATA, "busy_c.safetensors"), "--force", "-q", "-f", "json"],
+        "compress MiniLM --max-error 0.3": [
+            "compress",
+            model,
+            "--max-error",
+            "0.3",
+            "--no-cluster",
+            "-o",
+            os.path.join(DATA, "busy_c.safetensors"),
+            "--force",
+            "-q",
+            "-f",
+            "json",
+        ],
     }
 
 
@@ -69,8 +80,13 @@ def timed(args, blas, repeats):
     for _ in range(repeats):
         with Load() as load:
             t0 = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "cond.cli", *args], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                [sys.executable, "-m", "cond.cli", *args],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             seconds = time.perf_counter() - t0
         if done.returncode != 0:
             sys.exit(f"cond {' '.join(args)} failed: {done.stderr.strip()}")
@@ -85,8 +101,10 @@ def main():
     args = parser.parse_args()
     model, files = minilm(), data()
     rows = []
-    print(f"{'command':40s} {'state':5s} {'1 thread':>9s} {'all (old)':>10s} {'auto (new)':>11s} "
-          f"{'old/1':>6s} {'new/1':>6s}  others' cores")
+    print(
+        f"{'command':40s} {'state':5s} {'1 thread':>9s} {'all (old)':>10s} {'auto (new)':>11s} "
+        f"{'old/1':>6s} {'new/1':>6s}  others' cores"
+    )
     for name, argv in commands(model, files).items():
         timed(argv, "1", 1)  # warm the caches (numba, page cache)
         for state in ("idle", "busy"):
@@ -105,11 +123,16 @@ def main():
             busy = 1.0 if state == "busy" else 0.0  # the competitor's own core
             others = max(0.0, max(l1, l2, l3) - busy)
             rows.append((name, state, one, old, new))
-            print(f"{name:40s} {state:5s} {one:8.2f}s {old:9.2f}s {new:10.2f}s {old / one:6.2f} {new / one:6.2f}  "
-                  f"{others:.2f}", flush=True)
+            print(
+                f"{name:40s} {state:5s} {one:8.2f}s {old:9.2f}s {new:10.2f}s {old / one:6.2f} {new / one:6.2f}  "
+                f"{others:.2f}",
+                flush=True,
+            )
     worst = max(new / one for _, state, one, _, new in rows if state == "busy")
-    print(f"\nworst busy new/1: {worst:.2f} (target about 2 or less); worst busy old/1: "
-          f"{max(old / one for _, state, one, old, _ in rows if state == 'busy'):.2f}")
+    print(
+        f"\nworst busy new/1: {worst:.2f} (target about 2 or less); worst busy old/1: "
+        f"{max(old / one for _, state, one, old, _ in rows if state == 'busy'):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,10 +45,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np  # noqa: E402
 from data import minilm_path  # noqa: E402
 from machine_load import Load, describe, wait_for_idle  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 import cond  # noqa: E402
 
@@ -107,8 +106,10 @@ class Embedder:
         return model
 
     def batches(self, sentences, size=32):
-        return [self.tokenizer(sentences[i:i + size], padding=True, truncation=True, max_length=128,
-                               return_tensors="pt") for i in range(0, len(sentences), size)]
+        return [
+            self.tokenizer(sentences[i : i + size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            for i in range(0, len(sentences), size)
+        ]
 
     def embed(self, model, batches):
         torch = self.torch
@@ -131,8 +132,9 @@ class Embedder:
                     t0 = time.perf_counter()
                     m(**batch)
                     times[id(m)].append(time.perf_counter() - t0)
-        return statistics.median(times[id(model)]) / statistics.median(times[id(dense)]), \
-            statistics.median(times[id(dense)])
+        return statistics.median(times[id(model)]) / statistics.median(times[id(dense)]), statistics.median(
+            times[id(dense)]
+        )
 
 
 def neighbours(e, k=10):
@@ -205,8 +207,9 @@ def rtn_groups(w, bits, group):
     z = np.clip(np.rint(-lo / s), 0, top)
     q = np.clip(np.rint(x / s[:, :, None]) + z[:, :, None], 0, top)
     groups = n // group
-    return ((q - z[:, :, None]) * s[:, :, None]).reshape(m, n), \
-        m * (-(-n * bits // 8)) + 2 * m * groups + m * (-(-groups * bits // 8))
+    return ((q - z[:, :, None]) * s[:, :, None]).reshape(m, n), m * (-(-n * bits // 8)) + 2 * m * groups + m * (
+        -(-groups * bits // 8)
+    )
 
 
 def hqq_groups(w, bits, group):
@@ -215,13 +218,23 @@ def hqq_groups(w, bits, group):
     from hqq.core.quantize import Quantizer
 
     t = torch.from_numpy(w.astype(np.float32))
-    codes, meta = Quantizer.quantize(t, nbits=bits, channel_wise=True, group_size=group, optimize=True,
-                                     round_zero=False, axis=1, device="cpu", compute_dtype=torch.float32,
-                                     bitpack=False)
+    codes, meta = Quantizer.quantize(
+        t,
+        nbits=bits,
+        channel_wise=True,
+        group_size=group,
+        optimize=True,
+        round_zero=False,
+        axis=1,
+        device="cpu",
+        compute_dtype=torch.float32,
+        bitpack=False,
+    )
     meta["scale"], meta["zero"] = meta["scale"].half().float(), meta["zero"].half().float()
     m, n = w.shape
-    return Quantizer.dequantize(codes, meta).double().numpy().reshape(m, n), \
-        m * (-(-n * bits // 8)) + 4 * m * (n // group)
+    return Quantizer.dequantize(codes, meta).double().numpy().reshape(m, n), m * (-(-n * bits // 8)) + 4 * m * (
+        n // group
+    )
 
 
 def peer_model(emb, original, replace):
@@ -254,8 +267,11 @@ def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
     def row(method, setting, model, share, seconds, load):
         mean, p5, overlap = compare(reference, emb.embed(model, batches), ref_nn)
         points.append((method, setting, share, mean, p5))
-        print(f"| {method} | {setting} | {share:.4f} | {mean:.5f} | {p5:.5f} | {overlap:.3f} | {seconds:.1f} | "
-              f"{describe([load.others])} |", flush=True)
+        print(
+            f"| {method} | {setting} | {share:.4f} | {mean:.5f} | {p5:.5f} | {overlap:.3f} | {seconds:.1f} | "
+            f"{describe([load.others])} |",
+            flush=True,
+        )
 
     peers = [("RTN", "int8 per row", rtn_rows)]
     peers += [("RTN", f"{b} bit g{g}", lambda w, b=b, g=g: rtn_groups(w, b, g)) for b in (4, 5, 6) for g in (64, 128)]
@@ -268,26 +284,44 @@ def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
         row(method, setting, model, share, seconds, load)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "c.safetensors")
-        runs = [(f"GPTQ{' act-order' if act else ''}", f"{b} bit g{g}",
-                 dict(dtype=f"int{b}", group_size=g, rounding="gptq", act_order=act, rotate=False))
-                for act in (False, True) for b in (4, 5, 6) for g in (64, 128)]
-        runs += [("cond allocator", f"--budget-bytes {x}", dict(budget_bytes=x, method="whiten", fisher=fisher))
-                 for x in BUDGETS]
+        runs = [
+            (
+                f"GPTQ{' act-order' if act else ''}",
+                f"{b} bit g{g}",
+                dict(dtype=f"int{b}", group_size=g, rounding="gptq", act_order=act, rotate=False),
+            )
+            for act in (False, True)
+            for b in (4, 5, 6)
+            for g in (64, 128)
+        ]
+        runs += [
+            ("cond allocator", f"--budget-bytes {x}", dict(budget_bytes=x, method="whiten", fisher=fisher))
+            for x in BUDGETS
+        ]
         for method, setting, kwargs in runs:
             with Load() as load:
                 t0 = time.perf_counter()
                 rep = cond.compress(path, out, include=ENCODER, activations=grams, force=True, **kwargs)
                 seconds = time.perf_counter() - t0
             totals = rep.matrix_totals()
-            row(method, setting, emb.model(out), totals["matrix_bytes_after"] / totals["matrix_bytes_before"],
-                seconds, load)
+            row(
+                method,
+                setting,
+                emb.model(out),
+                totals["matrix_bytes_after"] / totals["matrix_bytes_before"],
+                seconds,
+                load,
+            )
             if method == "cond allocator":
                 kinds = {}
                 for t in rep.tensors:
                     if t.macs_before is None:
                         continue
-                    label = t.storage if t.storage != "groupwise" else \
-                        f"int{t.quant['bits']} g{t.quant['group']}" + (f"+r{t.rank}" if t.rank else "")
+                    label = (
+                        t.storage
+                        if t.storage != "groupwise"
+                        else f"int{t.quant['bits']} g{t.quant['group']}" + (f"+r{t.rank}" if t.rank else "")
+                    )
                     kinds[label] = kinds.get(label, 0) + 1
                 print(f"  forms: {', '.join(f'{k} x{v}' for k, v in sorted(kinds.items()))}", flush=True)
     against_peers(points)
@@ -305,21 +339,30 @@ def against_peers(points):
         if method == "cond allocator" or not 0.13 <= share <= 0.25:
             continue
         at_mean, at_p5 = (float(np.interp(share, shares, [p[k] for p in ours])) for k in (1, 2))
-        print(f"| {method} | {setting} | {share:.4f} | {mean:.5f} / {p5:.5f} | {at_mean:.5f} / {at_p5:.5f} | "
-              f"{at_mean - mean:+.5f} / {at_p5 - p5:+.5f} |")
+        print(
+            f"| {method} | {setting} | {share:.4f} | {mean:.5f} / {p5:.5f} | {at_mean:.5f} / {at_p5:.5f} | "
+            f"{at_mean - mean:+.5f} / {at_p5 - p5:+.5f} |"
+        )
         for key, margin in (("mean", at_mean - mean), ("p5", at_p5 - p5)):
             worst[key] = min(worst.get(key, np.inf), margin)
-    print(f"worst margin of cond's curve over any peer in 0.13 .. 0.25: mean {worst.get('mean', np.nan):+.5f}, "
-          f"p5 {worst.get('p5', np.nan):+.5f}")
+    print(
+        f"worst margin of cond's curve over any peer in 0.13 .. 0.25: mean {worst.get('mean', np.nan):+.5f}, "
+        f"p5 {worst.get('p5', np.nan):+.5f}"
+    )
     at = float(np.interp(0.175, shares, [p[1] for p in ours]))
-    print(f"target: mean cosine >= 0.999 at <= 0.175 of the fp32 bytes: cond {at:.5f} at 0.175 "
-          f"({'met' if at >= 0.999 else 'missed'})")
+    print(
+        f"target: mean cosine >= 0.999 at <= 0.175 of the fp32 bytes: cond {at:.5f} at 0.175 "
+        f"({'met' if at >= 0.999 else 'missed'})"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quantized", action="store_true",
-                        help="the cosine-against-bytes curve of the allocator and the quantizers instead")
+    parser.add_argument(
+        "--quantized",
+        action="store_true",
+        help="the cosine-against-bytes curve of the allocator and the quantizers instead",
+    )
     parser.add_argument("--eval", type=int, default=1000)
     parser.add_argument("--calib", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="only the 0.7 share")
@@ -353,17 +396,19 @@ def main():
         print(f"dense: {dense_latency * 1e3:.1f} ms per batch of 32 ({describe([load.others])})")
         if args.quantized:
             return quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn)
-        print("| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
-              "overlap@10 | report out-err | latency / dense | load |")
+        print(
+            "| method | setting | int8 | kept (params) | encoder bytes | file MB | mean cos | p5 cos | "
+            "overlap@10 | report out-err | latency / dense | load |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for method, size, dtype, sensitive in settings(args.quick):
-            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items()) + \
-                (" --fisher (sensitivities)" if sensitive else "")
+            label = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in size.items()) + (
+                " --fisher (sensitivities)" if sensitive else ""
+            )
             if args.only and not re.search(args.only, f"{method} {label} {dtype}"):
                 continue
             out = os.path.join(tmp, "c.safetensors")
-            kwargs = dict(include=ENCODER, method=method, dtype=dtype, force=True, cluster=False,
-                          activations=grams)
+            kwargs = dict(include=ENCODER, method=method, dtype=dtype, force=True, cluster=False, activations=grams)
             if method == "fisher" or sensitive:
                 kwargs["fisher"] = fisher
             rep = cond.compress(path, out, **size, **kwargs)
@@ -375,15 +420,22 @@ def main():
             with Load() as load:
                 ratio, _ = emb.latency_ratio(model, dense, batches[0])
             kept = sum(t.params_after for t in rep.tensors if t.macs_before) / sum(
-                t.params_before for t in rep.tensors if t.macs_before)
-            print(f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
-                  f"{totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.3f} | "
-                  f"{os.path.getsize(out) / 1e6:.1f} | {mean:.5f} | {p5:.4f} | {overlap:.3f} | "
-                  f"{totals['mean_output_error']:.4f} | {ratio:.2f} | {describe([load.others])} |", flush=True)
+                t.params_before for t in rep.tensors if t.macs_before
+            )
+            print(
+                f"| {method} | {label} | {'yes' if dtype else 'no'} | {kept:.3f} | "
+                f"{totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.3f} | "
+                f"{os.path.getsize(out) / 1e6:.1f} | {mean:.5f} | {p5:.4f} | {overlap:.3f} | "
+                f"{totals['mean_output_error']:.4f} | {ratio:.2f} | {describe([load.others])} |",
+                flush=True,
+            )
             if method == "whiten" and size in (dict(budget=0.7), dict(ratio=0.7)) and dtype is None:
                 held = held_out_output_error(path, out, eval_grams)
-                print(f"  function report: mean output error {totals['mean_output_error']:.4f} on the "
-                      f"calibration inputs, {held:.4f} on the held-out sentences", flush=True)
+                print(
+                    f"  function report: mean output error {totals['mean_output_error']:.4f} on the "
+                    f"calibration inputs, {held:.4f} on the held-out sentences",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

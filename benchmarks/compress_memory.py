@@ -19,9 +19,8 @@ import shutil
 import sys
 
 import numpy as np
-from safetensors.numpy import save_file
-
 from peak_rss import run_with_peak
+from safetensors.numpy import save_file
 
 M, N, SUBSPACES, DIM = 2048, 128, 8, 8
 
@@ -55,14 +54,32 @@ def main():
     print(f"checkpoint: {size / 1e9:.2f} GB ({src})")
     for pool in args.pool:
         out = os.path.join(args.dir, f"out-{pool}.safetensors")
-        peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "compress", src, "-o", out,
-                                            "--force", "--max-error", "0.05", "--max-pool-size", pool,
-                                            "-f", "json", "-q"])
+        peak, wall, stdout = run_with_peak(
+            [
+                sys.executable,
+                "-m",
+                "cond.cli",
+                "compress",
+                src,
+                "-o",
+                out,
+                "--force",
+                "--max-error",
+                "0.05",
+                "--max-pool-size",
+                pool,
+                "-f",
+                "json",
+                "-q",
+            ]
+        )
         doc = json.loads(stdout)
         t = doc["totals"]
-        print(f"--max-pool-size {pool}: peak RSS {peak / 1e9:.3f} GB for a {size / 1e9:.2f} GB checkpoint; "
-              f"{t['clusters']} clusters, x{t['compression_ratio']:.1f} smaller, worst error "
-              f"{t['worst_error']:.4f}, {wall:.0f} s")
+        print(
+            f"--max-pool-size {pool}: peak RSS {peak / 1e9:.3f} GB for a {size / 1e9:.2f} GB checkpoint; "
+            f"{t['clusters']} clusters, x{t['compression_ratio']:.1f} smaller, worst error "
+            f"{t['worst_error']:.4f}, {wall:.0f} s"
+        )
     if not args.keep:
         shutil.rmtree(args.dir)
 

@@ -84,8 +84,9 @@ def oracle(blocks, labels):
         concat = np.hstack([blocks[i] / np.linalg.norm(blocks[i]) for i in idx])
         u = np.linalg.svd(concat, full_matrices=False)[0]
         for r in range(1, m + 1):
-            errs = [np.linalg.norm(blocks[i] - u[:, :r] @ (u[:, :r].T @ blocks[i])) /
-                    np.linalg.norm(blocks[i]) for i in idx]
+            errs = [
+                np.linalg.norm(blocks[i] - u[:, :r] @ (u[:, :r].T @ blocks[i])) / np.linalg.norm(blocks[i]) for i in idx
+            ]
             if max(errs) <= EPS:
                 break
         stored += cluster_params(m, [blocks[i].shape[1] for i in idx], r)
@@ -98,11 +99,12 @@ def quality(seed):
     ratio, worst, elapsed, clusters = compress(blocks, "incremental", seed)
     o_ratio, o_worst = oracle(blocks, labels)
     print(f"400 blocks of 128x8 from 6 planted 4-dim subspaces, eps = {EPS}, seed {seed}")
-    print(f"cond (incremental estimator): ratio {ratio:.2f}, worst block error {worst:.4f}, "
-          f"{len(clusters)} clusters, {elapsed:.2f} s")
+    print(
+        f"cond (incremental estimator): ratio {ratio:.2f}, worst block error {worst:.4f}, "
+        f"{len(clusters)} clusters, {elapsed:.2f} s"
+    )
     print(f"oracle (true subspaces):      ratio {o_ratio:.2f}, worst block error {o_worst:.4f}")
-    print(f"target: ratio >= 22 with every block <= {EPS}: "
-          f"{'PASS' if ratio >= 22 and worst <= EPS else 'FAIL'}")
+    print(f"target: ratio >= 22 with every block <= {EPS}: {'PASS' if ratio >= 22 and worst <= EPS else 'FAIL'}")
 
 
 def speed(seed):
@@ -113,9 +115,11 @@ def speed(seed):
     print(f"exact SVDs:  ratio {r_exact:.2f}, worst error {w_exact:.4f}, {t_exact:.1f} s")
     print(f"incremental: ratio {r_inc:.2f}, worst error {w_inc:.4f}, {t_inc:.1f} s")
     gap = abs(r_inc - r_exact) / r_exact
-    print(f"time ratio incremental / exact: {t_inc / t_exact:.3f} (target <= 0.2); "
-          f"ratio gap {gap:.1%} (target <= 10%): "
-          f"{'PASS' if t_inc / t_exact <= 0.2 and gap <= 0.1 else 'FAIL'}")
+    print(
+        f"time ratio incremental / exact: {t_inc / t_exact:.3f} (target <= 0.2); "
+        f"ratio gap {gap:.1%} (target <= 10%): "
+        f"{'PASS' if t_inc / t_exact <= 0.2 and gap <= 0.1 else 'FAIL'}"
+    )
 
 
 def main():

@@ -81,35 +81,50 @@ def main():
             t_inspect, ref = timed(lambda: cond.inspect(index, workers=1))
         t_sample, ref_s = timed(lambda: sample(design, size=2000, seed=3))
         t_sketch, ref_k = timed(lambda: sample(design, size=2000, seed=3, scores="sketch"))
-        print(f"in process: inspect {t_inspect:.2f} s ({args.matrices} matrices {args.size}^2, one thread), "
-              f"sample {t_sample:.2f} s ({args.rows} x {args.cols}, {blocks} blocks), sketched {t_sketch:.2f} s")
+        print(
+            f"in process: inspect {t_inspect:.2f} s ({args.matrices} matrices {args.size}^2, one thread), "
+            f"sample {t_sample:.2f} s ({args.rows} x {args.cols}, {blocks} blocks), sketched {t_sketch:.2f} s"
+        )
         results = {}
         for workers in (1, 2):
             t0 = time.perf_counter()
-            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+            cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
             startup = time.perf_counter() - t0
             address = cluster.scheduler_address
             t0 = time.perf_counter()  # first tasks import cond, SciPy and load numba's cache on each worker
             for scores in ("exact", "sketch"):
                 sample(small, size=100, seed=3, scores=scores, scheduler=address)
             warmup = time.perf_counter() - t0
-            t_i, rep = timed(lambda: cond.inspect(index, scheduler=address))
-            t_s, rep_s = timed(lambda: sample(design, size=2000, seed=3, scheduler=address))
-            t_k, rep_k = timed(lambda: sample(design, size=2000, seed=3, scores="sketch", scheduler=address))
+            t_i, rep = timed(lambda address=address: cond.inspect(index, scheduler=address))
+            t_s, rep_s = timed(lambda address=address: sample(design, size=2000, seed=3, scheduler=address))
+            t_k, rep_k = timed(
+                lambda address=address: sample(design, size=2000, seed=3, scores="sketch", scheduler=address)
+            )
             cluster.close()
             assert [m.diagnostics.kappa for m in rep.matrices] == [m.diagnostics.kappa for m in ref.matrices]
             assert np.array_equal(rep_s.indices, ref_s.indices) and np.array_equal(rep_s.scores, ref_s.scores)
             assert np.array_equal(rep_k.indices, ref_k.indices) and np.array_equal(rep_k.scores, ref_k.scores)
             results[workers] = (t_i, t_s, t_k)
-            print(f"{workers} worker(s): cluster start {startup:.1f} s, warm-up {warmup:.1f} s; inspect {t_i:.2f} s, "
-                  f"sample {t_s:.2f} s, sketched {t_k:.2f} s; results equal the in-process ones")
+            print(
+                f"{workers} worker(s): cluster start {startup:.1f} s, warm-up {warmup:.1f} s; inspect {t_i:.2f} s, "
+                f"sample {t_s:.2f} s, sketched {t_k:.2f} s; results equal the in-process ones"
+            )
         (i1, s1, k1), (i2, s2, k2) = results[1], results[2]
         print(f"speed-up 1 -> 2 workers: inspect x{i1 / i2:.2f}, sample x{s1 / s2:.2f}, sketched x{k1 / k2:.2f}")
-        print(f"overhead per task (1 worker vs one thread in process): inspect "
-              f"{(i1 - t_inspect) / args.matrices * 1e3:.1f} ms over {args.matrices} tasks")
-        print(f"(sample's 1-worker time vs in process: {s1:.2f} s vs {t_sample:.2f} s; in process, blocks run "
-              f"side by side on every core, a worker has one thread)")
+        print(
+            f"overhead per task (1 worker vs one thread in process): inspect "
+            f"{(i1 - t_inspect) / args.matrices * 1e3:.1f} ms over {args.matrices} tasks"
+        )
+        print(
+            f"(sample's 1-worker time vs in process: {s1:.2f} s vs {t_sample:.2f} s; in process, blocks run "
+            f"side by side on every core, a worker has one thread)"
+        )
 
 
 if __name__ == "__main__":

@@ -36,13 +36,24 @@ def main():
     card = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     print(f"GPU: {card}, CuPy {cupy.__version__}, {os.cpu_count()} CPU cores")
     env = dict(os.environ, COND_REQUIRE_GPU="1")
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-k", "cuda",
-                            os.path.join(HERE, "..", "tests", "test_distributed.py")], env=env)
+    tests = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-k",
+            "cuda",
+            os.path.join(HERE, "..", "tests", "test_distributed.py"),
+        ],
+        env=env,
+    )
     print(f"CuPy tests: exit code {tests.returncode}")
 
     import cond
-    from cond.linalg.sketch import sketched_leverage
     from cond.linalg.leverage_device import sketched_leverage_xp
+    from cond.linalg.sketch import sketched_leverage
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,13 +66,17 @@ def main():
         t0 = time.perf_counter()
         gpu = cond.inspect(path, device="cuda")
         t_gpu = time.perf_counter() - t0
-        worst = max(abs(a.diagnostics.kappa - b.diagnostics.kappa) / a.diagnostics.kappa
-                    for a, b in zip(cpu.matrices, gpu.matrices))
-        print(f"inspect 4 x 4096^2 float32: CPU {t_cpu:.2f} s, GPU {t_gpu:.2f} s: ratio {t_gpu / t_cpu:.3f}; "
-              f"kappa agrees to {worst:.1e}")
+        worst = max(
+            abs(a.diagnostics.kappa - b.diagnostics.kappa) / a.diagnostics.kappa
+            for a, b in zip(cpu.matrices, gpu.matrices)
+        )
+        print(
+            f"inspect 4 x 4096^2 float32: CPU {t_cpu:.2f} s, GPU {t_gpu:.2f} s: ratio {t_gpu / t_cpu:.3f}; "
+            f"kappa agrees to {worst:.1e}"
+        )
 
     a = rng.standard_normal((1_000_000, 100))
-    blocks = lambda: ((s, a[s:s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
+    blocks = lambda: ((s, a[s : s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
     sketched_leverage_xp(cupy, lambda: iter([(0, a[:8192])]), 8192, 100, seed=1)  # warm-up
     t0 = time.perf_counter()
     on_cpu = sketched_leverage(blocks, len(a), 100, seed=1)
@@ -70,8 +85,10 @@ def main():
     on_gpu = sketched_leverage_xp(cupy, blocks, len(a), 100, seed=1)
     t_gpu = time.perf_counter() - t0
     rel = np.max(np.abs(on_gpu.values - on_cpu.values) / on_cpu.values)
-    print(f"sketched leverage 10^6 x 100: CPU {t_cpu:.2f} s, GPU {t_gpu:.2f} s: ratio {t_gpu / t_cpu:.3f}; "
-          f"scores agree to {rel:.1e} relative")
+    print(
+        f"sketched leverage 10^6 x 100: CPU {t_cpu:.2f} s, GPU {t_gpu:.2f} s: ratio {t_gpu / t_cpu:.3f}; "
+        f"scores agree to {rel:.1e} relative"
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,8 @@ import time
 
 import ml_dtypes
 import numpy as np
-from safetensors.numpy import save_file
-
 from peak_rss import run_with_peak
+from safetensors.numpy import save_file
 
 SHAPES = [(8192, 512)] * 7 + [(4096, 1024)]  # one block: 8 matrices, 64 MB in bf16
 
@@ -72,10 +71,13 @@ def main():
     peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "inspect", index, "-f", "json", "-q"])
     peak_kb = peak // 1024
     doc = json.loads(stdout)
-    print(f"cond inspect: {doc['summary']['matrices']} matrices, {doc['summary']['skipped']} skipped, "
-          f"{wall:.1f} s wall")
-    print(f"peak resident memory (/usr/bin/time -v): {peak_kb / 2**20:.3f} GiB "
-          f"({peak_kb / 1e6:.3f} GB); target < 1.5 GB: {'PASS' if peak_kb * 1e3 < 1.5e9 else 'FAIL'}")
+    print(
+        f"cond inspect: {doc['summary']['matrices']} matrices, {doc['summary']['skipped']} skipped, {wall:.1f} s wall"
+    )
+    print(
+        f"peak resident memory (/usr/bin/time -v): {peak_kb / 2**20:.3f} GiB "
+        f"({peak_kb / 1e6:.3f} GB); target < 1.5 GB: {'PASS' if peak_kb * 1e3 < 1.5e9 else 'FAIL'}"
+    )
     if not args.keep:
         shutil.rmtree(args.dir)
 

@@ -101,18 +101,33 @@ def main():
         def run():
             with threadpool_limits(limits=1, user_api="blas"):
                 return fn()
+
         return run
 
     if args.large_only:
         return large_case(ww, threadpool_limits)
     run_ww(), cond.inspect(model, alpha=True)  # warm-up: imports, numba cache, page cache
-    table("1. default settings of both", {"cond inspect(alpha=True)": lambda: cond.inspect(model, alpha=True),
-                                          "WeightWatcher analyze()": run_ww},
-          "cond inspect(alpha=True)", "WeightWatcher analyze()", args.repeats, args.wait, 0.4)
-    table("2. one BLAS thread each, cond workers=1",
-          {"cond workers=1": one_thread(lambda: cond.inspect(model, alpha=True, workers=1)),
-           "WeightWatcher analyze()": one_thread(run_ww)},
-          "cond workers=1", "WeightWatcher analyze()", args.repeats, args.wait, 0.6)
+    table(
+        "1. default settings of both",
+        {"cond inspect(alpha=True)": lambda: cond.inspect(model, alpha=True), "WeightWatcher analyze()": run_ww},
+        "cond inspect(alpha=True)",
+        "WeightWatcher analyze()",
+        args.repeats,
+        args.wait,
+        0.4,
+    )
+    table(
+        "2. one BLAS thread each, cond workers=1",
+        {
+            "cond workers=1": one_thread(lambda: cond.inspect(model, alpha=True, workers=1)),
+            "WeightWatcher analyze()": one_thread(run_ww),
+        },
+        "cond workers=1",
+        "WeightWatcher analyze()",
+        args.repeats,
+        args.wait,
+        0.6,
+    )
     pool_gain(model, args.repeats, args.wait)
     accuracy(model, folder, ww)
     if args.large:
@@ -142,30 +157,36 @@ def pool_gain(model, repeats, wait):
     idle, figure = wait_for_idle(timeout=wait)
     note = "idle window" if idle else f"NO idle window within {wait:.0f} s (others {figure:.2f} cores)"
     with Load() as load:
-        out = subprocess.run([sys.executable, "-c", POOL_SCRIPT, model, str(repeats)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", POOL_SCRIPT, model, str(repeats)], capture_output=True, text=True, check=True
+        )
     one, two, ratio = (float(v) for v in out.stdout.split())
     print(f"\n3. cond's pool: 2 workers against 1, BLAS on one thread (a process with cond only)  [{note}]")
     print(f"  cond workers=2                     median {two:7.3f} s")
     print(f"  cond workers=1                     median {one:7.3f} s   ({describe([load.others])} over the runs)")
-    print(f"  ratio cond workers=2 / cond workers=1: {ratio:.3f}   (target <= 0.6: {'PASS' if ratio <= 0.6 else 'FAIL'})")
+    print(
+        f"  ratio cond workers=2 / cond workers=1: {ratio:.3f}   (target <= 0.6: {'PASS' if ratio <= 0.6 else 'FAIL'})"
+    )
 
 
 def accuracy(model, folder, ww):
-    from safetensors.numpy import load_file
-
     import collections
+
+    from safetensors.numpy import load_file
 
     report = cond.inspect(model, alpha=True, keep_spectra=True)
     tensors = load_file(model)
     worst = 0.0
     for m in report.matrices:
-        ref = scipy.linalg.svd(tensors[m.name].astype(np.float64).reshape(m.diagnostics.shape),
-                               compute_uv=False, lapack_driver="gesdd")
+        ref = scipy.linalg.svd(
+            tensors[m.name].astype(np.float64).reshape(m.diagnostics.shape), compute_uv=False, lapack_driver="gesdd"
+        )
         worst = max(worst, float(np.max(np.abs(m.diagnostics.spectrum - ref)) / ref[0]))
     routes = collections.Counter(m.diagnostics.route for m in report.matrices)
-    print(f"\nevery singular value against SciPy gesdd of the same data: worst {worst:.2e} x sigma_max "
-          f"(target <= 1e-8: {'PASS' if worst <= 1e-8 else 'FAIL'}); routes {dict(routes)}")
+    print(
+        f"\nevery singular value against SciPy gesdd of the same data: worst {worst:.2e} x sigma_max "
+        f"(target <= 1e-8: {'PASS' if worst <= 1e-8 else 'FAIL'}); routes {dict(routes)}"
+    )
     watcher = ww.WeightWatcher(model=folder)
     details = watcher.analyze()
     by_name = {m.name: m for m in report.matrices}
@@ -200,9 +221,11 @@ def large_case(ww, threadpool_limits):
             for layer, a in zip(model, mats.values()):
                 layer.weight.copy_(torch.from_numpy(a))
         widened = [a.astype(np.float64) for a in mats.values()]
-        runs = {"cond inspect(alpha=True)": lambda: cond.inspect(path, alpha=True),
-                "WeightWatcher analyze()": lambda: ww.WeightWatcher(model=model).analyze(),
-                "SciPy svd loop (in memory)": lambda: [scipy.linalg.svd(a, compute_uv=False) for a in widened]}
+        runs = {
+            "cond inspect(alpha=True)": lambda: cond.inspect(path, alpha=True),
+            "WeightWatcher analyze()": lambda: ww.WeightWatcher(model=model).analyze(),
+            "SciPy svd loop (in memory)": lambda: [scipy.linalg.svd(a, compute_uv=False) for a in widened],
+        }
         idle, figure = wait_for_idle(timeout=60)
         print(f"\nlarge matrices {shapes}, float32  [{'idle window' if idle else 'busy: %.2f cores' % figure}]")
         cond.inspect(path, include="layer0")  # warm-up
@@ -213,11 +236,15 @@ def large_case(ww, threadpool_limits):
             seconds[k] = load.seconds
             print(f"  {k:34s} {load.seconds:7.2f} s   ({describe([load.others])})")
         c = seconds["cond inspect(alpha=True)"]
-        print(f"  ratio cond / SciPy floor {c / seconds['SciPy svd loop (in memory)']:.3f}, "
-              f"cond / WeightWatcher {c / seconds['WeightWatcher analyze()']:.3f}")
+        print(
+            f"  ratio cond / SciPy floor {c / seconds['SciPy svd loop (in memory)']:.3f}, "
+            f"cond / WeightWatcher {c / seconds['WeightWatcher analyze()']:.3f}"
+        )
         report = cond.inspect(path, keep_spectra=True)
-        worst = max(float(np.max(np.abs(m.diagnostics.spectrum - scipy.linalg.svdvals(a))) / m.diagnostics.sigma_max)
-                    for m, a in zip(report.matrices, widened))
+        worst = max(
+            float(np.max(np.abs(m.diagnostics.spectrum - scipy.linalg.svdvals(a))) / m.diagnostics.sigma_max)
+            for m, a in zip(report.matrices, widened)
+        )
         print(f"  routes {[m.diagnostics.route for m in report.matrices]}, worst |d sigma| {worst:.2e} x sigma_max")
 
 

@@ -59,8 +59,10 @@ def main():
                 fn()
                 times.append(time.perf_counter() - t0)
     m_np, m_cond = statistics.median(t_np), statistics.median(t_cond)
-    print(f"{args.rows} x {args.cols} CSV at {args.digits} significant digits, {size / 1e6:.0f} MB; "
-          "identical float64 values")
+    print(
+        f"{args.rows} x {args.cols} CSV at {args.digits} significant digits, {size / 1e6:.0f} MB; "
+        "identical float64 values"
+    )
     print(f"numpy.loadtxt {m_np:.2f} s, cond {m_cond:.2f} s: speed-up x{m_np / m_cond:.1f} (target >= 5)")
 
 

@@ -16,7 +16,6 @@ import shutil
 import sys
 
 import numpy as np
-
 from peak_rss import run_with_peak
 
 
@@ -35,11 +34,14 @@ def main():
             for _ in range(0, n, 100_000):
                 (rng.standard_normal((100_000, d)) * rng.pareto(3.0, size=(100_000, 1))).tofile(f)
     print(f"{n} x {d} float64: {os.path.getsize(path) / 1e9:.2f} GB")
-    peak, wall, stdout = run_with_peak([sys.executable, "-m", "cond.cli", "sample", path, "--method",
-                                        "leverage", "--size", "2000", "--seed", "1"])
+    peak, wall, stdout = run_with_peak(
+        [sys.executable, "-m", "cond.cli", "sample", path, "--method", "leverage", "--size", "2000", "--seed", "1"]
+    )
     kept = sum(1 for line in stdout.splitlines()[2:] if line)
-    print(f"exact leverage sample of {kept} rows in {wall:.0f} s; peak RSS {peak / 1e9:.3f} GB "
-          f"(target < 0.5 GB): {'PASS' if peak < 0.5e9 else 'FAIL'}")
+    print(
+        f"exact leverage sample of {kept} rows in {wall:.0f} s; peak RSS {peak / 1e9:.3f} GB "
+        f"(target < 0.5 GB): {'PASS' if peak < 0.5e9 else 'FAIL'}"
+    )
     if not args.keep:
         shutil.rmtree(args.dir)
 

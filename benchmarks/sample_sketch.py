@@ -48,6 +48,7 @@ def main():
     make(path, args.n, args.d)
     print(f"{args.n} x {args.d} float64 ({os.path.getsize(path) / 1e9:.2f} GB) at {path}")
     with open_rows(path) as rows:
+
         def blocks():
             for start, x, _ in rows.blocks():
                 yield start, x
@@ -62,11 +63,15 @@ def main():
     rel = np.abs(ratio - 1)
     sizes = sketch_sizes(args.n, args.d)
     print(f"exact streaming scores:  {t_exact:.1f} s")
-    print(f"sketched scores:         {t_sketch:.1f} s (embedding rows {sizes[0]}, {sizes[1]} nonzeros per "
-          f"column, JL dimension {sizes[2]})")
+    print(
+        f"sketched scores:         {t_sketch:.1f} s (embedding rows {sizes[0]}, {sizes[1]} nonzeros per "
+        f"column, JL dimension {sizes[2]})"
+    )
     print(f"time ratio sketch / exact: {t_sketch / t_exact:.3f} (target <= 0.3)")
-    print(f"median relative error {np.median(rel):.4f} (target <= 0.2); score ratios in "
-          f"[{ratio.min():.3f}, {ratio.max():.3f}] (target within [0.5, 2])")
+    print(
+        f"median relative error {np.median(rel):.4f} (target <= 0.2); score ratios in "
+        f"[{ratio.min():.3f}, {ratio.max():.3f}] (target within [0.5, 2])"
+    )
     ok = t_sketch / t_exact <= 0.3 and np.median(rel) <= 0.2 and ratio.min() >= 0.5 and ratio.max() <= 2
     print("PASS" if ok else "FAIL")
     if not args.keep:

@@ -109,29 +109,43 @@ def main():
     tiny = os.path.join(args.dir, "tiny.npy")
     np.save(tiny, np.random.default_rng(1).standard_normal((100, 5)))
     out = lambda name: os.path.join(args.dir, name)  # noqa: E731
-    compare("start-up: cond sample of a 100 x 5 .npy", {"cond sample tiny": cond + [tiny, "--size", "10", "-o", out("t.tsv"), "--force"]},
-            args.repeats, [])
+    compare(
+        "start-up: cond sample of a 100 x 5 .npy",
+        {"cond sample tiny": cond + [tiny, "--size", "10", "-o", out("t.tsv"), "--force"]},
+        args.repeats,
+        [],
+    )
     for spec in args.sizes.split(","):
         n, d = (int(v) for v in spec.split("x"))
         path = os.path.join(args.dir, f"X_{n}x{d}.npy")
         make(path, n, d)
         common = [path, "--method", "leverage", "--size", "2000", "--force"]
-        compare(f"{n} x {d} float64 ({os.path.getsize(path) / 1e9:.2f} GB)", {
-            "cond --scores exact": cond + common + ["--scores", "exact", "-o", out("e.tsv")],
-            "NumPy cholesky(A^T A), A R^-1": [py, "-c", NUMPY_BASELINE, path, out("numpy.npy")],
-            "cond --scores sketch": cond + common + ["--scores", "sketch", "-o", out("s.tsv")],
-            "SciPy clarkson_woodruff_transform": [py, "-c", SCIPY_SKETCH, path, out("scipy.npy")],
-            "cond exact --scores-out scores.txt": cond + common + ["--scores", "exact", "-o", out("e2.tsv"),
-                                                                    "--scores-out", out("scores.txt")],
-        }, args.repeats, [("cond --scores exact", "NumPy cholesky(A^T A), A R^-1", 1.0),
-                          ("cond --scores sketch", "SciPy clarkson_woodruff_transform", 1.0),
-                          ("cond exact --scores-out scores.txt", "cond --scores exact", None)])
+        compare(
+            f"{n} x {d} float64 ({os.path.getsize(path) / 1e9:.2f} GB)",
+            {
+                "cond --scores exact": cond + common + ["--scores", "exact", "-o", out("e.tsv")],
+                "NumPy cholesky(A^T A), A R^-1": [py, "-c", NUMPY_BASELINE, path, out("numpy.npy")],
+                "cond --scores sketch": cond + common + ["--scores", "sketch", "-o", out("s.tsv")],
+                "SciPy clarkson_woodruff_transform": [py, "-c", SCIPY_SKETCH, path, out("scipy.npy")],
+                "cond exact --scores-out scores.txt": cond
+                + common
+                + ["--scores", "exact", "-o", out("e2.tsv"), "--scores-out", out("scores.txt")],
+            },
+            args.repeats,
+            [
+                ("cond --scores exact", "NumPy cholesky(A^T A), A R^-1", 1.0),
+                ("cond --scores sketch", "SciPy clarkson_woodruff_transform", 1.0),
+                ("cond exact --scores-out scores.txt", "cond --scores exact", None),
+            ],
+        )
         mine = np.loadtxt(out("scores.txt"), comments="#") if os.path.getsize(out("scores.txt")) < 4e8 else None
         ref = np.load(out("numpy.npy"))
         if mine is not None:
             mine = mine if mine.ndim == 1 else mine[:, -1]
-            print(f"  cond exact scores against NumPy's: max relative difference "
-                  f"{float(np.max(np.abs(mine - ref) / ref)):.1e}")
+            print(
+                f"  cond exact scores against NumPy's: max relative difference "
+                f"{float(np.max(np.abs(mine - ref) / ref)):.1e}"
+            )
     if not args.keep:
         shutil.rmtree(args.dir)
 

@@ -38,6 +38,7 @@ def counter_share():
     def spin():
         while not stop.is_set():
             box[0] += 1
+
     threading.Thread(target=spin, daemon=True).start()
     time.sleep(0.05)
 
@@ -46,12 +47,15 @@ def counter_share():
         for _ in range(reps):
             fn()
         return (box[0] - c0) / (time.perf_counter() - t0)
-    calls = {"numpy.linalg.svd 1000": lambda: np.linalg.svd(s, compute_uv=False),
-             "scipy.linalg.svd 1000 (gesdd)": lambda: scipy.linalg.svd(s, compute_uv=False),
-             "numpy x.T @ x (syrk) 8000x1000": lambda: a.T @ a,
-             "scipy blas dsyrk 8000x1000": lambda: scipy.linalg.blas.dsyrk(1.0, a.T),
-             "numpy.linalg.eigvalsh 1000": lambda: np.linalg.eigvalsh(g),
-             "numpy.linalg.cholesky 1000": lambda: np.linalg.cholesky(g)}
+
+    calls = {
+        "numpy.linalg.svd 1000": lambda: np.linalg.svd(s, compute_uv=False),
+        "scipy.linalg.svd 1000 (gesdd)": lambda: scipy.linalg.svd(s, compute_uv=False),
+        "numpy x.T @ x (syrk) 8000x1000": lambda: a.T @ a,
+        "scipy blas dsyrk 8000x1000": lambda: scipy.linalg.blas.dsyrk(1.0, a.T),
+        "numpy.linalg.eigvalsh 1000": lambda: np.linalg.eigvalsh(g),
+        "numpy.linalg.cholesky 1000": lambda: np.linalg.cholesky(g),
+    }
     with threadpool_limits(limits=1, user_api="blas"):
         idle = rate(lambda: time.sleep(0.3), 1)
         print("1. a pure-Python thread's rate during each call, as a share of its idle rate")
@@ -81,10 +85,12 @@ def scaling():
                 list(pool.map(_svd, keys[:2]))  # start the workers before the clock
                 with Load() as procs:
                     list(pool.map(_svd, keys))
-        print(f"  {n:4d} x {n:<4d} one after another {serial.seconds:6.3f} s; two threads "
-              f"x{serial.seconds / threads.seconds:4.2f}; two forked processes x{serial.seconds / procs.seconds:4.2f}"
-              f"   (others {max(serial.others or 0, threads.others or 0):.2f} cores in the serial and thread runs;"
-              f" a live pool's CPU would count as others')")
+        print(
+            f"  {n:4d} x {n:<4d} one after another {serial.seconds:6.3f} s; two threads "
+            f"x{serial.seconds / threads.seconds:4.2f}; two forked processes x{serial.seconds / procs.seconds:4.2f}"
+            f"   (others {max(serial.others or 0, threads.others or 0):.2f} cores in the serial and thread runs;"
+            f" a live pool's CPU would count as others')"
+        )
 
 
 if __name__ == "__main__":

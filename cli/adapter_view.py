@@ -33,13 +33,34 @@ def _table(report, rows, doc):
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
     what = f"its change from {cell(report.base)}" if report.format == "delta" else f"{report.format} LoRA adapter"
     table = Table(title=f"cond inspect {cell(report.input)} ({what})", title_justify="left", header_style="bold")
-    for col in ("module", "shape", "rank", "numerical", "wasted", "scale", "sigma_max", "||dW||",
-                "vs base" if report.base else None, "stable", "eff.", "r90", "r99"):
+    for col in (
+        "module",
+        "shape",
+        "rank",
+        "numerical",
+        "wasted",
+        "scale",
+        "sigma_max",
+        "||dW||",
+        "vs base" if report.base else None,
+        "stable",
+        "eff.",
+        "r90",
+        "r99",
+    ):
         if col is not None:
             table.add_column(col, justify="left" if col == "module" else "right", no_wrap=True)
     for m in rows:
-        cells = [cell(m.name), "x".join(map(str, m.shape)), str(m.rank), str(m.numerical_rank), str(m.wasted_rank),
-                 _g(m.scale), _g(m.sigma_max), _g(m.frobenius_norm)]
+        cells = [
+            cell(m.name),
+            "x".join(map(str, m.shape)),
+            str(m.rank),
+            str(m.numerical_rank),
+            str(m.wasted_rank),
+            _g(m.scale),
+            _g(m.sigma_max),
+            _g(m.frobenius_norm),
+        ]
         if report.base:
             cells.append(_g(m.relative_norm))
         cells += [_g(m.stable_rank, 3), _g(m.effective_rank, 3), _g(m.energy_rank_90), _g(m.energy_rank_99)]
@@ -49,9 +70,15 @@ def _table(report, rows, doc):
     for notice in report.notices:
         console.print(f"note: {printable(notice)}", markup=False, highlight=False)
     if report.saved:
-        console.print(f"{len(report.saved)} tensors stored whole (not factored): "
-                      f"{printable(', '.join(report.saved[:3]))}{' ...' if len(report.saved) > 3 else ''}",
-                      markup=False, highlight=False)
-    console.print(f"{s['modules']} modules; nominal rank {s['nominal_rank']} in all, numerical "
-                  f"{s['numerical_rank']} ({s['wasted_rank']} wasted); {report.seconds:.2f} s",
-                  markup=False, highlight=False)
+        console.print(
+            f"{len(report.saved)} tensors stored whole (not factored): "
+            f"{printable(', '.join(report.saved[:3]))}{' ...' if len(report.saved) > 3 else ''}",
+            markup=False,
+            highlight=False,
+        )
+    console.print(
+        f"{s['modules']} modules; nominal rank {s['nominal_rank']} in all, numerical "
+        f"{s['numerical_rank']} ({s['wasted_rank']} wasted); {report.seconds:.2f} s",
+        markup=False,
+        highlight=False,
+    )

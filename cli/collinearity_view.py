@@ -14,15 +14,23 @@ def render(report, fmt):
     doc = report.to_dict()
     if fmt is OutputFormat.json:
         return write_json(doc)
-    rows = [{"condition_index": eta, **dict(zip(doc["columns"], props))}
-            for eta, props in zip(doc["condition_indexes"], doc["proportions"])]
+    rows = [
+        {"condition_index": eta, **dict(zip(doc["columns"], props))}
+        for eta, props in zip(doc["condition_indexes"], doc["proportions"])
+    ]
     if fmt is OutputFormat.jsonl:
-        return write_jsonl([*(("condition_index", r) for r in rows),
-                            ("vif", dict(zip(doc["columns"], doc["vif"]))),
-                            *(("dependency", d) for d in doc["dependencies"])])
+        return write_jsonl(
+            [
+                *(("condition_index", r) for r in rows),
+                ("vif", dict(zip(doc["columns"], doc["vif"]))),
+                *(("dependency", d) for d in doc["dependencies"]),
+            ]
+        )
     if fmt is OutputFormat.csv:
-        return write_csv(["condition_index", *doc["columns"]],
-                         [*rows, {"condition_index": "vif", **dict(zip(doc["columns"], doc["vif"]))}])
+        return write_csv(
+            ["condition_index", *doc["columns"]],
+            [*rows, {"condition_index": "vif", **dict(zip(doc["columns"], doc["vif"]))}],
+        )
     _table(report)
 
 
@@ -36,25 +44,39 @@ def _table(report):
 
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
     opts = report.options
-    how = ("scaled" if opts["scale"] else "unscaled") + (", centred" if opts["center"] else ", uncentred") + \
-        (", intercept added" if opts["add_intercept"] else "")
-    table = Table(title=f"cond inspect --collinearity {cell(report.input)} ({report.rows} rows; {how})",
-                  title_justify="left", header_style="bold")
+    how = (
+        ("scaled" if opts["scale"] else "unscaled")
+        + (", centred" if opts["center"] else ", uncentred")
+        + (", intercept added" if opts["add_intercept"] else "")
+    )
+    table = Table(
+        title=f"cond inspect --collinearity {cell(report.input)} ({report.rows} rows; {how})",
+        title_justify="left",
+        header_style="bold",
+    )
     table.add_column("condition index", justify="right")
     for name in report.columns:
         table.add_column(cell(name), justify="right")
     for eta, props in zip(report.condition_indexes, report.proportions):
         high = eta > opts["threshold"]
-        table.add_row(f"[bold]{_g(eta)}[/]" if high else _g(eta),
-                      *(f"[red]{p:.2f}[/]" if high and p > opts["proportion"] else f"{p:.2f}" for p in props))
+        table.add_row(
+            f"[bold]{_g(eta)}[/]" if high else _g(eta),
+            *(f"[red]{p:.2f}[/]" if high and p > opts["proportion"] else f"{p:.2f}" for p in props),
+        )
     table.add_row("VIF", *(_g(v) for v in report.vif), style="dim")
     console.print(table)
-    console.print(f"variance-decomposition proportions: each column sums to 1; red: above {opts['proportion']:g} "
-                  f"on a condition index above {opts['threshold']:g}", markup=False, highlight=False)
+    console.print(
+        f"variance-decomposition proportions: each column sums to 1; red: above {opts['proportion']:g} "
+        f"on a condition index above {opts['threshold']:g}",
+        markup=False,
+        highlight=False,
+    )
     if not report.dependencies:
-        console.print(f"no condition index above {opts['threshold']:g}: no near-dependency", markup=False,
-                      highlight=False)
+        console.print(
+            f"no condition index above {opts['threshold']:g}: no near-dependency", markup=False, highlight=False
+        )
     for d in report.dependencies:
         shown = ", ".join(printable(c) for c in d["columns"]) or "no column above the proportion"
-        console.print(f"near-dependency at condition index {_g(d['condition_index'])}: {shown}", markup=False,
-                      highlight=False)
+        console.print(
+            f"near-dependency at condition index {_g(d['condition_index'])}: {shown}", markup=False, highlight=False
+        )

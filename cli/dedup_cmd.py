@@ -9,8 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import (ColumnsOpt, ForceOpt, FormatOpt, HeaderOpt, InputFormatOpt, InputPath, OutputFormat,
-                              QuietOpt)
+from cond.cli.options import (
+    ColumnsOpt,
+    ForceOpt,
+    FormatOpt,
+    HeaderOpt,
+    InputFormatOpt,
+    InputPath,
+    OutputFormat,
+    QuietOpt,
+)
 from cond.cli.output import cell, notice_printer, printable, write_csv, write_json, write_jsonl
 
 EPILOG = """Examples:
@@ -29,17 +37,36 @@ and after.
 
 def dedup_command(
     path: InputPath,
-    max_corr: Annotated[float, typer.Option("--max-corr", help="Drop a column whose |correlation| with a "
-                                                               "kept column reaches this.")] = 0.95,
-    max_rel_mse: Annotated[Optional[float], typer.Option(
-        "--max-rel-mse", help="Also drop a column whose relative MSE mean((x_j - x_k)^2) / mean(x_j^2) "
-                              "against a kept column is at most this.", show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option(
-        "--output", "-o", help="Write the kept columns here (.csv, .tsv, .gz of either, .npy); without it "
-                               "cond only reports.", show_default=False)] = None,
-    prefer: Annotated[Optional[str], typer.Option(
-        "--prefer", help="Columns whose name matches this regex are considered first, so kept over their "
-                         "duplicates (default: earlier in the file wins).", show_default=False)] = None,
+    max_corr: Annotated[
+        float, typer.Option("--max-corr", help="Drop a column whose |correlation| with a kept column reaches this.")
+    ] = 0.95,
+    max_rel_mse: Annotated[
+        Optional[float],
+        typer.Option(
+            "--max-rel-mse",
+            help="Also drop a column whose relative MSE mean((x_j - x_k)^2) / mean(x_j^2) "
+            "against a kept column is at most this.",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the kept columns here (.csv, .tsv, .gz of either, .npy); without it cond only reports.",
+            show_default=False,
+        ),
+    ] = None,
+    prefer: Annotated[
+        Optional[str],
+        typer.Option(
+            "--prefer",
+            help="Columns whose name matches this regex are considered first, so kept over their "
+            "duplicates (default: earlier in the file wins).",
+            show_default=False,
+        ),
+    ] = None,
     columns: ColumnsOpt = None,
     header: HeaderOpt = None,
     input_format: InputFormatOpt = None,
@@ -53,21 +80,40 @@ def dedup_command(
 
         notice = notice_printer(quiet)
 
-        report = dedup(path, output, max_corr=max_corr, max_rel_mse=max_rel_mse, prefer=prefer, columns=columns,
-                       input_format=None if input_format is None else input_format.value, header=header,
-                       notice=notice, force=force)
+        report = dedup(
+            path,
+            output,
+            max_corr=max_corr,
+            max_rel_mse=max_rel_mse,
+            prefer=prefer,
+            columns=columns,
+            input_format=None if input_format is None else input_format.value,
+            header=header,
+            notice=notice,
+            force=force,
+        )
         doc = report.to_dict()
         if output_format is OutputFormat.json:
             return write_json(doc)
         if output_format is OutputFormat.jsonl:
-            return write_jsonl([*(("kept", {"column": c}) for c in doc["kept"]),
-                                *(("dropped", d) for d in doc["dropped"]),
-                                ("summary", {k: doc[k] for k in ("input", "output", "rows", "before", "after")})])
+            return write_jsonl(
+                [
+                    *(("kept", {"column": c}) for c in doc["kept"]),
+                    *(("dropped", d) for d in doc["dropped"]),
+                    ("summary", {k: doc[k] for k in ("input", "output", "rows", "before", "after")}),
+                ]
+            )
         if output_format is OutputFormat.csv:
-            return write_csv(("column", "kept", "partner", "correlation"),
-                             [*({"column": c, "kept": True} for c in doc["kept"]),
-                              *({"column": d["column"], "kept": False, "partner": d["partner"],
-                                 "correlation": d["correlation"]} for d in doc["dropped"])])
+            return write_csv(
+                ("column", "kept", "partner", "correlation"),
+                [
+                    *({"column": c, "kept": True} for c in doc["kept"]),
+                    *(
+                        {"column": d["column"], "kept": False, "partner": d["partner"], "correlation": d["correlation"]}
+                        for d in doc["dropped"]
+                    ),
+                ],
+            )
         _table(report)
 
 
@@ -80,19 +126,29 @@ def _table(report):
     from rich.table import Table
 
     console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    table = Table(title=f"cond dedup {cell(report.input)}: {len(report.dropped)} of "
-                        f"{len(report.kept) + len(report.dropped)} columns dropped (|corr| >= "
-                        f"{report.options['max_corr']:g})", title_justify="left", header_style="bold")
+    table = Table(
+        title=f"cond dedup {cell(report.input)}: {len(report.dropped)} of "
+        f"{len(report.kept) + len(report.dropped)} columns dropped (|corr| >= "
+        f"{report.options['max_corr']:g})",
+        title_justify="left",
+        header_style="bold",
+    )
     for col in ("dropped", "kept in its place", "correlation"):
         table.add_column(col, justify="right" if col == "correlation" else "left")
     for d in report.dropped:
         table.add_row(cell(d["column"]), cell(d["partner"]), f"{d['correlation']:+.4f}")
     console.print(table)
     b, a = report.before, report.after
-    console.print(f"kappa {_g(b['kappa'])} ({b['status']}) -> {_g(a['kappa'])} ({a['status']}); effective rank "
-                  f"{b['effective_rank']:.3g} of {b['columns']} -> {a['effective_rank']:.3g} of {a['columns']}"
-                  + (f"; wrote {printable(report.output)}" if report.output else "; nothing written (no -o)"),
-                  markup=False, highlight=False)
+    console.print(
+        f"kappa {_g(b['kappa'])} ({b['status']}) -> {_g(a['kappa'])} ({a['status']}); effective rank "
+        f"{b['effective_rank']:.3g} of {b['columns']} -> {a['effective_rank']:.3g} of {a['columns']}"
+        + (f"; wrote {printable(report.output)}" if report.output else "; nothing written (no -o)"),
+        markup=False,
+        highlight=False,
+    )
     if report.constant:
-        console.print(f"constant columns (no correlation; kept): {printable(', '.join(report.constant))}",
-                      markup=False, highlight=False)
+        console.print(
+            f"constant columns (no correlation; kept): {printable(', '.join(report.constant))}",
+            markup=False,
+            highlight=False,
+        )

@@ -98,6 +98,5 @@ def mapped_errors(command=None, quiet=False):
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug():
             raise
-        say_error(f"internal error: {type(exc).__name__}: {exc}. "
-                  "Rerun with COND_DEBUG=1 for a traceback and report it")
+        say_error(f"internal error: {type(exc).__name__}: {exc}. Rerun with COND_DEBUG=1 for a traceback and report it")
         raise typer.Exit(EXIT_INTERNAL) from None

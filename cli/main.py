@@ -1,11 +1,11 @@
 """cond: the table of contents. One module per subcommand; nothing heavy imported here.
 
-    cond inspect model.safetensors          per-matrix condition numbers and spectra
-    cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
-    cond expand small.safetensors -o dense/ back to a dense checkpoint
-    cond calibrate MODEL_DIR --text t.txt   input Grams (and Fisher) of a Hugging Face model
-    cond sample X.npy --size 2000           weighted row sample (leverage, Lewis, sensitivity)
-    cond dedup X.csv -o X.dedup.csv         drop near-duplicate columns, kappa before and after
+cond inspect model.safetensors          per-matrix condition numbers and spectra
+cond compress model.safetensors ...     low-rank checkpoint with a verified error bound
+cond expand small.safetensors -o dense/ back to a dense checkpoint
+cond calibrate MODEL_DIR --text t.txt   input Grams (and Fisher) of a Hugging Face model
+cond sample X.npy --size 2000           weighted row sample (leverage, Lewis, sensitivity)
+cond dedup X.csv -o X.dedup.csv         drop near-duplicate columns, kappa before and after
 """
 
 from __future__ import annotations
@@ -51,16 +51,17 @@ class OneLineErrors(TyperGroup):
             return rc
         sys.exit(rc if isinstance(rc, int) else 0)
 
+
 app = typer.Typer(
     name="cond",
     help="Condition numbers, spectra and compression of matrices you can trust.\n\n"
-         "Examples:\n\n"
-         "  cond inspect model.safetensors --sort kappa --top 10\n\n"
-         "  cond inspect X.npy --format json\n\n"
-         "  cond compress model.safetensors --max-error 0.05 -o small.safetensors\n\n"
-         "  cond expand small.safetensors -o dense/\n\n"
-         "  cond sample X.npy --method leverage --size 2000 > sample.tsv\n\n"
-         "  cond dedup stack.csv --max-corr 0.95 -o stack.dedup.csv",
+    "Examples:\n\n"
+    "  cond inspect model.safetensors --sort kappa --top 10\n\n"
+    "  cond inspect X.npy --format json\n\n"
+    "  cond compress model.safetensors --max-error 0.05 -o small.safetensors\n\n"
+    "  cond expand small.safetensors -o dense/\n\n"
+    "  cond sample X.npy --method leverage --size 2000 > sample.tsv\n\n"
+    "  cond dedup stack.csv --max-corr 0.95 -o stack.dedup.csv",
     no_args_is_help=True,
     add_completion=False,
     cls=OneLineErrors,
@@ -70,8 +71,7 @@ app = typer.Typer(
 )
 
 app.command("inspect", no_args_is_help=True, epilog=inspect_cmd.EPILOG)(inspect_cmd.inspect_command)
-app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(
-    compress_cmd.compress_command)
+app.command("compress", no_args_is_help=True, epilog=compress_cmd.COMPRESS_EPILOG)(compress_cmd.compress_command)
 app.command("expand", no_args_is_help=True, epilog=expand_cmd.EPILOG)(expand_cmd.expand_command)
 app.command("calibrate", no_args_is_help=True, epilog=calibrate_cmd.EPILOG)(calibrate_cmd.calibrate_command)
 app.command("sample", no_args_is_help=True, epilog=sample_cmd.EPILOG)(sample_cmd.sample_command)
@@ -85,8 +85,11 @@ def _version(value: bool):
 
 
 @app.callback()
-def _root(version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None):
+def _root(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
+):
     """Condition numbers, spectra and compression of matrices you can trust."""
 
 

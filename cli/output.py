@@ -49,12 +49,14 @@ def write_csv(fields, rows, out=None) -> None:
     import csv
     import sys
 
-    writer = csv.DictWriter(sys.stdout if out is None else out, fieldnames=list(fields), lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(
+        sys.stdout if out is None else out, fieldnames=list(fields), lineterminator="\n", extrasaction="ignore"
+    )
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else "x".join(map(str, v)) if k.endswith("shape") else v
-                         for k, v in row.items()})
+        writer.writerow(
+            {k: "" if v is None else "x".join(map(str, v)) if k.endswith("shape") else v for k, v in row.items()}
+        )
 
 
 def notice_printer(quiet):

@@ -8,11 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import (ColumnsOpt, choices, Device, DeviceOpt, HeaderOpt, InputFormatOpt, InputPath, QuietOpt,
-                              SchedulerOpt)
+from cond.cli.options import (
+    ColumnsOpt,
+    Device,
+    DeviceOpt,
+    HeaderOpt,
+    InputFormatOpt,
+    InputPath,
+    QuietOpt,
+    SchedulerOpt,
+    choices,
+)
 from cond.cli.output import notice_printer
 from cond.commands.choices import EMITS, SAMPLE_FORMATS, SAMPLE_METHODS, SCORE_MODES
-
 
 Method = choices("Method", SAMPLE_METHODS)
 ScoreMode = choices("ScoreMode", SCORE_MODES)
@@ -45,45 +53,75 @@ prints one cond.sample/1 object (schema in README.md).
 
 def sample_command(
     path: InputPath,
-    size: Annotated[str, typer.Option("--size", help="Expected sample size: a count or a percentage (1%).",
-                                      show_default=False)],
-    method: Annotated[Method, typer.Option("--method", help="How rows are scored.")] = Method['leverage'],
-    p: Annotated[Optional[float], typer.Option(
-        "-p", help="The l_p norm (default 2 for leverage and uniform, 1 otherwise; < 4 for lewis, "
-                   "sensitivity, augmented).", show_default=False)] = None,
+    size: Annotated[
+        str, typer.Option("--size", help="Expected sample size: a count or a percentage (1%).", show_default=False)
+    ],
+    method: Annotated[Method, typer.Option("--method", help="How rows are scored.")] = Method["leverage"],
+    p: Annotated[
+        Optional[float],
+        typer.Option(
+            "-p",
+            help="The l_p norm (default 2 for leverage and uniform, 1 otherwise; < 4 for lewis, "
+            "sensitivity, augmented).",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the sample is a function of (seed, row).")] = 0,
     replacement: Annotated[bool, typer.Option("--replacement", help="Sample with replacement.")] = False,
-    scores: Annotated[ScoreMode, typer.Option(
-        "--scores", help="exact (streaming QR), sketch (sparse embedding + JL) or sketch-srht (also "
-                         "an SRHT before the QR); sketches apply to leverage and root-leverage.")]
-        = ScoreMode['exact'],
-    scores_out: Annotated[Optional[str], typer.Option(
-        "--scores-out", help="Also write every row's score (.npy, or text one per line).",
-        show_default=False)] = None,
-    rcond: Annotated[Optional[float], typer.Option(
-        "--rcond", help="Relative cut-off of the numerical rank (default max(n, d) * eps).",
-        show_default=False)] = None,
-    target: Annotated[Optional[str], typer.Option(
-        "--target", help="Target column (excluded from the scores; emitted with --emit rows).",
-        show_default=False)] = None,
+    scores: Annotated[
+        ScoreMode,
+        typer.Option(
+            "--scores",
+            help="exact (streaming QR), sketch (sparse embedding + JL) or sketch-srht (also "
+            "an SRHT before the QR); sketches apply to leverage and root-leverage.",
+        ),
+    ] = ScoreMode["exact"],
+    scores_out: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scores-out", help="Also write every row's score (.npy, or text one per line).", show_default=False
+        ),
+    ] = None,
+    rcond: Annotated[
+        Optional[float],
+        typer.Option(
+            "--rcond", help="Relative cut-off of the numerical rank (default max(n, d) * eps).", show_default=False
+        ),
+    ] = None,
+    target: Annotated[
+        Optional[str],
+        typer.Option(
+            "--target", help="Target column (excluded from the scores; emitted with --emit rows).", show_default=False
+        ),
+    ] = None,
     columns: ColumnsOpt = None,
     header: HeaderOpt = None,
     input_format: InputFormatOpt = None,
-    chunk_rows: Annotated[Optional[int], typer.Option(
-        "--chunk-rows", help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
-        show_default=False)] = None,
-    output_format: Annotated[SampleFormat, typer.Option("--format", "-f", help="Output format.")]
-        = SampleFormat['tsv'],
-    emit: Annotated[Emit, typer.Option(
-        "--emit", help="indices: index weight scale prob; rows: the scaled rows (and target).")]
-        = Emit['indices'],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write here instead of stdout "
-                                                  "(- is stdout).", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output or --scores-out.")]
-        = False,
-    verify: Annotated[bool, typer.Option(
-        "--verify", help="Print the l2 subspace-embedding distortion eps_hat (and, with --target, the "
-                         "residual ratio) to stderr; p = 2 only.")] = False,
+    chunk_rows: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-rows",
+            help="Rows read at a time (default: 16 MiB of rows, a multiple of 4096).",
+            show_default=False,
+        ),
+    ] = None,
+    output_format: Annotated[SampleFormat, typer.Option("--format", "-f", help="Output format.")] = SampleFormat["tsv"],
+    emit: Annotated[
+        Emit, typer.Option("--emit", help="indices: index weight scale prob; rows: the scaled rows (and target).")
+    ] = Emit["indices"],
+    output: Annotated[
+        Optional[str],
+        typer.Option("--output", "-o", help="Write here instead of stdout (- is stdout).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --output or --scores-out.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Print the l2 subspace-embedding distortion eps_hat (and, with --target, the "
+            "residual ratio) to stderr; p = 2 only.",
+        ),
+    ] = False,
     scheduler: SchedulerOpt = None,
     device: DeviceOpt = Device.cpu,
     quiet: QuietOpt = False,
@@ -99,18 +137,38 @@ def sample_command(
             if not quiet and sys.stderr.isatty():
                 print(f"cond sample: {stage} pass", file=sys.stderr)
 
-        result = sample(path, size=size, method=method.value, p=p, seed=seed, replacement=replacement,
-                        scores=scores.value, rcond=rcond, columns=columns, target=target,
-                        input_format=None if input_format is None else input_format.value,
-                        chunk_rows=chunk_rows, verify=verify, scheduler=scheduler, device=device.value,
-                        progress=tick, header=header, notice=notice, output=output,
-                        output_format=output_format.value, emit=emit.value, scores_out=scores_out, force=force)
+        result = sample(
+            path,
+            size=size,
+            method=method.value,
+            p=p,
+            seed=seed,
+            replacement=replacement,
+            scores=scores.value,
+            rcond=rcond,
+            columns=columns,
+            target=target,
+            input_format=None if input_format is None else input_format.value,
+            chunk_rows=chunk_rows,
+            verify=verify,
+            scheduler=scheduler,
+            device=device.value,
+            progress=tick,
+            header=header,
+            notice=notice,
+            output=output,
+            output_format=output_format.value,
+            emit=emit.value,
+            scores_out=scores_out,
+            force=force,
+        )
         if result.output is None:
             write_sample(result, output_format.value, emit.value, sys.stdout)
         if verify:
             v = result.verify
             line = f"cond sample --verify: eps_hat = {v['eps_hat']:.4f} (max |sigma_j(S A R^-1) - 1|)"
             if "residual_ratio" in v:
-                line += (f"; residual of the sample's least-squares solution / optimal residual = "
-                         f"{v['residual_ratio']:.4f}")
+                line += (
+                    f"; residual of the sample's least-squares solution / optimal residual = {v['residual_ratio']:.4f}"
+                )
             print(line + ". No per-coefficient guarantee is implied.", file=sys.stderr)

@@ -10,8 +10,19 @@ starts fast.
 
 from cond._version import __version__
 
-__all__ = ["__version__", "inspect", "InspectReport", "compress", "expand", "sample", "collinearity", "dedup",
-           "calibrate", "load_compressed", "open_compressed"]
+__all__ = [
+    "__version__",
+    "inspect",
+    "InspectReport",
+    "compress",
+    "expand",
+    "sample",
+    "collinearity",
+    "dedup",
+    "calibrate",
+    "load_compressed",
+    "open_compressed",
+]
 
 _LAZY = {
     "compress": ("cond.commands.compress", "compress"),

@@ -47,9 +47,13 @@ def dask_client(spec):
     import logging
 
     if spec.startswith("local:"):
-        cluster = distributed.LocalCluster(n_workers=int(spec.split(":")[1]), threads_per_worker=1,
-                                           processes=True, dashboard_address=None,
-                                           silence_logs=logging.ERROR)
+        cluster = distributed.LocalCluster(
+            n_workers=int(spec.split(":")[1]),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
         try:
             with distributed.Client(cluster) as client:
                 yield client
@@ -60,14 +64,18 @@ def dask_client(spec):
     try:
         client = distributed.Client(spec, timeout=timeout)
     except OSError as exc:
-        raise UsageError(f"cannot reach the Dask scheduler at {spec} within {timeout:g} s "
-                         f"(${TIMEOUT_ENV}); {str(exc).splitlines()[0]}") from None
+        raise UsageError(
+            f"cannot reach the Dask scheduler at {spec} within {timeout:g} s "
+            f"(${TIMEOUT_ENV}); {str(exc).splitlines()[0]}"
+        ) from None
     with client:
         try:
             client.wait_for_workers(1, timeout=timeout)
         except (TimeoutError, OSError):
-            raise UsageError(f"the Dask scheduler at {spec} has no workers (waited {timeout:g} s, "
-                             f"${TIMEOUT_ENV}); start some with dask worker {spec}") from None
+            raise UsageError(
+                f"the Dask scheduler at {spec} has no workers (waited {timeout:g} s, "
+                f"${TIMEOUT_ENV}); start some with dask worker {spec}"
+            ) from None
         yield client
 
 
@@ -93,6 +101,7 @@ def ordered_map(client, fn, items, *, window=None, progress=None, **kwargs):
     items = list(items)
     if window is None:
         window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+
     def submit(k):
         return client.submit(fn, items[k], pure=False, key=f"cond-{fn.__name__}-{k}-{os.getpid()}", **kwargs)
 
@@ -106,4 +115,3 @@ def ordered_map(client, fn, items, *, window=None, progress=None, **kwargs):
         if done - 1 + window < len(items):
             pending.append(submit(done - 1 + window))
         yield result
-

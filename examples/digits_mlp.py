@@ -163,8 +163,10 @@ def main(argv=None):
         os.makedirs(folder, exist_ok=True)
         setup = prepare(folder, args.seed)
         loss, accuracy = evaluate(setup["dense"], *setup["test"])
-        print(f"uncompressed: test loss {loss:.4f}, accuracy {accuracy:.4f} "
-              f"({sum(p.size for p in setup['dense'])} parameters)")
+        print(
+            f"uncompressed: test loss {loss:.4f}, accuracy {accuracy:.4f} "
+            f"({sum(p.size for p in setup['dense'])} parameters)"
+        )
         print("| ratio | parameters | method | test loss | accuracy |")
         print("|---|---|---|---|---|")
         for ratio in args.ratios:

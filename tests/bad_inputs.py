@@ -28,6 +28,7 @@ def case(command, name):
     def register(make):
         CORPUS[command][name] = make
         return make
+
     return register
 
 
@@ -44,8 +45,13 @@ def header_file(path, header, data=b"", raw_len=None):
 def good_checkpoint(folder, name="m.safetensors", dtype=np.float32):
     rng = np.random.default_rng(0)
     path = os.path.join(folder, name)
-    save_file({"w": (rng.standard_normal((48, 8)) @ rng.standard_normal((8, 40))).astype(dtype),
-               "b": rng.standard_normal(48).astype(dtype)}, path)
+    save_file(
+        {
+            "w": (rng.standard_normal((48, 8)) @ rng.standard_normal((8, 40))).astype(dtype),
+            "b": rng.standard_normal(48).astype(dtype),
+        },
+        path,
+    )
     return path
 
 
@@ -60,7 +66,7 @@ def compressed(folder):
     raw = open(out, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     os.unlink(out)
-    return json.loads(raw[8:8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def tampered(folder, change, name="t.safetensors"):
@@ -92,6 +98,7 @@ def text(folder, name, content):
 
 def pickle_bomb(folder, name):
     """A pickle that would create a file named 'pwned' in ``folder`` if anything loaded it."""
+
     class Boom:
         def __reduce__(self):
             return (open, (os.path.join(folder, "pwned"), "w"))
@@ -109,9 +116,11 @@ READ_CASES = {}
 
 def read_case(name):
     """A broken input every command that reads this kind of file must refuse."""
+
     def register(make):
         READ_CASES[name] = make
         return make
+
     return register
 
 
@@ -142,8 +151,10 @@ def _(d):
 
 @read_case("header JSON nested 100000 deep")
 def _(d):
-    return header_file(os.path.join(d, "deep.safetensors"), b"[" * 100000 + b"]" * 100000), \
-        ["deep.safetensors", "nested too deeply"]
+    return header_file(os.path.join(d, "deep.safetensors"), b"[" * 100000 + b"]" * 100000), [
+        "deep.safetensors",
+        "nested too deeply",
+    ]
 
 
 @read_case("header is a list")
@@ -153,54 +164,65 @@ def _(d):
 
 @read_case("metadata not string to string")
 def _(d):
-    return header_file(os.path.join(d, "meta.safetensors"),
-                       {"__metadata__": {"epoch": 3}, "w": {"dtype": "F32", "shape": [2, 2],
-                                                             "data_offsets": [0, 16]}}, b"\0" * 16), \
-        ["meta.safetensors", "strings to strings", "'epoch'"]
+    return header_file(
+        os.path.join(d, "meta.safetensors"),
+        {"__metadata__": {"epoch": 3}, "w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}},
+        b"\0" * 16,
+    ), ["meta.safetensors", "strings to strings", "'epoch'"]
 
 
 @read_case("shape not a list of integers")
 def _(d):
-    return header_file(os.path.join(d, "s.safetensors"),
-                       {"w": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, b"\0" * 16), \
-        ["s.safetensors", "tensor 'w'", "shape"]
+    return header_file(
+        os.path.join(d, "s.safetensors"), {"w": {"dtype": "F32", "shape": "2x2", "data_offsets": [0, 16]}}, b"\0" * 16
+    ), ["s.safetensors", "tensor 'w'", "shape"]
 
 
 @read_case("unknown dtype")
 def _(d):
-    return header_file(os.path.join(d, "u.safetensors"),
-                       {"w": {"dtype": "Q7", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 16), \
-        ["u.safetensors", "tensor 'w'", "unknown dtype 'Q7'"]
+    return header_file(
+        os.path.join(d, "u.safetensors"), {"w": {"dtype": "Q7", "shape": [2, 2], "data_offsets": [0, 16]}}, b"\0" * 16
+    ), ["u.safetensors", "tensor 'w'", "unknown dtype 'Q7'"]
 
 
 @read_case("offsets outside the data")
 def _(d):
-    return header_file(os.path.join(d, "o.safetensors"),
-                       {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-                        "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [400, 416]}}, b"\0" * 32), \
-        ["o.safetensors", "tensor 'b'", "outside the data section"]
+    return header_file(
+        os.path.join(d, "o.safetensors"),
+        {
+            "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [400, 416]},
+        },
+        b"\0" * 32,
+    ), ["o.safetensors", "tensor 'b'", "outside the data section"]
 
 
 @read_case("overlapping offsets")
 def _(d):
-    return header_file(os.path.join(d, "v.safetensors"),
-                       {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
-                        "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]}}, b"\0" * 24), \
-        ["v.safetensors", "overlap"]
+    return header_file(
+        os.path.join(d, "v.safetensors"),
+        {
+            "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+            "b": {"dtype": "F32", "shape": [2, 2], "data_offsets": [8, 24]},
+        },
+        b"\0" * 24,
+    ), ["v.safetensors", "overlap"]
 
 
 @read_case("offsets disagree with dtype and shape")
 def _(d):
-    return header_file(os.path.join(d, "d.safetensors"),
-                       {"a": {"dtype": "BF16", "shape": [3, 4], "data_offsets": [0, 48]}}, b"\0" * 48), \
-        ["d.safetensors", "tensor 'a'", "needs 24"]
+    return header_file(
+        os.path.join(d, "d.safetensors"), {"a": {"dtype": "BF16", "shape": [3, 4], "data_offsets": [0, 48]}}, b"\0" * 48
+    ), ["d.safetensors", "tensor 'a'", "needs 24"]
 
 
 @read_case("huge shape")
 def _(d):
-    return header_file(os.path.join(d, "g.safetensors"),
-                       {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}}, b"\0" * 16), \
-        ["g.safetensors", "tensor 'a'", "needs"]
+    return header_file(
+        os.path.join(d, "g.safetensors"),
+        {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 16]}},
+        b"\0" * 16,
+    ), ["g.safetensors", "tensor 'a'", "needs"]
 
 
 @read_case("truncated data section")
@@ -214,35 +236,43 @@ def _(d):
 @read_case("index without weight_map")
 def _(d):
     good_checkpoint(d, "a.safetensors")
-    return text(d, "model.safetensors.index.json", json.dumps({"metadata": {}})), \
-        ["model.safetensors.index.json", "weight_map"]
+    return text(d, "model.safetensors.index.json", json.dumps({"metadata": {}})), [
+        "model.safetensors.index.json",
+        "weight_map",
+    ]
 
 
 @read_case("index naming a shard outside its folder")
 def _(d):
     good_checkpoint(d, "a.safetensors")
-    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "../a.safetensors"}})), \
-        ["model.safetensors.index.json", "not a file name"]
+    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "../a.safetensors"}})), [
+        "model.safetensors.index.json",
+        "not a file name",
+    ]
 
 
 @read_case("index naming a missing shard")
 def _(d):
-    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "m-1.safetensors"}})), \
-        ["m-1.safetensors", "no such file"]
+    return text(d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "m-1.safetensors"}})), [
+        "m-1.safetensors",
+        "no such file",
+    ]
 
 
 @read_case("index that disagrees with its shard")
 def _(d):
     good_checkpoint(d, "a.safetensors")
-    return text(d, "model.safetensors.index.json",
-                json.dumps({"weight_map": {"w": "a.safetensors", "ghost": "a.safetensors"}})), \
-        ["model.safetensors.index.json", "'ghost'", "lacks it"]
+    return text(
+        d, "model.safetensors.index.json", json.dumps({"weight_map": {"w": "a.safetensors", "ghost": "a.safetensors"}})
+    ), ["model.safetensors.index.json", "'ghost'", "lacks it"]
 
 
 @read_case("index JSON nested too deeply")
 def _(d):
-    return text(d, "model.safetensors.index.json", "[" * 100000 + "]" * 100000), \
-        ["model.safetensors.index.json", "nested too deeply"]
+    return text(d, "model.safetensors.index.json", "[" * 100000 + "]" * 100000), [
+        "model.safetensors.index.json",
+        "nested too deeply",
+    ]
 
 
 @read_case("one tensor name in two shards")
@@ -392,8 +422,10 @@ def _(d):
 
 @case("inspect", "--collinearity --add-intercept with a constant column")
 def _(d):
-    return [text(d, "c.csv", "k,x\n1,1\n1,2\n1,4\n"), "--collinearity", "--add-intercept", "-q"], \
-        ["c.csv", "column 'k' is already constant"]
+    return [text(d, "c.csv", "k,x\n1,1\n1,2\n1,4\n"), "--collinearity", "--add-intercept", "-q"], [
+        "c.csv",
+        "column 'k' is already constant",
+    ]
 
 
 @case("inspect", "--collinearity of a checkpoint")
@@ -451,16 +483,20 @@ def _(d):
 def _(d):
     rng = np.random.default_rng(2)
     path = os.path.join(d, "c.safetensors")
-    save_file({"w": rng.standard_normal((64, 64)).astype(np.float32),
-               "w.U": rng.standard_normal((4, 4)).astype(np.float32)}, path)
+    save_file(
+        {"w": rng.standard_normal((64, 64)).astype(np.float32), "w.U": rng.standard_normal((4, 4)).astype(np.float32)},
+        path,
+    )
     return _compress(d, source=path), ["c.safetensors", "'w.U'", "collide"]
 
 
 @case("compress", "already compressed")
 def _(d):
     header, data = compressed(d)
-    return _compress(d, source=header_file(os.path.join(d, "c.safetensors"), header, data)), \
-        ["c.safetensors", "already a cond-lowrank"]
+    return _compress(d, source=header_file(os.path.join(d, "c.safetensors"), header, data)), [
+        "c.safetensors",
+        "already a cond-lowrank",
+    ]
 
 
 @case("compress", "not a checkpoint")
@@ -470,14 +506,18 @@ def _(d):
 
 @case("compress", "--max-error out of range")
 def _(d):
-    return [good_checkpoint(d), "--max-error", "1.5", "-o", os.path.join(d, "o.safetensors")], \
-        ["--max-error", "(0, 1)", "1.5"]
+    return [good_checkpoint(d), "--max-error", "1.5", "-o", os.path.join(d, "o.safetensors")], [
+        "--max-error",
+        "(0, 1)",
+        "1.5",
+    ]
 
 
 @case("compress", "two targets")
 def _(d):
-    return [good_checkpoint(d), "--max-error", "0.1", "--rank", "3", "-o", os.path.join(d, "o.safetensors")], \
-        ["exactly one"]
+    return [good_checkpoint(d), "--max-error", "0.1", "--rank", "3", "-o", os.path.join(d, "o.safetensors")], [
+        "exactly one"
+    ]
 
 
 @case("compress", "--dtype int4")
@@ -493,8 +533,10 @@ def _(d):
 
 @case("compress", "output folder missing")
 def _(d):
-    return [good_checkpoint(d), "--rank", "4", "-o", os.path.join(d, "no", "o.safetensors")], \
-        ["o.safetensors", "folder does not exist"]
+    return [good_checkpoint(d), "--rank", "4", "-o", os.path.join(d, "no", "o.safetensors")], [
+        "o.safetensors",
+        "folder does not exist",
+    ]
 
 
 @case("compress", "output is the input")
@@ -521,8 +563,10 @@ def _(d):
 
 @case("compress", "--group not a regular expression")
 def _(d):
-    return [good_checkpoint(d), "--max-error", "0.1", "--group", "(", "-o", os.path.join(d, "o.safetensors")], \
-        ["--group", "regular expression"]
+    return [good_checkpoint(d), "--max-error", "0.1", "--group", "(", "-o", os.path.join(d, "o.safetensors")], [
+        "--group",
+        "regular expression",
+    ]
 
 
 @case("compress", "missing -o")
@@ -532,12 +576,20 @@ def _(d):
 
 # ------------------------------------------------------------------ expand
 
+
 def _expand(d, source):
     return [source, "-o", os.path.join(d, "dense")]
 
 
-for _name in ("missing file", "empty safetensors", "header not JSON", "header JSON nested 100000 deep",
-              "metadata not string to string", "truncated data section", "a pickle named .safetensors"):
+for _name in (
+    "missing file",
+    "empty safetensors",
+    "header not JSON",
+    "header JSON nested 100000 deep",
+    "metadata not string to string",
+    "truncated data section",
+    "a pickle named .safetensors",
+):
     CORPUS["expand"][_name] = _as(_expand)(READ_CASES[_name])
 
 
@@ -573,8 +625,7 @@ def _(d):
 
 @case("expand", "manifest dtype unknown")
 def _(d):
-    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("dtype", "Q9"))), \
-        ["t.safetensors", "tensor 'w'", "'Q9'"]
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("dtype", "Q9"))), ["t.safetensors", "tensor 'w'", "'Q9'"]
 
 
 @case("expand", "manifest without keys")
@@ -584,26 +635,34 @@ def _(d):
 
 @case("expand", "manifest names a missing factor")
 def _(d):
-    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("keys", ["w.U", "nope"]))), \
-        ["t.safetensors", "tensor 'w'", "'nope'"]
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("keys", ["w.U", "nope"]))), [
+        "t.safetensors",
+        "tensor 'w'",
+        "'nope'",
+    ]
 
 
 @case("expand", "manifest shape that the factors do not make")
 def _(d):
-    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("shape", [3, 3]))), \
-        ["t.safetensors", "tensor 'w'", "do not make"]
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("shape", [3, 3]))), [
+        "t.safetensors",
+        "tensor 'w'",
+        "do not make",
+    ]
 
 
 @case("expand", "manifest names a tensor twice")
 def _(d):
-    return _expand(d, tampered(d, lambda m: m["tensors"].append(dict(_w(m))))), \
-        ["t.safetensors", "tensor 'w'", "twice"]
+    return _expand(d, tampered(d, lambda m: m["tensors"].append(dict(_w(m))))), ["t.safetensors", "tensor 'w'", "twice"]
 
 
 @case("expand", "manifest storage unknown")
 def _(d):
-    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("storage", "magic"))), \
-        ["t.safetensors", "tensor 'w'", "'magic'"]
+    return _expand(d, tampered(d, lambda m: _w(m).__setitem__("storage", "magic"))), [
+        "t.safetensors",
+        "tensor 'w'",
+        "'magic'",
+    ]
 
 
 @case("expand", "manifest name not a string")
@@ -641,8 +700,11 @@ def _(d):
     for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"):
         good_checkpoint(os.path.join(d, "dense"), name)
     text(d, os.path.join("dense", "model.safetensors.index.json"), json.dumps({"weight_map": {}}))
-    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--force"], \
-        ["dense", "did not write", "model-00001-of-00002.safetensors"]
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--force"], [
+        "dense",
+        "did not write",
+        "model-00001-of-00002.safetensors",
+    ]
 
 
 @case("expand", "output to stdout")
@@ -652,11 +714,14 @@ def _(d):
 
 @case("expand", "--max-shard-size not a size")
 def _(d):
-    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--max-shard-size", "10zb"], \
-        ["--max-shard-size", "10zb"]
+    return [tampered(d, lambda m: None), "-o", os.path.join(d, "dense"), "--max-shard-size", "10zb"], [
+        "--max-shard-size",
+        "10zb",
+    ]
 
 
 # ------------------------------------------------------------------ sample
+
 
 def _sample(path, *extra):
     return [path, "--size", "10", *extra]
@@ -747,8 +812,10 @@ def _(d):
 
 @case("sample", "--size beyond the rows")
 def _(d):
-    return [design(d, np.random.default_rng(0).standard_normal((50, 2))), "--size", "200%"], \
-        ["--size", "at most the 50 rows"]
+    return [design(d, np.random.default_rng(0).standard_normal((50, 2))), "--size", "200%"], [
+        "--size",
+        "at most the 50 rows",
+    ]
 
 
 @case("sample", "--size not a size")
@@ -758,14 +825,12 @@ def _(d):
 
 @case("sample", "--rcond out of range")
 def _(d):
-    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "2"), \
-        ["--rcond", "[0, 1)"]
+    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "2"), ["--rcond", "[0, 1)"]
 
 
 @case("sample", "--rcond negative")
 def _(d):
-    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "-1"), \
-        ["--rcond", "[0, 1)"]
+    return _sample(design(d, np.random.default_rng(0).standard_normal((50, 2))), "--rcond", "-1"), ["--rcond", "[0, 1)"]
 
 
 @case("sample", "-p for Lewis weights at 4")
@@ -791,8 +856,10 @@ def _(d):
 
 @case("sample", "--scores-out into a missing folder")
 def _(d):
-    return _sample(design(d, np.ones((5, 2))), "--scores-out", os.path.join(d, "no", "s.npy")), \
-        ["s.npy", "folder does not exist"]
+    return _sample(design(d, np.ones((5, 2))), "--scores-out", os.path.join(d, "no", "s.npy")), [
+        "s.npy",
+        "folder does not exist",
+    ]
 
 
 @case("sample", "output is the input")
@@ -808,10 +875,18 @@ def _(d):
 
 # ------------------------------------------------------------------ dedup
 
-for _name in ("empty design", "NaN in the design", "a checkpoint", "a missing value in the first row",
-              "a Parquet string column", "object .npy (a pickle)", "a pickle"):
-    CORPUS.setdefault("dedup", {})[_name] = (lambda make: lambda d: (lambda r: (
-        [a for a in r[0] if a not in ("--size", "10")], r[1]))(make(d)))(CORPUS["sample"][_name])
+for _name in (
+    "empty design",
+    "NaN in the design",
+    "a checkpoint",
+    "a missing value in the first row",
+    "a Parquet string column",
+    "object .npy (a pickle)",
+    "a pickle",
+):
+    CORPUS.setdefault("dedup", {})[_name] = (
+        lambda make: lambda d: (lambda r: ([a for a in r[0] if a not in ("--size", "10")], r[1]))(make(d))
+    )(CORPUS["sample"][_name])
 
 
 @case("dedup", "--max-corr out of range")
@@ -836,8 +911,10 @@ def _(d):
 
 @case("dedup", "output exists without --force")
 def _(d):
-    return [design(d, np.random.default_rng(0).standard_normal((9, 2))), "-o", text(d, "k.csv", "old")], \
-        ["k.csv", "--force"]
+    return [design(d, np.random.default_rng(0).standard_normal((9, 2))), "-o", text(d, "k.csv", "old")], [
+        "k.csv",
+        "--force",
+    ]
 
 
 @case("dedup", "a missing file")
@@ -868,14 +945,19 @@ def _(d):
 
 @case("compress", "--budget-bytes 1.5")
 def _(d):
-    return [good_checkpoint(d), "--budget-bytes", "1.5", "-o", os.path.join(d, "o.safetensors")], \
-        ["--budget-bytes", "bytes", "1.5"]
+    return [good_checkpoint(d), "--budget-bytes", "1.5", "-o", os.path.join(d, "o.safetensors")], [
+        "--budget-bytes",
+        "bytes",
+        "1.5",
+    ]
 
 
 @case("compress", "--budget with --ratio")
 def _(d):
-    return [good_checkpoint(d), "--budget", "0.5", "--ratio", "0.5", "-o", os.path.join(d, "o.safetensors")], \
-        ["--ratio", "--budget"]
+    return [good_checkpoint(d), "--budget", "0.5", "--ratio", "0.5", "-o", os.path.join(d, "o.safetensors")], [
+        "--ratio",
+        "--budget",
+    ]
 
 
 @case("compress", "--min-saving 1")
@@ -885,8 +967,17 @@ def _(d):
 
 @case("compress", "a budget below what --max-error allows")
 def _(d):
-    return [good_checkpoint(d), "--budget", "0.01", "--max-error", "0.001", "--min-size", "0", "-o",
-            os.path.join(d, "o.safetensors")], ["--budget", "below the least share"]
+    return [
+        good_checkpoint(d),
+        "--budget",
+        "0.01",
+        "--max-error",
+        "0.001",
+        "--min-size",
+        "0",
+        "-o",
+        os.path.join(d, "o.safetensors"),
+    ], ["--budget", "below the least share"]
 
 
 @case("compress", "a Gram from fewer rows than inputs")
@@ -895,16 +986,38 @@ def _(d):
     x = rng.standard_normal((12, 40))  # 12 rows for 40 inputs: singular
     grams = os.path.join(d, "g.safetensors")
     save_file({"w": (x.T @ x).astype(np.float32)}, grams, metadata={"cond.rows": json.dumps({"w": 12})})
-    return [good_checkpoint(d), "--method", "whiten", "--activations", grams, "--ratio", "0.5", "--min-size", "0",
-            "-o", os.path.join(d, "o.safetensors")], ["g.safetensors", "tensor 'w'", "12 input rows for 40", "28 more"]
+    return [
+        good_checkpoint(d),
+        "--method",
+        "whiten",
+        "--activations",
+        grams,
+        "--ratio",
+        "0.5",
+        "--min-size",
+        "0",
+        "-o",
+        os.path.join(d, "o.safetensors"),
+    ], ["g.safetensors", "tensor 'w'", "12 input rows for 40", "28 more"]
 
 
 @case("compress", "--fisher with whiten and no budget")
 def _(d):
     grams = os.path.join(d, "g.safetensors")
     save_file({"w": np.eye(40, dtype=np.float32)}, grams)
-    return [good_checkpoint(d), "--method", "whiten", "--activations", grams, "--fisher", grams, "--ratio", "0.5",
-            "-o", os.path.join(d, "o.safetensors")], ["--fisher", "--budget"]
+    return [
+        good_checkpoint(d),
+        "--method",
+        "whiten",
+        "--activations",
+        grams,
+        "--fisher",
+        grams,
+        "--ratio",
+        "0.5",
+        "-o",
+        os.path.join(d, "o.safetensors"),
+    ], ["--fisher", "--budget"]
 
 
 def _model_folder(d):
@@ -918,20 +1031,25 @@ def _model_folder(d):
 
 @case("calibrate", "not a model folder")
 def _(d):
-    return [d, "--text", text(d, "t.txt", "a b c\n"), "-o", os.path.join(d, "g.safetensors")], \
-        ["not a Hugging Face model folder"]
+    return [d, "--text", text(d, "t.txt", "a b c\n"), "-o", os.path.join(d, "g.safetensors")], [
+        "not a Hugging Face model folder"
+    ]
 
 
 @case("calibrate", "text missing")
 def _(d):
-    return [_model_folder(d), "--text", os.path.join(d, "none.txt"), "-o", os.path.join(d, "g.safetensors")], \
-        ["none.txt", "cannot be read"]
+    return [_model_folder(d), "--text", os.path.join(d, "none.txt"), "-o", os.path.join(d, "g.safetensors")], [
+        "none.txt",
+        "cannot be read",
+    ]
 
 
 @case("calibrate", "text empty")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "\n   \n"), "-o", os.path.join(d, "g.safetensors")], \
-        ["t.txt", "holds no text"]
+    return [_model_folder(d), "--text", text(d, "t.txt", "\n   \n"), "-o", os.path.join(d, "g.safetensors")], [
+        "t.txt",
+        "holds no text",
+    ]
 
 
 @case("calibrate", "text not UTF-8")
@@ -944,15 +1062,24 @@ def _(d):
 
 @case("calibrate", "--include not a regex")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
-            "--include", "("], ["--include", "regular expression"]
+    return [
+        _model_folder(d),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--include",
+        "(",
+    ], ["--include", "regular expression"]
 
 
 @case("calibrate", "--fisher is the output")
 def _(d):
     out = os.path.join(d, "g.safetensors")
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out, "--fisher", out], \
-        ["g.safetensors", "also the `--output`"]
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", out, "--fisher", out], [
+        "g.safetensors",
+        "also the `--output`",
+    ]
 
 
 @case("calibrate", "output is the text")
@@ -966,8 +1093,7 @@ def _(d):
     folder = _model_folder(d)
     with open(os.path.join(folder, "model.safetensors"), "wb") as f:
         f.write(os.urandom(100))
-    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
-        ["model.safetensors"]
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], ["model.safetensors"]
 
 
 @case("calibrate", "pickled weights only")
@@ -976,8 +1102,11 @@ def _(d):
     os.unlink(os.path.join(folder, "model.safetensors"))
     with open(os.path.join(folder, "pytorch_model.bin"), "wb") as f:
         pickle.dump({"w": [1.0]}, f)
-    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
-        ["model", "no .safetensors weights", "pickled"]
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], [
+        "model",
+        "no .safetensors weights",
+        "pickled",
+    ]
 
 
 @case("calibrate", "text is a folder")
@@ -987,8 +1116,10 @@ def _(d):
 
 @case("calibrate", "output folder missing")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "no", "g.safetensors")], \
-        ["g.safetensors", "folder"]
+    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "no", "g.safetensors")], [
+        "g.safetensors",
+        "folder",
+    ]
 
 
 @case("calibrate", "output exists")
@@ -1000,26 +1131,52 @@ def _(d):
 @case("calibrate", "--fisher exists")
 def _(d):
     fisher = text(d, "f.safetensors", "x")
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
-            "--fisher", fisher], ["f.safetensors", "--force"]
+    return [
+        _model_folder(d),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--fisher",
+        fisher,
+    ], ["f.safetensors", "--force"]
 
 
 @case("calibrate", "model is a file")
 def _(d):
-    return [text(d, "config.json", "{}"), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors")], \
-        ["config.json", "not a Hugging Face model folder"]
+    return [
+        text(d, "config.json", "{}"),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+    ], ["config.json", "not a Hugging Face model folder"]
 
 
 @case("calibrate", "--batch-size 0")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
-            "--batch-size", "0"], ["--batch-size"]
+    return [
+        _model_folder(d),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--batch-size",
+        "0",
+    ], ["--batch-size"]
 
 
 @case("calibrate", "--max-length 1")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
-            "--max-length", "1"], ["--max-length"]
+    return [
+        _model_folder(d),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--max-length",
+        "1",
+    ], ["--max-length"]
 
 
 @case("calibrate", "empty stdin")
@@ -1029,6 +1186,7 @@ def _(d):
 
 # ------------------------------------------------------------------ the edges (issue "safe at the edges")
 
+
 def sharded(folder):
     """A checkpoint of two shards and its index in ``folder/sh``; returns (index, shard paths)."""
     sh = os.path.join(folder, "sh")
@@ -1036,8 +1194,10 @@ def sharded(folder):
     names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
     rng = np.random.default_rng(3)
     for i, name in enumerate(names):
-        save_file({f"w{i}": (rng.standard_normal((48, 6)) @ rng.standard_normal((6, 40))).astype(np.float32)},
-                  os.path.join(sh, name))
+        save_file(
+            {f"w{i}": (rng.standard_normal((48, 6)) @ rng.standard_normal((6, 40))).astype(np.float32)},
+            os.path.join(sh, name),
+        )
     index = os.path.join(sh, "model.safetensors.index.json")
     with open(index, "w") as f:
         json.dump({"metadata": {}, "weight_map": {"w0": names[0], "w1": names[1]}}, f)
@@ -1075,14 +1235,20 @@ def _(d):
 
 @case("inspect", "--collinearity with --spectra")
 def _(d):
-    return [design(d, np.random.default_rng(0).standard_normal((30, 3))), "--collinearity", "--spectra",
-            os.path.join(d, "s.npz")], ["--spectra", "--collinearity"]
+    return [
+        design(d, np.random.default_rng(0).standard_normal((30, 3))),
+        "--collinearity",
+        "--spectra",
+        os.path.join(d, "s.npz"),
+    ], ["--spectra", "--collinearity"]
 
 
 @case("inspect", "--collinearity with --alpha")
 def _(d):
-    return [design(d, np.random.default_rng(0).standard_normal((30, 3))), "--collinearity", "--alpha"], \
-        ["--alpha", "--collinearity"]
+    return [design(d, np.random.default_rng(0).standard_normal((30, 3))), "--collinearity", "--alpha"], [
+        "--alpha",
+        "--collinearity",
+    ]
 
 
 @case("inspect", "a .npy read as CSV")
@@ -1134,28 +1300,30 @@ def _(d):
 
 @case("compress", "--rank with --cluster")
 def _(d):
-    return [good_checkpoint(d), "--rank", "2", "--cluster", "-o", os.path.join(d, "c.safetensors")], \
-        ["--cluster", "--max-error"]
+    return [good_checkpoint(d), "--rank", "2", "--cluster", "-o", os.path.join(d, "c.safetensors")], [
+        "--cluster",
+        "--max-error",
+    ]
 
 
 @case("compress", "a clustering option without clustering")
 def _(d):
-    return [good_checkpoint(d), "--rank", "2", "--estimator", "exact", "-o", os.path.join(d, "c.safetensors")], \
-        ["--estimator", "clustering"]
+    return [good_checkpoint(d), "--rank", "2", "--estimator", "exact", "-o", os.path.join(d, "c.safetensors")], [
+        "--estimator",
+        "clustering",
+    ]
 
 
 @case("compress", "--seed -5")
 def _(d):
-    return [good_checkpoint(d), "--rank", "2", "--seed", "-5", "-o", os.path.join(d, "c.safetensors")], \
-        ["--seed", "-5"]
+    return [good_checkpoint(d), "--rank", "2", "--seed", "-5", "-o", os.path.join(d, "c.safetensors")], ["--seed", "-5"]
 
 
 @case("compress", "-o onto the input through a symbolic link")
 def _(d):
     path = good_checkpoint(d)
     os.symlink(path, os.path.join(d, "link.safetensors"))
-    return [path, "--rank", "2", "-o", os.path.join(d, "link.safetensors"), "--force"], ["link.safetensors",
-                                                                                       "refusing"]
+    return [path, "--rank", "2", "-o", os.path.join(d, "link.safetensors"), "--force"], ["link.safetensors", "refusing"]
 
 
 @case("expand", "a folder named .safetensors")
@@ -1173,15 +1341,18 @@ def _(d):
 @case("sample", "-o and --scores-out on one path")
 def _(d):
     out = os.path.join(d, "same.tsv")
-    return _sample(design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out), \
-        ["same.tsv", "of this run"]
+    return _sample(design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out), [
+        "same.tsv",
+        "of this run",
+    ]
 
 
 @case("sample", "-o and --scores-out on one existing path, with --force")
 def _(d):
     out = text(d, "same.tsv", "mine")
-    return _sample(design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out,
-                   "--force"), ["same.tsv", "of this run"]
+    return _sample(
+        design(d, np.random.default_rng(0).standard_normal((40, 3))), "-o", out, "--scores-out", out, "--force"
+    ), ["same.tsv", "of this run"]
 
 
 @case("sample", "a .npy read as TSV")
@@ -1201,8 +1372,10 @@ def _(d):
 
 @case("sample", "duplicate column names")
 def _(d):
-    return _sample(text(d, "dup.csv", "a,a,b\n" + "1,2,3\n4,5,7\n" * 8), "--columns", "a"), \
-        ["dup.csv", "more than once"]
+    return _sample(text(d, "dup.csv", "a,a,b\n" + "1,2,3\n4,5,7\n" * 8), "--columns", "a"), [
+        "dup.csv",
+        "more than once",
+    ]
 
 
 @case("sample", "a Parquet null")
@@ -1240,24 +1413,43 @@ def _(d):
 @case("calibrate", "-o onto the model's weights, with --force")
 def _(d):
     folder = _model_folder(d)
-    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(folder, "model.safetensors"),
-            "--force"], ["model.safetensors", "input folder", "refusing"]
+    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(folder, "model.safetensors"), "--force"], [
+        "model.safetensors",
+        "input folder",
+        "refusing",
+    ]
 
 
 @case("calibrate", "--fisher onto the model's weights, with --force")
 def _(d):
     folder = _model_folder(d)
-    return [folder, "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"), "--fisher",
-            os.path.join(folder, "model.safetensors"), "--force"], ["model.safetensors", "refusing"]
+    return [
+        folder,
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--fisher",
+        os.path.join(folder, "model.safetensors"),
+        "--force",
+    ], ["model.safetensors", "refusing"]
 
 
 @case("calibrate", "--seed -1")
 def _(d):
-    return [_model_folder(d), "--text", text(d, "t.txt", "a b\n"), "-o", os.path.join(d, "g.safetensors"),
-            "--seed", "-1"], ["--seed", "-1"]
+    return [
+        _model_folder(d),
+        "--text",
+        text(d, "t.txt", "a b\n"),
+        "-o",
+        os.path.join(d, "g.safetensors"),
+        "--seed",
+        "-1",
+    ], ["--seed", "-1"]
 
 
 # ------------------------------------------------------------------ LoRA adapters (through inspect)
+
 
 def peft_folder(folder, config=None, tensors=None, name="adapter"):
     """A PEFT adapter folder: ``config`` (a dict, or raw bytes) and ``tensors`` (None: no weights file)."""
@@ -1273,8 +1465,10 @@ def peft_folder(folder, config=None, tensors=None, name="adapter"):
 
 def lora_pair(r=4, out=6, inp=5):
     rng = np.random.default_rng(2)
-    return {"base_model.model.q.lora_A.weight": rng.standard_normal((r, inp)).astype(np.float32),
-            "base_model.model.q.lora_B.weight": rng.standard_normal((out, r)).astype(np.float32)}
+    return {
+        "base_model.model.q.lora_A.weight": rng.standard_normal((r, inp)).astype(np.float32),
+        "base_model.model.q.lora_B.weight": rng.standard_normal((out, r)).astype(np.float32),
+    }
 
 
 @case("inspect", "an adapter config without weights")
@@ -1291,8 +1485,11 @@ def _(d):
 
 @case("inspect", "an adapter whose r disagrees with its tensors")
 def _(d):
-    return [peft_folder(d, {"peft_type": "LORA", "r": 8, "lora_alpha": 8}, lora_pair(r=4))], \
-        ["adapter_model.safetensors", "rank 8", "rank 4"]
+    return [peft_folder(d, {"peft_type": "LORA", "r": 8, "lora_alpha": 8}, lora_pair(r=4))], [
+        "adapter_model.safetensors",
+        "rank 8",
+        "rank 4",
+    ]
 
 
 @case("inspect", "an adapter config without lora_alpha")
@@ -1318,8 +1515,14 @@ def _(d):
 def _(d):
     path = os.path.join(d, "k.safetensors")
     rng = np.random.default_rng(0)
-    save_file({"m.lora_down.weight": rng.standard_normal((2, 5)), "m.lora_up.weight": rng.standard_normal((6, 2)),
-               "m.alpha": np.array(np.nan)}, path)
+    save_file(
+        {
+            "m.lora_down.weight": rng.standard_normal((2, 5)),
+            "m.lora_up.weight": rng.standard_normal((6, 2)),
+            "m.alpha": np.array(np.nan),
+        },
+        path,
+    )
     return [path], ["k.safetensors", "alpha", "nan"]
 
 
@@ -1355,30 +1558,54 @@ def _(d):
 
 @case("inspect", "a DoRA adapter")
 def _(d):
-    return [peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": True}, lora_pair())], \
-        ["adapter_config.json", "DoRA"]
+    return [peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": True}, lora_pair())], [
+        "adapter_config.json",
+        "DoRA",
+    ]
 
 
 @case("compress", "an adapter with --cluster")
 def _(d):
-    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--cluster", "-o", os.path.join(d, "o")], \
-        ["--cluster", "adapter"]
+    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--cluster", "-o", os.path.join(d, "o")], [
+        "--cluster",
+        "adapter",
+    ]
 
 
 @case("compress", "an adapter with --method whiten")
 def _(d):
     grams = os.path.join(d, "g.safetensors")
     save_file({"q.weight": np.eye(5, dtype=np.float32)}, grams)
-    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--method", "whiten", "--activations", grams,
-            "-o", os.path.join(d, "o")], ["--activations", "checkpoints"]
+    return [
+        peft_folder(d, None, lora_pair()),
+        "--max-error",
+        "0.1",
+        "--method",
+        "whiten",
+        "--activations",
+        grams,
+        "-o",
+        os.path.join(d, "o"),
+    ], ["--activations", "checkpoints"]
 
 
 @case("compress", "a whitened extraction with a budget")
 def _(d):
     grams = os.path.join(d, "g.safetensors")
     save_file({"w": np.eye(40, dtype=np.float32)}, grams)
-    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--budget", "0.5", "--method",
-            "whiten", "--activations", grams, "-o", os.path.join(d, "o")], ["--method whiten", "budget"]
+    return [
+        good_checkpoint(d),
+        "--base",
+        good_checkpoint(d, "b.safetensors"),
+        "--budget",
+        "0.5",
+        "--method",
+        "whiten",
+        "--activations",
+        grams,
+        "-o",
+        os.path.join(d, "o"),
+    ], ["--method whiten", "budget"]
 
 
 @case("compress", "a collection with --budget")
@@ -1392,14 +1619,23 @@ def _(d):
 def _(d):
     base = os.path.join(d, "b.safetensors")
     save_file({"other.weight": np.zeros((3, 3), np.float32)}, base)
-    return [good_checkpoint(d), "--base", base, "--max-error", "0.1", "-o", os.path.join(d, "o")], \
-        ["m.safetensors", "another architecture"]
+    return [good_checkpoint(d), "--base", base, "--max-error", "0.1", "-o", os.path.join(d, "o")], [
+        "m.safetensors",
+        "another architecture",
+    ]
 
 
 @case("compress", "a fine-tune equal to its base")
 def _(d):
-    return [good_checkpoint(d), "--base", good_checkpoint(d, "b.safetensors"), "--max-error", "0.1", "-o",
-            os.path.join(d, "o")], ["m.safetensors", "equals its base"]
+    return [
+        good_checkpoint(d),
+        "--base",
+        good_checkpoint(d, "b.safetensors"),
+        "--max-error",
+        "0.1",
+        "-o",
+        os.path.join(d, "o"),
+    ], ["m.safetensors", "equals its base"]
 
 
 @case("compress", "an adapter output onto the adapter")
@@ -1410,9 +1646,10 @@ def _(d):
 
 @case("compress", "an adapter with --max-error and --rank")
 def _(d):
-    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--rank", "2", "-o", os.path.join(d, "o")], \
-        ["--max-error", "--rank"]
-
+    return [peft_folder(d, None, lora_pair()), "--max-error", "0.1", "--rank", "2", "-o", os.path.join(d, "o")], [
+        "--max-error",
+        "--rank",
+    ]
 
 
 @case("inspect", "an adapter whose factors have two dtypes")
@@ -1420,7 +1657,6 @@ def _(d):
     pair = lora_pair()
     pair["base_model.model.q.lora_B.weight"] = pair["base_model.model.q.lora_B.weight"].astype(np.float16)
     return [peft_folder(d, None, pair)], ["adapter_model.safetensors", "'q'", "two dtypes"]
-
 
 
 def collection(folder, change):
@@ -1433,18 +1669,19 @@ def collection(folder, change):
     compress_collection([one, two], path, max_error=0.1)
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     manifest = json.loads(header["__metadata__"]["cond.manifest"])
     change(manifest)
     header["__metadata__"]["cond.manifest"] = json.dumps(manifest)
     os.unlink(path)
-    return header_file(path, header, raw[8 + n:])
+    return header_file(path, header, raw[8 + n :])
 
 
 @case("expand", "a collection manifest whose members are a list")
 def _(d):
     def change(m):
         m["modules"][0]["members"] = []
+
     return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "cond.manifest", "members"]
 
 
@@ -1453,6 +1690,7 @@ def _(d):
     def change(m):
         member = next(iter(m["modules"][0]["members"].values()))
         member["core"] = "nope"
+
     return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "'nope'"]
 
 
@@ -1460,6 +1698,7 @@ def _(d):
 def _(d):
     def change(m):
         m["modules"][0]["groups"][0]["rank"] += 1
+
     return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "group 0's U"]
 
 
@@ -1467,35 +1706,47 @@ def _(d):
 def _(d):
     def change(m):
         m["adapters"][0]["name"] = "../escape"
+
     return [collection(d, change), "-o", os.path.join(d, "out")], ["c.safetensors", "not a plain name"]
 
 
 @case("expand", "--adapter that is not in the collection")
 def _(d):
-    return [collection(d, lambda m: None), "-o", os.path.join(d, "out"), "--adapter", "three"], \
-        ["c.safetensors", "one, two"]
+    return [collection(d, lambda m: None), "-o", os.path.join(d, "out"), "--adapter", "three"], [
+        "c.safetensors",
+        "one, two",
+    ]
 
 
 @case("compress", "a collection output onto an input adapter's weights")
 def _(d):
     one = peft_folder(d, None, lora_pair(), name="one")
     two = peft_folder(d, None, lora_pair(), name="two")
-    return [one, two, "--max-error", "0.1", "-o", os.path.join(one, "adapter_model.safetensors"), "--force"], \
-        ["adapter_model.safetensors", "refusing to overwrite the input"]
+    return [one, two, "--max-error", "0.1", "-o", os.path.join(one, "adapter_model.safetensors"), "--force"], [
+        "adapter_model.safetensors",
+        "refusing to overwrite the input",
+    ]
 
 
 @case("inspect", "an adapter whose rank_pattern maps to a string")
 def _(d):
-    return [peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "rank_pattern": {"q": "four"}},
-                        lora_pair())], ["adapter_config.json", "rank_pattern", "'four'"]
+    return [
+        peft_folder(d, {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "rank_pattern": {"q": "four"}}, lora_pair())
+    ], ["adapter_config.json", "rank_pattern", "'four'"]
 
 
 @case("inspect", "a kohya alpha holding two numbers")
 def _(d):
     path = os.path.join(d, "k.safetensors")
     rng = np.random.default_rng(0)
-    save_file({"m.lora_down.weight": rng.standard_normal((2, 5)), "m.lora_up.weight": rng.standard_normal((6, 2)),
-               "m.alpha": np.array([1.0, 2.0])}, path)
+    save_file(
+        {
+            "m.lora_down.weight": rng.standard_normal((2, 5)),
+            "m.lora_up.weight": rng.standard_normal((6, 2)),
+            "m.alpha": np.array([1.0, 2.0]),
+        },
+        path,
+    )
     return [path], ["k.safetensors", "one number"]
 
 
@@ -1515,6 +1766,7 @@ if __name__ == "__main__":
 
 
 # ------------------------------------------------------------------ group-wise forms (cond-lowrank/3)
+
 
 def _grouped(d, change=None, manifest_change=None):
     """A cond-lowrank/3 file with 'w' (48 x 64) as 3-bit codes in groups of 32, its arrays or manifest
@@ -1547,55 +1799,94 @@ def _grouped(d, change=None, manifest_change=None):
 def _set(key, index, value):
     def change(arrays):
         arrays[key][index] = value
+
     return change
 
 
 for _label, _change, _manifest, _message in [
-        ("group scale of zero", _set("w.scales", (0, 0), 0), None, "finite and positive"),
-        ("group scale of NaN", _set("w.scales", (2, 1), np.nan), None, "finite and positive"),
-        ("group scale negative", _set("w.scales", (1, 0), -1), None, "finite and positive"),
-        ("packed zero points with stray padding bits", _set("w.zeros", (0, 0), 0xC0), None, "bits set past"),
-        ("packed codes cut short", lambda a: a.update({"w.codes": a["w.codes"][:, :-1].copy()}), None,
-         "must be U8 of shape"),
-        ("packed codes of another dtype", lambda a: a.update({"w.codes": a["w.codes"].astype(np.int8)}), None,
-         "must be U8 of shape"),
-        ("scales of another dtype", lambda a: a.update({"w.scales": a["w.scales"].astype(np.float32)}), None,
-         "must be F16 of shape"),
-        ("a group size that does not divide", None, lambda t: t["quant"].update(group=48), "does not divide"),
-        ("a group size that disagrees with the scales", None, lambda t: t["quant"].update(group=16),
-         "must be F16 of shape"),
-        ("bits beyond 8", None, lambda t: t["quant"].update(bits=9), "`quant.bits` must be an integer in [2, 8]"),
-        ("groupwise without quant", None, lambda t: t.pop("quant"), "needs a `quant` object"),
-        ("a rotation of an unknown kind", None, lambda t: t["quant"].update(rotation={"kind": "givens"}),
-         "`quant.rotation` must be null or"),
-        ("a rotation block that does not divide", None,
-         lambda t: t["quant"].update(rotation={"kind": "hadamard", "block": 128, "seed": 0}),
-         "rotation block 128 does not divide"),
-        ("symmetric with zero points", None, lambda t: t["quant"].update(symmetric=True), "`quant.zeros`"),
-        ("zero points the file lacks", None, lambda t: t["quant"].update(zeros="w.nothing"), "'w.nothing'"),
-        ("a correction without its factors", None, lambda t: t.update(keys=["w.codes", "w.L", "w.R"], scales=[None] * 3),
-         "'w.L'")]:
+    ("group scale of zero", _set("w.scales", (0, 0), 0), None, "finite and positive"),
+    ("group scale of NaN", _set("w.scales", (2, 1), np.nan), None, "finite and positive"),
+    ("group scale negative", _set("w.scales", (1, 0), -1), None, "finite and positive"),
+    ("packed zero points with stray padding bits", _set("w.zeros", (0, 0), 0xC0), None, "bits set past"),
+    (
+        "packed codes cut short",
+        lambda a: a.update({"w.codes": a["w.codes"][:, :-1].copy()}),
+        None,
+        "must be U8 of shape",
+    ),
+    (
+        "packed codes of another dtype",
+        lambda a: a.update({"w.codes": a["w.codes"].astype(np.int8)}),
+        None,
+        "must be U8 of shape",
+    ),
+    (
+        "scales of another dtype",
+        lambda a: a.update({"w.scales": a["w.scales"].astype(np.float32)}),
+        None,
+        "must be F16 of shape",
+    ),
+    ("a group size that does not divide", None, lambda t: t["quant"].update(group=48), "does not divide"),
+    (
+        "a group size that disagrees with the scales",
+        None,
+        lambda t: t["quant"].update(group=16),
+        "must be F16 of shape",
+    ),
+    ("bits beyond 8", None, lambda t: t["quant"].update(bits=9), "`quant.bits` must be an integer in [2, 8]"),
+    ("groupwise without quant", None, lambda t: t.pop("quant"), "needs a `quant` object"),
+    (
+        "a rotation of an unknown kind",
+        None,
+        lambda t: t["quant"].update(rotation={"kind": "givens"}),
+        "`quant.rotation` must be null or",
+    ),
+    (
+        "a rotation block that does not divide",
+        None,
+        lambda t: t["quant"].update(rotation={"kind": "hadamard", "block": 128, "seed": 0}),
+        "rotation block 128 does not divide",
+    ),
+    ("symmetric with zero points", None, lambda t: t["quant"].update(symmetric=True), "`quant.zeros`"),
+    ("zero points the file lacks", None, lambda t: t["quant"].update(zeros="w.nothing"), "'w.nothing'"),
+    (
+        "a correction without its factors",
+        None,
+        lambda t: t.update(keys=["w.codes", "w.L", "w.R"], scales=[None] * 3),
+        "'w.L'",
+    ),
+]:
+
     def _make(d, change=_change, manifest_change=_manifest, message=_message):
-        return _expand(d, _grouped(d, change, manifest_change)), ["t.safetensors", "tensor 'w'", message] \
-            if "tensor" not in message else ["t.safetensors", message]
+        return _expand(d, _grouped(d, change, manifest_change)), [
+            "t.safetensors",
+            "tensor 'w'",
+            message,
+        ] if "tensor" not in message else ["t.safetensors", message]
+
     CORPUS["expand"][_label] = _make
 
 
 for _label, _extra, _message in [
-        ("--dtype int9", ["--dtype", "int9"], "`--dtype` must be one of"),
-        ("--group-size 48", ["--dtype", "int4", "--group-size", "48"], "`--group-size` must be one of 32, 64, 128"),
-        ("--rounding gptq without Grams", ["--dtype", "int4", "--rounding", "gptq"], "needs the layers' input Grams"),
-        ("--act-order without GPTQ", ["--dtype", "int4", "--act-order"], "`--act-order` orders GPTQ's columns"),
-        ("--damp 0", ["--dtype", "int4", "--damp", "0"], "`--damp` must be in (0, 1]"),
-        ("--correction-rank -1", ["--dtype", "int4", "--correction-rank", "-1"], "non-negative integer"),
-        ("--correction-dtype int3", ["--dtype", "int4", "--correction-dtype", "int3"], "`--correction-dtype`"),
-        ("--symmetric without group-wise forms", ["--symmetric"], "applies to group-wise forms"),
-        ("--preserve without a rank", ["--dtype", "int4", "--preserve"], "give `--correction-rank` > 0"),
-        ("--dtype int4 with --rank", ["--dtype", "int4"], "`--rank` does not apply"),
-        ("--cluster with group-wise forms", ["--dtype", "int4", "--cluster"], "do not cluster"),
-        ("--preserve under a byte budget", ["--budget-bytes", "0.2", "--preserve"], "applies at a uniform width"),
-        ("--correction-rank under a byte budget", ["--budget-bytes", "0.2", "--correction-rank", "4"],
-         "the allocator chooses each matrix's rank")]:
+    ("--dtype int9", ["--dtype", "int9"], "`--dtype` must be one of"),
+    ("--group-size 48", ["--dtype", "int4", "--group-size", "48"], "`--group-size` must be one of 32, 64, 128"),
+    ("--rounding gptq without Grams", ["--dtype", "int4", "--rounding", "gptq"], "needs the layers' input Grams"),
+    ("--act-order without GPTQ", ["--dtype", "int4", "--act-order"], "`--act-order` orders GPTQ's columns"),
+    ("--damp 0", ["--dtype", "int4", "--damp", "0"], "`--damp` must be in (0, 1]"),
+    ("--correction-rank -1", ["--dtype", "int4", "--correction-rank", "-1"], "non-negative integer"),
+    ("--correction-dtype int3", ["--dtype", "int4", "--correction-dtype", "int3"], "`--correction-dtype`"),
+    ("--symmetric without group-wise forms", ["--symmetric"], "applies to group-wise forms"),
+    ("--preserve without a rank", ["--dtype", "int4", "--preserve"], "give `--correction-rank` > 0"),
+    ("--dtype int4 with --rank", ["--dtype", "int4"], "`--rank` does not apply"),
+    ("--cluster with group-wise forms", ["--dtype", "int4", "--cluster"], "do not cluster"),
+    ("--preserve under a byte budget", ["--budget-bytes", "0.2", "--preserve"], "applies at a uniform width"),
+    (
+        "--correction-rank under a byte budget",
+        ["--budget-bytes", "0.2", "--correction-rank", "4"],
+        "the allocator chooses each matrix's rank",
+    ),
+]:
+
     def _make(d, extra=_extra, message=_message):
         source = good_checkpoint(d)
         args = [source, "-o", os.path.join(d, "out.safetensors"), *extra]
@@ -1604,4 +1895,5 @@ for _label, _extra, _message in [
         if "--cluster" in extra:
             args += ["--max-error", "0.1"]
         return args, [message]
+
     CORPUS["compress"][_label] = _make

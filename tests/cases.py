@@ -30,7 +30,6 @@ import ml_dtypes
 import mpmath
 import numpy as np
 import scipy.linalg
-
 from oracles import EPS, hilbert, kahan, lauchli, mp_singular_values
 
 STORAGE = {"f64": np.float64, "f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}
@@ -133,8 +132,9 @@ def prescribed(shape_name, kappa, storage="f64", scale_exp=0, seed=0):
     if exact:
         with mpmath.workdps(40):
             root_m = mpmath.sqrt(m)
-            sigma = np.array([float(root_m * mpmath.mpf(float(v)) * mpmath.mpf(2) ** scale_exp)
-                              for v in np.sort(s)[::-1]])
+            sigma = np.array(
+                [float(root_m * mpmath.mpf(float(v)) * mpmath.mpf(2) ** scale_exp) for v in np.sort(s)[::-1]]
+            )
         stored = a.astype(STORAGE[storage]).astype(np.float64)
         assert np.array_equal(stored, a), "the grid must make the matrix exact in its dtype"
         return Case(name, a, storage, sigma, 0.0, "exact", frozenset(tags))
@@ -144,8 +144,7 @@ def prescribed(shape_name, kappa, storage="f64", scale_exp=0, seed=0):
 def lapack_case(name, a, storage, tags):
     """Truth from float64 LAPACK gesvd, with its error bound max(m, n) eps sigma_max."""
     sigma = scipy.linalg.svd(a, compute_uv=False, lapack_driver="gesvd")
-    return Case(name, a, storage, sigma, max(a.shape) * EPS * float(sigma[0]), "lapack-gesvd",
-                frozenset(tags))
+    return Case(name, a, storage, sigma, max(a.shape) * EPS * float(sigma[0]), "lapack-gesvd", frozenset(tags))
 
 
 def mp_case(name, a, storage="f64", tags=()):
@@ -193,8 +192,7 @@ def _named():
     cases.append(mp_case("random-f16-12x5", rng.standard_normal((12, 5)), "f16"))
     cases.append(mp_case("random-bf16-5x12", rng.standard_normal((5, 12)), "bf16"))
     zero = np.zeros((5, 7))
-    cases.append(Case("zero5x7", zero, "f64", np.zeros(5), 0.0, "closed-form",
-                      frozenset({"wide", "zero", "named"})))
+    cases.append(Case("zero5x7", zero, "f64", np.zeros(5), 0.0, "closed-form", frozenset({"wide", "zero", "named"})))
     return cases
 
 
@@ -210,8 +208,9 @@ def _issue_cases():
         a = (left * s) @ _orthogonal_blocks(n, rng)
         with mpmath.workdps(40):
             sigma = np.array([float(mpmath.sqrt(m) * mpmath.mpf(float(v))) for v in np.sort(s)[::-1]])
-        out.append(Case(f"issue-tall{m}x{n}-k{kappa:.0e}".replace("+", ""), a, "f64", sigma, 0.0, "exact",
-                        frozenset(tags)))
+        out.append(
+            Case(f"issue-tall{m}x{n}-k{kappa:.0e}".replace("+", ""), a, "f64", sigma, 0.0, "exact", frozenset(tags))
+        )
     return out
 
 
@@ -228,8 +227,11 @@ def catalogue():
         cases += [prescribed(shape, k, "bf16") for k in (10.0, 1e3)]
     cases += [prescribed("wide", 1e5, "f32"), prescribed("wide", 10.0, "bf16")]
     for exp in (-565, 531):  # 2**-565 ~ 1.5e-170, 2**531 ~ 1.1e160
-        cases += [prescribed("tall", 1e3, scale_exp=exp), prescribed("square", 1e5, scale_exp=exp),
-                  prescribed("wide", 1e9, scale_exp=exp)]
+        cases += [
+            prescribed("tall", 1e3, scale_exp=exp),
+            prescribed("square", 1e5, scale_exp=exp),
+            prescribed("wide", 1e9, scale_exp=exp),
+        ]
     cases += _named() + _issue_cases()
     names = [c.name for c in cases]
     assert len(set(names)) == len(names), "case names must be unique"
@@ -239,6 +241,10 @@ def catalogue():
 def select(*, exclude=(), dtypes=None, tags_any=None):
     """Cases without any tag in ``exclude``, stored in ``dtypes`` (all when None), having one of
     ``tags_any`` (all when None)."""
-    return [c for c in catalogue()
-            if not (c.tags & set(exclude)) and (dtypes is None or c.storage in dtypes)
-            and (tags_any is None or c.tags & set(tags_any))]
+    return [
+        c
+        for c in catalogue()
+        if not (c.tags & set(exclude))
+        and (dtypes is None or c.storage in dtypes)
+        and (tags_any is None or c.tags & set(tags_any))
+    ]

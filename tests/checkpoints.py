@@ -53,7 +53,7 @@ def naive_groupwise(stored, t):
     value = np.empty((rows, cols))
     for k in range(cols // group):
         block = slice(k * group, (k + 1) * group)
-        value[:, block] = s[:, k:k + 1] * (c[:, block] - z[:, k:k + 1])
+        value[:, block] = s[:, k : k + 1] * (c[:, block] - z[:, k : k + 1])
     rotation = q.get("rotation")
     if rotation:  # W_hat = Q R^T with R = diag(signs) blockdiag(H / sqrt(b)), built densely here
         import scipy.linalg
@@ -77,8 +77,10 @@ def reconstruct(path):
     for t in manifest["tensors"]:
         keys = t["keys"]
         scales = t.get("scales") or [None] * len(keys)
-        factors = [stored[k].astype(np.float64) * (1.0 if s is None else stored[s].astype(np.float64)[:, None])
-                   for k, s in zip(keys, scales)]
+        factors = [
+            stored[k].astype(np.float64) * (1.0 if s is None else stored[s].astype(np.float64)[:, None])
+            for k, s in zip(keys, scales)
+        ]
         if t["storage"] == "dense":
             out[t["name"]] = stored[keys[0]]
         elif t["storage"] == "groupwise":

@@ -40,7 +40,8 @@ def install():
     module.asarray = lambda a, dtype=None: ndarray(np.array(a, dtype=dtype))
     module.asnumpy = lambda a: a.get()
     module.linalg = types.SimpleNamespace(
-        svd=lambda a, compute_uv=True: ndarray(np.linalg.svd(a._data, compute_uv=compute_uv)))
+        svd=lambda a, compute_uv=True: ndarray(np.linalg.svd(a._data, compute_uv=compute_uv))
+    )
     module.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
     sys.modules["cupy"] = module
     return module

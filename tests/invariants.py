@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import math
 
+import naive
 import numpy as np
 import pytest
-
-import naive
 from oracles import EPS
 
 UNRESOLVED_THRESHOLD = 0.1
@@ -76,9 +75,21 @@ def check_inspect_row(case, row, unit_roundoff, spectrum=None):
     spectrum : ndarray, optional
         Every computed singular value, when the path returns them.
     """
-    missing = [k for k in ("sigma_max", "sigma_min", "frobenius_norm", "stable_rank", "effective_rank",
-                           "numerical_rank", "rank_tolerance", "energy_rank_90", "energy_rank_99")
-               if row.get(k) is None and "zero" not in case.tags]
+    missing = [
+        k
+        for k in (
+            "sigma_max",
+            "sigma_min",
+            "frobenius_norm",
+            "stable_rank",
+            "effective_rank",
+            "numerical_rank",
+            "rank_tolerance",
+            "energy_rank_90",
+            "energy_rank_99",
+        )
+        if row.get(k) is None and "zero" not in case.tags
+    ]
     if missing:
         return [f"{', '.join(missing)} missing (null) for status {row.get('status')}"]
     bad = []

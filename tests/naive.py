@@ -107,7 +107,7 @@ def gptq_textbook(w, gram, quantize_column, group_params, group, damp=0.01, orde
     for col in order:
         k = col // group
         if static is None and col % group == 0:
-            params[k] = group_params(w[:, col:col + group])
+            params[k] = group_params(w[:, col : col + group])
         s, z = params[k]
         q = quantize_column(w[:, col], s, z)
         codes[:, col] = q

@@ -67,9 +67,16 @@ def _peft_adapter(folder, rslora=False):
     torch.manual_seed(0)
     base = Tiny()
     base_weights = {k: v.detach().numpy().copy() for k, v in base.state_dict().items()}
-    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value", "out", "embed"],
-                             rank_pattern={"value": 2}, alpha_pattern={"out": 3}, use_rslora=rslora,
-                             modules_to_save=["head"], init_lora_weights=False)
+    config = peft.LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules=["query", "value", "out", "embed"],
+        rank_pattern={"value": 2},
+        alpha_pattern={"out": 3},
+        use_rslora=rslora,
+        modules_to_save=["head"],
+        init_lora_weights=False,
+    )
     model = peft.get_peft_model(base, config)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -77,8 +84,11 @@ def _peft_adapter(folder, rslora=False):
                 p.copy_(torch.randn_like(p) * 0.3)
     model.save_pretrained(str(folder), safe_serialization=True)
     merged = model.merge_and_unload()
-    deltas = {k[:-len(".weight")]: v.detach().numpy().astype(np.float64) - base_weights[k].astype(np.float64)
-              for k, v in merged.state_dict().items() if k.endswith(".weight") and k != "head.weight"}
+    deltas = {
+        k[: -len(".weight")]: v.detach().numpy().astype(np.float64) - base_weights[k].astype(np.float64)
+        for k, v in merged.state_dict().items()
+        if k.endswith(".weight") and k != "head.weight"
+    }
     save_file({k: np.ascontiguousarray(v) for k, v in base_weights.items()}, str(folder.parent / "base.safetensors"))
     return str(folder), base_weights, deltas
 
@@ -113,9 +123,9 @@ def test_inspect_an_adapter_against_lapack(tmp_path):
         assert m.numerical_rank == m.rank == np.linalg.matrix_rank(truth, tol=1e-4 * s[0])
         w = base_weights[f"{m.name}.weight"].astype(np.float64)
         assert m.relative_norm == pytest.approx(np.linalg.norm(truth) / np.linalg.norm(w), rel=1e-5)
-        energy = np.cumsum(s ** 2) / np.sum(s ** 2)
+        energy = np.cumsum(s**2) / np.sum(s**2)
         assert m.energy_rank_90 == int(np.searchsorted(energy, 0.9 * (1 - 1e-9))) + 1
-        assert m.stable_rank == pytest.approx(np.sum(s ** 2) / s[0] ** 2, rel=1e-4)
+        assert m.stable_rank == pytest.approx(np.sum(s**2) / s[0] ** 2, rel=1e-4)
         p = s[s > 1e-6 * s[0]] / s[s > 1e-6 * s[0]].sum()  # the values of the rank-r delta, as a distribution
         assert m.effective_rank == pytest.approx(np.exp(-np.sum(p * np.log(p))), rel=1e-4)
 
@@ -127,9 +137,16 @@ def test_an_adapter_that_wastes_rank(tmp_path):
     conv_down = RNG.standard_normal((4, 6, 3, 3))
     conv_up = RNG.standard_normal((5, 4, 1, 1))
     path = str(tmp_path / "k.safetensors")
-    save_file({"lora_unet_a.lora_down.weight": down, "lora_unet_a.lora_up.weight": up,
-               "lora_unet_a.alpha": np.array(4.0),
-               "lora_unet_c.lora_down.weight": conv_down, "lora_unet_c.lora_up.weight": conv_up}, path)
+    save_file(
+        {
+            "lora_unet_a.lora_down.weight": down,
+            "lora_unet_a.lora_up.weight": up,
+            "lora_unet_a.alpha": np.array(4.0),
+            "lora_unet_c.lora_down.weight": conv_down,
+            "lora_unet_c.lora_up.weight": conv_up,
+        },
+        path,
+    )
     report = cond.inspect(path)
     rows = {m.name: m for m in report.modules}
     a = rows["lora_unet_a"]
@@ -170,15 +187,20 @@ def test_a_wrong_base_is_refused(tmp_path):
     assert "another architecture" in result.stderr or "base model" in result.stderr, result.stderr
 
 
-
 transformers = pytest.importorskip("transformers")
 
 
 def _bert_pair(folder, rank=3, seed=0):
     """A tiny BertModel (the base) and a 'fine-tune' of it: rank-``rank`` changes plus small noise
     on every Linear weight, a changed bias and LayerNorm; both saved as safetensors folders."""
-    config = transformers.BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=48, max_position_embeddings=32)
+    config = transformers.BertConfig(
+        vocab_size=40,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=32,
+    )
     torch.manual_seed(seed)
     base = transformers.BertModel(config)
     base.save_pretrained(str(folder / "base"))
@@ -186,7 +208,7 @@ def _bert_pair(folder, rank=3, seed=0):
     ft.load_state_dict(base.state_dict())
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for name, module in ft.named_modules():
+        for _name, module in ft.named_modules():
             if isinstance(module, torch.nn.Linear):
                 out, inp = module.weight.shape
                 low = torch.randn(out, rank, generator=gen) @ torch.randn(rank, inp, generator=gen) * 0.05
@@ -201,8 +223,9 @@ def _bert_pair(folder, rank=3, seed=0):
 def test_extract_loads_in_peft_and_keeps_the_bound(tmp_path, bound):
     base_dir, ft_dir = _bert_pair(tmp_path)
     out = tmp_path / "adapter"
-    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--max-error", str(bound),
-                                 "-o", str(out), "-f", "json"])
+    result = runner.invoke(
+        app, ["compress", str(ft_dir), "--base", str(base_dir), "--max-error", str(bound), "-o", str(out), "-f", "json"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["schema"] == "cond.compress-adapter/1" and doc["mode"] == "extract"
@@ -245,7 +268,7 @@ def test_resize_a_peft_adapter_in_factor_space(tmp_path):
         # the truth is peft's float32 merge: its rounding beside the bound
         assert err <= 0.3 + 1e-5 and abs(err - record.error) <= 1e-5
         s = np.linalg.svd(truth, compute_uv=False)
-        tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / np.linalg.norm(truth)
+        tails = np.sqrt(np.cumsum((s**2)[::-1])[::-1]) / np.linalg.norm(truth)
         eckart_young = int(np.argmax(np.append(tails, 0.0)[1:] <= 0.3)) + 1
         # minimal: never below Eckart-Young (no rank-k matrix does better), above it only when the
         # float32 rounding of the written factors pushes the error past the bound
@@ -256,8 +279,14 @@ def test_resize_a_kohya_file_keeps_its_format(tmp_path):
     down = RNG.standard_normal((8, 20)).astype(np.float32)
     up = (RNG.standard_normal((30, 8)) * np.logspace(0, -4, 8)).astype(np.float32)
     src = str(tmp_path / "k.safetensors")
-    save_file({"lora_te_x.lora_down.weight": down, "lora_te_x.lora_up.weight": up,
-               "lora_te_x.alpha": np.array(4.0, np.float32)}, src)
+    save_file(
+        {
+            "lora_te_x.lora_down.weight": down,
+            "lora_te_x.lora_up.weight": up,
+            "lora_te_x.alpha": np.array(4.0, np.float32),
+        },
+        src,
+    )
     out = str(tmp_path / "small.safetensors")
     report = cond.compress(src, out, rank=2)
     (module,) = open_adapter(out).modules
@@ -286,7 +315,7 @@ def test_the_randomized_route_is_certified(tmp_path):
     exact = np.linalg.norm(dw - sl.astype(np.float64) @ sr.astype(np.float64)) / norm
     assert error == pytest.approx(exact, rel=1e-12) and error <= 0.1
     s = np.linalg.svd(dw, compute_uv=False)
-    tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / norm
+    tails = np.sqrt(np.cumsum((s**2)[::-1])[::-1]) / norm
     assert k <= int(np.argmax(np.append(tails, 0.0)[1:] <= 0.1)) + 1 + 2
 
 
@@ -312,8 +341,10 @@ def _planted_collection(tmp_path, count=6, noise=1e-4, seed=5, prefix="task"):
     module (a different 3 x 3 core each) plus small noise: one shared basis fits them all."""
     rng = np.random.default_rng(seed)
     shapes = {"query": (24, 16), "value": (24, 16), "out": (16, 24)}
-    bases = {m: (np.linalg.qr(rng.standard_normal((s[0], 3)))[0], np.linalg.qr(rng.standard_normal((s[1], 3)))[0])
-             for m, s in shapes.items()}
+    bases = {
+        m: (np.linalg.qr(rng.standard_normal((s[0], 3)))[0], np.linalg.qr(rng.standard_normal((s[1], 3)))[0])
+        for m, s in shapes.items()
+    }
     folders, deltas = [], []
     for i in range(count):
         tensors, truth = {}, {}
@@ -328,8 +359,9 @@ def _planted_collection(tmp_path, count=6, noise=1e-4, seed=5, prefix="task"):
         folder = tmp_path / f"{prefix}{i}"
         folder.mkdir()
         save_file(tensors, str(folder / "adapter_model.safetensors"))
-        (folder / "adapter_config.json").write_text(json.dumps(
-            {"peft_type": "LORA", "r": 4, "lora_alpha": 4, "target_modules": sorted(shapes)}))
+        (folder / "adapter_config.json").write_text(
+            json.dumps({"peft_type": "LORA", "r": 4, "lora_alpha": 4, "target_modules": sorted(shapes)})
+        )
         folders.append(str(folder))
         deltas.append(truth)
     return folders, deltas
@@ -345,9 +377,10 @@ def test_a_collection_shares_the_planted_bases_and_keeps_every_bound(tmp_path):
         assert m["worst_error"] <= 0.05
     # planted: U and V of rank 3 shared, a 3 x 3 core each, against 6 adapters of rank 3 alone
     planted = sum(3 * (o + i) + 6 * 9 for o, i in ((24, 16), (24, 16), (16, 24))) * 4
+
     def eckart_young(dw):
         s = np.linalg.svd(dw, compute_uv=False)
-        tails = np.sqrt(np.cumsum((s ** 2)[::-1])[::-1]) / np.linalg.norm(dw)
+        tails = np.sqrt(np.cumsum((s**2)[::-1])[::-1]) / np.linalg.norm(dw)
         return int(np.argmax(np.append(tails, 0.0)[1:] <= 0.05)) + 1
 
     alone = sum(eckart_young(dw) * sum(dw.shape) * 4 for truth in deltas for dw in truth.values())
@@ -399,10 +432,12 @@ def test_two_families_make_two_groups(tmp_path):
 def test_an_untrained_module_is_left_out_of_a_resize(tmp_path):
     """PEFT initialises B to zero: a module training never reached has a zero product, and a
     resize leaves it out (saying so) instead of failing."""
-    pair = {"base_model.model.q.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
-            "base_model.model.q.lora_B.weight": RNG.standard_normal((6, 4)).astype(np.float32),
-            "base_model.model.k.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
-            "base_model.model.k.lora_B.weight": np.zeros((6, 4), np.float32)}
+    pair = {
+        "base_model.model.q.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
+        "base_model.model.q.lora_B.weight": RNG.standard_normal((6, 4)).astype(np.float32),
+        "base_model.model.k.lora_A.weight": RNG.standard_normal((4, 5)).astype(np.float32),
+        "base_model.model.k.lora_B.weight": np.zeros((6, 4), np.float32),
+    }
     folder = tmp_path / "a"
     folder.mkdir()
     save_file(pair, str(folder / "adapter_model.safetensors"))
@@ -451,13 +486,15 @@ def test_a_budget_is_spent_where_the_error_falls_most(tmp_path):
 
     def loss(name, k):
         s = spectra[name]
-        return float(np.sum(s[k:] ** 2) / np.sum(s ** 2))
+        return float(np.sum(s[k:] ** 2) / np.sum(s**2))
 
     names = [m.name for m in adapter.modules]
     widths = {m.name: sum(m.shape) for m in adapter.modules}
-    best = min(sum(loss(n, k) for n, k in zip(names, combo))
-               for combo in itertools.product(*[range(len(spectra[n]) + 1) for n in names])
-               if sum(k * widths[n] for n, k in zip(names, combo)) <= 0.5 * total)
+    best = min(
+        sum(loss(n, k) for n, k in zip(names, combo))
+        for combo in itertools.product(*[range(len(spectra[n]) + 1) for n in names])
+        if sum(k * widths[n] for n, k in zip(names, combo)) <= 0.5 * total
+    )
     got = sum(loss(n, ranks.get(n, 0)) for n in names)
     assert got <= best + 0.05  # the Lagrangian allocation with its fill: near the brute-force optimum
     bounded = cond.compress(folder, str(tmp_path / "c"), budget=1.0, max_error=0.3)
@@ -467,8 +504,9 @@ def test_a_budget_is_spent_where_the_error_falls_most(tmp_path):
 def test_a_budget_for_an_extracted_adapter_loads_in_peft(tmp_path):
     base_dir, ft_dir = _bert_pair(tmp_path)
     out = tmp_path / "adapter"
-    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--budget-bytes", "0.2",
-                                 "-o", str(out), "-f", "json"])
+    result = runner.invoke(
+        app, ["compress", str(ft_dir), "--base", str(base_dir), "--budget-bytes", "0.2", "-o", str(out), "-f", "json"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     base = transformers.BertModel.from_pretrained(str(base_dir))
@@ -499,13 +537,38 @@ def test_a_whitened_extraction_bounds_the_output_error(tmp_path):
         if isinstance(module, torch.nn.Linear):
             n = module.in_features
             inputs[name] = rng.standard_normal((400, n)) * np.logspace(0, -2, n)  # anisotropic inputs
-    write_calibration(None, str(tmp_path / "grams.safetensors"), {f"{k}.weight": x.T @ x for k, x in inputs.items()},
-                      {"kind": "gram", "rows": json.dumps({f"{k}.weight": 400 for k in inputs}), "tokens": "400",
-                       "sequences": "400", "steps": "0"})
+    write_calibration(
+        None,
+        str(tmp_path / "grams.safetensors"),
+        {f"{k}.weight": x.T @ x for k, x in inputs.items()},
+        {
+            "kind": "gram",
+            "rows": json.dumps({f"{k}.weight": 400 for k in inputs}),
+            "tokens": "400",
+            "sequences": "400",
+            "steps": "0",
+        },
+    )
     out = tmp_path / "adapter"
-    result = runner.invoke(app, ["compress", str(ft_dir), "--base", str(base_dir), "--max-error", "0.1",
-                                 "--method", "whiten", "--activations", str(tmp_path / "grams.safetensors"),
-                                 "-o", str(out), "-f", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(ft_dir),
+            "--base",
+            str(base_dir),
+            "--max-error",
+            "0.1",
+            "--method",
+            "whiten",
+            "--activations",
+            str(tmp_path / "grams.safetensors"),
+            "-o",
+            str(out),
+            "-f",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert {m["route"] for m in doc["modules"]} == {"whiten"}
@@ -518,7 +581,9 @@ def test_a_whitened_extraction_bounds_the_output_error(tmp_path):
         dw = ft[name].double().numpy() - ref[name].double().numpy()
         miss = ft[name].double().numpy() - merged[name].double().numpy()
         err = np.linalg.norm(miss @ x.T) / np.linalg.norm(dw @ x.T)
-        slack = 8 * np.finfo(np.float32).eps * np.linalg.norm(ft[name].double().numpy() @ x.T) / np.linalg.norm(dw @ x.T)
+        slack = (
+            8 * np.finfo(np.float32).eps * np.linalg.norm(ft[name].double().numpy() @ x.T) / np.linalg.norm(dw @ x.T)
+        )
         assert err <= 0.1 + slack, (name, err)
         assert abs(err - m["error"]) <= slack
 
@@ -528,8 +593,10 @@ def test_a_collection_never_costs_more_than_resizing_alone(tmp_path):
     bytes equal resizing each alone, every adapter within the bound after expanding."""
     folders = []
     for i in range(3):
-        pair = {"base_model.model.q.lora_A.weight": RNG.standard_normal((6, 30)).astype(np.float32),
-                "base_model.model.q.lora_B.weight": RNG.standard_normal((40, 6)).astype(np.float32)}
+        pair = {
+            "base_model.model.q.lora_A.weight": RNG.standard_normal((6, 30)).astype(np.float32),
+            "base_model.model.q.lora_B.weight": RNG.standard_normal((40, 6)).astype(np.float32),
+        }
         folders.append(peft_like(tmp_path / f"u{i}", pair))
     report = cond.compress(folders, str(tmp_path / "c.safetensors"), max_error=0.2)
     assert all(len(g["members"]) == 1 for m in report.modules for g in m["groups"])

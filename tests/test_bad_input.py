@@ -6,10 +6,10 @@ import os
 
 import numpy as np
 import pytest
+from invariants import assert_one_line_error
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.errors import InputError
 
@@ -36,8 +36,7 @@ def test_zero_size_dimension(tmp_path):
 def test_nonfinite_matrix_reported_while_others_are_analysed(tmp_path):
     bad = np.ones((3, 3), np.float32)
     bad[1, 1] = np.nan
-    save_file({"bad": bad, "good": np.diag([1.0, 2.0, 4.0]).astype(np.float32)},
-              str(tmp_path / "nan.safetensors"))
+    save_file({"bad": bad, "good": np.diag([1.0, 2.0, 4.0]).astype(np.float32)}, str(tmp_path / "nan.safetensors"))
     result = runner.invoke(app, ["inspect", str(tmp_path / "nan.safetensors"), "-f", "json"])
     assert result.exit_code == 0
     rows = {m["name"]: m for m in json.loads(result.stdout)["matrices"]}
@@ -57,8 +56,12 @@ def test_main_entry_maps_errors_without_traceback(tmp_path):
 
     p = tmp_path / "bad.safetensors"
     p.write_bytes(b"\x05\x00")
-    out = subprocess.run([sys.executable, "-m", "cond.cli", "inspect", str(p)], capture_output=True,
-                         text=True, env={k: v for k, v in os.environ.items() if k != "COND_DEBUG"})
+    out = subprocess.run(
+        [sys.executable, "-m", "cond.cli", "inspect", str(p)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "COND_DEBUG"},
+    )
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "bad.safetensors" in out.stderr
 

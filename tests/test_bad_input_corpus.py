@@ -5,10 +5,10 @@ import hashlib
 import os
 
 import pytest
-from typer.testing import CliRunner
-
 from bad_inputs import CORPUS
 from invariants import assert_one_line_error
+from typer.testing import CliRunner
+
 from cond.cli.main import app
 
 runner = CliRunner()
@@ -37,5 +37,6 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, command, name):
 
 
 def test_every_command_has_a_corpus():
-    assert {c: len(v) >= 15 for c, v in CORPUS.items()} == {c: True for c in CORPUS}, \
-        {c: len(v) for c, v in CORPUS.items()}
+    assert {c: len(v) >= 15 for c, v in CORPUS.items()} == {c: True for c in CORPUS}, {
+        c: len(v) for c, v in CORPUS.items()
+    }

@@ -7,12 +7,12 @@ import os
 
 import numpy as np
 import pytest
+from invariants import assert_one_line_error
 from safetensors import safe_open
 from safetensors.numpy import load_file
 from typer.testing import CliRunner
 
 import cond
-from invariants import assert_one_line_error
 from cond.cli.main import app
 
 torch = pytest.importorskip("torch")
@@ -29,11 +29,23 @@ def _tiny_bert(folder):
     vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                                cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=40, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=40,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     transformers.BertForMaskedLM(config).save_pretrained(folder)
     return fast
@@ -55,8 +67,21 @@ def test_grams_use_the_checkpoint_names_mask_padding_and_count_rows(tmp_path):
     model_dir = tmp_path / "bert"
     tokenizer = _tiny_bert(model_dir)
     lines = _corpus(tmp_path / "t.txt", 30)
-    result = runner.invoke(app, ["calibrate", str(model_dir), "--text", str(tmp_path / "t.txt"), "-o",
-                                 str(tmp_path / "g.safetensors"), "--batch-size", "7", "-f", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "calibrate",
+            str(model_dir),
+            "--text",
+            str(tmp_path / "t.txt"),
+            "-o",
+            str(tmp_path / "g.safetensors"),
+            "--batch-size",
+            "7",
+            "-f",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     grams = load_file(str(tmp_path / "g.safetensors"))
@@ -67,7 +92,8 @@ def test_grams_use_the_checkpoint_names_mask_padding_and_count_rows(tmp_path):
     base = transformers.AutoModel.from_pretrained(model_dir, local_files_only=True).eval()
     seen = []
     hook = base.encoder.layer[1].intermediate.dense.register_forward_hook(
-        lambda m, i, o: seen.append(i[0].detach().double().reshape(-1, m.in_features)))
+        lambda m, i, o: seen.append(i[0].detach().double().reshape(-1, m.in_features))
+    )
     with torch.no_grad():
         for line in lines:
             base(**tokenizer([line], return_tensors="pt"))
@@ -82,9 +108,15 @@ def test_grams_use_the_checkpoint_names_mask_padding_and_count_rows(tmp_path):
     assert rows["bert.encoder.layer.1.intermediate.dense.weight"] == x.shape[0] == int(meta["cond.tokens"])
     assert doc["tokens"] == x.shape[0] and doc["sequences"] == len(lines) == int(meta["cond.sequences"])
     # the file feeds compress directly, under the checkpoint's names
-    report = cond.compress(str(model_dir / "model.safetensors"), str(tmp_path / "c.safetensors"), ratio=0.5,
-                           min_size=0, method="whiten", activations=str(tmp_path / "g.safetensors"),
-                           include=r"encoder")
+    report = cond.compress(
+        str(model_dir / "model.safetensors"),
+        str(tmp_path / "c.safetensors"),
+        ratio=0.5,
+        min_size=0,
+        method="whiten",
+        activations=str(tmp_path / "g.safetensors"),
+        include=r"encoder",
+    )
     assert {t.weighting for t in report.tensors if t.storage == "lowrank"} == {"whiten"}
 
 
@@ -96,8 +128,19 @@ def test_fisher_is_written_and_too_little_text_is_refused_by_compress(tmp_path):
     (tmp_path / "short.txt").write_text("the model\nrank\n")
     old = os.umask(0o027)
     try:
-        result = runner.invoke(app, ["calibrate", str(model_dir), "--text", str(tmp_path / "short.txt"), "-o",
-                                     str(tmp_path / "g.safetensors"), "--fisher", str(tmp_path / "f.safetensors")])
+        result = runner.invoke(
+            app,
+            [
+                "calibrate",
+                str(model_dir),
+                "--text",
+                str(tmp_path / "short.txt"),
+                "-o",
+                str(tmp_path / "g.safetensors"),
+                "--fisher",
+                str(tmp_path / "f.safetensors"),
+            ],
+        )
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output
@@ -108,9 +151,23 @@ def test_fisher_is_written_and_too_little_text_is_refused_by_compress(tmp_path):
     weight = load_file(str(model_dir / "model.safetensors"))["bert.encoder.layer.0.output.dense.weight"]
     f = fisher["bert.encoder.layer.0.output.dense.weight"]
     assert f.shape == weight.shape and np.all(f >= 0) and f.sum() > 0
-    result = runner.invoke(app, ["compress", str(model_dir / "model.safetensors"), "--method", "whiten",
-                                 "--activations", str(tmp_path / "g.safetensors"), "--ratio", "0.5", "--min-size", "0",
-                                 "-o", str(tmp_path / "c.safetensors")])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(model_dir / "model.safetensors"),
+            "--method",
+            "whiten",
+            "--activations",
+            str(tmp_path / "g.safetensors"),
+            "--ratio",
+            "0.5",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "c.safetensors"),
+        ],
+    )
     assert_one_line_error(result, ["g.safetensors", "input rows for", "more tokens of text"])
     assert not (tmp_path / "c.safetensors").exists()
 

@@ -10,23 +10,27 @@ The count of (case, path) pairs checked is printed at the end of the session.
 """
 
 import gzip
-import os
 import json
+import os
 
 import ml_dtypes
 import numpy as np
 import pytest
+from cases import catalogue, select
+from invariants import Tally, check_inspect_row
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
-from cases import catalogue, select
 from cond.cli.main import app
-from invariants import Tally, check_inspect_row
 
 runner = CliRunner()
-U = {np.dtype(np.float64): 2.0**-53, np.dtype(np.float32): 2.0**-24, np.dtype(np.float16): 2.0**-11,
-     np.dtype(ml_dtypes.bfloat16): 2.0**-8}
+U = {
+    np.dtype(np.float64): 2.0**-53,
+    np.dtype(np.float32): 2.0**-24,
+    np.dtype(np.float16): 2.0**-11,
+    np.dtype(ml_dtypes.bfloat16): 2.0**-8,
+}
 TEXT_EXCLUDE = ("big",)  # 131072 x 100 floats are 300 MB of text: binary paths only
 
 
@@ -45,8 +49,9 @@ def _narrowest(case, supported):
     """The case's storage dtype if the format has it, else the narrowest supported one holding it exactly."""
     for dtype in [case.storage] + [d for d in ("f32", "f64") if d != case.storage]:
         if dtype in supported:
-            out = case.a.astype({"f64": np.float64, "f32": np.float32, "f16": np.float16,
-                                 "bf16": ml_dtypes.bfloat16}[dtype])
+            out = case.a.astype(
+                {"f64": np.float64, "f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}[dtype]
+            )
             if np.array_equal(out.astype(np.float64), case.a):
                 return out
     raise AssertionError(f"no exact storage for {case.name}")
@@ -103,8 +108,11 @@ def test_python_api_dict():
     cases = list(catalogue())
     report = cond.inspect({c.name: c.stored for c in cases}, keep_spectra=True)
     rows = {m.name: m for m in report.matrices}
-    _judge("api-dict", {c.name: (rows[c.name].row(), U[np.dtype(c.stored.dtype)], rows[c.name].diagnostics.spectrum)
-                        for c in cases}, cases)
+    _judge(
+        "api-dict",
+        {c.name: (rows[c.name].row(), U[np.dtype(c.stored.dtype)], rows[c.name].diagnostics.spectrum) for c in cases},
+        cases,
+    )
 
 
 def test_python_api_dataframe():
@@ -245,8 +253,11 @@ def test_parquet(tmp_path):
     for case in cases:
         array = _narrowest(case, ("f64", "f32", "f16"))
         p = tmp_path / f"{case.name}.parquet"
-        pq.write_table(pa.table({f"c{j}": array[:, j] for j in range(array.shape[1])}), p,
-                       row_group_size=max(1, array.shape[0] // 3))
+        pq.write_table(
+            pa.table({f"c{j}": array[:, j] for j in range(array.shape[1])}),
+            p,
+            row_group_size=max(1, array.shape[0] // 3),
+        )
         out[case.name] = (_inspect_cli([str(p)])["matrices"][0], U[array.dtype], None)
     _judge("parquet", out, cases)
 
@@ -258,8 +269,9 @@ def test_zarr(tmp_path):
     dtypes = {}
     for case in cases:
         array = _narrowest(case, ("f64", "f32", "f16"))
-        z = group.create_array(case.name, shape=array.shape, dtype=array.dtype,
-                               chunks=(max(1, array.shape[0] // 3), array.shape[1]))
+        z = group.create_array(
+            case.name, shape=array.shape, dtype=array.dtype, chunks=(max(1, array.shape[0] // 3), array.shape[1])
+        )
         z[...] = array
         dtypes[case.name] = array.dtype
     rows = {m["name"]: m for m in _inspect_cli([str(tmp_path / "all.zarr")])["matrices"]}
@@ -294,8 +306,10 @@ def checkpoint(tmp_path_factory):
         (root / d).mkdir()
         for shard, members in shards.items():
             save_file({n: tensors[n] for n in members}, str(root / d / shard))
-    index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
-             "weight_map": {n: s for s, members in shards.items() for n in members}}
+    index = {
+        "metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
+        "weight_map": {n: s for s, members in shards.items() for n in members},
+    }
     (root / "sharded" / "model.safetensors.index.json").write_text(json.dumps(index))
     return root
 
@@ -393,8 +407,9 @@ def test_adapter_factor_space(tmp_path):
         surely_above = int(np.sum(sigma > tol + band))
         maybe_above = int(np.sum(sigma > tol - band))
         if not surely_above <= row["numerical_rank"] <= maybe_above:
-            failures.append(f"{case.name}: numerical rank {row['numerical_rank']} outside "
-                            f"[{surely_above}, {maybe_above}]")
+            failures.append(
+                f"{case.name}: numerical rank {row['numerical_rank']} outside [{surely_above}, {maybe_above}]"
+            )
         if row["rank"] != n:
             failures.append(f"{case.name}: nominal rank {row['rank']} != {n}")
     assert not failures, "\n".join(failures[:40])

@@ -48,8 +48,9 @@ def test_json_schema_and_values(mlp):
     assert doc["summary"]["matrices"] == 3 and doc["summary"]["skipped"] == 3
     worst = max(expected, key=expected.get)
     assert doc["summary"]["worst_kappa_name"] == worst
-    norms = [scipy.linalg.svd(w.astype(np.float64), compute_uv=False)[0]
-             for w in load_file(mlp).values() if w.ndim == 2]
+    norms = [
+        scipy.linalg.svd(w.astype(np.float64), compute_uv=False)[0] for w in load_file(mlp).values() if w.ndim == 2
+    ]
     assert doc["summary"]["log10_spectral_norm_product"] == pytest.approx(np.sum(np.log10(norms)), rel=1e-12)
     assert {s["name"] for s in doc["skipped"]} == {"layers.0.bias", "layers.1.bias", "layers.2.bias"}
 
@@ -99,8 +100,7 @@ def test_fail_above_counts_nonfinite(tmp_path):
     w = np.eye(3, dtype=np.float32)
     w[0, 0] = np.inf
     save_file({"w": w}, str(tmp_path / "inf.safetensors"))
-    assert runner.invoke(app, ["inspect", str(tmp_path / "inf.safetensors"),
-                               "--fail-above", "1e30"]).exit_code == 1
+    assert runner.invoke(app, ["inspect", str(tmp_path / "inf.safetensors"), "--fail-above", "1e30"]).exit_code == 1
 
 
 def test_usage_errors_exit_2(mlp):
@@ -117,25 +117,28 @@ def test_version():
 
 
 def test_help_imports_no_numerics():
-    code = ("import sys\n"
-            "from cond.cli.main import main\n"
-            "for argv in (['cond', '--help'], ['cond', 'inspect', '--help']):\n"
-            "    sys.argv = argv\n"
-            "    try:\n"
-            "        main()\n"
-            "    except SystemExit as e:\n"
-            "        assert e.code == 0, e.code\n"
-            "heavy = sorted(m for m in ('numpy', 'scipy', 'numba', 'cupy', 'dask', 'ml_dtypes', 'matplotlib')\n"
-            "               if m in sys.modules)\n"
-            "print('HEAVY', heavy)\n")
+    code = (
+        "import sys\n"
+        "from cond.cli.main import main\n"
+        "for argv in (['cond', '--help'], ['cond', 'inspect', '--help']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in ('numpy', 'scipy', 'numba', 'cupy', 'dask', 'ml_dtypes', 'matplotlib')\n"
+        "               if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
 
 
 def test_import_cond_is_light():
-    out = subprocess.run([sys.executable, "-c", "import cond, sys; print('numpy' in sys.modules)"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import cond, sys; print('numpy' in sys.modules)"], capture_output=True, text=True
+    )
     assert out.stdout.strip() == "False"
 
 

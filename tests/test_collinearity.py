@@ -4,12 +4,12 @@ book (tests/naive.py: numpy's SVD of the scaled design)."""
 import json
 import warnings
 
+import naive
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 import cond
-import naive
 from cond.cli.main import app
 
 runner = CliRunner()
@@ -55,11 +55,13 @@ def test_csv_column_names_dependencies_and_the_gate(tmp_path):
     expected = [[doc["columns"][j] for j in np.flatnonzero(pi[k] > 0.5)] for k in np.argsort(-eta) if eta[k] > 30]
     assert [d["columns"] for d in doc["dependencies"]] == expected
     assert {"GNPDEFL", "POP"} <= set(doc["dependencies"][1]["columns"])
-    gate = runner.invoke(app, ["inspect", str(path), "--collinearity", "--add-intercept", "--fail-above",
-                               f"{eta.max() * 0.99}", "-q"])
+    gate = runner.invoke(
+        app, ["inspect", str(path), "--collinearity", "--add-intercept", "--fail-above", f"{eta.max() * 0.99}", "-q"]
+    )
     assert gate.exit_code == 1 and "condition index" in gate.stderr
-    passed = runner.invoke(app, ["inspect", str(path), "--collinearity", "--add-intercept", "--fail-above",
-                                 f"{eta.max() * 1.01}", "-q"])
+    passed = runner.invoke(
+        app, ["inspect", str(path), "--collinearity", "--add-intercept", "--fail-above", f"{eta.max() * 1.01}", "-q"]
+    )
     assert passed.exit_code == 0
 
 

@@ -6,13 +6,13 @@ import os
 import ml_dtypes
 import numpy as np
 import pytest
+from checkpoints import planted_checkpoint, reconstruct
+from invariants import assert_one_line_error
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
 import cond
-from checkpoints import planted_checkpoint, reconstruct
-from invariants import assert_one_line_error
 from cond.cli.main import app
 
 runner = CliRunner()
@@ -27,8 +27,7 @@ def rel_error(a, b):
 def test_every_matrix_within_the_bound_and_untouched_bytes_identical(tmp_path, cluster):
     original = planted_checkpoint(tmp_path / "m.safetensors")
     out = tmp_path / "c.safetensors"
-    report = cond.compress(str(tmp_path / "m.safetensors"), str(out), max_error=0.05, min_size=100,
-                           cluster=cluster)
+    report = cond.compress(str(tmp_path / "m.safetensors"), str(out), max_error=0.05, min_size=100, cluster=cluster)
     manifest, stored, rebuilt = reconstruct(out)
     assert manifest["format"] == "cond-lowrank/3"
     assert [t["name"] for t in manifest["tensors"]] == list(load_file(str(tmp_path / "m.safetensors")))
@@ -49,18 +48,19 @@ def test_every_matrix_within_the_bound_and_untouched_bytes_identical(tmp_path, c
 
 def test_clustering_never_stores_more_than_per_matrix(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")
-    a = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "a.safetensors"), max_error=0.05,
-                      min_size=100, cluster=False)
-    b = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "b.safetensors"), max_error=0.05,
-                      min_size=100)
+    a = cond.compress(
+        str(tmp_path / "m.safetensors"), str(tmp_path / "a.safetensors"), max_error=0.05, min_size=100, cluster=False
+    )
+    b = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "b.safetensors"), max_error=0.05, min_size=100)
     assert b.params_after < a.params_after
     assert os.path.getsize(tmp_path / "b.safetensors") < os.path.getsize(tmp_path / "a.safetensors")
 
 
 def test_rows_axis_shares_a_right_basis(tmp_path):
     original = planted_checkpoint(tmp_path / "t.safetensors", transpose=True)
-    report = cond.compress(str(tmp_path / "t.safetensors"), str(tmp_path / "c.safetensors"),
-                           max_error=0.05, min_size=100, axis="rows")
+    report = cond.compress(
+        str(tmp_path / "t.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05, min_size=100, axis="rows"
+    )
     assert report.clusters and {c.axis for c in report.clusters} == {"rows"}
     manifest, stored, rebuilt = reconstruct(tmp_path / "c.safetensors")
     for c in manifest["clusters"]:
@@ -86,8 +86,13 @@ def test_bound_holds_after_rounding_to_bf16(tmp_path):
 
 def test_cluster_scope(tmp_path):
     original = planted_checkpoint(tmp_path / "m.safetensors")
-    report = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"),
-                           max_error=0.05, min_size=100, error_scope="cluster")
+    report = cond.compress(
+        str(tmp_path / "m.safetensors"),
+        str(tmp_path / "c.safetensors"),
+        max_error=0.05,
+        min_size=100,
+        error_scope="cluster",
+    )
     _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
     for c in report.clusters:
         num = sum(np.linalg.norm(original[n].astype(float) - rebuilt[n]) ** 2 for n in c.members)
@@ -98,8 +103,13 @@ def test_cluster_scope(tmp_path):
 @pytest.mark.parametrize("estimator", ["weyl", "residual", "exact"])
 def test_other_estimators_keep_the_bound(tmp_path, estimator):
     original = planted_checkpoint(tmp_path / "m.safetensors", k=6)
-    cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05,
-                  min_size=100, estimator=estimator)
+    cond.compress(
+        str(tmp_path / "m.safetensors"),
+        str(tmp_path / "c.safetensors"),
+        max_error=0.05,
+        min_size=100,
+        estimator=estimator,
+    )
     _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
     for name, w in original.items():
         if name.endswith(".weight"):
@@ -115,12 +125,19 @@ def test_rank_ratio_include_exclude_and_group(tmp_path):
     for t in r.tensors:
         if t.storage == "lowrank":
             assert t.params_after <= 0.25 * t.params_before
-    r = cond.compress(src, str(tmp_path / "i.safetensors"), max_error=0.05, min_size=100,
-                      include=r"layers\.[0-3]\.", exclude=r"layers\.3\.")
+    r = cond.compress(
+        src,
+        str(tmp_path / "i.safetensors"),
+        max_error=0.05,
+        min_size=100,
+        include=r"layers\.[0-3]\.",
+        exclude=r"layers\.3\.",
+    )
     touched = {t.name for t in r.tensors if t.error is not None}
     assert touched == {f"layers.{i}.weight" for i in range(3)}
-    r = cond.compress(src, str(tmp_path / "g.safetensors"), max_error=0.05, min_size=100,
-                      group=r"layers\.(\d*[02468])\.")  # even layers only, each its own group
+    r = cond.compress(
+        src, str(tmp_path / "g.safetensors"), max_error=0.05, min_size=100, group=r"layers\.(\d*[02468])\."
+    )  # even layers only, each its own group
     assert not r.clusters  # every group holds one matrix
 
 
@@ -161,8 +178,7 @@ def test_expand_round_trip_sharded_with_index(tmp_path):
 
 def test_open_compressed_is_lazy_and_inspect_reports_the_manifest(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")
-    cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05,
-                  min_size=100)
+    cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "c.safetensors"), max_error=0.05, min_size=100)
     with cond.open_compressed(str(tmp_path / "c.safetensors")) as ckpt:
         assert "layers.0.weight" in ckpt and len(ckpt) == 26
         assert ckpt["layers.0.weight"].shape == (64, 24)
@@ -175,8 +191,21 @@ def test_open_compressed_is_lazy_and_inspect_reports_the_manifest(tmp_path):
 
 def test_cli_report_formats(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05",
-                                 "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "-f", "json"])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--max-error",
+            "0.05",
+            "--min-size",
+            "100",
+            "-o",
+            str(tmp_path / "c.safetensors"),
+            "-f",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["schema"] == "cond.compress/3"
@@ -188,10 +217,23 @@ def test_cli_report_formats(tmp_path):
     assert doc["totals"]["params_before"] == sum(t.size for t in original.values())
     assert doc["totals"]["params_after"] == sum(t.size for t in stored.values())
     assert doc["totals"]["param_ratio"] == pytest.approx(
-        sum(t.size for t in original.values()) / sum(t.size for t in stored.values()), rel=1e-12)
+        sum(t.size for t in original.values()) / sum(t.size for t in stored.values()), rel=1e-12
+    )
     assert all(t["error"] <= 0.05 for t in doc["tensors"] if t["error"] is not None)
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05",
-                                 "--min-size", "100", "-o", str(tmp_path / "c.safetensors"), "--force"])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--max-error",
+            "0.05",
+            "--min-size",
+            "100",
+            "-o",
+            str(tmp_path / "c.safetensors"),
+            "--force",
+        ],
+    )
     assert result.exit_code == 0 and "worst error" in result.stdout
 
 
@@ -213,23 +255,30 @@ def test_bad_input_and_safety(tmp_path):
     run_bad(["compress", str(src), "-o", str(out), "--max-error", "0.1"], ["out.safetensors", "--force"])
     assert out.read_bytes() == b"keep me"
     run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors")], ["--max-error"])
-    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1",
-             "--rank", "3"], ["exactly one"])
-    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "1.5"],
-            ["(0, 1)"])
+    run_bad(
+        ["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1", "--rank", "3"],
+        ["exactly one"],
+    )
+    run_bad(["compress", str(src), "-o", str(tmp_path / "x.safetensors"), "--max-error", "1.5"], ["(0, 1)"])
     np.save(tmp_path / "a.npy", np.eye(3))
-    run_bad(["compress", str(tmp_path / "a.npy"), "-o", str(tmp_path / "x.safetensors"),
-             "--max-error", "0.1"], ["a.npy", "safetensors"])
+    run_bad(
+        ["compress", str(tmp_path / "a.npy"), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
+        ["a.npy", "safetensors"],
+    )
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(before[:-50])
-    run_bad(["compress", str(cut), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
-            ["cut.safetensors", "truncated"])
+    run_bad(
+        ["compress", str(cut), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
+        ["cut.safetensors", "truncated"],
+    )
     nan = tmp_path / "nan.safetensors"
     w = np.ones((64, 80), np.float32)
     w[3, 4] = np.nan
     save_file({"w": w}, str(nan))
-    run_bad(["compress", str(nan), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
-            ["nan.safetensors", "tensor 'w'", "NaN"])
+    run_bad(
+        ["compress", str(nan), "-o", str(tmp_path / "x.safetensors"), "--max-error", "0.1"],
+        ["nan.safetensors", "tensor 'w'", "NaN"],
+    )
     run_bad(["expand", str(src), "-o", str(tmp_path / "d")], ["m.safetensors", "not a cond-lowrank/1, /2 or /3"])
     assert not (tmp_path / "x.safetensors").exists()
     assert not leftovers(tmp_path)
@@ -250,13 +299,20 @@ def test_expand_refuses_to_overwrite_without_force(tmp_path):
 
 def test_group_restricts_who_may_share(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")  # layer i uses basis i % 2
-    r = cond.compress(str(tmp_path / "m.safetensors"), str(tmp_path / "g.safetensors"), max_error=0.05,
-                      min_size=100, group=r"layers\.\d*(\d)\.")  # key: the last digit of the layer
+    r = cond.compress(
+        str(tmp_path / "m.safetensors"),
+        str(tmp_path / "g.safetensors"),
+        max_error=0.05,
+        min_size=100,
+        group=r"layers\.\d*(\d)\.",
+    )  # key: the last digit of the layer
     assert r.clusters
     for c in r.clusters:
         assert len({name.split(".")[1][-1] for name in c.members}) == 1
     assert {frozenset(c.members) for c in r.clusters} <= {
-        frozenset({"layers.0.weight", "layers.10.weight"}), frozenset({"layers.1.weight", "layers.11.weight"})}
+        frozenset({"layers.0.weight", "layers.10.weight"}),
+        frozenset({"layers.1.weight", "layers.11.weight"}),
+    }
 
 
 @pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16], ids=["bf16", "f16"])

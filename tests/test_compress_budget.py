@@ -10,11 +10,11 @@ import json
 
 import numpy as np
 import pytest
+from checkpoints import planted_checkpoint, reconstruct
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 import cond
-from checkpoints import planted_checkpoint, reconstruct
 from cond.linalg.allocation import allocate
 from cond.linalg.cluster_proof import no_cluster_can_save
 from cond.linalg.clustering import cluster_params
@@ -75,15 +75,17 @@ def _spectra_checkpoint(path):
 
 def test_budget_allocation_is_optimal_for_what_it_spends(tmp_path):
     tensors = _spectra_checkpoint(tmp_path / "m.safetensors")
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "c.safetensors", budget=0.4, min_size=0,
-                           min_saving=0.05, cluster=False)
+    report = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "c.safetensors", budget=0.4, min_size=0, min_saving=0.05, cluster=False
+    )
     options = []
     for w in tensors.values():  # oracle options: untouched, or rank r saving >= 5%, loss = Eckart-Young tail
         m, n = w.shape
         s = np.linalg.svd(w, compute_uv=False)
-        tail = [float(np.sum(s[r:] ** 2) / np.sum(s ** 2)) for r in range(len(s) + 1)]
-        options.append([(m * n, 0.0)] + [(r * (m + n), tail[r]) for r in range(1, n + 1)
-                                         if r * (m + n) <= 0.95 * m * n])
+        tail = [float(np.sum(s[r:] ** 2) / np.sum(s**2)) for r in range(len(s) + 1)]
+        options.append(
+            [(m * n, 0.0)] + [(r * (m + n), tail[r]) for r in range(1, n + 1) if r * (m + n) <= 0.95 * m * n]
+        )
     whole = sum(w.size for w in tensors.values())
     _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
     loss = sum(np.linalg.norm(w - rebuilt[k]) ** 2 / np.linalg.norm(w) ** 2 for k, w in tensors.items())
@@ -92,8 +94,9 @@ def test_budget_allocation_is_optimal_for_what_it_spends(tmp_path):
     assert loss <= brute_force(options, report.budget["lagrangian"] * whole) * (1 + 1e-9) + 1e-15
     ranks = [t.rank for t in report.tensors]
     assert len(set(ranks)) > 1  # the fast-decaying matrix needs fewer directions than the slow one
-    uniform = cond.compress(tmp_path / "m.safetensors", tmp_path / "u.safetensors", ratio=0.4, min_size=0,
-                            cluster=False)
+    uniform = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "u.safetensors", ratio=0.4, min_size=0, cluster=False
+    )
     _, _, flat = reconstruct(tmp_path / "u.safetensors")
     uniform_loss = sum(np.linalg.norm(w - flat[k]) ** 2 / np.linalg.norm(w) ** 2 for k, w in tensors.items())
     assert sum(t.params_after for t in uniform.tensors) <= spent + 40  # equal size, up to one rank
@@ -102,14 +105,14 @@ def test_budget_allocation_is_optimal_for_what_it_spends(tmp_path):
 
 def test_budget_with_max_error_keeps_every_bound_and_says_when_it_cannot(tmp_path):
     tensors = _spectra_checkpoint(tmp_path / "m.safetensors")
-    cond.compress(tmp_path / "m.safetensors", tmp_path / "c.safetensors", budget=0.85, max_error=0.2,
-                           min_size=0, cluster=False)
+    cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "c.safetensors", budget=0.85, max_error=0.2, min_size=0, cluster=False
+    )
     _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
     for k, w in tensors.items():
         assert np.linalg.norm(w - rebuilt[k]) / np.linalg.norm(w) <= 0.2
     with pytest.raises(cond.errors.UsageError, match="below the least share"):
-        cond.compress(tmp_path / "m.safetensors", tmp_path / "d.safetensors", budget=0.05, max_error=0.01,
-                      min_size=0)
+        cond.compress(tmp_path / "m.safetensors", tmp_path / "d.safetensors", budget=0.05, max_error=0.01, min_size=0)
 
 
 def _absmax(x):
@@ -136,8 +139,7 @@ def test_int8_rows_never_worse_than_absmax_and_better_when_the_top_is_crowded():
 def test_int8_bound_holds_on_what_is_written_and_the_cheapest_form_is_taken(tmp_path):
     original = planted_checkpoint(tmp_path / "m.safetensors")  # low-rank layers and one full-rank 'odd'
     out = tmp_path / "c.safetensors"
-    report = cond.compress(tmp_path / "m.safetensors", out, max_error=0.05, dtype="int8", min_size=100,
-                           cluster=False)
+    report = cond.compress(tmp_path / "m.safetensors", out, max_error=0.05, dtype="int8", min_size=100, cluster=False)
     with safe_open(str(out), framework="np") as f:  # any safetensors reader opens it
         dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
     manifest, stored, rebuilt = reconstruct(out)
@@ -170,8 +172,11 @@ def test_cond_lowrank_1_files_still_expand(tmp_path):
         for key in ("scales", "storage_dtype", "bytes", "macs", "output_error"):
             t.pop(key, None)
     manifest["format"] = "cond-lowrank/1"
-    save_file(load_file(str(tmp_path / "c.safetensors")), str(tmp_path / "old.safetensors"),
-              metadata={"cond.format": "cond-lowrank/1", "cond.manifest": json.dumps(manifest)})
+    save_file(
+        load_file(str(tmp_path / "c.safetensors")),
+        str(tmp_path / "old.safetensors"),
+        metadata={"cond.format": "cond-lowrank/1", "cond.manifest": json.dumps(manifest)},
+    )
     a = load_file(cond.expand(str(tmp_path / "old.safetensors"), str(tmp_path / "a.safetensors")).files[0])
     b = load_file(cond.expand(str(tmp_path / "c.safetensors"), str(tmp_path / "b.safetensors")).files[0])
     assert set(a) == set(original) and all(np.array_equal(a[k], b[k]) for k in a)
@@ -191,11 +196,17 @@ def test_the_no_cluster_proof_is_sound(seed):
         pairs[i, j] = pairs[j, i] = int(rng.integers(max(ranks[i], ranks[j]), m + 1))
     for given in (None, pairs):
         proven = no_cluster_can_save(m, ranks, widths, own, caps, pairs=given)
-        low = (lambda s: max(ranks[i] for i in s)) if given is None else \
-            (lambda s: max(pairs[i, j] for i in s for j in s))
-        saving = any(cluster_params(m, [widths[i] for i in subset], r) < sum(own[i] for i in subset)
-                     for size in range(2, k + 1) for subset in itertools.combinations(range(k), size)
-                     for r in range(low(subset), min(caps[i] for i in subset) + 1))
+        low = (
+            (lambda s: max(ranks[i] for i in s))
+            if given is None
+            else (lambda s: max(pairs[i, j] for i in s for j in s))
+        )
+        saving = any(
+            cluster_params(m, [widths[i] for i in subset], r) < sum(own[i] for i in subset)
+            for size in range(2, k + 1)
+            for subset in itertools.combinations(range(k), size)
+            for r in range(low(subset), min(caps[i] for i in subset) + 1)
+        )
         assert not (proven and saving)
 
 
@@ -226,16 +237,18 @@ def test_clustering_refuses_to_raise_compute_and_gives_up_provably(tmp_path):
     kept = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", max_error=0.05, min_size=0)
     assert not kept.clusters and kept.cluster_summary["slower"] == 10
     assert all(t.macs_after <= t.macs_before for t in kept.tensors)
-    slower = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", max_error=0.05, min_size=0,
-                           allow_slower=True)
+    slower = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "b.safetensors", max_error=0.05, min_size=0, allow_slower=True
+    )
     assert slower.clusters and any(t.macs_after > t.macs_before for t in slower.tensors if t.cluster is not None)
     for t in slower.tensors:  # multiply-adds per input vector: r (m + n) for a member of a rank-r cluster
         if t.cluster is not None:
             assert t.macs_after == t.rank * (64 + 4)
     noise = {f"z{i}": rng.standard_normal((48, 48)) for i in range(6)}  # full rank: nothing can share at 0.1
     save_file(noise, str(tmp_path / "z.safetensors"))
-    alone = cond.compress(tmp_path / "z.safetensors", tmp_path / "z.out.safetensors", max_error=0.1, min_size=0,
-                          allow_slower=True)
+    alone = cond.compress(
+        tmp_path / "z.safetensors", tmp_path / "z.out.safetensors", max_error=0.1, min_size=0, allow_slower=True
+    )
     assert alone.cluster_summary["proven"] == alone.cluster_summary["chunks"] >= 1
 
 
@@ -248,13 +261,13 @@ def test_layer_sensitivities_from_the_fisher_move_the_budget_to_the_sensitive_la
     save_file({"a": w, "b": w.copy()}, str(tmp_path / "m.safetensors"))
     x = rng.standard_normal((500, 32))
     save_file({"a": x.T @ x, "b": x.T @ x}, str(tmp_path / "g.safetensors"))
-    common = dict(method="whiten", activations=str(tmp_path / "g.safetensors"), budget=0.5, min_size=0,
-                  cluster=False)
+    common = dict(method="whiten", activations=str(tmp_path / "g.safetensors"), budget=0.5, min_size=0, cluster=False)
     even = cond.compress(tmp_path / "m.safetensors", tmp_path / "e.safetensors", **common)
     assert even.tensors[0].rank == even.tensors[1].rank
     save_file({"a": np.ones((32, 32)), "b": 100 * np.ones((32, 32))}, str(tmp_path / "f.safetensors"))
-    tilted = cond.compress(tmp_path / "m.safetensors", tmp_path / "t.safetensors",
-                           fisher=str(tmp_path / "f.safetensors"), **common)
+    tilted = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "t.safetensors", fisher=str(tmp_path / "f.safetensors"), **common
+    )
     ranks = {t.name: t.rank or 32 for t in tilted.tensors}
     assert ranks["b"] > ranks["a"]
     assert tilted.budget["loss"] == "sensitivity-weighted output error"
@@ -262,12 +275,18 @@ def test_layer_sensitivities_from_the_fisher_move_the_budget_to_the_sensitive_la
     sv = np.linalg.svd(w @ chol, compute_uv=False)  # LAPACK: the whitened spectrum
     closed = 0.0
     for name, trace_f in (("a", 32 * 32), ("b", 100 * 32 * 32)):
-        tail = np.sum(sv[ranks[name]:] ** 2) / np.sum(sv ** 2)
-        closed += trace_f / (32 * np.trace(x.T @ x)) * np.sum(sv ** 2) * tail
+        tail = np.sum(sv[ranks[name] :] ** 2) / np.sum(sv**2)
+        closed += trace_f / (32 * np.trace(x.T @ x)) * np.sum(sv**2) * tail
     assert tilted.budget["predicted_loss"] == pytest.approx(closed, rel=1e-6)
     with pytest.raises(cond.errors.UsageError, match="layer sensitivities of a budget"):
-        cond.compress(tmp_path / "m.safetensors", tmp_path / "x.safetensors", method="whiten", ratio=0.5,
-                      activations=str(tmp_path / "g.safetensors"), fisher=str(tmp_path / "f.safetensors"))
+        cond.compress(
+            tmp_path / "m.safetensors",
+            tmp_path / "x.safetensors",
+            method="whiten",
+            ratio=0.5,
+            activations=str(tmp_path / "g.safetensors"),
+            fisher=str(tmp_path / "f.safetensors"),
+        )
 
 
 def test_output_error_of_plain_svd_on_the_calibration_inputs(tmp_path):
@@ -275,11 +294,20 @@ def test_output_error_of_plain_svd_on_the_calibration_inputs(tmp_path):
     the file read back independently and the inputs X themselves (no Cholesky on either side)."""
     original = planted_checkpoint(tmp_path / "m.safetensors")
     rng = np.random.default_rng(8)
-    inputs = {k: rng.standard_normal((300, v.shape[1])) * np.linspace(0.1, 3, v.shape[1])
-              for k, v in original.items() if k.endswith(".weight")}
+    inputs = {
+        k: rng.standard_normal((300, v.shape[1])) * np.linspace(0.1, 3, v.shape[1])
+        for k, v in original.items()
+        if k.endswith(".weight")
+    }
     save_file({k: x.T @ x for k, x in inputs.items()}, str(tmp_path / "g.safetensors"))
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "c.safetensors", max_error=0.05, min_size=100,
-                           activations=str(tmp_path / "g.safetensors"), dtype="int8")
+    report = cond.compress(
+        tmp_path / "m.safetensors",
+        tmp_path / "c.safetensors",
+        max_error=0.05,
+        min_size=100,
+        activations=str(tmp_path / "g.safetensors"),
+        dtype="int8",
+    )
     _, _, rebuilt = reconstruct(tmp_path / "c.safetensors")
     checked = 0
     for t in report.tensors:

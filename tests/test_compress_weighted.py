@@ -11,12 +11,12 @@ import sys
 
 import numpy as np
 import pytest
+from checkpoints import planted_checkpoint, reconstruct
+from invariants import assert_one_line_error
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
-from checkpoints import planted_checkpoint, reconstruct
-from invariants import assert_one_line_error
 from cond.cli.main import app
 
 runner = CliRunner()
@@ -49,10 +49,28 @@ def test_fisher_bounds_the_weighted_error_and_reports_the_plain_one(tmp_path, ax
     fisher, _ = _calibration(tensors, skip=("layers.3.weight",))
     save_file({k: v.astype(np.float32) for k, v in fisher.items()}, str(tmp_path / "f.safetensors"))
     out = tmp_path / "out.safetensors"
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--method", "fisher",
-                                 "--fisher", str(tmp_path / "f.safetensors"), "--fisher-axis", axis,
-                                 "--max-error", "0.1", "--min-size", "0", "-o", str(out), "--format", "json",
-                                 "--quiet"])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--method",
+            "fisher",
+            "--fisher",
+            str(tmp_path / "f.safetensors"),
+            "--fisher-axis",
+            axis,
+            "--max-error",
+            "0.1",
+            "--min-size",
+            "0",
+            "-o",
+            str(out),
+            "--format",
+            "json",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     manifest, _, dense = reconstruct(out)
@@ -87,8 +105,14 @@ def test_whiten_reports_the_output_error_on_the_calibration_inputs(tmp_path):
     tensors = planted_checkpoint(tmp_path / "m.safetensors", n=32)
     _, inputs = _calibration(tensors)
     save_file({k: (x.T @ x).astype(np.float32) for k, x in inputs.items()}, str(tmp_path / "g.safetensors"))
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "out.safetensors", ratio=0.3, min_size=0,
-                           method="whiten", activations=str(tmp_path / "g.safetensors"))
+    report = cond.compress(
+        tmp_path / "m.safetensors",
+        tmp_path / "out.safetensors",
+        ratio=0.3,
+        min_size=0,
+        method="whiten",
+        activations=str(tmp_path / "g.safetensors"),
+    )
     _, _, dense = reconstruct(tmp_path / "out.safetensors")
     seen = 0
     for t in report.tensors:
@@ -101,7 +125,7 @@ def test_whiten_reports_the_output_error_on_the_calibration_inputs(tmp_path):
         assert t.plain_error == pytest.approx(np.linalg.norm(w - dense[t.name]) / np.linalg.norm(w), rel=1e-9)
         # whitening minimises the output error: plain SVD at the same rank does no better
         u, s, vt = np.linalg.svd(w, full_matrices=False)
-        svd_hat = (u[:, :t.rank] * s[:t.rank]) @ vt[:t.rank]
+        svd_hat = (u[:, : t.rank] * s[: t.rank]) @ vt[: t.rank]
         assert out_err <= np.linalg.norm((w - svd_hat) @ x.T) / np.linalg.norm(w @ x.T) * (1 + 1e-4)
         seen += 1
     assert seen >= 10
@@ -112,8 +136,14 @@ def test_whiten_with_clustering_keeps_every_output_bound(tmp_path):
     _, inputs = _calibration(tensors)
     grams = {k: x.T @ x for k, x in inputs.items()}
     save_file({k: v.astype(np.float64) for k, v in grams.items()}, str(tmp_path / "g.safetensors"))
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "out.safetensors", max_error=0.08, min_size=0,
-                           method="whiten", activations=str(tmp_path / "g.safetensors"))
+    report = cond.compress(
+        tmp_path / "m.safetensors",
+        tmp_path / "out.safetensors",
+        max_error=0.08,
+        min_size=0,
+        method="whiten",
+        activations=str(tmp_path / "g.safetensors"),
+    )
     _, _, dense = reconstruct(tmp_path / "out.safetensors")
     assert all(c.axis == "cols" for c in report.clusters)
     for t in report.tensors:
@@ -129,11 +159,27 @@ def test_weights_file_that_is_not_safetensors_or_is_truncated(tmp_path):
     save_file({"layers.0.weight": np.ones((64, 24), np.float32)}, str(tmp_path / "g.safetensors"))
     data = (tmp_path / "g.safetensors").read_bytes()
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 100])
-    for path, expect in ((tmp_path / "f.npy", "must be a .safetensors file"),
-                         (tmp_path / "cut.safetensors", "cut.safetensors")):
-        result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--method", "fisher",
-                                     "--fisher", str(path), "--max-error", "0.1", "--min-size", "0",
-                                     "-o", str(tmp_path / "o.safetensors")])
+    for path, expect in (
+        (tmp_path / "f.npy", "must be a .safetensors file"),
+        (tmp_path / "cut.safetensors", "cut.safetensors"),
+    ):
+        result = runner.invoke(
+            app,
+            [
+                "compress",
+                str(tmp_path / "m.safetensors"),
+                "--method",
+                "fisher",
+                "--fisher",
+                str(path),
+                "--max-error",
+                "0.1",
+                "--min-size",
+                "0",
+                "-o",
+                str(tmp_path / "o.safetensors"),
+            ],
+        )
         assert_one_line_error(result, [path.name, expect])
         assert not (tmp_path / "o.safetensors").exists()
 
@@ -141,46 +187,91 @@ def test_weights_file_that_is_not_safetensors_or_is_truncated(tmp_path):
 def test_missing_weight_names_are_refused_not_silently_ignored(tmp_path):
     planted_checkpoint(tmp_path / "m.safetensors")
     save_file({"model.layers.0.weight": np.ones((64, 24), np.float32)}, str(tmp_path / "f.safetensors"))
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--method", "fisher",
-                                 "--fisher", str(tmp_path / "f.safetensors"), "--max-error", "0.1", "--min-size", "0",
-                                 "-o", str(tmp_path / "o.safetensors")])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--method",
+            "fisher",
+            "--fisher",
+            str(tmp_path / "f.safetensors"),
+            "--max-error",
+            "0.1",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "o.safetensors"),
+        ],
+    )
     assert_one_line_error(result, ["f.safetensors", "no tensor name matches", "model.layers.0.weight"])
     assert not (tmp_path / "o.safetensors").exists()
 
 
-@pytest.mark.parametrize("kind, tensor, expect", [
-    ("fisher", np.ones((64, 25), np.float32), ["does not fit the weight of shape 64x24"]),
-    ("fisher", -np.ones((64, 24), np.float32), ["negative entries"]),
-    ("fisher", np.full((64, 24), np.nan, np.float32), ["NaN"]),
-    ("fisher", np.ones(64, np.float32), ["vector of length 24"]),
-    ("gram", np.ones((25, 25), np.float32), ["must be 24x24"]),
-    ("gram", np.triu(np.ones((24, 24), np.float32)) + np.eye(24, dtype=np.float32), ["not symmetric"]),
-    ("gram", np.full((24, 24), np.nan, np.float32), ["NaN"]),
-    ("gram", -np.eye(24, dtype=np.float32), ["negative diagonal"]),
-])
+@pytest.mark.parametrize(
+    "kind, tensor, expect",
+    [
+        ("fisher", np.ones((64, 25), np.float32), ["does not fit the weight of shape 64x24"]),
+        ("fisher", -np.ones((64, 24), np.float32), ["negative entries"]),
+        ("fisher", np.full((64, 24), np.nan, np.float32), ["NaN"]),
+        ("fisher", np.ones(64, np.float32), ["vector of length 24"]),
+        ("gram", np.ones((25, 25), np.float32), ["must be 24x24"]),
+        ("gram", np.triu(np.ones((24, 24), np.float32)) + np.eye(24, dtype=np.float32), ["not symmetric"]),
+        ("gram", np.full((24, 24), np.nan, np.float32), ["NaN"]),
+        ("gram", -np.eye(24, dtype=np.float32), ["negative diagonal"]),
+    ],
+)
 def test_bad_weight_files_get_one_line_naming_the_tensor(tmp_path, kind, tensor, expect):
     planted_checkpoint(tmp_path / "m.safetensors")
     save_file({"layers.2.weight": tensor}, str(tmp_path / "w.safetensors"))
     flags = ["--method", "fisher", "--fisher"] if kind == "fisher" else ["--method", "whiten", "--activations"]
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), *flags, str(tmp_path / "w.safetensors"),
-                                 "--max-error", "0.1", "--min-size", "0", "-o", str(tmp_path / "o.safetensors")])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            *flags,
+            str(tmp_path / "w.safetensors"),
+            "--max-error",
+            "0.1",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "o.safetensors"),
+        ],
+    )
     assert_one_line_error(result, ["w.safetensors", "tensor 'layers.2.weight'", *expect])
     assert not (tmp_path / "o.safetensors").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
-@pytest.mark.parametrize("args, expect", [
-    (["--method", "fisher"], ["`--method fisher` needs `--fisher FILE`"]),
-    (["--method", "whiten"], ["`--method whiten` needs `--activations FILE`"]),
-    (["--fisher", "x.safetensors"], ["`--fisher` is given but `--method` is svd"]),
-    (["--method", "whiten", "--activations", "m.safetensors"], ["must not be the checkpoint"]),
-    (["--fisher-axis", "out"], ["`--fisher-axis` applies to `--method fisher`"]),
-])
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--method", "fisher"], ["`--method fisher` needs `--fisher FILE`"]),
+        (["--method", "whiten"], ["`--method whiten` needs `--activations FILE`"]),
+        (["--fisher", "x.safetensors"], ["`--fisher` is given but `--method` is svd"]),
+        (["--method", "whiten", "--activations", "m.safetensors"], ["must not be the checkpoint"]),
+        (["--fisher-axis", "out"], ["`--fisher-axis` applies to `--method fisher`"]),
+    ],
+)
 def test_method_usage_errors(tmp_path, args, expect):
     planted_checkpoint(tmp_path / "m.safetensors")
     args = [str(tmp_path / a) if a.endswith(".safetensors") else a for a in args]
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), *args, "--max-error", "0.1",
-                                 "--min-size", "0", "-o", str(tmp_path / "o.safetensors")])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            *args,
+            "--max-error",
+            "0.1",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "o.safetensors"),
+        ],
+    )
     assert_one_line_error(result, expect)
 
 
@@ -241,6 +332,12 @@ def test_torch_calibrator_accumulates_grams_and_squared_gradients(tmp_path):
     np.testing.assert_allclose(fisher["2.weight"], fisher2, rtol=1e-3, atol=1e-5)
     # the files feed cond compress directly
     save_file({k: v.detach().numpy() for k, v in model.state_dict().items()}, str(tmp_path / "m.safetensors"))
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "o.safetensors", rank=2, min_size=0,
-                           method="whiten", activations=str(tmp_path / "g.safetensors"))
+    report = cond.compress(
+        tmp_path / "m.safetensors",
+        tmp_path / "o.safetensors",
+        rank=2,
+        min_size=0,
+        method="whiten",
+        activations=str(tmp_path / "g.safetensors"),
+    )
     assert {t.weighting for t in report.tensors if t.storage == "lowrank"} == {"whiten"}

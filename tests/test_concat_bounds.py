@@ -99,8 +99,11 @@ def planted(seed, k=40, m=48, n=6, subspaces=3, dim=3, noise=0.002):
     rng = np.random.default_rng(seed)
     bases = [np.linalg.qr(rng.standard_normal((m, dim)))[0] for _ in range(subspaces)]
     labels = rng.integers(0, subspaces, size=k)
-    blocks = [(bases[j] @ rng.standard_normal((dim, n)) + noise * rng.standard_normal((m, n)))
-              * np.exp(0.5 * rng.standard_normal()) for j in labels]
+    blocks = [
+        (bases[j] @ rng.standard_normal((dim, n)) + noise * rng.standard_normal((m, n)))
+        * np.exp(0.5 * rng.standard_normal())
+        for j in labels
+    ]
     return blocks, labels
 
 
@@ -125,8 +128,7 @@ def test_driver_finds_planted_subspaces_and_every_member_meets_the_bound(seed):
             b = blocks[i]
             approx = c.basis @ (c.basis.T @ b)
             assert np.linalg.norm(b - approx) / np.linalg.norm(b) <= eps
-        assert cluster_params(48, [blocks[i].shape[1] for i in c.members], c.rank) < \
-            sum(own[i] for i in c.members)
+        assert cluster_params(48, [blocks[i].shape[1] for i in c.members], c.rank) < sum(own[i] for i in c.members)
     assert sum(len(c.members) for c in clusters) >= 0.9 * len(blocks)
 
 

@@ -3,15 +3,15 @@ against numpy's corrcoef and cond on the data itself (independent of cond's stre
 
 import json
 
+import naive
 import numpy as np
 import pytest
+from data import FIXTURES
+from oracles import EPS
 from typer.testing import CliRunner
 
 import cond
-import naive
 from cond.cli.main import app
-from data import FIXTURES
-from oracles import EPS
 
 runner = CliRunner()
 STACK = f"{FIXTURES}/stack72.csv"
@@ -79,14 +79,15 @@ def test_streaming_correlations_survive_large_means_and_many_blocks(tmp_path):
     # cancel to noise; Chan's merge must agree with numpy's centred corrcoef
     rng = np.random.default_rng(7)
     base = rng.standard_normal((10_000, 1))
-    x = 1e8 + np.column_stack([base + 0.3 * rng.standard_normal((10_000, 1)) for _ in range(4)]
-                              + [rng.standard_normal((10_000, 2))])
+    x = 1e8 + np.column_stack(
+        [base + 0.3 * rng.standard_normal((10_000, 1)) for _ in range(4)] + [rng.standard_normal((10_000, 2))]
+    )
     np.save(tmp_path / "x.npy", x)
     from cond.linalg.correlation import Moments
 
     m = Moments.empty(6)
     for start in range(0, 10_000, 4096):
-        m.add_block(x[start:start + 4096])
+        m.add_block(x[start : start + 4096])
     truth = np.corrcoef(x - 1e8, rowvar=False)  # the offset subtracts exactly (Sterbenz): no cancellation
     # the running mean is stored to ulp(1e8) = 1.5e-8; times |delta| ~ 0.05 between block means and
     # n_a n_b / n, over the cross-products' ~n: about 1e-10 in a correlation

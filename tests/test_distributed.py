@@ -13,16 +13,16 @@ import sys
 
 import numpy as np
 import pytest
+from checkpoints import reconstruct
+from cli_checks import run_cli_without
+from invariants import assert_one_line_error
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
-from checkpoints import reconstruct
-from cli_checks import run_cli_without
-from invariants import assert_one_line_error
 from cond.cli.main import app
-from cond.errors import UsageError
 from cond.commands.sample import sample
+from cond.errors import UsageError
 
 runner = CliRunner()
 HAS_DASK = importlib.util.find_spec("distributed") is not None
@@ -38,8 +38,9 @@ def cluster():
 
     import distributed
 
-    lc = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=logging.ERROR)
+    lc = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.ERROR
+    )
     yield lc.scheduler_address
     lc.close()
 
@@ -65,8 +66,11 @@ def test_inspect_on_a_cluster_gives_the_same_floats(tmp_path, cluster):
     assert [m.name for m in remote.matrices] == [m.name for m in local.matrices]  # file order
     for a, b in zip(local.matrices, remote.matrices):
         np.testing.assert_array_equal(a.diagnostics.spectrum, b.diagnostics.spectrum)
-        assert (a.diagnostics.kappa, a.diagnostics.status, a.diagnostics.alpha) == \
-            (b.diagnostics.kappa, b.diagnostics.status, b.diagnostics.alpha)
+        assert (a.diagnostics.kappa, a.diagnostics.status, a.diagnostics.alpha) == (
+            b.diagnostics.kappa,
+            b.diagnostics.status,
+            b.diagnostics.alpha,
+        )
     assert [s.name for s in remote.skipped] == [s.name for s in local.skipped]
 
 
@@ -74,8 +78,9 @@ def test_inspect_on_a_cluster_gives_the_same_floats(tmp_path, cluster):
 def test_compress_on_a_cluster_meets_the_same_bounds(tmp_path, cluster):
     tensors = _checkpoint(tmp_path / "m.safetensors")
     local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", max_error=0.05, min_size=0)
-    remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", max_error=0.05, min_size=0,
-                           scheduler=cluster)
+    remote = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "b.safetensors", max_error=0.05, min_size=0, scheduler=cluster
+    )
     assert [t.name for t in remote.tensors] == [t.name for t in local.tensors]
     assert len(remote.clusters) >= 1
     _, _, dense = reconstruct(tmp_path / "b.safetensors")  # independent of cond's reader
@@ -108,8 +113,9 @@ def test_weighted_compress_on_a_cluster(tmp_path, cluster):
     kwargs = dict(max_error=0.05, min_size=0, method="whiten", activations=str(tmp_path / "g.safetensors"))
     local = cond.compress(tmp_path / "m.safetensors", tmp_path / "a.safetensors", **kwargs)
     remote = cond.compress(tmp_path / "m.safetensors", tmp_path / "b.safetensors", scheduler=cluster, **kwargs)
-    assert [(t.storage, t.rank, t.weighting) for t in remote.tensors] == \
-        [(t.storage, t.rank, t.weighting) for t in local.tensors]
+    assert [(t.storage, t.rank, t.weighting) for t in remote.tensors] == [
+        (t.storage, t.rank, t.weighting) for t in local.tensors
+    ]
     assert all(t.error <= 0.05 for t in remote.tensors if t.error is not None)
 
 
@@ -132,8 +138,7 @@ def test_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster, method):
     np.save(tmp_path / "X.npy", a)
     p = 2 if method == "lewis" else None
     local = sample(str(tmp_path / "X.npy"), size=500, method=method, p=p, seed=4)
-    remote = sample(str(tmp_path / "X.npy"), size=500, method=method, p=p, seed=4,
-                                  scheduler=cluster)
+    remote = sample(str(tmp_path / "X.npy"), size=500, method=method, p=p, seed=4, scheduler=cluster)
     np.testing.assert_array_equal(remote.scores, local.scores)  # the same floats
     np.testing.assert_array_equal(remote.indices, local.indices)
     np.testing.assert_array_equal(remote.weights, local.weights)
@@ -165,8 +170,7 @@ def test_parquet_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster):
 
     rng = np.random.default_rng(6)
     a = rng.standard_normal((30_000, 5))
-    table = pa.table({**{f"x{j}": a[:, j] for j in range(4)}, "label": np.arange(30_000) % 3,
-                      "y": a[:, 4]})
+    table = pa.table({**{f"x{j}": a[:, j] for j in range(4)}, "label": np.arange(30_000) % 3, "y": a[:, 4]})
     pq.write_table(table, tmp_path / "d.parquet", row_group_size=7000)  # groups cut across blocks
     kwargs = dict(size=300, seed=2, columns="x*", target="y", keep_rows=True)
     local = sample(str(tmp_path / "d.parquet"), **kwargs)
@@ -196,10 +200,14 @@ def test_zarr_sample_on_a_cluster_gives_the_same_sample(tmp_path, cluster):
 def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
     _checkpoint(tmp_path / "m.safetensors")
     plain = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"])
-    flag = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet",
-                               "--scheduler", cluster])
-    env = runner.invoke(app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"],
-                        env={"COND_SCHEDULER": cluster})
+    flag = runner.invoke(
+        app, ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet", "--scheduler", cluster]
+    )
+    env = runner.invoke(
+        app,
+        ["inspect", str(tmp_path / "m.safetensors"), "--format", "json", "--quiet"],
+        env={"COND_SCHEDULER": cluster},
+    )
     assert plain.exit_code == flag.exit_code == env.exit_code == 0, flag.output
 
     def strip(doc):  # timings differ; everything else must not
@@ -214,8 +222,22 @@ def test_cli_scheduler_flag_and_environment(tmp_path, cluster):
         return d
 
     assert strip(flag.stdout) == strip(plain.stdout) == strip(env.stdout)
-    out = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.05", "--min-size",
-                              "0", "-o", str(tmp_path / "c.safetensors"), "--scheduler", cluster, "--quiet"])
+    out = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--max-error",
+            "0.05",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "c.safetensors"),
+            "--scheduler",
+            cluster,
+            "--quiet",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "worst error" in out.stdout
     np.save(tmp_path / "X.npy", np.random.default_rng(0).standard_normal((5000, 3)))
@@ -236,8 +258,21 @@ def test_bad_input_on_a_worker_is_one_line_naming_file_and_tensor(tmp_path, clus
     tensors = _checkpoint(tmp_path / "m.safetensors")
     tensors["blocks.3.weight"][1, 2] = np.nan
     save_file(tensors, str(tmp_path / "m.safetensors"))
-    result = runner.invoke(app, ["compress", str(tmp_path / "m.safetensors"), "--max-error", "0.1", "--min-size",
-                                 "0", "-o", str(tmp_path / "o.safetensors"), "--scheduler", cluster])
+    result = runner.invoke(
+        app,
+        [
+            "compress",
+            str(tmp_path / "m.safetensors"),
+            "--max-error",
+            "0.1",
+            "--min-size",
+            "0",
+            "-o",
+            str(tmp_path / "o.safetensors"),
+            "--scheduler",
+            cluster,
+        ],
+    )
     assert_one_line_error(result, ["m.safetensors", "tensor 'blocks.3.weight'", "NaN"])
     assert not (tmp_path / "o.safetensors").exists()
 
@@ -285,23 +320,26 @@ def test_scheduler_and_device_errors(tmp_path):
 
 def test_scheduler_without_dask_says_what_to_install(tmp_path):
     _checkpoint(tmp_path / "m.safetensors")
-    out = run_cli_without(["dask", "distributed"], ["inspect", str(tmp_path / "m.safetensors"), "--scheduler",
-                                                    "local:2"])
+    out = run_cli_without(
+        ["dask", "distributed"], ["inspect", str(tmp_path / "m.safetensors"), "--scheduler", "local:2"]
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.strip().splitlines() == ["cond: error: `--scheduler` needs Dask: pip install 'cond[dask]'"]
 
 
 def test_import_cond_and_help_import_neither_dask_nor_cupy():
-    code = ("import sys\n"
-            "import cond\n"
-            "from typer.testing import CliRunner\n"
-            "from cond.cli.main import app\n"
-            "r = CliRunner().invoke(app, ['--help'])\n"
-            "assert r.exit_code == 0\n"
-            "for sub in ('inspect', 'compress', 'sample'):\n"
-            "    assert CliRunner().invoke(app, [sub, '--help']).exit_code == 0\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'cupy'))\n"
-            "print(bad)\n")
+    code = (
+        "import sys\n"
+        "import cond\n"
+        "from typer.testing import CliRunner\n"
+        "from cond.cli.main import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0\n"
+        "for sub in ('inspect', 'compress', 'sample'):\n"
+        "    assert CliRunner().invoke(app, [sub, '--help']).exit_code == 0\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'cupy'))\n"
+        "print(bad)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
@@ -312,18 +350,20 @@ def test_device_cuda_plumbing_with_a_stand_in_for_cupy(tmp_path):
     implicit conversion as CuPy does): the matrix goes to the "device", the backend follows it,
     the values come back; results equal the CPU's. GPU numerics are for benchmarks/gpu_check.py."""
     _checkpoint(tmp_path / "m.safetensors")
-    code = ("import sys, json\n"
-            f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
-            "import fake_cupy; cupy = fake_cupy.install()\n"
-            "import numpy as np, cond\n"
-            f"p = {str(tmp_path / 'm.safetensors')!r}\n"
-            "cpu = cond.inspect(p, keep_spectra=True)\n"
-            "gpu = cond.inspect(p, keep_spectra=True, device='cuda')\n"
-            "arr = cond.inspect(cupy.asarray(np.diag([3.0, 2.0, 1.0])))\n"
-            "ok = all(np.allclose(a.diagnostics.spectrum, b.diagnostics.spectrum, rtol=1e-12, atol=0)\n"
-            "         for a, b in zip(cpu.matrices, gpu.matrices))\n"
-            "print(json.dumps([ok, gpu.options['device'], arr.options['device'],\n"
-            "                  arr.matrices[0].diagnostics.kappa]))\n")
+    code = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "import fake_cupy; cupy = fake_cupy.install()\n"
+        "import numpy as np, cond\n"
+        f"p = {str(tmp_path / 'm.safetensors')!r}\n"
+        "cpu = cond.inspect(p, keep_spectra=True)\n"
+        "gpu = cond.inspect(p, keep_spectra=True, device='cuda')\n"
+        "arr = cond.inspect(cupy.asarray(np.diag([3.0, 2.0, 1.0])))\n"
+        "ok = all(np.allclose(a.diagnostics.spectrum, b.diagnostics.spectrum, rtol=1e-12, atol=0)\n"
+        "         for a, b in zip(cpu.matrices, gpu.matrices))\n"
+        "print(json.dumps([ok, gpu.options['device'], arr.options['device'],\n"
+        "                  arr.matrices[0].diagnostics.kappa]))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     import json
@@ -333,14 +373,14 @@ def test_device_cuda_plumbing_with_a_stand_in_for_cupy(tmp_path):
 
 def test_array_namespace_sketch_equals_the_kernel_sketch():
     """The GPU code path, run with NumPy as its array module, against the numba kernels."""
-    from cond.linalg.sketch import sketched_leverage
     from cond import threads as cond_threads
+    from cond.linalg.sketch import sketched_leverage
     from cond.linalg.sketch.xp import sketched_leverage_xp
 
     rng = np.random.default_rng(8)
     a = rng.standard_normal((30_000, 9))
     a[:40] *= 25
-    blocks = lambda: ((s, a[s:s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
+    blocks = lambda: ((s, a[s : s + 4096]) for s in range(0, len(a), 4096))  # noqa: E731
     kernel = sketched_leverage(blocks, len(a), 9, seed=5)
     on_numpy = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     assert on_numpy.rank == kernel.rank == 9
@@ -352,7 +392,7 @@ def test_array_namespace_sketch_equals_the_kernel_sketch():
         same_blas = sketched_leverage_xp(np, blocks, len(a), 9, seed=5)
     np.testing.assert_allclose(same_blas.values, kernel.values, rtol=1e-10)  # then only the sketch's order
     wide = rng.standard_normal((30_000, 200))  # rank 200 > k / 2: the float32 JL product on both
-    wide_blocks = lambda: ((s, wide[s:s + 4096]) for s in range(0, len(wide), 4096))  # noqa: E731
+    wide_blocks = lambda: ((s, wide[s : s + 4096]) for s in range(0, len(wide), 4096))  # noqa: E731
     kernel = sketched_leverage(wide_blocks, len(wide), 200, seed=5)
     with cond_threads.one_thread_blas():
         on_numpy = sketched_leverage_xp(np, wide_blocks, len(wide), 200, seed=5)

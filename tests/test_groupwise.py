@@ -14,16 +14,17 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
-from hypothesis import given, settings, strategies as st
+from checkpoints import reconstruct
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import gptq_textbook
 from safetensors.numpy import load_file, save_file
 
 import cond
-from checkpoints import reconstruct
 from cond.errors import InputError
 from cond.linalg.allocation import allocate
 from cond.linalg.gptq import gptq
 from cond.linalg.groupwise import CLIP_RATIOS, GroupSpec, group_params, pack, quantize_nearest, unpack
-from naive import gptq_textbook
 
 
 def gram_of(rng, n, rows=None):
@@ -60,11 +61,17 @@ def test_unpacking_refuses_stray_padding_bits_and_wrong_widths():
 # ------------------------------------------------------------------ rounding to nearest
 
 
-@given(bits=st.integers(2, 8), group=st.sampled_from([4, 8, 16]), symmetric=st.booleans(),
-       seed=st.integers(0, 2**16), scale=st.sampled_from([1e-4, 1.0, 300.0]))
+@given(
+    bits=st.integers(2, 8),
+    group=st.sampled_from([4, 8, 16]),
+    symmetric=st.booleans(),
+    seed=st.integers(0, 2**16),
+    scale=st.sampled_from([1e-4, 1.0, 300.0]),
+)
 @settings(max_examples=60)
 def test_rounding_to_nearest_is_the_best_code_for_its_scale_and_never_worse_than_the_plain_range(
-        bits, group, symmetric, seed, scale):
+    bits, group, symmetric, seed, scale
+):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((3, 2 * group)) * scale
     spec = GroupSpec(bits, group, symmetric)
@@ -73,19 +80,22 @@ def test_rounding_to_nearest_is_the_best_code_for_its_scale_and_never_worse_than
     assert got.scales.dtype == np.float16 and np.all(got.scales > 0) and np.all(np.isfinite(got.scales))
     assert got.codes.max() <= 2**bits - 1
     s = np.repeat(got.scales.astype(np.float64), group, axis=1)
-    z = np.repeat(np.full(got.scales.shape, 2.0 ** (bits - 1)) if got.zeros is None else got.zeros.astype(float),
-                  group, axis=1)
+    z = np.repeat(
+        np.full(got.scales.shape, 2.0 ** (bits - 1)) if got.zeros is None else got.zeros.astype(float), group, axis=1
+    )
     np.testing.assert_array_equal(value, s * (got.codes.astype(float) - z))
     # brute force: no code in range is nearer to any entry for the scale and zero chosen
     lo = 1 if symmetric else 0
     every = s[..., None] * (np.arange(lo, 2**bits)[None, None, :] - z[..., None])
-    np.testing.assert_allclose(np.abs(value - w), np.min(np.abs(every - w[..., None]), axis=2),
-                               rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(
+        np.abs(value - w), np.min(np.abs(every - w[..., None]), axis=2), rtol=0, atol=1e-12 * scale
+    )
     # the clip search includes the plain range (ratio 1): never worse than it, group by group
     plain = GroupSpec(bits, group, symmetric)
     x = w.reshape(3, 2, group)
-    lo_, hi_ = (-np.abs(x).max(2), np.abs(x).max(2)) if symmetric else \
-        (np.minimum(x.min(2), 0), np.maximum(x.max(2), 0))
+    lo_, hi_ = (
+        (-np.abs(x).max(2), np.abs(x).max(2)) if symmetric else (np.minimum(x.min(2), 0), np.maximum(x.max(2), 0))
+    )
     from cond.linalg.groupwise import _params_at, _round_trip
 
     s1, z1 = _params_at(lo_, hi_, plain)
@@ -170,14 +180,17 @@ def grams_file(tmp_path, rng, tensors):
     return path, {k: v.astype(np.float64) for k, v in grams.items()}
 
 
-@pytest.mark.parametrize("options", [
-    dict(dtype="int4"),
-    dict(dtype="int3", group_size=32, symmetric=True),
-    dict(dtype="int2", group_size=64, correction_rank=8),
-    dict(dtype="int8", group_size=32),
-    dict(dtype="int5", correction_rank=4, correction_dtype="int8", group_size=64),
-    dict(dtype="int3", correction_rank=8, preserve=True, group_size=32),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(dtype="int4"),
+        dict(dtype="int3", group_size=32, symmetric=True),
+        dict(dtype="int2", group_size=64, correction_rank=8),
+        dict(dtype="int8", group_size=32),
+        dict(dtype="int5", correction_rank=4, correction_dtype="int8", group_size=64),
+        dict(dtype="int3", correction_rank=8, preserve=True, group_size=32),
+    ],
+)
 def test_errors_are_measured_on_an_independent_unpacking_of_the_file(tmp_path, options):
     src, tensors = planted(tmp_path, np.random.default_rng(1))
     out = tmp_path / "q.safetensors"
@@ -197,8 +210,12 @@ def test_errors_are_measured_on_an_independent_unpacking_of_the_file(tmp_path, o
         codes_bytes = m * math.ceil(n * bits / 8)
         assert stored[f"{t.name}.codes"].nbytes == codes_bytes
         total = sum(stored[k].nbytes for k in stored if k.startswith(t.name + "."))
-        assert t.bytes_after == total == spec.nbytes(m, n) + sum(
-            stored[k].nbytes for k in stored if k.startswith(t.name + ".L") or k.startswith(t.name + ".R"))
+        assert (
+            t.bytes_after
+            == total
+            == spec.nbytes(m, n)
+            + sum(stored[k].nbytes for k in stored if k.startswith(t.name + ".L") or k.startswith(t.name + ".R"))
+        )
     expanded = tmp_path / "d"
     cond.expand(out, expanded)
     dense = load_file(str(expanded / "model.safetensors"))
@@ -222,8 +239,16 @@ def test_the_bound_holds_with_the_smallest_correction_rank(tmp_path):
         assert t.storage == "groupwise" and t.rank is not None
         lower = [r for r in CORRECTION_RANKS if r < t.rank]
         if lower:  # the next smaller rank tried misses the bound
-            smaller = cond.compress(src, tmp_path / "s.safetensors", dtype="int2", group_size=32, min_size=1,
-                                    correction_rank=lower[-1], include=t.name, force=True)
+            smaller = cond.compress(
+                src,
+                tmp_path / "s.safetensors",
+                dtype="int2",
+                group_size=32,
+                min_size=1,
+                correction_rank=lower[-1],
+                include=t.name,
+                force=True,
+            )
             assert smaller.tensors[[x.name for x in smaller.tensors].index(t.name)].error > 0.1
 
 
@@ -233,8 +258,19 @@ def test_the_correction_is_qeras_closed_form_and_minimises_the_output_error(tmp_
     grams, g64 = grams_file(tmp_path, rng, {"l0.weight": tensors["l0.weight"]})
     out = tmp_path / "q.safetensors"
     rank = 6
-    report = cond.compress(src, out, dtype="int3", group_size=32, correction_rank=rank, correction_dtype="f64",
-                           method="whiten", activations=grams, rounding="nearest", include="weight", min_size=1)
+    report = cond.compress(
+        src,
+        out,
+        dtype="int3",
+        group_size=32,
+        correction_rank=rank,
+        correction_dtype="f64",
+        method="whiten",
+        activations=grams,
+        rounding="nearest",
+        include="weight",
+        min_size=1,
+    )
     manifest, stored, _ = reconstruct(out)
     w = tensors["l0.weight"].astype(np.float64)
     t = next(x for x in manifest["tensors"] if x["name"] == "l0.weight")
@@ -269,8 +305,9 @@ def test_gptq_through_compress_uses_the_grams_and_reports_the_output_error(tmp_p
     runs = {}
     for rounding in ("gptq", "nearest"):
         out = tmp_path / f"{rounding}.safetensors"
-        runs[rounding] = cond.compress(src, out, dtype="int3", group_size=32, activations=grams, rounding=rounding,
-                                       include="weight", min_size=1)
+        runs[rounding] = cond.compress(
+            src, out, dtype="int3", group_size=32, activations=grams, rounding=rounding, include="weight", min_size=1
+        )
         _, _, rebuilt = reconstruct(out)
         for t in (t for t in runs[rounding].tensors if t.name in weights):
             w = weights[t.name].astype(np.float64)
@@ -302,8 +339,10 @@ def test_the_budget_over_every_form_against_brute_force(tmp_path):
     whole = sum(u for u, _, _ in listed)
     for share in (0.12, 0.2, 0.3):
         # keep each item's 6 cheapest-per-loss options so brute force stays small, and allocate over those
-        options = [sorted([(c, loss) for c, loss, _ in opts_], key=lambda o: o[0])[::max(1, len(opts_) // 6)]
-                   for _, opts_, _ in listed]
+        options = [
+            sorted([(c, loss) for c, loss, _ in opts_], key=lambda o: o[0])[:: max(1, len(opts_) // 6)]
+            for _, opts_, _ in listed
+        ]
         got = allocate(options, share * whole)
         assert got.cost <= share * whole
         best = np.inf
@@ -319,7 +358,7 @@ def test_the_budget_over_every_form_against_brute_force(tmp_path):
             options = by_name[t.name][1]
             plan = ("groupwise", t.quant["bits"], t.quant["group"], t.rank or 0)
             predicted = next(loss for c, loss, p in options if p == plan)
-            assert abs(t.error ** 2 - predicted) <= 1e-3 * predicted + 1e-12
+            assert abs(t.error**2 - predicted) <= 1e-3 * predicted + 1e-12
     assert report.budget["spent"] <= 0.2 + 1e-12
 
 
@@ -372,9 +411,13 @@ def test_tampered_group_files_are_one_input_error(tmp_path):
     def group48(t):
         t["quant"]["group"] = 48
 
-    cases = [(zero_scale, None, "finite and positive"), (nan_scale, None, "finite and positive"),
-             (padding, None, "bits set past"), (short, None, "must be U8 of shape"),
-             (lambda a: None, group48, "does not divide")]
+    cases = [
+        (zero_scale, None, "finite and positive"),
+        (nan_scale, None, "finite and positive"),
+        (padding, None, "bits set past"),
+        (short, None, "must be U8 of shape"),
+        (lambda a: None, group48, "does not divide"),
+    ]
     for change, manifest_change, message in cases:
         path = tampered(change, manifest_change)
         with pytest.raises(InputError, match=message):

@@ -1,28 +1,43 @@
 """The house rules of STYLE.md that a reader would check by hand: modules under about 400
 lines, function bodies under about 60 (docstrings not counted), and the layers pointing one
 way: nothing in cond/ imports typer or rich, every import (function-level ones included)
-points to the same layer or one below it (:data:`RANKS`), and no import cycle exists."""
+points to the same layer or one below it (:data:`RANKS`), and no import cycle exists.
+
+Sizes count *logical* lines (those that end a statement: tokenize's NEWLINE), so that they
+do not change when ruff format wraps a call over several lines; before the formatter the
+largest module had 257 logical lines in 373 physical ones, hence the 280 below."""
 
 import ast
 import glob
+import io
 import os
 import sys
+import tokenize
 
 from data import ROOT
 
-SOURCES = sorted(glob.glob(os.path.join(ROOT, "cond", "**", "*.py"), recursive=True)
-                 + glob.glob(os.path.join(ROOT, "cli", "*.py")))
-MAX_MODULE_LINES = 400
-MAX_BODY_LINES = 62  # "about 60"
+SOURCES = sorted(
+    glob.glob(os.path.join(ROOT, "cond", "**", "*.py"), recursive=True) + glob.glob(os.path.join(ROOT, "cli", "*.py"))
+)
+MAX_MODULE_LINES = 280  # logical lines: about 400 physical ones before formatting
+MAX_BODY_LINES = 62  # "about 60" (a kernel has one statement a line: logical = physical there)
 
 
-def _body_lines(node):
+def _statement_ends(source):
+    """The line numbers on which a statement ends (logical lines)."""
+    return [t.start[0] for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.NEWLINE]
+
+
+def _body_lines(node, ends):
     body = node.body
     first = body[0]
-    docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+    docstring = (
+        isinstance(first, ast.Expr)
+        and isinstance(getattr(first, "value", None), ast.Constant)
         and isinstance(first.value.value, str)
+    )
     start = (body[1].lineno if len(body) > 1 else first.end_lineno + 1) if docstring else first.lineno
-    return node.end_lineno - start + 1
+    return sum(start <= end <= node.end_lineno for end in ends)
 
 
 def test_modules_and_functions_stay_small():
@@ -30,11 +45,12 @@ def test_modules_and_functions_stay_small():
     for path in SOURCES:
         source = open(path, encoding="utf-8").read()
         rel = os.path.relpath(path, ROOT)
-        if source.count("\n") > MAX_MODULE_LINES:
-            long_modules.append((rel, source.count("\n")))
+        ends = _statement_ends(source)
+        if len(ends) > MAX_MODULE_LINES:
+            long_modules.append((rel, len(ends)))
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_BODY_LINES:
-                long_functions.append((rel, node.name, _body_lines(node)))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node, ends) > MAX_BODY_LINES:
+                long_functions.append((rel, node.name, _body_lines(node, ends)))
     assert not long_modules, long_modules
     assert not long_functions, long_functions
 
@@ -51,21 +67,36 @@ def test_cond_never_imports_the_command_line_stack():
 
 # The layers, top to bottom (DESIGN.md): a module may import its own layer or one ranked lower.
 # formats may use linalg's numerics (dequantising a stored factor), never the other way round.
-RANKS = {"cli": 6, "__init__": 5, "sampling": 5, "commands": 4, "torch": 3, "formats": 2, "linalg": 1,
-         "kernels": 0, "backends": 0, "threads": 0, "distributed": 0, "errors": -1, "_version": -1}
+RANKS = {
+    "cli": 6,
+    "__init__": 5,
+    "sampling": 5,
+    "commands": 4,
+    "torch": 3,
+    "formats": 2,
+    "linalg": 1,
+    "kernels": 0,
+    "backends": 0,
+    "threads": 0,
+    "distributed": 0,
+    "errors": -1,
+    "_version": -1,
+}
 
 
 def import_graph(root):
     """``{module: {modules it imports anywhere in its file}}`` for cond/ and cli/ under ``root``
     (cli/ is installed as cond.cli); ``from pkg import name`` counts as ``pkg.name`` when that
     is a module, else as ``pkg``."""
-    files = sorted(glob.glob(os.path.join(root, "cond", "**", "*.py"), recursive=True)
-                   + glob.glob(os.path.join(root, "cli", "*.py")))
+    files = sorted(
+        glob.glob(os.path.join(root, "cond", "**", "*.py"), recursive=True)
+        + glob.glob(os.path.join(root, "cli", "*.py"))
+    )
     modules = {}
     for path in files:
         name = os.path.relpath(path, root)[:-3].replace(os.sep, ".")
         name = "cond." + name if name.startswith("cli") else name
-        modules[name[:-len(".__init__")] if name.endswith(".__init__") else name] = path
+        modules[name[: -len(".__init__")] if name.endswith(".__init__") else name] = path
 
     def known(name):
         while name and name not in modules:
@@ -79,8 +110,10 @@ def import_graph(root):
             if isinstance(node, ast.Import):
                 targets |= {known(a.name) for a in node.names if a.name.split(".")[0] == "cond"}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("cond"):
-                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else known(node.module)
-                            for a in node.names}
+                targets |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else known(node.module)
+                    for a in node.names
+                }
         graph[name] = targets - {name, ""}
     return graph
 

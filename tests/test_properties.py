@@ -15,21 +15,21 @@ import os
 import struct
 import tempfile
 
+import naive
 import numpy as np
+from cases import STORAGE, Case
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
+from invariants import assert_within_bound, check_inspect_row, check_sample
+from oracles import mp_singular_values
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
 import cond
-from cases import Case, STORAGE
 from cond.cli.main import app
+from cond.commands.sample import sample
 from cond.errors import InputError, UsageError
 from cond.formats import open_entries
-from cond.commands.sample import sample
-import naive
-from invariants import assert_within_bound, check_inspect_row, check_sample
-from oracles import mp_singular_values
 
 runner = CliRunner()
 U_OF = {"f64": 2.0**-53, "f32": 2.0**-24, "f16": 2.0**-11, "bf16": 2.0**-8}
@@ -41,15 +41,21 @@ def prescribed(m, n, log_kappa, seed):
     k = min(m, n)
     u, _ = np.linalg.qr(rng.standard_normal((m, k)))
     v, _ = np.linalg.qr(rng.standard_normal((n, k)))
-    return (u * np.geomspace(1.0, 10.0 ** -log_kappa, k)) @ v.T
+    return (u * np.geomspace(1.0, 10.0**-log_kappa, k)) @ v.T
 
 
 # ------------------------------------------------------------------ inspect
 
 
-@given(m=st.integers(1, 24), n=st.integers(1, 24), log_kappa=st.floats(0, 16), seed=st.integers(0, 2**16),
-       dtype=st.sampled_from(sorted(STORAGE)), path=st.sampled_from(["api", "npy", "safetensors", "csv"]),
-       scale=st.sampled_from([1.0, 2.0**-600, 2.0**600]))
+@given(
+    m=st.integers(1, 24),
+    n=st.integers(1, 24),
+    log_kappa=st.floats(0, 16),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(sorted(STORAGE)),
+    path=st.sampled_from(["api", "npy", "safetensors", "csv"]),
+    scale=st.sampled_from([1.0, 2.0**-600, 2.0**600]),
+)
 @example(m=24, n=3, log_kappa=6, seed=0, dtype="f64", path="api", scale=1.0)  # tall, kappa 1e6: the overwrite bug
 # found by the long profile: near-orthogonal, every LAPACK driver 29.5 eps off sigma_min (dbdsqr's tolerance)
 @example(m=22, n=22, log_kappa=1e-10, seed=1982, dtype="f64", path="api", scale=1.0)
@@ -95,22 +101,26 @@ def checkpoints(draw):
         cols = draw(st.integers(16, 64))
         shared = draw(st.booleans())
         left = basis if shared else np.linalg.qr(rng.standard_normal((rows, 6)))[0]
-        w = left @ rng.standard_normal((6, cols)) + draw(st.sampled_from([0.0, 1e-3, 0.05])) * \
-            rng.standard_normal((rows, cols))
+        w = left @ rng.standard_normal((6, cols)) + draw(st.sampled_from([0.0, 1e-3, 0.05])) * rng.standard_normal(
+            (rows, cols)
+        )
         tensors[f"layer{i}.weight"] = (w * draw(st.sampled_from([1.0, 1e-3, 30.0]))).astype(STORAGE[dtype])
     return tensors
 
 
-@given(tensors=checkpoints(), bound=st.floats(0.005, 0.6), cluster=st.booleans(),
-       factor_dtype=st.sampled_from([None, "f32", "bf16", "f16", "int8"]),
-       budget=st.sampled_from([None, None, 0.6, 1.0]))
+@given(
+    tensors=checkpoints(),
+    bound=st.floats(0.005, 0.6),
+    cluster=st.booleans(),
+    factor_dtype=st.sampled_from([None, "f32", "bf16", "f16", "int8"]),
+    budget=st.sampled_from([None, None, 0.6, 1.0]),
+)
 def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, factor_dtype, budget):
     with tempfile.TemporaryDirectory() as tmp:
         src, small, dense = (os.path.join(tmp, f) for f in ("m.safetensors", "c.safetensors", "d.safetensors"))
         save_file(tensors, src)
         try:
-            cond.compress(src, small, max_error=bound, cluster=cluster, min_size=1, dtype=factor_dtype,
-                          budget=budget)
+            cond.compress(src, small, max_error=bound, cluster=cluster, min_size=1, dtype=factor_dtype, budget=budget)
         except InputError as exc:  # the one refusal allowed: factors that overflow the chosen dtype
             assert "overflow" in str(exc)
             return
@@ -121,13 +131,20 @@ def test_every_expanded_matrix_is_within_its_bound(tensors, bound, cluster, fact
         assert_within_bound(tensors, load_file(dense), bound)
 
 
-@given(tensors=checkpoints(), bound=st.floats(0.005, 0.6), bits=st.sampled_from([None, 2, 3, 4, 6, 8]),
-       group=st.sampled_from([32, 64]), symmetric=st.booleans(),
-       correction=st.sampled_from([None, 0, 2]), factor_dtype=st.sampled_from([None, "int8", "bf16"]),
-       budget=st.sampled_from([None, 0.3, 0.6]))
+@given(
+    tensors=checkpoints(),
+    bound=st.floats(0.005, 0.6),
+    bits=st.sampled_from([None, 2, 3, 4, 6, 8]),
+    group=st.sampled_from([32, 64]),
+    symmetric=st.booleans(),
+    correction=st.sampled_from([None, 0, 2]),
+    factor_dtype=st.sampled_from([None, "int8", "bf16"]),
+    budget=st.sampled_from([None, 0.3, 0.6]),
+)
 @settings(max_examples=40)
-def test_every_group_quantized_matrix_is_within_its_bound(tensors, bound, bits, group, symmetric, correction,
-                                                          factor_dtype, budget):
+def test_every_group_quantized_matrix_is_within_its_bound(
+    tensors, bound, bits, group, symmetric, correction, factor_dtype, budget
+):
     """Group-wise forms (uniform widths with the smallest correction meeting the bound, or every form
     under a byte budget) keep the bound on what ``cond expand`` writes."""
     options = dict(symmetric=symmetric, correction_dtype=factor_dtype)
@@ -152,8 +169,14 @@ def test_every_group_quantized_matrix_is_within_its_bound(tensors, bound, bits, 
 # ------------------------------------------------------------------ sample
 
 
-@given(n=st.integers(8, 300), d=st.integers(1, 6), log_kappa=st.floats(0, 6), seed=st.integers(0, 2**16),
-       size=st.integers(1, 60), method=st.sampled_from(["leverage", "root-leverage", "uniform"]))
+@given(
+    n=st.integers(8, 300),
+    d=st.integers(1, 6),
+    log_kappa=st.floats(0, 6),
+    seed=st.integers(0, 2**16),
+    size=st.integers(1, 60),
+    method=st.sampled_from(["leverage", "root-leverage", "uniform"]),
+)
 def test_sample_scores_and_weights(n, d, log_kappa, seed, size, method):
     assume(d <= n)
     size = min(size, n)
@@ -165,7 +188,7 @@ def test_sample_scores_and_weights(n, d, log_kappa, seed, size, method):
     hat = naive.hat_diagonal(a)
     expected = {"leverage": hat, "root-leverage": np.sqrt(hat), "uniform": np.ones(n)}[method]
     # leverage from a backward-stable QR: error about n eps kappa^2 relative to the largest score
-    np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-9 * 10**(2 * log_kappa) * expected.max())
+    np.testing.assert_allclose(result.scores, expected, rtol=0, atol=1e-9 * 10 ** (2 * log_kappa) * expected.max())
     check_sample(result, size)
 
 
@@ -179,7 +202,7 @@ def _float_texts():
         finite.map(lambda v: f"{v:.6g}"),
         finite.map(lambda v: f"{v:.18e}"),
         finite.map(lambda v: f"{v:+.3E}"),
-        st.integers(-10**25, 10**25).map(str),
+        st.integers(-(10**25), 10**25).map(str),
         st.tuples(finite, st.sampled_from(["", " ", "  "])).map(lambda t: f"{t[1]}{t[0]!r}{t[1]}"),
         finite.map(lambda v: f'"{v!r}"'),
     )
@@ -197,21 +220,32 @@ def _read(text, delimiter=","):
 def _expected(text, delimiter):
     """The oracle: the CSV reading of the text (quotes honoured, spaces before a quote allowed),
     then Python's float() of each field; ValueError where float() refuses a field."""
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-            if any(f.strip() for f in r)]
+    rows = [
+        r
+        for r in csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+        if any(f.strip() for f in r)
+    ]
     return np.array([[float(f.strip()) for f in r] for r in rows])
 
 
-@given(st.lists(st.lists(_float_texts(), min_size=3, max_size=3), min_size=1, max_size=20),
-       st.sampled_from([",", "\t"]), st.sampled_from(["\n", "\r\n"]))
+@given(
+    st.lists(st.lists(_float_texts(), min_size=3, max_size=3), min_size=1, max_size=20),
+    st.sampled_from([",", "\t"]),
+    st.sampled_from(["\n", "\r\n"]),
+)
 def test_text_of_numbers_reads_as_python_floats(rows, delimiter, newline):
     text = newline.join(delimiter.join(r) for r in rows) + newline
     got = _read(text, delimiter)
     np.testing.assert_array_equal(got, _expected(text, delimiter))  # bit for bit: float() is the oracle
 
 
-@given(st.lists(st.lists(st.text(alphabet="0123456789.eE+- \"xna_,\t", max_size=8), min_size=1, max_size=4),
-                min_size=1, max_size=6))
+@given(
+    st.lists(
+        st.lists(st.text(alphabet='0123456789.eE+- "xna_,\t', max_size=8), min_size=1, max_size=4),
+        min_size=1,
+        max_size=6,
+    )
+)
 @example([["1_000"]])  # float() takes the underscore; cond refuses it with a clear error
 @example([['"1,000"', "2"]])
 @example([['0"']])  # found by the long profile: a stray quote was read as 0
@@ -234,15 +268,20 @@ def test_any_text_is_python_floats_or_one_clear_error(rows):
 # ------------------------------------------------------------------ file headers
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=6),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                      max_size=4), max_leaves=20)
-tensor_specs = st.fixed_dictionaries({}, optional={
-    "dtype": st.sampled_from(["F32", "F16", "BF16", "F64", "I8", "Q7", 5, None]),
-    "shape": st.one_of(st.lists(st.integers(-2, 2**40), max_size=3), json_values),
-    "data_offsets": st.one_of(st.lists(st.integers(-8, 2**40), min_size=2, max_size=2), json_values)})
-headers = st.one_of(json_values, st.dictionaries(st.text(max_size=4), st.one_of(tensor_specs, json_values),
-                                                 max_size=4))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+tensor_specs = st.fixed_dictionaries(
+    {},
+    optional={
+        "dtype": st.sampled_from(["F32", "F16", "BF16", "F64", "I8", "Q7", 5, None]),
+        "shape": st.one_of(st.lists(st.integers(-2, 2**40), max_size=3), json_values),
+        "data_offsets": st.one_of(st.lists(st.integers(-8, 2**40), min_size=2, max_size=2), json_values),
+    },
+)
+headers = st.one_of(json_values, st.dictionaries(st.text(max_size=4), st.one_of(tensor_specs, json_values), max_size=4))
 
 
 def _run(args):
@@ -259,15 +298,23 @@ def test_generated_safetensors_headers_never_crash(header, data, raw_len):
         path = os.path.join(tmp, "g.safetensors")
         with open(path, "wb") as f:
             f.write(struct.pack("<Q", len(blob) if raw_len is None else raw_len) + blob + data)
-        for args in (["inspect", path], ["compress", path, "--rank", "1", "-o", os.path.join(tmp, "o.safetensors")],
-                     ["expand", path, "-o", os.path.join(tmp, "dense")]):
+        for args in (
+            ["inspect", path],
+            ["compress", path, "--rank", "1", "-o", os.path.join(tmp, "o.safetensors")],
+            ["expand", path, "-o", os.path.join(tmp, "dense")],
+        ):
             _run(args)
 
 
-@given(descr=st.one_of(st.sampled_from(["<f8", "<f4", "<f2", ">f8", "|b1", "<i4", "|O", "<c16", "<U3", "|V2"]),
-                       st.text(max_size=6)),
-       shape=st.one_of(st.lists(st.integers(0, 40), max_size=3).map(tuple), json_values.map(repr)),
-       fortran=st.booleans(), body=st.binary(max_size=2048), version=st.sampled_from([1, 2]))
+@given(
+    descr=st.one_of(
+        st.sampled_from(["<f8", "<f4", "<f2", ">f8", "|b1", "<i4", "|O", "<c16", "<U3", "|V2"]), st.text(max_size=6)
+    ),
+    shape=st.one_of(st.lists(st.integers(0, 40), max_size=3).map(tuple), json_values.map(repr)),
+    fortran=st.booleans(),
+    body=st.binary(max_size=2048),
+    version=st.sampled_from([1, 2]),
+)
 def test_generated_npy_headers_never_crash(descr, shape, fortran, body, version):
     text = "{" + f"'descr': {descr!r}, 'fortran_order': {fortran}, 'shape': {shape}, " + "}"
     text = text.encode("latin1", errors="replace")

@@ -28,10 +28,17 @@ def load_all(path, **kw):
 EXACT = np.array([[0.0, 0.5, -1.0, 1.5], [2.0, -3.0, 4.0, -0.25], [0.75, 6.0, -8.0, 1.0]])
 
 
-@pytest.mark.parametrize("dtype, name", [
-    (np.float64, "F64"), (np.float32, "F32"), (np.float16, "F16"), (ml_dtypes.bfloat16, "BF16"),
-    (ml_dtypes.float8_e4m3fn, "F8_E4M3"), (ml_dtypes.float8_e5m2, "F8_E5M2"),
-])
+@pytest.mark.parametrize(
+    "dtype, name",
+    [
+        (np.float64, "F64"),
+        (np.float32, "F32"),
+        (np.float16, "F16"),
+        (ml_dtypes.bfloat16, "BF16"),
+        (ml_dtypes.float8_e4m3fn, "F8_E4M3"),
+        (ml_dtypes.float8_e5m2, "F8_E5M2"),
+    ],
+)
 def test_float_dtypes_widen_exactly(tmp_path, dtype, name):
     path = tmp_path / "w.safetensors"
     save_file({"w": EXACT.astype(dtype)}, str(path))
@@ -54,8 +61,15 @@ def test_bf16_values_that_need_all_bits(tmp_path):
 
 def test_integer_bool_and_vectors_are_skipped_with_reason(tmp_path):
     path = tmp_path / "m.safetensors"
-    save_file({"ids": np.arange(6, dtype=np.int64).reshape(2, 3), "mask": np.ones((2, 2), bool),
-               "bias": np.ones(3, np.float32), "w": np.eye(3, dtype=np.float32)}, str(path))
+    save_file(
+        {
+            "ids": np.arange(6, dtype=np.int64).reshape(2, 3),
+            "mask": np.ones((2, 2), bool),
+            "bias": np.ones(3, np.float32),
+            "w": np.eye(3, dtype=np.float32),
+        },
+        str(path),
+    )
     report = cond.inspect(str(path))
     reasons = {s.name: s.reason for s in report.skipped}
     assert "integer" in reasons["ids"] and "bool" in reasons["mask"] and "1-D" in reasons["bias"]
@@ -77,8 +91,7 @@ def test_nd_tensor_reshaped_as_out_by_rest(fixtures_dir):
 
 def test_sharded_index_and_directory_match_single_file(fixtures_dir):
     single = cond.inspect(os.path.join(fixtures_dir, "digits_mlp.safetensors"))
-    via_index = cond.inspect(os.path.join(fixtures_dir, "digits_mlp_sharded",
-                                          "model.safetensors.index.json"))
+    via_index = cond.inspect(os.path.join(fixtures_dir, "digits_mlp_sharded", "model.safetensors.index.json"))
     via_dir = cond.inspect(os.path.join(fixtures_dir, "digits_mlp_sharded"))
     for other in (via_index, via_dir):
         assert [m.name for m in other.matrices] == [m.name for m in single.matrices]
@@ -123,16 +136,14 @@ def test_csv_header_detection_and_column_selection(tmp_path):
 def test_stdin_csv_and_npy(fixtures_dir, tmp_path):
     with open(os.path.join(fixtures_dir, "design.csv"), "rb") as f:
         csv_bytes = f.read()
-    result = runner.invoke(app, ["inspect", "-", "--input-format", "csv", "--format", "json"],
-                           input=csv_bytes)
+    result = runner.invoke(app, ["inspect", "-", "--input-format", "csv", "--format", "json"], input=csv_bytes)
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     design = np.loadtxt(os.path.join(fixtures_dir, "design.csv"), delimiter=",", skiprows=1)
     s = scipy.linalg.svd(design, compute_uv=False)
     assert doc["matrices"][0]["kappa"] == pytest.approx(s[0] / s[-1], rel=1e-12)
     np.save(tmp_path / "h.npy", design[:50])
-    result = runner.invoke(app, ["inspect", "-", "--format", "json"],
-                           input=(tmp_path / "h.npy").read_bytes())
+    result = runner.invoke(app, ["inspect", "-", "--format", "json"], input=(tmp_path / "h.npy").read_bytes())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["matrices"][0]["shape"] == [50, 4]
 

@@ -6,18 +6,18 @@ import os
 import subprocess
 import sys
 
+import naive
 import numpy as np
 import pytest
+from invariants import assert_one_line_error
 from typer.testing import CliRunner
 
-import naive
-from invariants import assert_one_line_error
 from cond.cli.main import app
-from cond.linalg import r_factor as gram
+from cond.commands.sample import sample
 from cond.linalg import leverage as lev
+from cond.linalg import r_factor as gram
 from cond.linalg import sketch
 from cond.linalg.row_sampling import bernoulli_probabilities, subspace_distortion
-from cond.commands.sample import sample
 
 runner = CliRunner()
 EPS = float(np.finfo(np.float64).eps)
@@ -26,7 +26,8 @@ EPS = float(np.finfo(np.float64).eps)
 def blocks_of(a, size=7):
     def blocks():
         for s in range(0, len(a), size):
-            yield s, a[s:s + size]
+            yield s, a[s : s + size]
+
     return blocks
 
 
@@ -113,8 +114,11 @@ def test_sketch_sum_is_s_times_a_and_independent_of_how_rows_arrive():
     u = keyed_uniforms(seed, 0, 2 * s * n).reshape(n, 2 * s)
     dense = np.zeros((rows, n))
     for t in range(s):
-        np.add.at(dense, (np.minimum((u[:, t] * rows).astype(np.int64), rows - 1), np.arange(n)),
-                  np.where(u[:, s + t] < 0.5, -1.0, 1.0) / np.sqrt(s))
+        np.add.at(
+            dense,
+            (np.minimum((u[:, t] * rows).astype(np.int64), rows - 1), np.arange(n)),
+            np.where(u[:, s + t] < 0.5, -1.0, 1.0) / np.sqrt(s),
+        )
     results = []
     for size in (4096, 7, 10_000, n):
         total = sketch.SketchSum(n, d, seed)
@@ -131,8 +135,8 @@ def test_sketch_sum_from_subtrees_computed_apart_equals_one_pass():
     """What the Dask path does (distributed._group_sketch on aligned runs of leaves, the stacks
     pushed in order), without the cluster: the same S A, bit for bit, and it differs from a
     plain left-to-right sum of the leaves, so the test would see a wrong tree."""
-    from cond.formats.row_stream import open_rows
     from cond.commands.sample.distributed import _group_sketch, aligned_groups
+    from cond.formats.row_stream import open_rows
 
     n, d, seed = 53_000, 5, 6  # 7 leaves: with 4 a task, the last task holds 3
     a = np.random.default_rng(12).standard_normal((n, d))
@@ -154,8 +158,10 @@ def test_sketch_sum_from_subtrees_computed_apart_equals_one_pass():
                     for level, node in _group_sketch(group, rows.locator, n, d, seed):
                         total.tree.push(level, node)
                 np.testing.assert_array_equal(total.result(), expected)
-            leaves = [_group_sketch((g, min(g + leaf_blocks, nblocks)), rows.locator, n, d, seed)[0][1]
-                      for g in range(0, nblocks, leaf_blocks)]
+            leaves = [
+                _group_sketch((g, min(g + leaf_blocks, nblocks)), rows.locator, n, d, seed)[0][1]
+                for g in range(0, nblocks, leaf_blocks)
+            ]
     assert len(leaves) >= 7
     flat = leaves[0]
     for leaf in leaves[1:]:  # the same additions, left to right instead of by the tree
@@ -173,19 +179,23 @@ def test_scores_do_not_depend_on_threads():
     rng = np.random.default_rng(13)
     a = rng.standard_normal((20_000, 120)) * rng.exponential(1.0, size=(20_000, 1))
     blocks = blocks_of(a, 4096)
-    many = [lev.leverage_scores(blocks, 20_000, 120, threads=4),
-            sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=4)]
+    many = [
+        lev.leverage_scores(blocks, 20_000, 120, threads=4),
+        sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=4),
+    ]
     with threadpool_limits(limits=1, user_api="blas"):
-        one = [lev.leverage_scores(blocks, 20_000, 120, threads=1),
-               sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=1)]
+        one = [
+            lev.leverage_scores(blocks, 20_000, 120, threads=1),
+            sketch.sketched_leverage(blocks, 20_000, 120, seed=1, threads=1),
+        ]
     for m, o in zip(many, one):
         np.testing.assert_array_equal(m.values, o.values)
 
 
 @pytest.mark.parametrize("leaf_blocks", [1, 2, 32])
 def test_aligned_groups_are_complete_subtrees(leaf_blocks):
-    from cond.formats.row_blocks import BLOCK_ROWS
     from cond.commands.sample.distributed import aligned_groups
+    from cond.formats.row_blocks import BLOCK_ROWS
 
     # sketch leaves are whole row blocks: what lets a task's blocks hold whole leaves
     assert sketch.leaf_rows(10**6, 50) % BLOCK_ROWS == 0  # one constant now; leaves are whole blocks
@@ -225,8 +235,9 @@ def test_kernels_match_numpy_references():
     for i in range(50):
         for t in range(2):
             dense[buckets[i, t], i] += signs[i, t]
-    np.testing.assert_allclose(sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs, 0, 9),
-                               dense @ block, atol=1e-12)
+    np.testing.assert_allclose(
+        sparse_embed_accumulate(np.zeros((9, 4)), block, buckets, signs, 0, 9), dense @ block, atol=1e-12
+    )
     halves = np.zeros((9, 4))  # two bucket ranges, as two threads do: the same floats
     sparse_embed_accumulate(halves, block, buckets, signs, 0, 4)
     sparse_embed_accumulate(halves, block, buckets, signs, 4, 9)
@@ -244,17 +255,20 @@ def test_kernels_match_numpy_references():
 
 
 def test_kernels_run_with_jit_disabled():
-    code = ("import numpy as np\n"
-            "from cond.kernels.keyed import keyed_uniforms\n"
-            "from cond.kernels.sketching import _keyed_uniforms, fwht\n"
-            "from cond.kernels.text_parse import parse_delimited\n"
-            "h = fwht(np.eye(4)); assert np.allclose(h @ h, 4 * np.eye(4))\n"
-            "assert np.array_equal(_keyed_uniforms(3, 0, 50), keyed_uniforms(3, 0, 50))\n"
-            "b = np.frombuffer(b'1.5,2\\n-3e2,0.25\\n', np.uint8)\n"
-            "v = parse_delimited(b, 44, 2, np.empty((10, 2)))[0]\n"
-            "assert np.array_equal(v, [[1.5, 2], [-300, 0.25]]); print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
+    code = (
+        "import numpy as np\n"
+        "from cond.kernels.keyed import keyed_uniforms\n"
+        "from cond.kernels.sketching import _keyed_uniforms, fwht\n"
+        "from cond.kernels.text_parse import parse_delimited\n"
+        "h = fwht(np.eye(4)); assert np.allclose(h @ h, 4 * np.eye(4))\n"
+        "assert np.array_equal(_keyed_uniforms(3, 0, 50), keyed_uniforms(3, 0, 50))\n"
+        "b = np.frombuffer(b'1.5,2\\n-3e2,0.25\\n', np.uint8)\n"
+        "v = parse_delimited(b, 44, 2, np.empty((10, 2)))[0]\n"
+        "assert np.array_equal(v, [[1.5, 2], [-300, 0.25]]); print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, NUMBA_DISABLE_JIT="1")
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -277,10 +291,17 @@ def _hard_decimal_strings(rng, count):
         mantissa, exponent = text.split("e")
         out.append(text)
         for keep in (17, 18, 19, 20):  # cut, so just below or above the midpoint
-            out.append(f"{mantissa[:keep + 2]}e{exponent}")
-    out += ["4.9406564584124654e-324", "2.2250738585072011e-308", "1.7976931348623157e308",
-            "1.7976931348623159e308", "9007199254740993", "9007199254740993.0000000000001",
-            "0.000000000000000000000000000000000000001", "123456789012345678901234567890"]
+            out.append(f"{mantissa[: keep + 2]}e{exponent}")
+    out += [
+        "4.9406564584124654e-324",
+        "2.2250738585072011e-308",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "9007199254740993",
+        "9007199254740993.0000000000001",
+        "0.000000000000000000000000000000000000001",
+        "123456789012345678901234567890",
+    ]
     return out
 
 
@@ -289,12 +310,15 @@ def test_csv_parser_equals_python_float():
 
     rng = np.random.default_rng(5)
     values = rng.standard_normal(3000) * 10.0 ** rng.integers(-30, 30, 3000)
-    texts = [repr(float(v)) for v in values[:1000]] + [f"{v:.6g}" for v in values[1000:2000]] + \
-            [f"{v:.18e}" for v in values[2000:]]  # 17 digits, 6, and numpy.savetxt's default (19)
+    texts = (
+        [repr(float(v)) for v in values[:1000]]
+        + [f"{v:.6g}" for v in values[1000:2000]]
+        + [f"{v:.18e}" for v in values[2000:]]
+    )  # 17 digits, 6, and numpy.savetxt's default (19)
     texts += _hard_decimal_strings(rng, 600)
     texts += ["-" + t for t in texts[-300:] if not t.startswith("-")]
     texts = texts[: len(texts) // 3 * 3]
-    text = "\n".join(",".join(texts[i:i + 3]) for i in range(0, len(texts), 3)).encode()
+    text = "\n".join(",".join(texts[i : i + 3]) for i in range(0, len(texts), 3)).encode()
     buf = np.frombuffer(text, np.uint8)
     out, slow, status, *_ = parse_delimited(buf, ord(","), 3, np.empty((len(buf), 3)))  # rows: a bound
     assert status == 0
@@ -322,8 +346,7 @@ def test_leverage_sampling_embeds_where_uniform_does_not(tmp_path):
         r = sample(str(tmp_path / "X.npy"), size=400, seed=seed, target="10", verify=True)
         lev_ok += r.verify["eps_hat"] <= 0.5
         ratios.append(r.verify["residual_ratio"])
-        u = sample(str(tmp_path / "X.npy"), size=400, seed=seed, method="uniform", target="10",
-                   verify=True)
+        u = sample(str(tmp_path / "X.npy"), size=400, seed=seed, method="uniform", target="10", verify=True)
         uni_ok += u.verify["eps_hat"] <= 0.5
     assert lev_ok >= 19, lev_ok
     assert uni_ok <= 1, uni_ok  # observed: 0 of 20 (uniform eps_hat >= 0.63)
@@ -353,25 +376,28 @@ def test_output_identical_across_chunk_sizes_and_runs(tmp_path):
     np.save(tmp_path / "X.npy", a)
     outs = []
     for chunk in ("1000", "100000", "1000"):
-        res = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "500", "--seed", "9",
-                                  "--chunk-rows", chunk])
+        res = runner.invoke(
+            app, ["sample", str(tmp_path / "X.npy"), "--size", "500", "--seed", "9", "--chunk-rows", chunk]
+        )
         assert res.exit_code == 0, res.output
         outs.append(res.stdout)
     assert outs[0] == outs[1] == outs[2]
     for method in ("lewis", "sensitivity", "augmented", "root-leverage"):
-        a1 = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method,
-                                 "--chunk-rows", "777"]).stdout
-        a2 = runner.invoke(app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method,
-                                 "--chunk-rows", "50000"]).stdout
+        a1 = runner.invoke(
+            app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method, "--chunk-rows", "777"]
+        ).stdout
+        a2 = runner.invoke(
+            app, ["sample", str(tmp_path / "X.npy"), "--size", "300", "--method", method, "--chunk-rows", "50000"]
+        ).stdout
         assert a1 == a2 and a1.count("\n") > 100, method
 
 
 def test_output_formats_and_weights(tmp_path):
     a, y = high_leverage_matrix(3, n=4000, d=3, special=10)
-    np.savetxt(tmp_path / "X.csv", np.column_stack([a, y]), delimiter=",", header="x1,x2,x3,y",
-               comments="", fmt="%.17g")
-    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
-                              "--columns", "x*"])
+    np.savetxt(
+        tmp_path / "X.csv", np.column_stack([a, y]), delimiter=",", header="x1,x2,x3,y", comments="", fmt="%.17g"
+    )
+    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y", "--columns", "x*"])
     lines = res.stdout.splitlines()
     assert lines[0].startswith("# cond sample method=leverage p=2.0 n=4000 d=3 rank=3 expected=300")
     assert lines[1].split("\t") == ["index", "weight", "scale", "prob"]
@@ -384,19 +410,36 @@ def test_output_formats_and_weights(tmp_path):
     np.testing.assert_allclose(rows[:, 3], probs[idx], rtol=1e-9)
     np.testing.assert_allclose(rows[:, 1], 1 / probs[idx], rtol=1e-9)
     np.testing.assert_allclose(rows[:, 2], 1 / np.sqrt(probs[idx]), rtol=1e-9)
-    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
-                              "--emit", "rows", "-f", "csv"])
+    res = runner.invoke(
+        app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y", "--emit", "rows", "-f", "csv"]
+    )
     body = np.loadtxt(io.StringIO(res.stdout), delimiter=",", skiprows=2)
     np.testing.assert_allclose(body[:, :3], a[idx] * rows[:, 2:3], rtol=1e-12)
     np.testing.assert_allclose(body[:, 3], y[idx] * rows[:, 2], rtol=1e-12)
-    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y",
-                              "-f", "jsonl", "--replacement"])
+    res = runner.invoke(
+        app, ["sample", str(tmp_path / "X.csv"), "--size", "300", "--target", "y", "-f", "jsonl", "--replacement"]
+    )
     records = [json.loads(x) for x in res.stdout.splitlines()]
     assert records[0]["record"] == "header" and records[0]["actual"] == 300
     assert sum(r["count"] for r in records[1:]) == 300
     out = tmp_path / "s.npy"
-    res = runner.invoke(app, ["sample", str(tmp_path / "X.csv"), "--size", "5%", "--target", "y", "-f", "npy",
-                              "-o", str(out), "--scores-out", str(tmp_path / "scores.npy")])
+    res = runner.invoke(
+        app,
+        [
+            "sample",
+            str(tmp_path / "X.csv"),
+            "--size",
+            "5%",
+            "--target",
+            "y",
+            "-f",
+            "npy",
+            "-o",
+            str(out),
+            "--scores-out",
+            str(tmp_path / "scores.npy"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert np.load(out).shape[1] == 4
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), tau, atol=1e-12)
@@ -436,8 +479,9 @@ def test_stdin_csv_gzip(tmp_path):
 
     a = np.random.default_rng(6).standard_normal((500, 3))
     text = "p,q,r\n" + "\n".join(",".join(repr(float(v)) for v in row) for row in a) + "\n"
-    res = runner.invoke(app, ["sample", "-", "--input-format", "csv", "--size", "50", "--seed", "1"],
-                        input=gzip.compress(text.encode()))
+    res = runner.invoke(
+        app, ["sample", "-", "--input-format", "csv", "--size", "50", "--seed", "1"], input=gzip.compress(text.encode())
+    )
     assert res.exit_code == 0, res.output
     (tmp_path / "a.csv").write_text(text)
     direct = runner.invoke(app, ["sample", str(tmp_path / "a.csv"), "--size", "50", "--seed", "1"])
@@ -503,10 +547,10 @@ def test_gram_scores_do_not_depend_on_block_count_threads_or_cluster_grouping():
     leaves = [gram.leaf_gram(x) for _, x in blocks()]
     for first in range(0, len(leaves), 4):  # groups of 4 leaves summed apart, then pushed
         part = gram.GramTree(30)
-        for g, terms in leaves[first:first + 4]:
+        for g, terms in leaves[first : first + 4]:
             part.push(0, g, terms)
         for level, node in part.stack:
-            tree.push(level, node, part.terms, leaves=2 ** level)
+            tree.push(level, node, part.terms, leaves=2**level)
     whole = gram.GramTree(30)
     for g, terms in leaves:
         whole.push(0, g, terms)
@@ -519,8 +563,20 @@ def test_scores_out_text_reads_back_to_the_same_floats(tmp_path):
     x = np.random.default_rng(3).standard_normal((5000, 4)) * np.logspace(-3, 3, 5000)[:, None]
     np.save(tmp_path / "x.npy", x)
     for name in ("s.txt", "s.npy"):
-        r = runner.invoke(app, ["sample", str(tmp_path / "x.npy"), "--size", "50", "-o", str(tmp_path / "o.tsv"),
-                                "--force", "--scores-out", str(tmp_path / name)])
+        r = runner.invoke(
+            app,
+            [
+                "sample",
+                str(tmp_path / "x.npy"),
+                "--size",
+                "50",
+                "-o",
+                str(tmp_path / "o.tsv"),
+                "--force",
+                "--scores-out",
+                str(tmp_path / name),
+            ],
+        )
         assert r.exit_code == 0, r.output
     text = (tmp_path / "s.txt").read_text()
     assert text.endswith("\n") and text.count("\n") == 5000

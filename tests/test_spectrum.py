@@ -6,10 +6,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 import scipy.linalg
+from oracles import EPS, hilbert, kahan, kappa_rtol, lauchli, mp_kappa
 
 from cond.linalg import diagnose
 from cond.linalg.spectrum import EPS64
-from oracles import EPS, hilbert, kahan, kappa_rtol, lauchli, mp_kappa
 
 # DESIGN.md reference values (mpmath, 60 digits), given to 5 significant digits.
 HILBERT_KAPPA = {4: 1.5514e4, 5: 4.7661e5, 6: 1.4951e7, 8: 1.5258e10, 10: 1.6026e13}
@@ -171,8 +171,11 @@ def test_singular_values_match_lapack_for_every_path(shape):
 
     rng = np.random.default_rng(3)
     k = min(shape)
-    a = rng.standard_normal(shape) @ np.diag(np.logspace(0, -2, shape[1])) if shape[0] > shape[1] \
+    a = (
+        rng.standard_normal(shape) @ np.diag(np.logspace(0, -2, shape[1]))
+        if shape[0] > shape[1]
         else np.diag(np.logspace(0, -2, shape[0])) @ rng.standard_normal(shape)
+    )
     got = svdvals(a)
     ref = scipy.linalg.svd(a, compute_uv=False, lapack_driver="gesvd")
     assert got.shape == (k,)
@@ -200,8 +203,9 @@ def test_input_validation_messages():
         diagnose(np.eye(2), unit_roundoff=2.0)
 
 
-@pytest.mark.parametrize("shape, kappa, order", [((2000, 50), 1e6, "C"), ((300, 2000), 1e7, "F"),
-                                                 ((4000, 30), 10.0, "C")])
+@pytest.mark.parametrize(
+    "shape, kappa, order", [((2000, 50), 1e6, "C"), ((300, 2000), 1e7, "F"), ((4000, 30), 10.0, "C")]
+)
 def test_declined_fast_path_leaves_the_input_to_gesdd(shape, kappa, order):
     # A tall (or Fortran-held wide) matrix whose kappa fails the CholeskyQR2 test was once
     # handed to gesdd after the first pass had overwritten it with Q: kappa ~ 1, status ok.
@@ -223,8 +227,9 @@ def test_declined_fast_path_leaves_the_input_to_gesdd(shape, kappa, order):
     assert abs(d.kappa - kappa) / kappa <= kappa_rtol(original, kappa) + 1e-9  # spectrum prescribed to ~1e-12
 
 
-@pytest.mark.parametrize("shape, kappa", [((3000, 300), 20.0), ((3000, 300), 300.0), ((1400, 1040), 5.0),
-                                          ((300, 2500), 50.0)])
+@pytest.mark.parametrize(
+    "shape, kappa", [((3000, 300), 20.0), ((3000, 300), 300.0), ((1400, 1040), 5.0), ((300, 2500), 50.0)]
+)
 def test_gram_route_values_within_their_certified_bound(shape, kappa):
     # planted spectra (orthonormal factors from QR: truth known to a few eps); whatever the
     # route decides, an accepted result is within its stated bound and within 1e-9 relative

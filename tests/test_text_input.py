@@ -9,9 +9,9 @@ import gzip
 
 import numpy as np
 import pytest
+from invariants import assert_one_line_error
 from typer.testing import CliRunner
 
-from invariants import assert_one_line_error
 from cond.cli.main import app
 from cond.commands.inspect import inspect
 from cond.commands.sample import sample
@@ -36,16 +36,19 @@ def assert_reads_as(path, x, **kw):
     np.testing.assert_array_equal(result.rows, x)
 
 
-@pytest.mark.parametrize("name, text", [
-    ("header.csv", "a,b\n" + PLAIN),
-    ("bom.csv", "\ufeffa,b\n" + PLAIN),
-    ("comment.csv", "# written by hand\n\na,b\n# a comment inside\n" + PLAIN),
-    ("crlf.csv", ("a,b\n" + PLAIN).replace("\n", "\r\n")),
-    ("cr.csv", ("a,b\n" + PLAIN).replace("\n", "\r")),
-    ("quoted.csv", '"a","b"\n' + "\n".join(",".join(f'"{float(v)!r}"' for v in row) for row in X) + "\n"),
-    ("quoted-name.csv", '"x,1",b\n' + PLAIN),
-    ("noheader.csv", PLAIN),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("header.csv", "a,b\n" + PLAIN),
+        ("bom.csv", "\ufeffa,b\n" + PLAIN),
+        ("comment.csv", "# written by hand\n\na,b\n# a comment inside\n" + PLAIN),
+        ("crlf.csv", ("a,b\n" + PLAIN).replace("\n", "\r\n")),
+        ("cr.csv", ("a,b\n" + PLAIN).replace("\n", "\r")),
+        ("quoted.csv", '"a","b"\n' + "\n".join(",".join(f'"{float(v)!r}"' for v in row) for row in X) + "\n"),
+        ("quoted-name.csv", '"x,1",b\n' + PLAIN),
+        ("noheader.csv", PLAIN),
+    ],
+)
 def test_files_that_read_as_the_matrix(tmp_path, name, text):
     p = tmp_path / name
     p.write_bytes(text.encode("utf-8"))
@@ -59,17 +62,20 @@ def test_bom_is_not_part_of_the_first_name(tmp_path):
     assert result.design_names == ("a",)
 
 
-@pytest.mark.parametrize("text, expect", [
-    ('a,b\n"1,000",2\n3,4\n', ["non-numeric value '1,000'", "line 2", "column 'a'"]),
-    ("1,NA\n2,3\n4,5\n", ["missing value 'NA'", "line 1"]),  # data with a gap, not a header
-    ("1,\n2,3\n4,5\n", ["line 1", "empty last field"]),
-    ("a,b\n1,2\n3,\n", ["line 3", "empty last field"]),
-    ("a,b\n1,,\n", ["line 2", "ends with the delimiter"]),
-    ("a,b,\n1,2,\n3,4,\n", ["line 2", "trailing delimiters"]),
-    ("a,b\n1,N/A\n", ["missing value 'N/A'", "line 2", "column 'b'"]),
-    ("a,b\n1,2\n3,4,5\n", ["ragged", "line 3"]),
-    ("# only a comment\n\n", ["empty"]),
-])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ('a,b\n"1,000",2\n3,4\n', ["non-numeric value '1,000'", "line 2", "column 'a'"]),
+        ("1,NA\n2,3\n4,5\n", ["missing value 'NA'", "line 1"]),  # data with a gap, not a header
+        ("1,\n2,3\n4,5\n", ["line 1", "empty last field"]),
+        ("a,b\n1,2\n3,\n", ["line 3", "empty last field"]),
+        ("a,b\n1,,\n", ["line 2", "ends with the delimiter"]),
+        ("a,b,\n1,2,\n3,4,\n", ["line 2", "trailing delimiters"]),
+        ("a,b\n1,N/A\n", ["missing value 'N/A'", "line 2", "column 'b'"]),
+        ("a,b\n1,2\n3,4,5\n", ["ragged", "line 3"]),
+        ("# only a comment\n\n", ["empty"]),
+    ],
+)
 @pytest.mark.parametrize("command", ["inspect", "sample"])
 def test_text_that_is_an_error_names_the_line(tmp_path, text, expect, command):
     p = tmp_path / "t.csv"
@@ -101,8 +107,9 @@ def test_a_detected_header_is_announced_and_can_be_overruled(tmp_path, command):
 def test_header_options_apply_to_text_only(tmp_path):
     np.save(tmp_path / "x.npy", X)
     for command, extra in (("inspect", []), ("sample", ["--size", "2"])):
-        assert_one_line_error(runner.invoke(app, [command, str(tmp_path / "x.npy"), "--header", *extra]),
-                              ["--header", "csv and tsv"])
+        assert_one_line_error(
+            runner.invoke(app, [command, str(tmp_path / "x.npy"), "--header", *extra]), ["--header", "csv and tsv"]
+        )
 
 
 def test_gzip_and_stdin_follow_the_same_rules(tmp_path):
@@ -128,8 +135,9 @@ def test_parquet_string_column_is_refused_by_both_commands(tmp_path):
     p = tmp_path / "s.parquet"
     pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "x": X[:, 0], "y": X[:, 1]}), p)
     for command, extra in (("inspect", []), ("sample", ["--size", "2"])):
-        assert_one_line_error(runner.invoke(app, [command, str(p), *extra]),
-                              ["s.parquet", "column 'id'", "not numeric", "--columns"])
+        assert_one_line_error(
+            runner.invoke(app, [command, str(p), *extra]), ["s.parquet", "column 'id'", "not numeric", "--columns"]
+        )
     assert_reads_as(p, X, columns="x,y")
     assert_reads_as(p, X, columns="1:3")
 
@@ -140,11 +148,25 @@ def test_cond_reads_its_own_sample_output(tmp_path):
     np.save(tmp_path / "a.npy", a)
     for fmt, sep in (("tsv", "\t"), ("csv", ",")):
         out = tmp_path / f"rows.{fmt}"
-        done = runner.invoke(app, ["sample", str(tmp_path / "a.npy"), "--size", "40", "--emit", "rows",
-                                   "--format", fmt, "-o", str(out), "--seed", "3"])
+        done = runner.invoke(
+            app,
+            [
+                "sample",
+                str(tmp_path / "a.npy"),
+                "--size",
+                "40",
+                "--emit",
+                "rows",
+                "--format",
+                fmt,
+                "-o",
+                str(out),
+                "--seed",
+                "3",
+            ],
+        )
         assert done.exit_code == 0, done.output
-        picked = runner.invoke(app, ["sample", str(tmp_path / "a.npy"), "--size", "40", "--seed", "3",
-                                     "--format", fmt])
+        picked = runner.invoke(app, ["sample", str(tmp_path / "a.npy"), "--size", "40", "--seed", "3", "--format", fmt])
         lines = [ln.split(sep) for ln in picked.stdout.splitlines()[2:]]
         index = np.array([int(x[0]) for x in lines])
         scale = np.array([float(x[2]) for x in lines])

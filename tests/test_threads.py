@@ -9,7 +9,7 @@ import pytest
 
 from cond.errors import InputError
 from cond.formats.row_stream import default_chunk_rows, open_rows
-from cond.threads import threaded_map, prefetch
+from cond.threads import prefetch, threaded_map
 
 
 def test_ordered_map_keeps_order_and_a_bounded_window():
@@ -99,6 +99,7 @@ def test_forked_map_inherits_its_items_and_an_error_does_not_wait_for_the_queue(
         time.sleep(0.2)
         (tmp_path / f"done{i}").write_text("")
         return i
+
     with pytest.raises(InputError, match="bad tensor") as caught:
         list(forked_map(item, range(30), 2))
     assert caught.value.path == "x.safetensors"  # the error crosses the process boundary whole

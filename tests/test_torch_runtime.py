@@ -13,15 +13,24 @@ torch = pytest.importorskip("torch")
 def _model(seed=0):
     """Linear layers whose weights come from two shared subspaces (so they cluster), plus a full-rank one."""
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(40, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
-                                torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
-                                torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(40, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.Tanh(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
+    )
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.standard_normal((64, 6)))[0]
     with torch.no_grad():
         for k in (0, 2, 4, 6):
             w = basis @ rng.standard_normal((6, model[k].in_features)) + 1e-3 * rng.standard_normal(
-                (64, model[k].in_features))
+                (64, model[k].in_features)
+            )
             model[k].weight.copy_(torch.from_numpy(w))
     return model
 
@@ -30,9 +39,16 @@ def _save(model, path):
     save_file({k: v.detach().numpy().copy() for k, v in model.state_dict().items()}, str(path))
 
 
-@pytest.mark.parametrize("options", [dict(max_error=0.05), dict(max_error=0.05, dtype="int8"),
-                                     dict(rank=5, cluster=False), dict(budget=0.4, dtype="bf16")],
-                         ids=["clustered", "int8", "rank", "budget-bf16"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(max_error=0.05),
+        dict(max_error=0.05, dtype="int8"),
+        dict(rank=5, cluster=False),
+        dict(budget=0.4, dtype="bf16"),
+    ],
+    ids=["clustered", "int8", "rank", "budget-bf16"],
+)
 @pytest.mark.parametrize("keep_int8", [False, True])
 def test_factorised_model_equals_the_expanded_one(tmp_path, options, keep_int8):
     import cond.torch as ct
@@ -52,8 +68,9 @@ def test_factorised_model_equals_the_expanded_one(tmp_path, options, keep_int8):
     # float32: the dense weight was rounded once, the factorised product rounds in two steps
     torch.testing.assert_close(got, want, rtol=2e-4, atol=2e-5)
     if report.clusters:  # a shared basis is one parameter held by every member
-        shared = {id(m.u if report.clusters[0].axis == "cols" else m.v) for m in layers if m.rank ==
-                  report.clusters[0].rank}
+        shared = {
+            id(m.u if report.clusters[0].axis == "cols" else m.v) for m in layers if m.rank == report.clusters[0].rank
+        }
         assert len(shared) < len(layers)
     back = ct.to_dense(factorised)
     for k, v in back.state_dict().items():
@@ -61,16 +78,20 @@ def test_factorised_model_equals_the_expanded_one(tmp_path, options, keep_int8):
 
 
 def test_multiply_adds_match_torch_flop_counter(tmp_path):
-    import cond.torch as ct
     from torch.utils.flop_counter import FlopCounterMode
 
+    import cond.torch as ct
+
     _save(_model(), tmp_path / "m.safetensors")
-    report = cond.compress(tmp_path / "m.safetensors", tmp_path / "c.safetensors", max_error=0.05, min_size=0,
-                           allow_slower=True)
+    report = cond.compress(
+        tmp_path / "m.safetensors", tmp_path / "c.safetensors", max_error=0.05, min_size=0, allow_slower=True
+    )
     totals = report.matrix_totals()
     x = torch.zeros((1, 40))
-    for model, want in ((_model(), totals["macs_before"]),
-                        (ct.load_factorised(_model(), str(tmp_path / "c.safetensors")), totals["macs_after"])):
+    for model, want in (
+        (_model(), totals["macs_before"]),
+        (ct.load_factorised(_model(), str(tmp_path / "c.safetensors")), totals["macs_after"]),
+    ):
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(x)
         assert counter.get_total_flops() == 2 * want  # one multiply-add is two flops

@@ -7,8 +7,7 @@ output error computed from the calibration inputs X themselves.
 import numpy as np
 import pytest
 
-from cond.linalg.weighted import (FISHER_FLOOR, JITTER_START, fisher_weighting, weighted_factors,
-                                  whitening)
+from cond.linalg.weighted import FISHER_FLOOR, JITTER_START, fisher_weighting, weighted_factors, whitening
 
 EPS = np.finfo(np.float64).eps
 
@@ -120,8 +119,9 @@ def test_singular_gram_gets_a_growing_jitter_and_bad_grams_are_refused():
     assert weighting.jitter >= JITTER_START
     # the factor is the Cholesky factor of the jittered Gram (oracle: reconstruct it)
     shifted = gram + weighting.jitter * np.mean(np.diag(gram)) * np.eye(10)
-    np.testing.assert_allclose(weighting.right @ weighting.right.T, shifted, rtol=1e-12,
-                               atol=1e-12 * np.abs(gram).max())
+    np.testing.assert_allclose(
+        weighting.right @ weighting.right.T, shifted, rtol=1e-12, atol=1e-12 * np.abs(gram).max()
+    )
     w = rng.standard_normal((8, 10))
     left, right, _ = weighted_factors(w, weighting, 4)
     assert np.all(np.isfinite(left @ right))

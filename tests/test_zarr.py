@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from cli_checks import run_cli_without
 from invariants import assert_one_line_error
+from typer.testing import CliRunner
+
 from cond.cli.main import app
 from cond.commands.sample import sample
 
@@ -20,8 +20,7 @@ runner = CliRunner()
 
 
 def write(path, a, chunks, zarr_format=3, **kw):
-    z = zarr.create_array(store=str(path), shape=a.shape, chunks=chunks, dtype=a.dtype,
-                          zarr_format=zarr_format, **kw)
+    z = zarr.create_array(store=str(path), shape=a.shape, chunks=chunks, dtype=a.dtype, zarr_format=zarr_format, **kw)
     z[...] = a
     return str(path)
 
@@ -106,8 +105,16 @@ def test_pickle_codecs_are_refused_before_any_chunk_is_read(tmp_path, where):
     store = tmp_path / "p.zarr"
     store.mkdir()
     marker = tmp_path / "unpickled"
-    meta = {"zarr_format": 2, "shape": [4, 2], "chunks": [4, 2], "dtype": "<f8", "order": "C",
-            "fill_value": 0.0, "compressor": None, "filters": None}
+    meta = {
+        "zarr_format": 2,
+        "shape": [4, 2],
+        "chunks": [4, 2],
+        "dtype": "<f8",
+        "order": "C",
+        "fill_value": 0.0,
+        "compressor": None,
+        "filters": None,
+    }
     if where == "compressor":
         meta["compressor"] = {"id": "pickle", "protocol": 5}
     elif where == "filters":
@@ -126,8 +133,9 @@ def test_corrupt_chunk_is_one_line_naming_the_store(tmp_path):
     store = write(tmp_path / "c.zarr", a, chunks=(3000, 4))
     (tmp_path / "c.zarr" / "c" / "1" / "0").write_bytes(b"not a zstd frame")
     out = tmp_path / "s.tsv"
-    assert_one_line_error(runner.invoke(app, ["sample", store, "--size", "20", "-o", str(out)]),
-                          ["c.zarr", "cannot read rows"])
+    assert_one_line_error(
+        runner.invoke(app, ["sample", store, "--size", "20", "-o", str(out)]), ["c.zarr", "cannot read rows"]
+    )
     assert not out.exists()
     assert_one_line_error(runner.invoke(app, ["inspect", store]), ["c.zarr", "cannot read rows"])
 
@@ -135,17 +143,21 @@ def test_corrupt_chunk_is_one_line_naming_the_store(tmp_path):
 def test_non_finite_and_non_numeric_zarr(tmp_path):
     a = np.random.default_rng(2).standard_normal((100, 3))
     a[57, 2] = np.nan
-    assert_one_line_error(runner.invoke(app, ["sample", write(tmp_path / "n.zarr", a, chunks=(30, 3)),
-                                              "--size", "5"]), ["n.zarr", "row 57", "nan"])
+    assert_one_line_error(
+        runner.invoke(app, ["sample", write(tmp_path / "n.zarr", a, chunks=(30, 3)), "--size", "5"]),
+        ["n.zarr", "row 57", "nan"],
+    )
     s = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=(4, 2), dtype=str)
     s[...] = np.array([["a", "b"]] * 4)
-    assert_one_line_error(runner.invoke(app, ["sample", str(tmp_path / "s.zarr"), "--size", "2"]),
-                          ["s.zarr", "not numeric"])
+    assert_one_line_error(
+        runner.invoke(app, ["sample", str(tmp_path / "s.zarr"), "--size", "2"]), ["s.zarr", "not numeric"]
+    )
 
 
 def test_zarr_without_the_package_says_what_to_install(tmp_path):
     store = write(tmp_path / "a.zarr", np.ones((10, 2)), chunks=(5, 2))
     out = run_cli_without(["zarr"], ["sample", store, "--size", "2"])
     assert out.returncode == 2, out.stderr
-    assert out.stderr.strip().splitlines() == \
-        [f"cond: error: {store}: reading Zarr needs zarr: pip install 'cond[zarr]'"]
+    assert out.stderr.strip().splitlines() == [
+        f"cond: error: {store}: reading Zarr needs zarr: pip install 'cond[zarr]'"
+    ]

@@ -26,8 +26,10 @@ def require_gpu():
 
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # noqa: BLE001 - CUDA raises its own types when no driver is there
-        raise UsageError(f"`--device cuda`: CuPy found no usable GPU ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+        raise UsageError(
+            f"`--device cuda`: CuPy found no usable GPU ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+        ) from None
     if count < 1:
         raise UsageError("`--device cuda`: CuPy found no GPU")
 

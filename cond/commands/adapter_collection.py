@@ -54,12 +54,19 @@ class CollectionReport(Result):
     zero: tuple = ()  # modules whose delta is zero in every adapter (untrained): left out
 
     def to_dict(self) -> dict:
-        return self.document(output=self.output, adapters=list(self.adapters), modules=[dict(m) for m in self.modules],
-                             zero=list(self.zero),
-                             totals=dict(bytes_inputs=self.bytes_inputs, bytes_alone=self.bytes_alone,
-                                         bytes_collection=self.bytes_collection,
-                                         against_inputs=self.bytes_collection / max(self.bytes_inputs, 1),
-                                         against_alone=self.bytes_collection / max(self.bytes_alone, 1)))
+        return self.document(
+            output=self.output,
+            adapters=list(self.adapters),
+            modules=[dict(m) for m in self.modules],
+            zero=list(self.zero),
+            totals=dict(
+                bytes_inputs=self.bytes_inputs,
+                bytes_alone=self.bytes_alone,
+                bytes_collection=self.bytes_collection,
+                against_inputs=self.bytes_collection / max(self.bytes_inputs, 1),
+                against_alone=self.bytes_collection / max(self.bytes_alone, 1),
+            ),
+        )
 
 
 def adapter_names(sources):
@@ -67,7 +74,7 @@ def adapter_names(sources):
     names, taken = [], set()
     for source in sources:
         stem = os.path.basename(os.path.normpath(os.fspath(source)))
-        stem = stem[:-len(".safetensors")] if stem.endswith(".safetensors") else stem
+        stem = stem[: -len(".safetensors")] if stem.endswith(".safetensors") else stem
         name, k = stem or "adapter", 2
         while name in taken:
             name, k = f"{stem}-{k}", k + 1
@@ -100,21 +107,39 @@ def compress_collection(sources, output, *, max_error, dtype=None, force=False, 
                 continue
             tensors.update(arrays)
             manifest_modules.append(record)
-            rows.append(dict(name=module_name, shape=record["shape"],
-                             groups=[dict(rank=g["rank"], members=g["members"]) for g in record["groups"]],
-                             worst_error=max(m["error"] for m in record["members"].values())))
+            rows.append(
+                dict(
+                    name=module_name,
+                    shape=record["shape"],
+                    groups=[dict(rank=g["rank"], members=g["members"]) for g in record["groups"]],
+                    worst_error=max(m["error"] for m in record["members"].values()),
+                )
+            )
             alone_bytes += alone
             if progress:
                 progress(done, len(by_module), module_name)
         tensors.update(_whole(adapters, names))
-        manifest = dict(format=FORMAT, adapters=[dict(name=n, source=a.path, format=a.format, config=a.config)
-                                                 for n, a in zip(names, adapters)],
-                        modules=manifest_modules, max_error=max_error)
+        manifest = dict(
+            format=FORMAT,
+            adapters=[dict(name=n, source=a.path, format=a.format, config=a.config) for n, a in zip(names, adapters)],
+            modules=manifest_modules,
+            max_error=max_error,
+        )
         _write(plan, output, tensors, manifest)
     inputs = sum(_adapter_bytes(a) for a in adapters)
     collection = sum(np.asarray(v).nbytes for k, v in tensors.items() if "::saved::" not in k)
-    return CollectionReport(tuple(sources), str(output), tuple(names), tuple(rows), inputs, alone_bytes, collection,
-                            dict(max_error=max_error, dtype=storage_dtype), time.perf_counter() - started, tuple(zero))
+    return CollectionReport(
+        tuple(sources),
+        str(output),
+        tuple(names),
+        tuple(rows),
+        inputs,
+        alone_bytes,
+        collection,
+        dict(max_error=max_error, dtype=storage_dtype),
+        time.perf_counter() - started,
+        tuple(zero),
+    )
 
 
 def _modules(adapters, names):
@@ -124,9 +149,12 @@ def _modules(adapters, names):
         for module in adapter.modules:
             members = out.setdefault(module.name, [])
             if members and (tuple(members[0][1].shape) != tuple(module.shape) or members[0][1].kind != module.kind):
-                raise InputError(f"module '{module.name}' is {'x'.join(map(str, module.shape))} here but "
-                                 f"{'x'.join(map(str, members[0][1].shape))} in {members[0][0]}: adapters of "
-                                 "different bases cannot share a collection", path=adapter.path)
+                raise InputError(
+                    f"module '{module.name}' is {'x'.join(map(str, module.shape))} here but "
+                    f"{'x'.join(map(str, members[0][1].shape))} in {members[0][0]}: adapters of "
+                    "different bases cannot share a collection",
+                    path=adapter.path,
+                )
             members.append((name, module))
     return out
 
@@ -143,7 +171,7 @@ def _module(module_name, members, storage_dtype, bound):
     for name, module in members:
         left, right = module.factors()
         svd = factored_svd(left, right, module.scale)
-        norm = float(np.sqrt(np.sum(svd.s ** 2)))
+        norm = float(np.sqrt(np.sum(svd.s**2)))
         if norm > 0:
             prepared.append((name, module, left, right, svd, norm))
     if not prepared:
@@ -169,8 +197,14 @@ def _alone_rank(member, storage, bound):
     from cond.linalg.truncated import rank_for_error
 
     _, module, left, right, svd, norm = member
-    found = truncate(svd, norm, storage, bound, None,
-                     lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
+    found = truncate(
+        svd,
+        norm,
+        storage,
+        bound,
+        None,
+        lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)),
+    )
     return found[0] if found is not None else max(1, rank_for_error(svd.s, bound))
 
 
@@ -206,7 +240,7 @@ def _store_group(module_name, gid, group, k, storage, bound, record, arrays):
     from cond.linalg.shared_basis import best_core, shared_bases
 
     u_all, v_all = shared_bases([p[4] for p in group], [p[5] for p in group])
-    for k in range(k, u_all.shape[1] + 1):
+    for k in range(k, u_all.shape[1] + 1):  # noqa: B020 - the search resumes from the rank it was given
         u = storage.value(storage.store(u_all[:, :k])[0])
         v = storage.value(storage.store(v_all[:, :k])[0])
         cores, errors = {}, {}
@@ -217,13 +251,15 @@ def _store_group(module_name, gid, group, k, storage, bound, record, arrays):
         if max(errors.values()) <= bound:
             break
     else:
-        raise InputError(f"module '{module_name}': no shared rank meets `--max-error {bound}` once rounded to "
-                         f"{storage.dtype}; store it wider with `--dtype f32`")
+        raise InputError(
+            f"module '{module_name}': no shared rank meets `--max-error {bound}` once rounded to "
+            f"{storage.dtype}; store it wider with `--dtype f32`"
+        )
     prefix = f"cond.collection.{module_name}.{gid}"
     arrays[f"{prefix}.U"] = storage.store(u_all[:, :k])[0]
     arrays[f"{prefix}.V"] = storage.store(v_all[:, :k])[0]
     record["groups"].append(dict(id=gid, rank=k, members=[p[0] for p in group], U=f"{prefix}.U", V=f"{prefix}.V"))
-    for name, module, left, right, _, norm in group:
+    for name, module, _left, _right, _, norm in group:
         key = f"{name}::{module_name}.core"
         arrays[key] = cores[name]
         record["members"][name] = dict(group=gid, core=key, error=errors[name], norm=norm, rank=module.rank)
@@ -236,11 +272,19 @@ def _store_alone(module_name, gid, member, storage, bound, record, arrays):
     from cond.linalg.factored import factored_distance
 
     name, module, left, right, svd, norm = member
-    found = truncate(svd, norm, storage, bound, None,
-                     lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)))
+    found = truncate(
+        svd,
+        norm,
+        storage,
+        bound,
+        None,
+        lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)),
+    )
     if found is None:
-        raise InputError(f"module '{module_name}' of {name}: no rank meets `--max-error {bound}` once rounded to "
-                         f"{storage.dtype}; store it wider with `--dtype f32`")
+        raise InputError(
+            f"module '{module_name}' of {name}: no rank meets `--max-error {bound}` once rounded to "
+            f"{storage.dtype}; store it wider with `--dtype f32`"
+        )
     k, stored_l, stored_r, error = found
     prefix = f"cond.collection.{module_name}.{gid}"
     arrays[f"{prefix}.U"] = stored_l
@@ -276,5 +320,8 @@ def _write(plan, output, tensors, manifest):
     from safetensors.numpy import save_file
 
     with plan.writing(output) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp,
-                  metadata={"cond.format": FORMAT, "cond.manifest": json.dumps(manifest, separators=(",", ":"))})
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in tensors.items()},
+            tmp,
+            metadata={"cond.format": FORMAT, "cond.manifest": json.dumps(manifest, separators=(",", ":"))},
+        )

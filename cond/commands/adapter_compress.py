@@ -34,8 +34,16 @@ from cond.errors import InputError, UsageError
 
 SCHEMA = "cond.compress-adapter/1"
 RANDOMIZED_MIN_SIDE = 1024  # deltas with min(m, n) from here on start from a randomized basis
-ADAPTER_DTYPES = {"f32": "F32", "float32": "F32", "f16": "F16", "float16": "F16", "bf16": "BF16",
-                  "bfloat16": "BF16", "f64": "F64", "float64": "F64"}
+ADAPTER_DTYPES = {
+    "f32": "F32",
+    "float32": "F32",
+    "f16": "F16",
+    "float16": "F16",
+    "bf16": "BF16",
+    "bfloat16": "BF16",
+    "f64": "F64",
+    "float64": "F64",
+}
 
 
 @dataclass(frozen=True)
@@ -54,9 +62,17 @@ class ModuleRecord:
     route: str
 
     def row(self) -> dict:
-        return dict(name=self.name, shape=list(self.shape), rank_before=self.rank_before, rank=self.rank,
-                    error=self.error, bound=self.bound, bytes_before=self.bytes_before,
-                    bytes_after=self.bytes_after, route=self.route)
+        return dict(
+            name=self.name,
+            shape=list(self.shape),
+            rank_before=self.rank_before,
+            rank=self.rank,
+            error=self.error,
+            bound=self.bound,
+            bytes_before=self.bytes_before,
+            bytes_after=self.bytes_after,
+            route=self.route,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,34 +97,57 @@ class AdapterCompressReport(Result):
 
     def to_dict(self) -> dict:
         return self.document(
-            output=self.output, mode=self.mode, format=self.format, base=self.base,
-            modules=[m.row() for m in self.modules], whole=[dict(key=k, reason=r) for k, r in self.whole],
+            output=self.output,
+            mode=self.mode,
+            format=self.format,
+            base=self.base,
+            modules=[m.row() for m in self.modules],
+            whole=[dict(key=k, reason=r) for k, r in self.whole],
             left_out=[dict(name=n, reason=r) for n, r in self.left_out],
-            totals=dict(modules=len(self.modules), bytes_before=sum(m.bytes_before for m in self.modules),
-                        bytes_after=sum(m.bytes_after for m in self.modules), worst_error=self.worst_error))
+            totals=dict(
+                modules=len(self.modules),
+                bytes_before=sum(m.bytes_before for m in self.modules),
+                bytes_after=sum(m.bytes_after for m in self.modules),
+                worst_error=self.worst_error,
+            ),
+        )
 
 
-def adapter_options(max_error, rank, dtype, budget=None, method="svd", budget_bytes=None, activations=None,
-                    extract=False):
+def adapter_options(
+    max_error, rank, dtype, budget=None, method="svd", budget_bytes=None, activations=None, extract=False
+):
     """The checked size request of an adapter run: ``max_error``, ``rank``, or a budget (``budget``: a
     share of the parameters, ``budget_bytes``: of the bytes), which ``max_error`` may join;
     ``method="whiten"`` with ``activations`` (an extraction only, without a budget) bounds the
     output error instead."""
     if method == "whiten":
         if not extract or activations is None:
-            raise UsageError("`--method whiten` applies to extracting an adapter from a fine-tune (`--base`) and "
-                             "needs `--activations GRAMS` (cond calibrate on the base)")
+            raise UsageError(
+                "`--method whiten` applies to extracting an adapter from a fine-tune (`--base`) and "
+                "needs `--activations GRAMS` (cond calibrate on the base)"
+            )
         if budget is not None or budget_bytes is not None:
-            raise UsageError("`--method whiten` with a budget does not apply to fine-tune deltas yet: give "
-                             "`--max-error` or `--rank`")
+            raise UsageError(
+                "`--method whiten` with a budget does not apply to fine-tune deltas yet: give `--max-error` or `--rank`"
+            )
     elif method != "svd":
-        raise UsageError(f"fine-tune deltas and adapters are cut by plain or whitened SVD; `--method {method}` "
-                         "does not apply to them")
+        raise UsageError(
+            f"fine-tune deltas and adapters are cut by plain or whitened SVD; `--method {method}` "
+            "does not apply to them"
+        )
     budgets = [b for b in (budget, budget_bytes) if b is not None]
-    if len(budgets) > 1 or rank is not None and (budgets or max_error is not None) or \
-            rank is None and max_error is None and not budgets:
-        raise UsageError("give `--max-error`, `--rank`, `--budget` or `--budget-bytes` for an adapter or a fine-tune "
-                         "delta (`--max-error` may join a budget)")
+    if (
+        len(budgets) > 1
+        or rank is not None
+        and (budgets or max_error is not None)
+        or rank is None
+        and max_error is None
+        and not budgets
+    ):
+        raise UsageError(
+            "give `--max-error`, `--rank`, `--budget` or `--budget-bytes` for an adapter or a fine-tune "
+            "delta (`--max-error` may join a budget)"
+        )
     from cond.commands.validate import check_budgets
 
     check_budgets(budget, budget_bytes)
@@ -150,8 +189,19 @@ def truncate(svd, norm, storage, bound, rank, measure, start=None):
     return None
 
 
-def resize(source, output, *, max_error=None, rank=None, dtype=None, include=None, force=False,
-           progress=None, budget=None, budget_bytes=None) -> AdapterCompressReport:
+def resize(
+    source,
+    output,
+    *,
+    max_error=None,
+    rank=None,
+    dtype=None,
+    include=None,
+    force=False,
+    progress=None,
+    budget=None,
+    budget_bytes=None,
+) -> AdapterCompressReport:
     """Cut every module of a LoRA adapter to the smallest rank within ``max_error`` (or to ``rank``,
     or to the ranks a budget allocates: ``budget`` a share of the adapter's factor parameters,
     ``budget_bytes`` of its bytes), in factor space; the output has the input's format."""
@@ -193,19 +243,42 @@ def resize(source, output, *, max_error=None, rank=None, dtype=None, include=Non
         if kohya:
             from cond.formats.lora_writer import write_kohya
 
-            write_kohya(plan, output, written, conv, whole,
-                        without_alpha={n.split(":")[0] for n in adapter.notices if "no .alpha" in n})
+            write_kohya(
+                plan,
+                output,
+                written,
+                conv,
+                whole,
+                without_alpha={n.split(":")[0] for n in adapter.notices if "no .alpha" in n},
+            )
         else:
             from cond.formats.lora_writer import write_peft
 
-            keep = {k: v for k, v in adapter.config.items() if k in ("base_model_name_or_path", "modules_to_save",
-                                                                     "task_type", "bias", "fan_in_fan_out")}
+            keep = {
+                k: v
+                for k, v in adapter.config.items()
+                if k in ("base_model_name_or_path", "modules_to_save", "task_type", "bias", "fan_in_fan_out")
+            }
             write_peft(plan, output, written, whole, keep)
-    return AdapterCompressReport(str(source), str(output), "resize", adapter.format, None, tuple(records),
-                                 tuple((k, "stored whole in the input") for k in whole), tuple(dropped),
-                                 options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include,
-                                              budget=budget, budget_bytes=budget_bytes),
-                                 seconds=time.perf_counter() - started)
+    return AdapterCompressReport(
+        str(source),
+        str(output),
+        "resize",
+        adapter.format,
+        None,
+        tuple(records),
+        tuple((k, "stored whole in the input") for k in whole),
+        tuple(dropped),
+        options=dict(
+            max_error=max_error,
+            rank=rank,
+            dtype=storage_dtype,
+            include=include,
+            budget=budget,
+            budget_bytes=budget_bytes,
+        ),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _planned_resize(adapter, pattern, storage_dtype, max_error, budget, budget_bytes):
@@ -242,21 +315,34 @@ def _resize_module(module, storage_dtype, max_error, rank, path, start=None):
     svd = factored_svd(left, right, module.scale)
     norm = frobenius(svd.s)
     storage = _storage(storage_dtype, module.dtype)
-    found = None if norm == 0 else truncate(
-        svd, norm, storage, max_error, rank,
-        lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)),
-        start=start)
+    found = (
+        None
+        if norm == 0
+        else truncate(
+            svd,
+            norm,
+            storage,
+            max_error,
+            rank,
+            lambda sl, sr: factored_distance(left, right, module.scale, storage.value(sl), storage.value(sr)),
+            start=start,
+        )
+    )
     if norm == 0:
         return None, None
     if found is None:
-        raise InputError(f"module '{module.name}': no rank meets `--max-error {max_error}` once its factors are "
-                         f"rounded to {storage.dtype}; store them wider with `--dtype f32`", path=path)
+        raise InputError(
+            f"module '{module.name}': no rank meets `--max-error {max_error}` once its factors are "
+            f"rounded to {storage.dtype}; store them wider with `--dtype f32`",
+            path=path,
+        )
     k, sl, sr, error = found
     m, n = module.shape
     size = np.dtype(numpy_dtype(storage.dtype)).itemsize
     before = (m + n) * module.rank * np.dtype(numpy_dtype(module.dtype)).itemsize
-    return ModuleRecord(module.name, module.shape, module.rank, k, error, max_error, before, (m + n) * k * size,
-                        "factored"), (sl, sr)
+    return ModuleRecord(
+        module.name, module.shape, module.rank, k, error, max_error, before, (m + n) * k * size, "factored"
+    ), (sl, sr)
 
 
 def _fold(module, left, right):
@@ -284,14 +370,19 @@ def _saved_tensors(adapter):
     from cond.formats.safetensors_file import entries_of_file, numpy_dtype
 
     weights = adapter.path if adapter.format == "kohya" else os.path.join(adapter.path, PEFT_WEIGHTS)
-    return {e.name: np.frombuffer(e.read_raw(), dtype=np.dtype(numpy_dtype(e.dtype)).newbyteorder("<"))
-            .reshape(e.shape) for e in entries_of_file(weights) if e.name in adapter.saved}
+    return {
+        e.name: np.frombuffer(e.read_raw(), dtype=np.dtype(numpy_dtype(e.dtype)).newbyteorder("<")).reshape(e.shape)
+        for e in entries_of_file(weights)
+        if e.name in adapter.saved
+    }
 
 
 def relative_error_of(dw, norm):
     """``measure`` for :func:`truncate` on a dense delta: ||dW - L R||_F, in float64."""
+
     def measure(stored_l, stored_r):
         return float(np.linalg.norm(dw - np.asarray(stored_l, np.float64) @ np.asarray(stored_r, np.float64)))
+
     return measure
 
 
@@ -307,13 +398,12 @@ def delta_svd(dw, max_error, rank, seed):
         k = 64 if rank is None else rank
         while k <= min(m, n) // 2:
             svd = randomized_svd(dw, k, seed=seed)
-            captured = float(np.sum(svd.s ** 2))
+            captured = float(np.sum(svd.s**2))
             if rank is not None or norm2 - captured <= (0.5 * max_error) ** 2 * norm2:
                 return svd, "randomized"
             k *= 2
     u, s, vt = np.linalg.svd(dw, full_matrices=False)
     return FactoredSVD(u, s, vt), "svd"
-
 
 
 def budget_ranks(items, share, unit, bound=None):
@@ -330,8 +420,11 @@ def budget_ranks(items, share, unit, bound=None):
     for s, norm, m, n, itemsize, _ in items:
         tails = tail_errors(s) if norm > 0 else np.zeros(1)
         per_value = itemsize if unit == "bytes" else 1
-        opts = [(k * (m + n) * per_value, float(tails[k]) ** 2) for k in range(len(tails))
-                if bound is None or tails[k] <= bound]
+        opts = [
+            (k * (m + n) * per_value, float(tails[k]) ** 2)
+            for k in range(len(tails))
+            if bound is None or tails[k] <= bound
+        ]
         options.append(opts)
     total = share * sum(item[5] for item in items)
     try:

@@ -8,13 +8,34 @@ import time
 
 import numpy as np
 
-from cond.commands.adapter_compress import (AdapterCompressReport, ModuleRecord, _storage, adapter_options, delta_svd,
-                                            relative_error_of, truncate)
+from cond.commands.adapter_compress import (
+    AdapterCompressReport,
+    ModuleRecord,
+    _storage,
+    adapter_options,
+    delta_svd,
+    relative_error_of,
+    truncate,
+)
 from cond.errors import InputError
 
 
-def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, include=None, seed=0, force=False,
-            progress=None, budget=None, budget_bytes=None, activations=None) -> AdapterCompressReport:
+def extract(
+    finetuned,
+    base,
+    output,
+    *,
+    max_error=None,
+    rank=None,
+    dtype=None,
+    include=None,
+    seed=0,
+    force=False,
+    progress=None,
+    budget=None,
+    budget_bytes=None,
+    activations=None,
+) -> AdapterCompressReport:
     """Write a PEFT adapter whose every factored module reproduces W_ft - W_base within ``max_error``
     of its norm (measured on what is written), or at ``rank``.
 
@@ -48,9 +69,16 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
     from cond.formats.outputs import OutputPlan
     from cond.torch.names import align, mapper
 
-    storage_dtype = adapter_options(max_error, rank, dtype, budget=budget, budget_bytes=budget_bytes,
-                                    method="whiten" if activations is not None else "svd", activations=activations,
-                                    extract=True)
+    storage_dtype = adapter_options(
+        max_error,
+        rank,
+        dtype,
+        budget=budget,
+        budget_bytes=budget_bytes,
+        method="whiten" if activations is not None else "svd",
+        activations=activations,
+        extract=True,
+    )
     seed = check_seed(seed)
     pattern = regex_option("--include", include)
     started = time.perf_counter()
@@ -63,9 +91,15 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
             plan_ = _classify(ft, theirs, to_base, pattern)
             if not plan_["factored"] and not plan_["whole"]:
                 mismatched = len(plan_["left_out"])
-                raise InputError("no tensor differs from the base with a matching name and shape"
-                                 + (f" ({mismatched} left out: another architecture, or not its base?)" if mismatched
-                                    else " (the fine-tune equals its base)"), path=os.fspath(finetuned))
+                raise InputError(
+                    "no tensor differs from the base with a matching name and shape"
+                    + (
+                        f" ({mismatched} left out: another architecture, or not its base?)"
+                        if mismatched
+                        else " (the fine-tune equals its base)"
+                    ),
+                    path=os.fspath(finetuned),
+                )
             written, records = [], []
             starts = _planned_extract(ft, theirs, plan_, storage_dtype, max_error, budget, budget_bytes)
             grams = _grams(activations, [b for _, b in plan_["factored"]], theirs)
@@ -74,28 +108,56 @@ def extract(finetuned, base, output, *, max_error=None, rank=None, dtype=None, i
                     plan_["left_out"].append((base_name, "rank 0: the budget is better spent elsewhere"))
                     continue
                 if grams is not None and base_name in grams:
-                    record, factors = _extract_whitened(ft[name], theirs[base_name], base_name, storage_dtype,
-                                                        max_error, rank, grams)
+                    record, factors = _extract_whitened(
+                        ft[name], theirs[base_name], base_name, storage_dtype, max_error, rank, grams
+                    )
                 else:
-                    record, factors = _extract_one(ft[name], theirs[base_name], base_name, storage_dtype, max_error,
-                                                   rank, seed, starts.get(base_name))
+                    record, factors = _extract_one(
+                        ft[name],
+                        theirs[base_name],
+                        base_name,
+                        storage_dtype,
+                        max_error,
+                        rank,
+                        seed,
+                        starts.get(base_name),
+                    )
                 records.append(record)
-                written.append((base_name[:-len(".weight")], *factors))
+                written.append((base_name[: -len(".weight")], *factors))
                 if progress:
                     progress(done, len(plan_["factored"]), base_name)
             whole, kept = _whole(ft, plan_, {n for n, _, _ in written})
         from cond.formats.lora_writer import write_peft
 
         saved_modules = sorted({k for k, _ in kept})
-        write_peft(plan, output, written, whole, {"base_model_name_or_path": os.fspath(base),
-                                                  "modules_to_save": saved_modules or None})
-    return AdapterCompressReport(str(finetuned), str(output), "extract", "peft", str(base), tuple(records),
-                                 tuple((key, why) for key, why in plan_["whole_reasons"]),
-                                 tuple(plan_["left_out"]),
-                                 options=dict(max_error=max_error, rank=rank, dtype=storage_dtype, include=include,
-                                              seed=seed, budget=budget, budget_bytes=budget_bytes,
-                                              activations=activations),
-                                 seconds=time.perf_counter() - started)
+        write_peft(
+            plan,
+            output,
+            written,
+            whole,
+            {"base_model_name_or_path": os.fspath(base), "modules_to_save": saved_modules or None},
+        )
+    return AdapterCompressReport(
+        str(finetuned),
+        str(output),
+        "extract",
+        "peft",
+        str(base),
+        tuple(records),
+        tuple((key, why) for key, why in plan_["whole_reasons"]),
+        tuple(plan_["left_out"]),
+        options=dict(
+            max_error=max_error,
+            rank=rank,
+            dtype=storage_dtype,
+            include=include,
+            seed=seed,
+            budget=budget,
+            budget_bytes=budget_bytes,
+            activations=activations,
+        ),
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _classify(ft, theirs, to_base, pattern):
@@ -109,11 +171,20 @@ def _classify(ft, theirs, to_base, pattern):
             left_out.append((name, "not in the base checkpoint (PEFT can only change the base's modules)"))
             continue
         if tuple(other.shape) != tuple(entry.shape):
-            left_out.append((name, f"shape {'x'.join(map(str, entry.shape))} differs from the base's "
-                                   f"{'x'.join(map(str, other.shape))} (a resized vocabulary?)"))
+            left_out.append(
+                (
+                    name,
+                    f"shape {'x'.join(map(str, entry.shape))} differs from the base's "
+                    f"{'x'.join(map(str, other.shape))} (a resized vocabulary?)",
+                )
+            )
             continue
-        if entry.read_raw is not None and other.read_raw is not None and entry.dtype == other.dtype \
-                and entry.read_raw() == other.read_raw():
+        if (
+            entry.read_raw is not None
+            and other.read_raw is not None
+            and entry.dtype == other.dtype
+            and entry.read_raw() == other.read_raw()
+        ):
             continue  # unchanged, byte for byte
         if entry.unit_roundoff is None:
             left_out.append((name, f"a {entry.dtype} tensor that differs from the base (ids or codes, not weights)"))
@@ -122,8 +193,13 @@ def _classify(ft, theirs, to_base, pattern):
         if matrix and (pattern is None or pattern.search(base_name)):
             factored.append((name, base_name))
         else:
-            why = "an embedding (PEFT's Linear LoRA would not load onto it)" if "embed" in base_name.lower() else \
-                "excluded by --include" if matrix else f"{len(entry.shape)}-D (a bias or a norm)"
+            why = (
+                "an embedding (PEFT's Linear LoRA would not load onto it)"
+                if "embed" in base_name.lower()
+                else "excluded by --include"
+                if matrix
+                else f"{len(entry.shape)}-D (a bias or a norm)"
+            )
             whole.append((name, base_name))
             reasons.append((base_name, f"stored whole: {why}"))
     return dict(factored=factored, whole=whole, whole_reasons=reasons, left_out=left_out)
@@ -154,8 +230,9 @@ def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, s
 
     dw = entry.load().astype(np.float64) - base_entry.load().astype(np.float64)
     if not np.all(np.isfinite(dw)):
-        raise InputError("the fine-tune or the base holds NaN or Inf", path=entry.source, tensor=entry.name,
-                         shape=entry.shape)
+        raise InputError(
+            "the fine-tune or the base holds NaN or Inf", path=entry.source, tensor=entry.name, shape=entry.shape
+        )
     norm = float(np.linalg.norm(dw))
     # a budget's rank comes from the full spectrum, so its deltas take the full SVD
     svd, route = _full_svd(dw) if start is not None else delta_svd(dw, max_error, rank, seed)
@@ -168,13 +245,27 @@ def _extract_one(entry, base_entry, base_name, storage_dtype, max_error, rank, s
         svd, route = FactoredSVD(u, s, vt), "svd"
         found = truncate(svd, norm, storage, max_error, rank, relative_error_of(dw, norm))
     if found is None:
-        raise InputError(f"no rank meets `--max-error {max_error}` once the factors are rounded to {storage.dtype}; "
-                         "store them wider with `--dtype f32`", path=entry.source, tensor=entry.name, shape=entry.shape)
+        raise InputError(
+            f"no rank meets `--max-error {max_error}` once the factors are rounded to {storage.dtype}; "
+            "store them wider with `--dtype f32`",
+            path=entry.source,
+            tensor=entry.name,
+            shape=entry.shape,
+        )
     k, sl, sr, error = found
     m, n = dw.shape
     size = np.dtype(numpy_dtype(storage.dtype)).itemsize
-    return ModuleRecord(base_name[:-len(".weight")], (m, n), None, k, error, max_error,
-                        m * n * np.dtype(numpy_dtype(entry.dtype)).itemsize, (m + n) * k * size, route), (sl, sr)
+    return ModuleRecord(
+        base_name[: -len(".weight")],
+        (m, n),
+        None,
+        k,
+        error,
+        max_error,
+        m * n * np.dtype(numpy_dtype(entry.dtype)).itemsize,
+        (m + n) * k * size,
+        route,
+    ), (sl, sr)
 
 
 def _whole(ft, plan_, factored_modules):
@@ -243,8 +334,20 @@ def _extract_whitened(entry, base_entry, base_name, storage_dtype, bound, rank, 
         error = relative_error(dw, storage.value(sl) @ storage.value(sr), weighting)
         if rank is not None or error <= bound:
             size = np.dtype(numpy_dtype(storage.dtype)).itemsize
-            return ModuleRecord(base_name[:-len(".weight")], (m, n), None, k, error, bound,
-                                m * n * np.dtype(numpy_dtype(entry.dtype)).itemsize, (m + n) * k * size,
-                                "whiten"), (sl, sr)
-    raise InputError(f"no rank meets `--max-error {bound}` on the output error once the factors are rounded to "
-                     f"{storage.dtype}; store them wider with `--dtype f32`", path=entry.source, tensor=entry.name)
+            return ModuleRecord(
+                base_name[: -len(".weight")],
+                (m, n),
+                None,
+                k,
+                error,
+                bound,
+                m * n * np.dtype(numpy_dtype(entry.dtype)).itemsize,
+                (m + n) * k * size,
+                "whiten",
+            ), (sl, sr)
+    raise InputError(
+        f"no rank meets `--max-error {bound}` on the output error once the factors are rounded to "
+        f"{storage.dtype}; store them wider with `--dtype f32`",
+        path=entry.source,
+        tensor=entry.name,
+    )

@@ -24,9 +24,25 @@ from cond.errors import InputError, input_errors
 SCHEMA = "cond.adapter/1"
 EPS64 = float(np.finfo(np.float64).eps)
 
-ROW_FIELDS = ("name", "kind", "shape", "dtype", "rank", "numerical_rank", "wasted_rank", "alpha", "scale",
-              "sigma_max", "frobenius_norm", "relative_norm", "stable_rank", "effective_rank", "energy_rank_90",
-              "energy_rank_99", "rank_tolerance")
+ROW_FIELDS = (
+    "name",
+    "kind",
+    "shape",
+    "dtype",
+    "rank",
+    "numerical_rank",
+    "wasted_rank",
+    "alpha",
+    "scale",
+    "sigma_max",
+    "frobenius_norm",
+    "relative_norm",
+    "stable_rank",
+    "effective_rank",
+    "energy_rank_90",
+    "energy_rank_99",
+    "rank_tolerance",
+)
 
 
 @dataclass(frozen=True)
@@ -85,18 +101,29 @@ class AdapterReport(Result):
             if sort not in ("sigma_max", "stable_rank", "effective_rank", "frobenius_norm"):
                 from cond.errors import UsageError
 
-                raise UsageError(f"`--sort {sort}` does not apply to an adapter; use file, name, sigma_max, "
-                                 "stable_rank, effective_rank or frobenius_norm")
+                raise UsageError(
+                    f"`--sort {sort}` does not apply to an adapter; use file, name, sigma_max, "
+                    "stable_rank, effective_rank or frobenius_norm"
+                )
             rows.sort(key=lambda m: -math.inf if getattr(m, sort) is None else getattr(m, sort), reverse=True)
         return rows[:top] if top else rows
 
     def to_dict(self) -> dict:
         nominal = sum(m.rank for m in self.modules)
         numerical = sum(m.numerical_rank for m in self.modules)
-        return self.document(format=self.format, base=self.base, modules=[m.row() for m in self.modules],
-                             saved=list(self.saved), notices=list(self.notices),
-                             summary=dict(modules=len(self.modules), nominal_rank=nominal, numerical_rank=numerical,
-                                          wasted_rank=nominal - numerical))
+        return self.document(
+            format=self.format,
+            base=self.base,
+            modules=[m.row() for m in self.modules],
+            saved=list(self.saved),
+            notices=list(self.notices),
+            summary=dict(
+                modules=len(self.modules),
+                nominal_rank=nominal,
+                numerical_rank=numerical,
+                wasted_rank=nominal - numerical,
+            ),
+        )
 
 
 def inspect_adapter(source, *, base=None, include=None, keep_spectra=False, progress=None) -> AdapterReport:
@@ -133,9 +160,16 @@ def inspect_adapter(source, *, base=None, include=None, keep_spectra=False, prog
         reports.append(_module_report(module, adapter.path, base_norms.get(module.name), keep_spectra))
         if progress is not None:
             progress(done, len(modules), module.name)
-    return AdapterReport(str(source), adapter.format, None if base is None else str(base), tuple(reports),
-                         adapter.saved, adapter.notices, dict(include=include, base=None if base is None else str(base)),
-                         time.perf_counter() - started)
+    return AdapterReport(
+        str(source),
+        adapter.format,
+        None if base is None else str(base),
+        tuple(reports),
+        adapter.saved,
+        adapter.notices,
+        dict(include=include, base=None if base is None else str(base)),
+        time.perf_counter() - started,
+    )
 
 
 def _module_report(module, path, base_norm, keep_spectra):
@@ -146,21 +180,43 @@ def _module_report(module, path, base_norm, keep_spectra):
     with input_errors(path=path, tensor=module.name, shape=module.shape):
         s = factored_svd(left, right, module.scale, compute_uv=False)
     tolerance = max(m, n) * EPS64 * abs(module.scale) * frobenius(left) * frobenius(right)
-    return _spectrum_report(module.name, module.kind, module.shape, module.dtype, module.rank, module.alpha,
-                            module.scale, s, tolerance, base_norm, keep_spectra)
+    return _spectrum_report(
+        module.name,
+        module.kind,
+        module.shape,
+        module.dtype,
+        module.rank,
+        module.alpha,
+        module.scale,
+        s,
+        tolerance,
+        base_norm,
+        keep_spectra,
+    )
 
 
 def _spectrum_report(name, kind, shape, dtype, rank, alpha, scale, s, tolerance, base_norm, keep_spectra):
     from cond.linalg.spectrum import rank_measures
 
     frob = float(math.sqrt(np.sum((s / s[0]) ** 2)) * s[0]) if len(s) and s[0] > 0 else 0.0
-    measures = rank_measures(s) if frob > 0 else dict(effective_rank=None, energy_rank_90=None,
-                                                      energy_rank_99=None)
-    return ModuleReport(name, kind, tuple(shape), dtype, rank, int(np.count_nonzero(s > tolerance)), alpha, scale,
-                        float(s[0]) if len(s) else 0.0, frob,
-                        None if base_norm is None else (frob / base_norm if base_norm > 0 else math.inf),
-                        (frob / s[0]) ** 2 if frob > 0 else None, **measures, rank_tolerance=float(tolerance),
-                        spectrum=s if keep_spectra else None)
+    measures = rank_measures(s) if frob > 0 else dict(effective_rank=None, energy_rank_90=None, energy_rank_99=None)
+    return ModuleReport(
+        name,
+        kind,
+        tuple(shape),
+        dtype,
+        rank,
+        int(np.count_nonzero(s > tolerance)),
+        alpha,
+        scale,
+        float(s[0]) if len(s) else 0.0,
+        frob,
+        None if base_norm is None else (frob / base_norm if base_norm > 0 else math.inf),
+        (frob / s[0]) ** 2 if frob > 0 else None,
+        **measures,
+        rank_tolerance=float(tolerance),
+        spectrum=s if keep_spectra else None,
+    )
 
 
 def inspect_delta(finetuned, base, *, include=None, keep_spectra=False, progress=None) -> AdapterReport:
@@ -181,8 +237,11 @@ def inspect_delta(finetuned, base, *, include=None, keep_spectra=False, progress
         theirs = {e.name: e for e in base_entries}
         plan = _classify(ft, theirs, mapper(*align(ft, theirs)), pattern)
         if not plan["factored"] and not plan["whole"] and plan["left_out"]:
-            raise InputError(f"no tensor matches the base by name and shape ({len(plan['left_out'])} left out): "
-                             "another architecture, or not its base?", path=str(finetuned))
+            raise InputError(
+                f"no tensor matches the base by name and shape ({len(plan['left_out'])} left out): "
+                "another architecture, or not its base?",
+                path=str(finetuned),
+            )
         reports = []
         for done, (name, base_name) in enumerate(plan["factored"], 1):
             w = theirs[base_name].load().astype(np.float64)
@@ -191,14 +250,36 @@ def inspect_delta(finetuned, base, *, include=None, keep_spectra=False, progress
                 s = np.linalg.svd(dw, compute_uv=False)
             m, n = dw.shape
             tolerance = max(m, n) * EPS64 * (float(s[0]) if len(s) else 0.0)
-            reports.append(_spectrum_report(base_name[:-len(".weight")], "delta", dw.shape, ft[name].dtype, min(m, n),
-                                            None, None, s, tolerance, float(np.linalg.norm(w)), keep_spectra))
+            reports.append(
+                _spectrum_report(
+                    base_name[: -len(".weight")],
+                    "delta",
+                    dw.shape,
+                    ft[name].dtype,
+                    min(m, n),
+                    None,
+                    None,
+                    s,
+                    tolerance,
+                    float(np.linalg.norm(w)),
+                    keep_spectra,
+                )
+            )
             if progress is not None:
                 progress(done, len(plan["factored"]), base_name)
-    notices = tuple(f"{key}: {why}" for key, why in plan["whole_reasons"]) + \
-        tuple(f"{key}: {why}" for key, why in plan["left_out"])
-    return AdapterReport(str(finetuned), "delta", str(base), tuple(reports), (), notices,
-                         dict(include=include, base=str(base)), time.perf_counter() - started)
+    notices = tuple(f"{key}: {why}" for key, why in plan["whole_reasons"]) + tuple(
+        f"{key}: {why}" for key, why in plan["left_out"]
+    )
+    return AdapterReport(
+        str(finetuned),
+        "delta",
+        str(base),
+        tuple(reports),
+        (),
+        notices,
+        dict(include=include, base=str(base)),
+        time.perf_counter() - started,
+    )
 
 
 def _base_norms(base, modules):
@@ -215,12 +296,18 @@ def _base_norms(base, modules):
         name = to_theirs(wanted[module.name])
         entry = entries.get(name)
         if entry is None:
-            raise InputError(f"has no weight for the adapter's module '{module.name}' (looked for '{name}'); "
-                             "is it the adapter's base model?", path=str(base))
+            raise InputError(
+                f"has no weight for the adapter's module '{module.name}' (looked for '{name}'); "
+                "is it the adapter's base model?",
+                path=str(base),
+            )
         shape = (int(entry.shape[0]), int(np.prod(entry.shape[1:])))
         if shape != tuple(module.shape):
-            raise InputError(f"weight '{name}' is {'x'.join(map(str, shape))} but the adapter's delta is "
-                             f"{'x'.join(map(str, module.shape))}: another architecture?", path=str(base))
+            raise InputError(
+                f"weight '{name}' is {'x'.join(map(str, shape))} but the adapter's delta is "
+                f"{'x'.join(map(str, module.shape))}: another architecture?",
+                path=str(base),
+            )
         w = entry.load()
         norms[module.name] = float(np.linalg.norm(w))
     return norms

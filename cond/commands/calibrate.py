@@ -26,11 +26,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from cond.commands.result import Result
-
 from cond.commands.choices import regex_option
-from cond.errors import InputError, UsageError
+from cond.commands.result import Result
 from cond.commands.validate import check_seed
+from cond.errors import InputError, UsageError
 from cond.formats.outputs import OutputPlan
 
 SCHEMA = "cond.calibrate/2"
@@ -56,10 +55,17 @@ class CalibrateResult(Result):
     short: tuple = ()  # (layer, rows, inputs, row unit) of singular Grams, worst first
 
     def to_dict(self) -> dict:
-        return self.document(output=self.output, fisher=self.fisher, sequences=self.sequences, tokens=self.tokens,
-                             layers=self.layers, fewest_rows=self.fewest_rows, widest_input=self.widest_input,
-                             skipped=list(self.skipped),
-                             short=[dict(layer=n, rows=r, inputs=i, unit=u) for n, r, i, u in self.short])
+        return self.document(
+            output=self.output,
+            fisher=self.fisher,
+            sequences=self.sequences,
+            tokens=self.tokens,
+            layers=self.layers,
+            fewest_rows=self.fewest_rows,
+            widest_input=self.widest_input,
+            skipped=list(self.skipped),
+            short=[dict(layer=n, rows=r, inputs=i, unit=u) for n, r, i, u in self.short],
+        )
 
 
 def read_passages(path):
@@ -82,8 +88,19 @@ def read_passages(path):
     return passages
 
 
-def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length=128, include=None, seed=0,
-              force=False, progress=None) -> CalibrateResult:
+def calibrate(
+    model_dir,
+    text,
+    output,
+    *,
+    fisher=None,
+    batch_size=16,
+    max_length=128,
+    include=None,
+    seed=0,
+    force=False,
+    progress=None,
+) -> CalibrateResult:
     """Accumulate input Grams (and, with ``fisher``, a label-free Fisher) over ``text``.
 
     Parameters
@@ -125,8 +142,9 @@ def calibrate(model_dir, text, output, *, fisher=None, batch_size=16, max_length
     with OutputPlan([model_dir, text], force=force) as plan:
         output = plan.file(output, "--output")
         fisher = None if fisher is None else plan.file(fisher, "--fisher")
-        return _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress,
-                          started)
+        return _calibrate(
+            plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress, started
+        )
 
 
 def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_length, seed, progress, started):
@@ -142,7 +160,7 @@ def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_l
     model.eval()
     cal = Calibrator(model, include=(lambda name, m: bool(pattern.search(name))) if pattern else None)
     generator = torch.Generator().manual_seed(int(seed))
-    batches = [passages[i:i + batch_size] for i in range(0, len(passages), batch_size)]
+    batches = [passages[i : i + batch_size] for i in range(0, len(passages), batch_size)]
     with cal:
         for done, batch in enumerate(batches, 1):
             enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
@@ -158,10 +176,20 @@ def _calibrate(plan, model_dir, text, output, fisher, pattern, batch_size, max_l
     widest = max(cal.layers[k].in_features for k in names)
     short = _short_layers(cal, names)
     skipped = tuple(sorted(set(cal.layers) - set(names)))
-    return CalibrateResult(model_dir, str(output), fisher, cal.sequences, cal.tokens, len(names),
-                           min(cal.rows[k] for k in names), widest, time.perf_counter() - started, skipped,
-                           dict(batch_size=batch_size, max_length=max_length, include=pattern and pattern.pattern,
-                                seed=seed), short)
+    return CalibrateResult(
+        model_dir,
+        str(output),
+        fisher,
+        cal.sequences,
+        cal.tokens,
+        len(names),
+        min(cal.rows[k] for k in names),
+        widest,
+        time.perf_counter() - started,
+        skipped,
+        dict(batch_size=batch_size, max_length=max_length, include=pattern and pattern.pattern, seed=seed),
+        short,
+    )
 
 
 def _short_layers(cal, names):
@@ -169,8 +197,11 @@ def _short_layers(cal, names):
     name, rows, inputs, what a row is: tokens, or passages for a pooler)."""
     from cond.formats.calibration_file import row_unit
 
-    short = [(names[k], cal.rows[k], cal.layers[k].in_features, row_unit(cal.rows[k], cal.tokens, cal.sequences))
-             for k in names if cal.rows[k] < cal.layers[k].in_features]
+    short = [
+        (names[k], cal.rows[k], cal.layers[k].in_features, row_unit(cal.rows[k], cal.tokens, cal.sequences))
+        for k in names
+        if cal.rows[k] < cal.layers[k].in_features
+    ]
     return tuple(sorted(short, key=lambda t: t[1] - t[2]))
 
 
@@ -180,8 +211,7 @@ def _check_weights(model_dir):
     from cond.formats import open_entries
 
     if not any(name.endswith(".safetensors") for name in os.listdir(model_dir)):
-        raise InputError("holds no .safetensors weights (cond never loads pickled pytorch_model.bin)",
-                         path=model_dir)
+        raise InputError("holds no .safetensors weights (cond never loads pickled pytorch_model.bin)", path=model_dir)
     with open_entries(model_dir) as entries:
         for _ in entries:
             pass
@@ -206,8 +236,9 @@ def _extra():
         import torch
         import transformers
     except ImportError as exc:
-        raise UsageError(f"cond calibrate needs torch and transformers ({exc.name} is missing): "
-                         "pip install 'cond[torch]'") from None
+        raise UsageError(
+            f"cond calibrate needs torch and transformers ({exc.name} is missing): pip install 'cond[torch]'"
+        ) from None
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     return torch, transformers

@@ -7,16 +7,37 @@ from cond.formats.detect import FORMATS as INPUT_FORMATS  # noqa: F401 - the rea
 OUTPUT_FORMATS = ("table", "json", "jsonl", "csv")
 DEVICES = ("cpu", "cuda")
 
-SORT_KEYS = ("file", "name", "kappa", "sigma_max", "sigma_min", "stable_rank", "effective_rank", "alpha",
-             "frobenius_norm", "zero_fraction", "seconds")
+SORT_KEYS = (
+    "file",
+    "name",
+    "kappa",
+    "sigma_max",
+    "sigma_min",
+    "stable_rank",
+    "effective_rank",
+    "alpha",
+    "frobenius_norm",
+    "zero_fraction",
+    "seconds",
+)
 
 ESTIMATORS = ("incremental", "weyl", "residual", "exact")
 AXES = ("auto", "cols", "rows")
 METHODS = ("svd", "fisher", "whiten")
 FISHER_AXES = ("in", "out", "both")
 ERROR_SCOPES = ("matrix", "cluster")
-STORAGE_DTYPES = {"f64": "F64", "float64": "F64", "f32": "F32", "float32": "F32", "f16": "F16",
-                  "float16": "F16", "bf16": "BF16", "bfloat16": "BF16", "int8": "I8", "i8": "I8"}
+STORAGE_DTYPES = {
+    "f64": "F64",
+    "float64": "F64",
+    "f32": "F32",
+    "float32": "F32",
+    "f16": "F16",
+    "float16": "F16",
+    "bf16": "BF16",
+    "bfloat16": "BF16",
+    "int8": "I8",
+    "i8": "I8",
+}
 
 ROUNDINGS = ("auto", "gptq", "nearest")  # group-wise codes: GPTQ with Grams, or round to nearest
 

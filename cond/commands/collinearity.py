@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cond.errors import InputError, UsageError, input_errors
 from cond.commands.result import Result
 from cond.commands.validate import check_design_memory
+from cond.errors import InputError, UsageError, input_errors
 from cond.formats import open_entries
-from cond.threads import busy_aware_blas
 from cond.formats.detect import format_of
 from cond.linalg.collinearity import collinearity as bkw
 from cond.linalg.collinearity import near_dependencies
+from cond.threads import busy_aware_blas
 
 SCHEMA = "cond.collinearity/1"
 
@@ -50,15 +50,32 @@ class CollinearityReport(Result):
         return max(self.condition_indexes)
 
     def to_dict(self) -> dict:
-        return self.document(name=self.name, rows=self.rows, columns=list(self.columns),
-                             condition_indexes=list(self.condition_indexes),
-                             proportions=[list(row) for row in self.proportions], vif=list(self.vif),
-                             dependencies=[dict(d) for d in self.dependencies],
-                             max_condition_index=self.max_condition_index)
+        return self.document(
+            name=self.name,
+            rows=self.rows,
+            columns=list(self.columns),
+            condition_indexes=list(self.condition_indexes),
+            proportions=[list(row) for row in self.proportions],
+            vif=list(self.vif),
+            dependencies=[dict(d) for d in self.dependencies],
+            max_condition_index=self.max_condition_index,
+        )
 
 
-def collinearity(source, *, columns=None, add_intercept=False, scale=True, center=False, threshold=30.0,
-                 proportion=0.5, input_format=None, header=None, notice=None, name=None) -> CollinearityReport:
+def collinearity(
+    source,
+    *,
+    columns=None,
+    add_intercept=False,
+    scale=True,
+    center=False,
+    threshold=30.0,
+    proportion=0.5,
+    input_format=None,
+    header=None,
+    notice=None,
+    name=None,
+) -> CollinearityReport:
     """BKW diagnostics and VIFs of a design matrix.
 
     Parameters
@@ -85,31 +102,47 @@ def collinearity(source, *, columns=None, add_intercept=False, scale=True, cente
     CollinearityReport
     """
     if not (threshold > 1 and 0 < proportion < 1):
-        raise UsageError(f"`--ci-threshold` must be above 1 and the proportion in (0, 1); got {threshold}, "
-                         f"{proportion}")
+        raise UsageError(
+            f"`--ci-threshold` must be above 1 and the proportion in (0, 1); got {threshold}, {proportion}"
+        )
     started = time.perf_counter()
     label, name, x, names = _design(source, columns, input_format, header, notice, name)
     if add_intercept:
         constant = np.flatnonzero((np.ptp(x, axis=0) == 0) & np.any(x != 0, axis=0))
         if len(constant):
-            raise UsageError(f"column '{names[constant[0]]}' is already constant; `--add-intercept` would "
-                             "make the design exactly collinear", path=label)
+            raise UsageError(
+                f"column '{names[constant[0]]}' is already constant; `--add-intercept` would "
+                "make the design exactly collinear",
+                path=label,
+            )
         x = np.column_stack([np.ones(len(x)), x])
         names = ("const", *names)
     with input_errors(path=label, shape=x.shape), busy_aware_blas():
         diag = bkw(x, scale=scale, center=center)
-    deps = tuple(dict(index=k, condition_index=eta, columns=[names[j] for j in cols])
-                 for k, eta, cols in near_dependencies(diag, threshold, proportion))
-    options = dict(scale=bool(scale), center=bool(center), add_intercept=bool(add_intercept),
-                   threshold=float(threshold), proportion=float(proportion))
+    deps = tuple(
+        dict(index=k, condition_index=eta, columns=[names[j] for j in cols])
+        for k, eta, cols in near_dependencies(diag, threshold, proportion)
+    )
+    options = dict(
+        scale=bool(scale),
+        center=bool(center),
+        add_intercept=bool(add_intercept),
+        threshold=float(threshold),
+        proportion=float(proportion),
+    )
     order = np.argsort(diag.condition_indexes, kind="stable")
     return CollinearityReport(
-        input=label, name=name, rows=len(x), columns=tuple(names), options=options,
+        input=label,
+        name=name,
+        rows=len(x),
+        columns=tuple(names),
+        options=options,
         condition_indexes=tuple(float(v) for v in diag.condition_indexes[order]),
         proportions=tuple(tuple(float(v) for v in diag.proportions[k]) for k in order),
         vif=tuple(float(v) for v in diag.vif),
         dependencies=tuple(dict(d, index=int(np.flatnonzero(order == d["index"])[0])) for d in deps),
-        seconds=time.perf_counter() - started)
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _design(source, columns, input_format, header, notice, name):
@@ -119,8 +152,10 @@ def _design(source, columns, input_format, header, notice, name):
     kind = source_kind(source, "collinearity")
     if kind in ("array", "dataframe"):
         if columns is not None or input_format is not None or header is not None:
-            raise UsageError("`columns`, `input_format` and `header` apply to files; select the columns of "
-                             "an array or DataFrame before passing it")
+            raise UsageError(
+                "`columns`, `input_format` and `header` apply to files; select the columns of "
+                "an array or DataFrame before passing it"
+            )
         if kind == "dataframe":
             label, (x, names) = "<DataFrame>", dataframe_matrix(source, "<DataFrame>")
         else:
@@ -132,8 +167,11 @@ def _design(source, columns, input_format, header, notice, name):
         return label, name or ("array" if kind == "array" else "frame"), _checked_design(x, label), tuple(names)
     label = str(source)
     if str(source) != "-" and format_of(label, label, input_format) in ("safetensors", "index", "directory"):
-        raise InputError("is a checkpoint: its tensors are weights, not a design; the collinearity of a design "
-                         "needs one table or array (CSV, TSV, Parquet, .npy, ...)", path=label)
+        raise InputError(
+            "is a checkpoint: its tensors are weights, not a design; the collinearity of a design "
+            "needs one table or array (CSV, TSV, Parquet, .npy, ...)",
+            path=label,
+        )
     with open_entries(source, input_format=input_format, columns=columns, header=header, notice=notice) as entries:
         matrices = [e for e in entries if e.skip_reason is None]
     if len(matrices) != 1:
@@ -151,6 +189,9 @@ def _checked_design(x, label):
     if not np.all(np.isfinite(x)):
         raise InputError("holds NaN or Inf; drop or impute non-finite values first", path=label)
     if x.shape[0] < x.shape[1]:
-        raise InputError(f"has fewer rows ({x.shape[0]}) than columns ({x.shape[1]}): a design needs at "
-                         "least one row per coefficient", path=label)
+        raise InputError(
+            f"has fewer rows ({x.shape[0]}) than columns ({x.shape[1]}): a design needs at "
+            "least one row per coefficient",
+            path=label,
+        )
     return x

@@ -20,15 +20,15 @@ import numpy as np
 
 from cond.commands.choices import regex_option
 from cond.commands.result import Result
-from cond.errors import UsageError, input_errors
 from cond.commands.validate import check_design_memory
+from cond.errors import UsageError, input_errors
 from cond.formats.outputs import OutputPlan
-from cond.formats.sources import design_source
-from cond.threads import busy_aware_blas
 from cond.formats.row_stream import open_rows
+from cond.formats.sources import design_source
 from cond.linalg.correlation import Moments, greedy_deduplication
 from cond.linalg.leverage import RTree
 from cond.linalg.spectrum import EPS64, UNRESOLVED_THRESHOLD
+from cond.threads import busy_aware_blas
 
 SCHEMA = "cond.dedup/1"
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".npy")
@@ -55,13 +55,30 @@ class DedupReport(Result):
     SCHEMA = SCHEMA
 
     def to_dict(self) -> dict:
-        return self.document(output=self.output, rows=self.rows, kept=list(self.kept),
-                             dropped=[dict(d) for d in self.dropped], constant=list(self.constant),
-                             before=dict(self.before), after=dict(self.after))
+        return self.document(
+            output=self.output,
+            rows=self.rows,
+            kept=list(self.kept),
+            dropped=[dict(d) for d in self.dropped],
+            constant=list(self.constant),
+            before=dict(self.before),
+            after=dict(self.after),
+        )
 
 
-def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, columns=None, input_format=None,
-          header=None, notice=None, force=False) -> DedupReport:
+def dedup(
+    source,
+    output=None,
+    *,
+    max_corr=0.95,
+    max_rel_mse=None,
+    prefer=None,
+    columns=None,
+    input_format=None,
+    header=None,
+    notice=None,
+    force=False,
+) -> DedupReport:
     """Drop near-duplicate columns of a design matrix.
 
     Parameters
@@ -98,14 +115,26 @@ def dedup(source, output=None, *, max_corr=0.95, max_rel_mse=None, prefer=None, 
     with design_source(source, "dedup") as (path, label, given_names), OutputPlan([path], force=force) as plan:
         if output is not None:
             output = plan.file(output, "--output")
-        with open_rows(path, input_format=input_format, columns=columns, header=header, notice=notice,
-                       names=given_names, label=label) as rows:
+        with open_rows(
+            path,
+            input_format=input_format,
+            columns=columns,
+            header=header,
+            notice=notice,
+            names=given_names,
+            label=label,
+        ) as rows:
             check_design_memory(rows.n, rows.d, label, "dedup")
             with busy_aware_blas():
                 report = _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output)
-    return DedupReport(input=label, output=output, rows=rows.n,
-                       options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer),
-                       seconds=time.perf_counter() - started, **report)
+    return DedupReport(
+        input=label,
+        output=output,
+        rows=rows.n,
+        options=dict(max_corr=float(max_corr), max_rel_mse=max_rel_mse, prefer=prefer),
+        seconds=time.perf_counter() - started,
+        **report,
+    )
 
 
 def _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output) -> dict:
@@ -124,10 +153,13 @@ def _deduplicate(rows, prefer_re, max_corr, max_rel_mse, plan, output) -> dict:
         before, after = _spectrum_stats(r, rows.n), _spectrum_stats(r[:, kept], rows.n)
     if output is not None:
         _write(rows, kept, output, plan)
-    return dict(kept=tuple(names[j] for j in kept),
-                dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
-                constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
-                before=before, after=after)
+    return dict(
+        kept=tuple(names[j] for j in kept),
+        dropped=tuple(dict(column=names[j], partner=names[p], correlation=c) for j, p, c in dropped),
+        constant=tuple(names[j] for j in range(rows.d) if not np.isfinite(corr[j, j])),
+        before=before,
+        after=after,
+    )
 
 
 def _spectrum_stats(r, n):
@@ -142,8 +174,9 @@ def _spectrum_stats(r, n):
     c = max(n, r.shape[1])
     status = "unresolved" if kappa * EPS64 * c > UNRESOLVED_THRESHOLD else "ok"
     p = s[s > 0] / s.sum()
-    return dict(kappa=kappa, status=status, effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
-                columns=int(r.shape[1]))
+    return dict(
+        kappa=kappa, status=status, effective_rank=float(np.exp(-np.sum(p * np.log(p)))), columns=int(r.shape[1])
+    )
 
 
 def _write(rows, kept, output, plan):
@@ -161,7 +194,7 @@ def _write(rows, kept, output, plan):
             if rows.n and kept:
                 out = np.memmap(tmp, mode="r+", dtype="<f8", offset=offset, shape=(rows.n, len(kept)))
                 for start, x, _ in rows.blocks():
-                    out[start:start + len(x)] = x[:, kept]
+                    out[start : start + len(x)] = x[:, kept]
                 out.flush()
                 del out
         return
@@ -175,7 +208,6 @@ def _write(rows, kept, output, plan):
             csv.writer(f, delimiter=sep, lineterminator="\n").writerow(names)  # names quoted as CSV needs
             for _, x, _ in rows.blocks():
                 f.write("".join(sep.join(repr(float(v)) for v in row) + "\n" for row in x[:, kept]))
-
 
 
 def _npy_header(header) -> bytes:

@@ -17,15 +17,24 @@ import time
 from dataclasses import dataclass, field
 
 from cond.commands.result import Result
-
 from cond.errors import UsageError
-from cond.formats.outputs import OutputPlan
 from cond.formats.lowrank_format import CompressedCheckpoint
+from cond.formats.outputs import OutputPlan
 from cond.formats.safetensors_file import _DTYPES
 from cond.formats.safetensors_writer import SafetensorsWriter
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def byte_size(text, flag="--max-shard-size") -> int:
@@ -109,8 +118,11 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None, 
         total = sum(size for _, size in plan_tensors)
         shards = _shard(plan_tensors, limit)
         if single_file and len(shards) > 1:
-            raise UsageError(f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
-                             "into, or a larger --max-shard-size", path=output)
+            raise UsageError(
+                f"{total} bytes exceed --max-shard-size {limit}; give a directory to shard "
+                "into, or a larger --max-shard-size",
+                path=output,
+            )
         files, earlier = ([output], []) if single_file else _plan_folder(plan, output, len(shards))
         _write(plan, ckpt, files, shards, progress, len(plan_tensors))
         if len(files) > 1:
@@ -120,8 +132,14 @@ def expand(source, output, *, max_shard_size="5GB", force=False, progress=None, 
                 json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
         if not single_file:
             _finish_folder(plan, output, files, earlier)
-    return ExpandResult(source, tuple(files), total, len(plan_tensors), time.perf_counter() - started,
-                        dict(max_shard_size=limit, force=bool(force)))
+    return ExpandResult(
+        source,
+        tuple(files),
+        total,
+        len(plan_tensors),
+        time.perf_counter() - started,
+        dict(max_shard_size=limit, force=bool(force)),
+    )
 
 
 def _expand_collection(source, output, adapter, force, started):
@@ -129,13 +147,21 @@ def _expand_collection(source, output, adapter, force, started):
     from cond.formats.lora_collection import write_adapters
 
     if not isinstance(output, (str, os.PathLike)) or os.fspath(output).endswith(".safetensors"):
-        raise UsageError("a LoRA collection expands into a folder (one adapter per name); give a folder",
-                         path=os.fspath(output) if isinstance(output, (str, os.PathLike)) else None)
+        raise UsageError(
+            "a LoRA collection expands into a folder (one adapter per name); give a folder",
+            path=os.fspath(output) if isinstance(output, (str, os.PathLike)) else None,
+        )
     with OutputPlan([source], force=force) as plan:
         plan.folder(output, "--output")
         files, count = write_adapters(plan, source, output, adapter)
-    return ExpandResult(os.fspath(source), tuple(files), sum(os.path.getsize(f) for f in files), count,
-                        time.perf_counter() - started, dict(adapter=adapter, force=bool(force)))
+    return ExpandResult(
+        os.fspath(source),
+        tuple(files),
+        sum(os.path.getsize(f) for f in files),
+        count,
+        time.perf_counter() - started,
+        dict(adapter=adapter, force=bool(force)),
+    )
 
 
 MARKER = ".cond-expand.json"  # the files an expansion wrote into its folder, so --force removes only those
@@ -149,14 +175,23 @@ def _plan_folder(plan, folder, n_shards):
     earlier = _marked(folder)
     foreign = sorted(f for f in _listing(folder) if _EXPANSION_FILE.fullmatch(f) and f not in earlier)
     if foreign:
-        raise UsageError(f"holds a checkpoint that cond expand did not write ({', '.join(foreign[:3])}"
-                         f"{' ...' if len(foreign) > 3 else ''}); expand into another folder", path=folder)
+        raise UsageError(
+            f"holds a checkpoint that cond expand did not write ({', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''}); expand into another folder",
+            path=folder,
+        )
     if earlier and not plan.force:
-        raise UsageError(f"holds an earlier expansion ({', '.join(sorted(earlier)[:3])}"
-                         f"{' ...' if len(earlier) > 3 else ''}); pass --force to replace it", path=folder)
-    names = (["model.safetensors"] if n_shards == 1 else
-             [f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors" for i in range(n_shards)]
-             + ["model.safetensors.index.json"])
+        raise UsageError(
+            f"holds an earlier expansion ({', '.join(sorted(earlier)[:3])}"
+            f"{' ...' if len(earlier) > 3 else ''}); pass --force to replace it",
+            path=folder,
+        )
+    names = (
+        ["model.safetensors"]
+        if n_shards == 1
+        else [f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors" for i in range(n_shards)]
+        + ["model.safetensors.index.json"]
+    )
     files = [plan.member(folder, n) for n in names]
     plan.member(folder, MARKER)
     return files, earlier
@@ -174,8 +209,11 @@ def _marked(folder):
             names = json.load(f).get("files", [])
     except (OSError, ValueError, AttributeError, RecursionError):
         return []
-    return [n for n in names if isinstance(n, str) and _EXPANSION_FILE.fullmatch(n)
-            and os.path.lexists(os.path.join(folder, n))]
+    return [
+        n
+        for n in names
+        if isinstance(n, str) and _EXPANSION_FILE.fullmatch(n) and os.path.lexists(os.path.join(folder, n))
+    ]
 
 
 def _write(plan, ckpt, files, shards, progress, total):
@@ -185,8 +223,12 @@ def _write(plan, ckpt, files, shards, progress, total):
         with SafetensorsWriter(plan, path, metadata=metadata) as writer:
             for name in shard:
                 array = ckpt[name]
-                writer.add_bytes(name, ckpt.manifest_entry(name)["dtype"], array.shape,
-                                 array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+                writer.add_bytes(
+                    name,
+                    ckpt.manifest_entry(name)["dtype"],
+                    array.shape,
+                    array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes(),
+                )
                 done += 1
                 if progress:
                     progress(done, total)

@@ -15,22 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from dataclasses import dataclass
-from typing import Optional
 import os
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from cond.commands.choices import regex_option
+from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
 from cond.commands.validate import refuse_unused
 from cond.errors import InputError, UsageError, input_errors
 from cond.formats import TensorEntry, open_entries
 from cond.formats.entry import skip_reason_for_ndim, unit_roundoff
 from cond.formats.outputs import OutputPlan, write_npz
-from cond.threads import busy_aware_blas
 from cond.linalg.spectrum import diagnose
-from cond.commands.inspect_report import InspectReport, MatrixReport, SkippedTensor, Summary
+from cond.threads import busy_aware_blas
 
 LARGE_SIDE = 2048  # min(m, n) from which a matrix gets every idle core inside its factorisation
 
@@ -53,10 +53,30 @@ class InspectOptions:
         return dataclasses.asdict(self)
 
 
-def inspect(source, *, alpha=False, normality=False, include=None, input_format=None,
-            columns=None, name=None, workers=None, keep_spectra=False, scheduler=None, device="cpu",
-            progress=None, header=None, notice=None, gram=True, spectra=None, plot=None, plot_format="png",
-            fail_above=None, force=False, base=None) -> InspectReport:
+def inspect(
+    source,
+    *,
+    alpha=False,
+    normality=False,
+    include=None,
+    input_format=None,
+    columns=None,
+    name=None,
+    workers=None,
+    keep_spectra=False,
+    scheduler=None,
+    device="cpu",
+    progress=None,
+    header=None,
+    notice=None,
+    gram=True,
+    spectra=None,
+    plot=None,
+    plot_format="png",
+    fail_above=None,
+    force=False,
+    base=None,
+) -> InspectReport:
     """Diagnose every matrix in ``source``.
 
     Parameters
@@ -133,19 +153,30 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
 
     kind = source_kind(source, "inspect")
     if kind == "path" and _is_adapter(source):
-        refuse_unused({"--alpha": alpha, "--normality": normality, "--spectra": spectra is not None,
-                       "--plot": plot is not None, "--fail-above": fail_above is not None,
-                       "--columns": columns is not None, "--header": header is not None,
-                       "--input-format": input_format is not None, "--scheduler": scheduler is not None,
-                       "--device": device != "cpu", "--no-gram": not gram},
-                      "to checkpoints and designs, not to a LoRA adapter")
+        refuse_unused(
+            {
+                "--alpha": alpha,
+                "--normality": normality,
+                "--spectra": spectra is not None,
+                "--plot": plot is not None,
+                "--fail-above": fail_above is not None,
+                "--columns": columns is not None,
+                "--header": header is not None,
+                "--input-format": input_format is not None,
+                "--scheduler": scheduler is not None,
+                "--device": device != "cpu",
+                "--no-gram": not gram,
+            },
+            "to checkpoints and designs, not to a LoRA adapter",
+        )
         from cond.commands.adapter_report import inspect_adapter
 
         return inspect_adapter(source, base=base, include=include, keep_spectra=keep_spectra, progress=progress)
     if base is not None:
         if kind != "path":
-            raise UsageError("`--base` compares two checkpoints on disk (or an adapter with its base); "
-                             "this source is not a path")
+            raise UsageError(
+                "`--base` compares two checkpoints on disk (or an adapter with its base); this source is not a path"
+            )
         from cond.commands.adapter_report import inspect_delta
 
         return inspect_delta(source, base, include=include, keep_spectra=keep_spectra, progress=progress)
@@ -159,10 +190,17 @@ def inspect(source, *, alpha=False, normality=False, include=None, input_format=
 
         check_plot_format(plot_format)
         require_matplotlib()
-    options = InspectOptions(alpha=bool(alpha), normality=bool(normality), include=include, workers=workers,
-                             keep_spectra=bool(keep_spectra or spectra is not None or plot is not None),
-                             scheduler=scheduler_from(scheduler), device=check_device(device), gram=bool(gram),
-                             fail_above=fail_above)
+    options = InspectOptions(
+        alpha=bool(alpha),
+        normality=bool(normality),
+        include=include,
+        workers=workers,
+        keep_spectra=bool(keep_spectra or spectra is not None or plot is not None),
+        scheduler=scheduler_from(scheduler),
+        device=check_device(device),
+        gram=bool(gram),
+        fail_above=fail_above,
+    )
     if options.scheduler is not None:
         _check_distributable(source, input_format)
     paths = [os.fspath(source)] if kind == "path" else []
@@ -188,20 +226,23 @@ def _entries(source, kind, input_format, columns, header, notice, name, options=
     from cond.formats.sources import dataframe_matrix, dict_arrays
 
     if kind in ("path", "stdin"):
-        with open_entries(source, input_format=input_format, columns=columns, header=header,
-                          notice=notice) as entries:
+        with open_entries(source, input_format=input_format, columns=columns, header=header, notice=notice) as entries:
             yield os.fspath(source), entries, options
         return
     if kind != "array" and (input_format, columns, header) != (None, None, None):
-        raise UsageError("`input_format`, `columns` and `header` apply to files; select the columns of "
-                         "an array or DataFrame before passing it")
+        raise UsageError(
+            "`input_format`, `columns` and `header` apply to files; select the columns of "
+            "an array or DataFrame before passing it"
+        )
     if kind == "dict":
-        yield "<dict>", [_array_entry(n, a, "<dict>", checkpoint=True) for n, a in dict_arrays(source).items()], \
-            options
+        yield "<dict>", [_array_entry(n, a, "<dict>", checkpoint=True) for n, a in dict_arrays(source).items()], options
     elif kind == "dataframe":
         matrix, names = dataframe_matrix(source)
-        yield "<DataFrame>", [dataclasses.replace(_array_entry(name or "frame", matrix, "<DataFrame>"),
-                                                  columns=tuple(names))], options
+        yield (
+            "<DataFrame>",
+            [dataclasses.replace(_array_entry(name or "frame", matrix, "<DataFrame>"), columns=tuple(names))],
+            options,
+        )
     else:
         if is_cupy_array(source):  # the backend follows the array: a GPU array is analysed on the GPU
             options = dataclasses.replace(options, device=check_device("cuda")) if options else options
@@ -217,8 +258,15 @@ def _array_entry(name, array, label, checkpoint=False):
     if array.dtype.hasobject or array.dtype.kind not in "biufV" and array.dtype.name not in ("bfloat16",):
         raise InputError(f"has dtype {array.dtype}, not numeric", path=label, tensor=name, shape=array.shape)
     reason = kind_reason(array.dtype, checkpoint) or skip_reason_for_ndim(array.shape)
-    return TensorEntry(name, tuple(array.shape), str(array.dtype), label, unit_roundoff(array.dtype), reason,
-                       lambda: np.array(array, dtype=np.float64, copy=True))
+    return TensorEntry(
+        name,
+        tuple(array.shape),
+        str(array.dtype),
+        label,
+        unit_roundoff(array.dtype),
+        reason,
+        lambda: np.array(array, dtype=np.float64, copy=True),
+    )
 
 
 def _plan_pictures(plan, folder, fmt, entries):
@@ -248,8 +296,11 @@ def _finish(report, source, kind, plan, spectra, plot, plot_format, pictures, in
             raise UsageError(f"{why}, so `--fail-above` has nothing to check", path=report.input)
         report = dataclasses.replace(report, exceeded=tuple(m.name for m in report.above(options["fail_above"])))
     if spectra is not None:
-        write_npz(plan, spectra, {m.name: m.diagnostics.spectrum for m in report.matrices
-                                  if m.diagnostics.spectrum is not None})
+        write_npz(
+            plan,
+            spectra,
+            {m.name: m.diagnostics.spectrum for m in report.matrices if m.diagnostics.spectrum is not None},
+        )
     if plot is not None:
         from cond.commands.plots import write_plots
 
@@ -280,12 +331,17 @@ def _manifest_of(source):
 def _check_distributable(source, input_format):
     from cond.formats.detect import format_of
 
-    fmt = None if not isinstance(source, (str, os.PathLike)) or str(source) == "-" else \
-        format_of(str(source), str(source), input_format)
+    fmt = (
+        None
+        if not isinstance(source, (str, os.PathLike)) or str(source) == "-"
+        else format_of(str(source), str(source), input_format)
+    )
     if fmt not in ("safetensors", "index", "directory"):
         what = "an array" if fmt is None else f"{source} ({fmt})"
-        raise UsageError(f"`--scheduler` distributes safetensors checkpoints, whose tensors the workers "
-                         f"read themselves; {what} is not one: run without `--scheduler`")
+        raise UsageError(
+            f"`--scheduler` distributes safetensors checkpoints, whose tensors the workers "
+            f"read themselves; {what} is not one: run without `--scheduler`"
+        )
 
 
 def _check_workers(workers):
@@ -302,12 +358,12 @@ def _run(label, entries, options, progress):
     """Every entry (already chosen by ``--include``) analysed, or listed as skipped with its reason."""
     started = time.perf_counter()
     todo = [e for e in entries if e.skip_reason is None]
-    skipped = [SkippedTensor(e.name, e.source, e.shape, e.dtype, e.skip_reason)
-               for e in entries if e.skip_reason is not None]
+    skipped = [
+        SkippedTensor(e.name, e.source, e.shape, e.dtype, e.skip_reason) for e in entries if e.skip_reason is not None
+    ]
     for e in todo:
         if 0 in e.shape:
-            raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name,
-                             shape=e.shape)
+            raise InputError("matrix has a zero-size dimension", path=e.source, tensor=e.name, shape=e.shape)
     results = []
     if options.scheduler is not None:
         from cond.distributed import dask_client, ordered_map
@@ -373,9 +429,14 @@ def _analyse(entry, options) -> MatrixReport:
     t0 = time.perf_counter()
     values = entry.load()
     with input_errors(path=entry.source, tensor=entry.name, shape=entry.shape):  # linalg's ValueErrors
-        d = diagnose(values, unit_roundoff=entry.unit_roundoff, alpha=options.alpha,
-                     normality=options.normality, keep_spectrum=options.keep_spectra,
-                     overwrite_a=values.flags.owndata and values.flags.writeable,
-                     device=options.device, gram=options.gram)
-    return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d,
-                        time.perf_counter() - t0)
+        d = diagnose(
+            values,
+            unit_roundoff=entry.unit_roundoff,
+            alpha=options.alpha,
+            normality=options.normality,
+            keep_spectrum=options.keep_spectra,
+            overwrite_a=values.flags.owndata and values.flags.writeable,
+            device=options.device,
+            gram=options.gram,
+        )
+    return MatrixReport(entry.name, entry.source, tuple(entry.shape), entry.dtype, d, time.perf_counter() - t0)

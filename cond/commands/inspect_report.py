@@ -21,12 +21,36 @@ SCHEMA = "cond.inspect/1"
 
 # Column order of a matrix row in JSON, JSONL and CSV.
 ROW_FIELDS = (
-    "name", "source", "shape", "matrix_shape", "reshaped", "dtype", "status",
-    "kappa", "kappa_lower_bound", "sigma_max", "sigma_min", "storage_limited",
-    "numerical_rank", "rank_tolerance", "stable_rank", "effective_rank",
-    "energy_rank_90", "energy_rank_99", "frobenius_norm", "zero_fraction",
-    "nonfinite_count", "alpha", "alpha_sigma", "alpha_xmin", "alpha_ks_distance",
-    "alpha_n_tail", "henrici", "seconds", "route", "sigma_error",
+    "name",
+    "source",
+    "shape",
+    "matrix_shape",
+    "reshaped",
+    "dtype",
+    "status",
+    "kappa",
+    "kappa_lower_bound",
+    "sigma_max",
+    "sigma_min",
+    "storage_limited",
+    "numerical_rank",
+    "rank_tolerance",
+    "stable_rank",
+    "effective_rank",
+    "energy_rank_90",
+    "energy_rank_99",
+    "frobenius_norm",
+    "zero_fraction",
+    "nonfinite_count",
+    "alpha",
+    "alpha_sigma",
+    "alpha_xmin",
+    "alpha_ks_distance",
+    "alpha_n_tail",
+    "henrici",
+    "seconds",
+    "route",
+    "sigma_error",
 )
 
 
@@ -49,8 +73,14 @@ class MatrixReport:
         """Flat dict with the keys of :data:`ROW_FIELDS`; inf and NaN become None."""
         d = {f.name: getattr(self.diagnostics, f.name) for f in dataclasses.fields(self.diagnostics)}
         d["matrix_shape"] = list(d.pop("shape"))
-        d.update(name=self.name, source=self.source, shape=list(self.shape), reshaped=self.reshaped,
-                 dtype=self.dtype, seconds=self.seconds)
+        d.update(
+            name=self.name,
+            source=self.source,
+            shape=list(self.shape),
+            reshaped=self.reshaped,
+            dtype=self.dtype,
+            seconds=self.seconds,
+        )
         return {k: _finite_or_none(d[k]) for k in ROW_FIELDS}
 
 
@@ -65,8 +95,7 @@ class SkippedTensor:
     reason: str
 
     def row(self) -> dict:
-        return dict(name=self.name, source=self.source, shape=list(self.shape), dtype=self.dtype,
-                    reason=self.reason)
+        return dict(name=self.name, source=self.source, shape=list(self.shape), dtype=self.dtype, reason=self.reason)
 
 
 @dataclass(frozen=True)
@@ -96,8 +125,9 @@ class Summary:
             unresolved=sum(m.diagnostics.status == "unresolved" for m in matrices),
             storage_limited=sum(m.diagnostics.storage_limited for m in matrices),
             nonfinite=sum(m.diagnostics.status == "non-finite" for m in matrices),
-            log10_spectral_norm_product=(sum(math.log10(s) for s in norms)
-                                         if norms and all(s > 0 for s in norms) else None),
+            log10_spectral_norm_product=(
+                sum(math.log10(s) for s in norms) if norms and all(s > 0 for s in norms) else None
+            ),
             seconds=seconds,
         )
 
@@ -146,6 +176,7 @@ class InspectReport(Result):
         if sort == "name":
             rows.sort(key=lambda m: m.name)
         elif sort != "file":
+
             def value(m):
                 v = m.seconds if sort == "seconds" else getattr(m.diagnostics, sort)
                 return -math.inf if v is None else v
@@ -156,8 +187,7 @@ class InspectReport(Result):
     def above(self, threshold: float) -> list:
         """Matrices whose kappa exceeds ``threshold``; non-finite and all-zero ones always do
         (their kappa is undefined or infinite, so nothing certifies them)."""
-        return [m for m in self.matrices
-                if m.diagnostics.kappa is None or m.diagnostics.kappa > threshold]
+        return [m for m in self.matrices if m.diagnostics.kappa is None or m.diagnostics.kappa > threshold]
 
 
 def _finite_or_none(v):

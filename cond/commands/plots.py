@@ -75,8 +75,10 @@ def write_plots(report, folder, fmt="png", *, plan=None, paths=None):
             plan.folder(folder, "--plot")
         if paths is None:
             taken = set()
-            paths = [os.path.join(folder, f"{safe_name(name, taken)}.{fmt}")
-                     for name in [m.name for m in report.matrices] + ["overview"]]
+            paths = [
+                os.path.join(folder, f"{safe_name(name, taken)}.{fmt}")
+                for name in [m.name for m in report.matrices] + ["overview"]
+            ]
         drawn = {}
         for m, path in zip(report.matrices, paths):
             if m.diagnostics.spectrum is not None:
@@ -100,7 +102,7 @@ def _matrix_figure(plt, plan, m, path):
     fig.suptitle(f"{_label(m.name)}  ({'x'.join(map(str, m.shape))}, {m.dtype}; kappa {_g(d.kappa)}, {d.status})")
     data = {"name": m.name, "singular_values": s}
     if len(positive) >= 2:
-        ev = positive ** 2
+        ev = positive**2
         bins = np.geomspace(ev.min(), ev.max(), min(60, max(10, len(ev) // 4)) + 1)
         density, edges = np.histogram(ev, bins=bins, density=True)
         centres = np.sqrt(edges[:-1] * edges[1:])
@@ -145,14 +147,14 @@ def _overview(plt, plan, report, path):
     rows = report.matrices
     names = [m.name for m in rows]
     kappa = np.array([np.nan if m.diagnostics.kappa is None else m.diagnostics.kappa for m in rows], float)
-    stable = np.array([np.nan if m.diagnostics.stable_rank is None else m.diagnostics.stable_rank for m in rows],
-                      float)
+    stable = np.array([np.nan if m.diagnostics.stable_rank is None else m.diagnostics.stable_rank for m in rows], float)
     alpha = np.array([np.nan if m.diagnostics.alpha is None else m.diagnostics.alpha for m in rows], float)
     panels = [("kappa (log)", kappa, True), ("stable rank", stable, False)]
     if np.any(np.isfinite(alpha)):
         panels.append(("power-law alpha", alpha, False))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.22 * len(rows) + 3), 2.6 * len(panels)),
-                             sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(8, 0.22 * len(rows) + 3), 2.6 * len(panels)), sharex=True, constrained_layout=True
+    )
     axes = np.atleast_1d(axes)
     x = np.arange(len(rows))
     for ax, (label, values, log) in zip(axes, panels):
@@ -184,8 +186,9 @@ def _g(v):
 
 def _label(text):
     """A name for a figure: control characters as escapes (``\\x1b``), '$' not mathtext."""
-    return re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: m.group(0).encode("unicode_escape").decode("ascii"),
-                  str(text)).replace("$", r"\$")
+    return re.sub(
+        r"[\x00-\x1f\x7f-\x9f]", lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(text)
+    ).replace("$", r"\$")
 
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -22,8 +22,13 @@ class Result:
         """The result's JSON object: the shared fields, then ``fields``, made JSON-safe."""
         from cond._version import __version__
 
-        doc = dict(schema=self.SCHEMA, cond_version=__version__, input=self.input,
-                   options=dict(self.options or {}), seconds=self.seconds)
+        doc = dict(
+            schema=self.SCHEMA,
+            cond_version=__version__,
+            input=self.input,
+            options=dict(self.options or {}),
+            seconds=self.seconds,
+        )
         doc.update(fields)
         return json_safe(doc)
 

@@ -28,8 +28,10 @@ def check_budgets(budget, budget_bytes):
     """``--budget`` (a share of the parameters) and ``--budget-bytes`` (of the bytes) are in (0, 1]."""
     for flag, value in (("--budget", budget), ("--budget-bytes", budget_bytes)):
         if value is not None and not 0 < value <= 1:
-            raise UsageError(f"`{flag}` must be a share in (0, 1] of the selected matrices' "
-                             f"{'bytes' if flag == '--budget-bytes' else 'parameters'}; got {value}")
+            raise UsageError(
+                f"`{flag}` must be a share in (0, 1] of the selected matrices' "
+                f"{'bytes' if flag == '--budget-bytes' else 'parameters'}; got {value}"
+            )
 
 
 def refuse_unused(given, reason):
@@ -63,9 +65,11 @@ def human_bytes(n) -> str:
 
 
 # the advice each design command gives when a design is too wide for memory
-_ADVICE = {"sample": "sample fewer columns with --columns",
-           "dedup": "deduplicate fewer columns at once with --columns",
-           "collinearity": "choose fewer columns with --columns"}
+_ADVICE = {
+    "sample": "sample fewer columns with --columns",
+    "dedup": "deduplicate fewer columns at once with --columns",
+    "collinearity": "choose fewer columns with --columns",
+}
 
 
 def check_design_memory(n, d, label, command, whole=False):
@@ -76,6 +80,9 @@ def check_design_memory(n, d, label, command, whole=False):
     have = memory_bytes()
     if have and need > have:
         state = f"{n} x {d} design and " if whole else ""
-        raise InputError(f"has {d} columns: the {state}{d} x {d} float64 working state need about "
-                         f"{human_bytes(need)}, more than this machine's {human_bytes(have)} of memory; "
-                         f"{_ADVICE[command]}", path=label)
+        raise InputError(
+            f"has {d} columns: the {state}{d} x {d} float64 working state need about "
+            f"{human_bytes(need)}, more than this machine's {human_bytes(have)} of memory; "
+            f"{_ADVICE[command]}",
+            path=label,
+        )

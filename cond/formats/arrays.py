@@ -31,8 +31,11 @@ def kind_reason(dtype: np.dtype, checkpoint=False):
 
 def _refuse_pickle(dtype, display, name=None):
     if dtype.hasobject:
-        raise InputError("holds Python objects (a pickle); cond never loads pickles. "
-                         "Save a numeric array instead", path=display, tensor=name)
+        raise InputError(
+            "holds Python objects (a pickle); cond never loads pickles. Save a numeric array instead",
+            path=display,
+            tensor=name,
+        )
 
 
 def _read_npy_header(f, display, name=None):
@@ -58,8 +61,12 @@ def entries_of_npy(path, display=None, name=None):
     need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     have = os.stat(path).st_size - header_end
     if have < need:
-        raise InputError(f"truncated data: the header needs {need} bytes, the file has {have}",
-                         path=display, tensor=name, shape=shape)
+        raise InputError(
+            f"truncated data: the header needs {need} bytes, the file has {have}",
+            path=display,
+            tensor=name,
+            shape=shape,
+        )
 
     def load():
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -93,8 +100,7 @@ def entries_of_npz(path, display=None):
                 with zipfile.ZipFile(path) as z, z.open(member) as f:
                     arr = np.lib.format.read_array(f, allow_pickle=False)
             except (ValueError, EOFError, zipfile.BadZipFile, OSError) as exc:
-                raise InputError(f"cannot read array ({exc})", path=display, tensor=name,
-                                 shape=shape) from None
+                raise InputError(f"cannot read array ({exc})", path=display, tensor=name, shape=shape) from None
             return np.asarray(arr, dtype=np.float64)
 
         reason = kind_reason(dtype, checkpoint=True) or skip_reason_for_ndim(shape)
@@ -125,7 +131,7 @@ def npy_chunks(path, display):
         if fortran:  # column-major: a row slice is strided; read through a memory map instead
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
             for s in range(0, n, chunk_rows):
-                yield np.array(arr[s:s + chunk_rows])
+                yield np.array(arr[s : s + chunk_rows])
             return
         buffers = pools.setdefault(chunk_rows, ChunkBuffers((min(chunk_rows, n), ncols), dtype))
         with open(path, "rb", buffering=0) as f:
@@ -170,8 +176,10 @@ def npz_chunks(path, display):
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             if len(keys) != 1:
-                raise InputError(f"holds {len(keys)} arrays ({', '.join(keys[:5])}); cond sample "
-                                 "needs one (save it as .npy)", path=display)
+                raise InputError(
+                    f"holds {len(keys)} arrays ({', '.join(keys[:5])}); cond sample needs one (save it as .npy)",
+                    path=display,
+                )
             arr = z[keys[0]]
     except ValueError as exc:
         raise InputError(f"cannot read ({exc})", path=display) from None
@@ -180,6 +188,6 @@ def npz_chunks(path, display):
 
     def chunks(chunk_rows):
         for s in range(0, arr.shape[0], chunk_rows):
-            yield arr[s:s + chunk_rows]
+            yield arr[s : s + chunk_rows]
 
     return arr.shape[0], arr.shape[1], chunks

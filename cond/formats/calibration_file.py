@@ -53,8 +53,11 @@ class CalibrationFile:
 
         self.path, self.kind, self.axis = str(path), kind, axis
         if format_of(self.path, self.path) != "safetensors":
-            raise InputError(f"the {'Fisher' if kind == 'fisher' else 'Gram'} file must be a .safetensors "
-                             "file keyed by weight names", path=self.path)
+            raise InputError(
+                f"the {'Fisher' if kind == 'fisher' else 'Gram'} file must be a .safetensors "
+                "file keyed by weight names",
+                path=self.path,
+            )
         with open_entries(self.path) as entries:
             self.entries = {e.name: e for e in entries}
         from cond.formats.safetensors_file import read_header
@@ -74,8 +77,11 @@ class CalibrationFile:
         if value is None:
             return None
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InputError(f"metadata cond.rows must give non-negative integer row counts; got {value!r}",
-                             path=self.path, tensor=name)
+            raise InputError(
+                f"metadata cond.rows must give non-negative integer row counts; got {value!r}",
+                path=self.path,
+                tensor=name,
+            )
         return value
 
     def check_rows(self, entries):
@@ -89,9 +95,13 @@ class CalibrationFile:
             rows = self.rows(entry.name)
             if rows is not None and rows < n:
                 unit = self.row_unit(rows)
-                raise InputError(f"this Gram was built from {rows} input rows for {n} inputs, so it is "
-                                 f"singular; calibrate on at least {n - rows} more {unit} of text "
-                                 f"(several times {n} is better)", path=self.path, tensor=entry.name)
+                raise InputError(
+                    f"this Gram was built from {rows} input rows for {n} inputs, so it is "
+                    f"singular; calibrate on at least {n - rows} more {unit} of text "
+                    f"(several times {n} is better)",
+                    path=self.path,
+                    tensor=entry.name,
+                )
 
     def row_unit(self, rows):
         """What one input row of a layer is: a token, or a passage for a layer that sees one row per
@@ -106,9 +116,11 @@ class CalibrationFile:
         if names and not any(n in self.entries for n in names):
             ours = next(iter(names))
             theirs = next(iter(self.entries), "(none)")
-            raise UsageError(f"no tensor name matches a selected matrix of the checkpoint (checkpoint has "
-                             f"'{ours}', this file '{theirs}'); write the file with the checkpoint's names",
-                             path=self.path)
+            raise UsageError(
+                f"no tensor name matches a selected matrix of the checkpoint (checkpoint has "
+                f"'{ours}', this file '{theirs}'); write the file with the checkpoint's names",
+                path=self.path,
+            )
 
     def weighting(self, name, shape) -> Weighting:
         """The weighting of the weight ``name`` (stored ``shape``; compressed as (out, prod(rest)))."""
@@ -117,14 +129,14 @@ class CalibrationFile:
         values = entry.load()
         if not np.all(np.isfinite(values)):
             raise InputError("holds NaN or Inf", path=self.path, tensor=name, shape=entry.shape)
-        return self._fisher(entry, values, shape, m, n) if self.kind == "fisher" else \
-            self._gram(entry, values, m, n)
+        return self._fisher(entry, values, shape, m, n) if self.kind == "fisher" else self._gram(entry, values, m, n)
 
     def _fisher(self, entry, values, shape, m, n):
         where = dict(path=self.path, tensor=entry.name, shape=entry.shape)
         if values.size and values.min() < 0:
-            raise InputError(f"has negative entries (min {values.min():.3g}); squared gradients are "
-                             "non-negative", **where)
+            raise InputError(
+                f"has negative entries (min {values.min():.3g}); squared gradients are non-negative", **where
+            )
         if tuple(entry.shape) in (tuple(shape), (m, n)):
             values = values.reshape(m, n)
         elif values.ndim == 1 and self.axis != "both" and len(values) == (n if self.axis == "in" else m):
@@ -133,8 +145,9 @@ class CalibrationFile:
             wanted = f"{m}x{n} (per element)"
             if self.axis != "both":
                 wanted += f" or a vector of length {n if self.axis == 'in' else m} (--fisher-axis {self.axis})"
-            raise InputError(f"does not fit the weight of shape {'x'.join(map(str, shape))}: expected "
-                             f"{wanted}", **where)
+            raise InputError(
+                f"does not fit the weight of shape {'x'.join(map(str, shape))}: expected {wanted}", **where
+            )
         return fisher_weighting(values, m, n, self.axis)
 
     def _gram(self, entry, values, m, n):
@@ -145,8 +158,11 @@ class CalibrationFile:
         asymmetry = float(np.max(np.abs(values - values.T))) if values.size else 0.0
         tolerance = SYMMETRY_TOLERANCE.get(entry.dtype, 2.0**-11) * scale
         if asymmetry > tolerance:
-            raise InputError(f"is not symmetric (max |G - G^T| = {asymmetry:.3g}, {asymmetry / scale:.2g} of "
-                             "its largest entry); a Gram matrix X^T X is", **where)
+            raise InputError(
+                f"is not symmetric (max |G - G^T| = {asymmetry:.3g}, {asymmetry / scale:.2g} of "
+                "its largest entry); a Gram matrix X^T X is",
+                **where,
+            )
         try:
             return whitening((values + values.T) / 2)
         except ValueError as exc:

@@ -14,8 +14,7 @@ def check_unique(names, label):
     seen = set()
     for name in names:
         if name in seen:
-            raise InputError(f"column name '{name}' appears more than once; column names must be unique",
-                             path=label)
+            raise InputError(f"column name '{name}' appears more than once; column names must be unique", path=label)
         seen.add(name)
 
 
@@ -38,12 +37,15 @@ def select_columns(names, spec, display):
             hits = [int(item)] if int(item) < len(names) else []
         elif re.fullmatch(r"\d*:\d*", item):
             lo, hi = item.split(":")
-            hits = list(range(len(names)))[int(lo or 0):int(hi) if hi else None]
+            hits = list(range(len(names)))[int(lo or 0) : int(hi) if hi else None]
         else:
             hits = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, item)]
         if not hits:
-            raise UsageError(f"`--columns` item {item!r} matches no column; the columns are "
-                             f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}", path=display)
+            raise UsageError(
+                f"`--columns` item {item!r} matches no column; the columns are "
+                f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}",
+                path=display,
+            )
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
 

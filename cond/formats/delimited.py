@@ -35,8 +35,7 @@ from cond.errors import InputError
 from cond.formats.columns import check_unique, select_columns, table_stem
 from cond.formats.entry import TensorEntry
 
-_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|nan|inf|infinity)\s*$",
-                     re.IGNORECASE)
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|nan|inf|infinity)\s*$", re.IGNORECASE)
 
 
 def looks_numeric(field: str) -> bool:
@@ -83,7 +82,7 @@ def text_layout(data, delimiter, display, header=None) -> TextLayout:
     module's rules).
     """
     refuse_binary(data, display)
-    pos = len(BOM) if bytes(data[:len(BOM)]) == BOM else 0
+    pos = len(BOM) if bytes(data[: len(BOM)]) == BOM else 0
     lines, own_output = 0, False
     while True:
         if pos >= len(data):
@@ -119,8 +118,11 @@ def refuse_binary(data, display):
         except UnicodeDecodeError as exc:
             bad = exc.start if exc.start < len(head) - 3 else -1  # a character cut at the window's end is fine
     if bad >= 0:
-        raise InputError(f"is not text (a binary byte at offset {bad}); give its real format with "
-                         "--input-format, or a CSV / TSV file", path=display)
+        raise InputError(
+            f"is not text (a binary byte at offset {bad}); give its real format with "
+            "--input-format, or a CSV / TSV file",
+            path=display,
+        )
 
 
 def header_notice(display, layout) -> str | None:
@@ -133,7 +135,7 @@ def header_notice(display, layout) -> str | None:
 
 def lf_line_ends(data):
     """``data`` with CR-only line ends (classic Mac) turned into LF; other text as it is."""
-    head = bytes(data[:1 << 20])
+    head = bytes(data[: 1 << 20])
     if b"\r" in head and b"\n" not in head:
         return bytes(data).replace(b"\r", b"\n")
     return data
@@ -175,12 +177,13 @@ def parse_text_block(block, delimiter: str, names, display, line_offset=0, start
             counts = list(pool.map(count_lines, views))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     out = np.empty((int(offsets[-1]), len(names)))
-    jobs = [(views[k], out[offsets[k]:offsets[k + 1]]) for k in range(len(pieces))]
+    jobs = [(views[k], out[offsets[k] : offsets[k + 1]]) for k in range(len(pieces))]
     if len(pieces) == 1:
-        parts = [_parse_piece(*jobs[0], delimiter)]
+        buf, out_view = jobs[0]
+        parts = [_parse_piece(buf, out_view, delimiter)]
     else:
         with ThreadPoolExecutor(len(pieces)) as pool:
-            parts = list(pool.map(lambda job: _parse_piece(*job, delimiter), jobs))
+            parts = list(pool.map(lambda job: _parse_piece(job[0], job[1], delimiter), jobs))
     for (a, b), (_, failure) in zip(pieces, parts):
         if failure is not None:  # line numbers are only counted on the error path
             line_before = line_offset + int(np.count_nonzero(buf[:a] == 10))
@@ -194,7 +197,7 @@ def parse_text_block(block, delimiter: str, names, display, line_offset=0, start
 def _next_newline(buf, pos, window=1 << 16):
     """Index of the first newline at or after ``pos`` in a uint8 array, or -1."""
     while pos < len(buf):
-        hit = buf[pos:pos + window].tobytes().find(b"\n")
+        hit = buf[pos : pos + window].tobytes().find(b"\n")
         if hit >= 0:
             return pos + hit
         pos += window
@@ -226,25 +229,30 @@ def _raise_parse_error(piece, failure, names, delimiter, display, line_offset):
     trailing = text_line.rstrip().endswith(delimiter) if delimiter.strip() else text_line.endswith(delimiter)
     if status == RAGGED:
         if trailing and found == len(names) + 1:
-            raise InputError(f"line {line} ends with the delimiter (an empty last field); remove the "
-                             "trailing delimiters", path=display)
+            raise InputError(
+                f"line {line} ends with the delimiter (an empty last field); remove the trailing delimiters",
+                path=display,
+            )
         raise InputError(f"ragged rows: line {line} has {found} fields, expected {len(names)}", path=display)
     fields = split_fields(text_line, delimiter)
     text = fields[col] if col < len(fields) else ""
     where = f"line {line}, column '{names[col]}'"
     if text == "" and trailing and col == len(names) - 1:
-        raise InputError(f"line {line} ends with the delimiter (an empty last field); remove the trailing "
-                         "delimiters (and the empty last name of the header)", path=display)
+        raise InputError(
+            f"line {line} ends with the delimiter (an empty last field); remove the trailing "
+            "delimiters (and the empty last name of the header)",
+            path=display,
+        )
     if text.lower() in MISSING_TOKENS:
-        raise InputError(f"missing value {text!r} at {where}: cond needs every value; impute or drop the "
-                         "row first", path=display)
+        raise InputError(
+            f"missing value {text!r} at {where}: cond needs every value; impute or drop the row first", path=display
+        )
     raise InputError(f"non-numeric value {text[:40]!r} at {where}", path=display)
 
 
 def _content_lines(block):
     """(index, line) of the lines the kernel parses: not blank, not a '#' comment."""
-    return [(k, ln) for k, ln in enumerate(block.split(b"\n"))
-            if ln.strip() and not ln.lstrip().startswith(b"#")]
+    return [(k, ln) for k, ln in enumerate(block.split(b"\n")) if ln.strip() and not ln.lstrip().startswith(b"#")]
 
 
 def _line_of_row(block, row):
@@ -276,8 +284,7 @@ def entries_of_delimited(path, display=None, delimiter=",", columns=None, header
                 data = f.read()
         else:
             with open(path, "rb") as f:
-                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size \
-                    else b""
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
     except (OSError, EOFError) as exc:
         raise InputError(f"cannot read ({exc})", path=display) from None
     try:

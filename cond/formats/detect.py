@@ -24,14 +24,15 @@ def format_of(path, display, input_format=None) -> str:
     """The format to read ``path`` as; ``input_format`` wins when given."""
     if input_format is not None:
         if input_format not in FORMATS:
-            raise UsageError(f"`--input-format` must be one of {', '.join(FORMATS)}; "
-                             f"got {input_format!r}")
+            raise UsageError(f"`--input-format` must be one of {', '.join(FORMATS)}; got {input_format!r}")
         if input_format == "zarr" and not os.path.isdir(path):
-            raise InputError("is not a Zarr store (a folder); drop `--input-format zarr` or give the store",
-                             path=display)
+            raise InputError(
+                "is not a Zarr store (a folder); drop `--input-format zarr` or give the store", path=display
+            )
         if input_format != "zarr" and os.path.isdir(path):
-            raise InputError(f"is a folder, not a {input_format} file; drop `--input-format {input_format}`",
-                             path=display)
+            raise InputError(
+                f"is a folder, not a {input_format} file; drop `--input-format {input_format}`", path=display
+            )
         return input_format
     if os.path.isdir(path):
         from cond.formats.zarr_store import is_zarr
@@ -40,9 +41,17 @@ def format_of(path, display, input_format=None) -> str:
     name = display.lower()
     if name.endswith(".safetensors.index.json"):
         return "index"
-    for ext, fmt in ((".safetensors", "safetensors"), (".npy", "npy"), (".npz", "npz"),
-                     (".csv", "csv"), (".csv.gz", "csv"), (".tsv", "tsv"), (".tsv.gz", "tsv"),
-                     (".mtx", "mtx"), (".parquet", "parquet")):
+    for ext, fmt in (
+        (".safetensors", "safetensors"),
+        (".npy", "npy"),
+        (".npz", "npz"),
+        (".csv", "csv"),
+        (".csv.gz", "csv"),
+        (".tsv", "tsv"),
+        (".tsv.gz", "tsv"),
+        (".mtx", "mtx"),
+        (".parquet", "parquet"),
+    ):
         if name.endswith(ext):
             return fmt
     return _sniff(path, display)
@@ -57,8 +66,11 @@ def _sniff(path, display) -> str:
     if not head:
         raise InputError("empty file", path=display)
     if head[:1] == b"\x80" or display.lower().endswith(_PICKLE_SUFFIXES) and head[:2] == b"PK":
-        raise InputError("looks like a pickle (or a PyTorch zip checkpoint); cond never loads pickles. "
-                         "Convert it to safetensors first", path=display)
+        raise InputError(
+            "looks like a pickle (or a PyTorch zip checkpoint); cond never loads pickles. "
+            "Convert it to safetensors first",
+            path=display,
+        )
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith(b"PK"):
@@ -70,8 +82,10 @@ def _sniff(path, display) -> str:
     n = int.from_bytes(head[:8], "little") if len(head) >= 9 else 0
     if 0 < n < 100 * 2**20 and head[8:9] == b"{":
         return "safetensors"
-    raise InputError("cannot tell the format from the name or the first bytes; "
-                     f"use --input-format ({', '.join(FORMATS)})", path=display)
+    raise InputError(
+        f"cannot tell the format from the name or the first bytes; use --input-format ({', '.join(FORMATS)})",
+        path=display,
+    )
 
 
 @contextlib.contextmanager

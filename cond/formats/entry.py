@@ -45,7 +45,7 @@ class TensorEntry:
     source: str
     unit_roundoff: Optional[float]
     skip_reason: Optional[str] = None
-    load: Callable[[], np.ndarray] = field(default=None, repr=False, compare=False)
+    load: Callable[[], np.ndarray] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     read_raw: Optional[Callable[[], bytes]] = field(default=None, repr=False, compare=False)
     columns: Optional[tuple] = None
 
@@ -64,8 +64,14 @@ def unit_roundoff(dtype) -> Optional[float]:
 
 
 _ML_FLOAT_NAMES = {
-    "bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e8m0fnu",
-    "float8_e4m3", "float8_e3m4", "float8_e4m3fnuz", "float8_e5m2fnuz",
+    "bfloat16",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e8m0fnu",
+    "float8_e4m3",
+    "float8_e3m4",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
     "float8_e4m3b11fnuz",
 }
 

@@ -74,7 +74,7 @@ class LoraModule:
     kind: str
     keys: tuple
     dtype: str
-    load: Callable[[], tuple] = field(repr=False, compare=False, default=None)
+    load: Callable[[], tuple] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def factors(self):
         """``(left, right)`` in float64, left (out x r) and right (r x in): dW = scale left right."""
@@ -134,20 +134,25 @@ def _peft(folder) -> Adapter:
     config = _read_config(config_path)
     if not os.path.isfile(weights):
         pickled = os.path.isfile(os.path.join(folder, "adapter_model.bin"))
-        raise InputError("holds a pickled adapter_model.bin (cond never loads pickles): save the adapter with "
-                         "safe_serialization=True" if pickled else f"has {PEFT_CONFIG} but no {PEFT_WEIGHTS}",
-                         path=folder)
+        raise InputError(
+            "holds a pickled adapter_model.bin (cond never loads pickles): save the adapter with "
+            "safe_serialization=True"
+            if pickled
+            else f"has {PEFT_CONFIG} but no {PEFT_WEIGHTS}",
+            path=folder,
+        )
     from cond.formats.safetensors_file import entries_of_file
 
     entries = {e.name: e for e in entries_of_file(weights)}
-    pairs, saved = {}, []
+    pairs: dict = {}
+    saved: list = []
     for key in entries:
         match = _PEFT_KEY.match(key)
         if match is None:
             saved.append(key)  # modules_to_save and other whole tensors
             continue
         module = match.group("module")
-        module = module[len(PEFT_PREFIX):] if module.startswith(PEFT_PREFIX) else module
+        module = module[len(PEFT_PREFIX) :] if module.startswith(PEFT_PREFIX) else module
         pairs.setdefault(module, {})[match.group("part")] = key
     modules = tuple(_peft_module(name, parts, entries, config, weights) for name, parts in sorted(pairs.items()))
     if not modules:
@@ -167,8 +172,7 @@ def _read_config(path):
     if str(kind).upper() != "LORA":
         raise InputError(f"is a {kind} adapter; cond reads LoRA adapters", path=path)
     if config.get("use_dora"):
-        raise InputError("is a DoRA adapter (use_dora): its delta is not scale * B A; cond reads plain LoRA",
-                         path=path)
+        raise InputError("is a DoRA adapter (use_dora): its delta is not scale * B A; cond reads plain LoRA", path=path)
     for key in ("r", "lora_alpha"):
         value = config.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -178,10 +182,10 @@ def _read_config(path):
         if not isinstance(patterns, dict):
             raise InputError(f"`{key}` must be an object; got {type(patterns).__name__}", path=path)
         for name, value in patterns.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise InputError(f"`{key}` must map module patterns to positive numbers; '{name}' maps to "
-                                 f"{value!r}", path=path)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InputError(
+                    f"`{key}` must map module patterns to positive numbers; '{name}' maps to {value!r}", path=path
+                )
     return config
 
 
@@ -202,21 +206,36 @@ def _peft_module(name, parts, entries, config, weights):
     b_key = parts.get("lora_embedding_B" if embedding else "lora_B")
     if a_key is None or b_key is None:
         have, want = (a_key or b_key), ("B" if b_key is None else "A")
-        raise InputError(f"module '{name}' has {have.rsplit('.', 2)[-2] if have.endswith('.weight') else have} "
-                         f"but no lora_{'embedding_' if embedding else ''}{want}", path=weights)
+        raise InputError(
+            f"module '{name}' has {have.rsplit('.', 2)[-2] if have.endswith('.weight') else have} "
+            f"but no lora_{'embedding_' if embedding else ''}{want}",
+            path=weights,
+        )
     a, b = entries[a_key], entries[b_key]
     for e in (a, b):
         if len(e.shape) != 2:
-            raise InputError(f"a LoRA factor is 2-D; got shape {'x'.join(map(str, e.shape))}", path=weights,
-                             tensor=e.name, shape=e.shape)
+            raise InputError(
+                f"a LoRA factor is 2-D; got shape {'x'.join(map(str, e.shape))}",
+                path=weights,
+                tensor=e.name,
+                shape=e.shape,
+            )
     r = int(a.shape[0])
     if b.shape[1] != r:
-        raise InputError(f"lora_A has {r} rows but lora_B {b.shape[1]} columns; they must agree", path=weights,
-                         tensor=b.name, shape=b.shape)
+        raise InputError(
+            f"lora_A has {r} rows but lora_B {b.shape[1]} columns; they must agree",
+            path=weights,
+            tensor=b.name,
+            shape=b.shape,
+        )
     nominal = pattern_value(config.get("rank_pattern"), name, config["r"])
     if int(nominal) != r:
-        raise InputError(f"the config gives module '{name}' rank {nominal} but its tensors have rank {r}",
-                         path=weights, tensor=a.name, shape=a.shape)
+        raise InputError(
+            f"the config gives module '{name}' rank {nominal} but its tensors have rank {r}",
+            path=weights,
+            tensor=a.name,
+            shape=a.shape,
+        )
     alpha = float(pattern_value(config.get("alpha_pattern"), name, config["lora_alpha"]))
     if not math.isfinite(alpha):
         raise InputError(f"alpha of module '{name}' is {alpha}", path=weights)
@@ -230,16 +249,28 @@ def _peft_module(name, parts, entries, config, weights):
 
     _same_dtype(name, a, b, weights)
     dtype = a.dtype
-    return LoraModule(name, tuple(int(s) for s in shape), r, alpha, scale, "embedding" if embedding else "linear",
-                      (a.name, b.name), dtype, load)
+    return LoraModule(
+        name,
+        tuple(int(s) for s in shape),
+        r,
+        alpha,
+        scale,
+        "embedding" if embedding else "linear",
+        (a.name, b.name),
+        dtype,
+        load,
+    )
 
 
 def _same_dtype(name, first, second, path):
     """A module's two factors share one dtype (a file whose factors differ was not written by a
     trainer: refused rather than guessed at)."""
     if first.dtype != second.dtype:
-        raise InputError(f"module '{name}' stores its factors in two dtypes ({first.name} is {first.dtype}, "
-                         f"{second.name} is {second.dtype}); a LoRA module's factors share one", path=path)
+        raise InputError(
+            f"module '{name}' stores its factors in two dtypes ({first.name} is {first.dtype}, "
+            f"{second.name} is {second.dtype}); a LoRA module's factors share one",
+            path=path,
+        )
 
 
 def _finite(entry):
@@ -256,7 +287,8 @@ def _kohya(path) -> Adapter:
     from cond.formats.safetensors_file import entries_of_file
 
     entries = {e.name: e for e in entries_of_file(path)}
-    groups, saved = {}, []
+    groups: dict = {}
+    saved: list = []
     for key in entries:
         match = _KOHYA_KEY.match(key)
         if match is None:
@@ -272,30 +304,41 @@ def _kohya(path) -> Adapter:
         if notice:
             notices.append(notice)
     if not modules:
-        raise InputError("holds no LoRA factors (lora_down / lora_up, or PEFT's lora_A / lora_B in a folder "
-                         "with adapter_config.json)", path=path)
+        raise InputError(
+            "holds no LoRA factors (lora_down / lora_up, or PEFT's lora_A / lora_B in a folder "
+            "with adapter_config.json)",
+            path=path,
+        )
     return Adapter(path, "kohya", tuple(modules), tuple(saved), {}, tuple(notices))
 
 
 def _kohya_module(name, parts, entries, path):
     down_key, up_key = parts.get("lora_down"), parts.get("lora_up")
     if down_key is None or up_key is None:
-        raise InputError(f"module '{name}' has {'lora_down' if up_key is None else 'lora_up'} but no "
-                         f"{'lora_up' if up_key is None else 'lora_down'}", path=path)
+        raise InputError(
+            f"module '{name}' has {'lora_down' if up_key is None else 'lora_up'} but no "
+            f"{'lora_up' if up_key is None else 'lora_down'}",
+            path=path,
+        )
     down, up = entries[down_key], entries[up_key]
     r = int(down.shape[0])
     if len(up.shape) not in (2, 4) or up.shape[1] != r or any(int(s) != 1 for s in up.shape[2:]):
-        raise InputError(f"lora_up must be out x {r} (or out x {r} x 1 x 1) to match lora_down's rank {r}; got "
-                         f"{'x'.join(map(str, up.shape))}", path=path, tensor=up.name, shape=up.shape)
+        raise InputError(
+            f"lora_up must be out x {r} (or out x {r} x 1 x 1) to match lora_down's rank {r}; got "
+            f"{'x'.join(map(str, up.shape))}",
+            path=path,
+            tensor=up.name,
+            shape=up.shape,
+        )
     if len(down.shape) not in (2, 4):
-        raise InputError("lora_down must be r x in or r x in x kh x kw", path=path, tensor=down.name,
-                         shape=down.shape)
+        raise InputError("lora_down must be r x in or r x in x kh x kw", path=path, tensor=down.name, shape=down.shape)
     notice = None
     if "alpha" in parts:
         values = np.asarray(entries[parts["alpha"]].load()).reshape(-1)
         if values.size != 1:
-            raise InputError(f"alpha of module '{name}' must be one number; it holds {values.size}", path=path,
-                             tensor=parts["alpha"])
+            raise InputError(
+                f"alpha of module '{name}' must be one number; it holds {values.size}", path=path, tensor=parts["alpha"]
+            )
         alpha = float(values[0])
         if not math.isfinite(alpha):
             raise InputError(f"alpha of module '{name}' is {alpha}", path=path, tensor=parts["alpha"])
@@ -312,4 +355,3 @@ def _kohya_module(name, parts, entries, path):
     _same_dtype(name, down, up, path)
     dtype = down.dtype
     return LoraModule(name, shape, r, alpha, alpha / r, kind, (down.name, up.name), dtype, load), notice
-

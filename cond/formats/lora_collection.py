@@ -29,16 +29,18 @@ def is_collection(path) -> bool:
 def read_collection(path):
     """(manifest, {key: array}) of a collection file, the manifest checked against its tensors
     (every field a reader uses, every key present with the shape its group's rank needs)."""
-    from safetensors.numpy import load_file
-
     import ml_dtypes  # noqa: F401 - bf16 arrays
+    from safetensors.numpy import load_file
 
     from cond.formats.safetensors_file import parse_json, read_header
 
     header = read_header(path)
     manifest = parse_json(header.metadata.get("cond.manifest", ""), path, "cond.manifest")
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("adapters"), list) \
-            or not isinstance(manifest.get("modules"), list):
+    if (
+        not isinstance(manifest, dict)
+        or not isinstance(manifest.get("adapters"), list)
+        or not isinstance(manifest.get("modules"), list)
+    ):
         raise InputError("cond.manifest is not a collection manifest (adapters, modules)", path=path)
     arrays = load_file(path)
     names = _check_adapters(manifest["adapters"], path)
@@ -54,8 +56,13 @@ def _bad(path, what):
 def _check_adapters(adapters, path):
     names = []
     for entry in adapters:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"] \
-                or entry.get("format") not in ("peft", "kohya") or not isinstance(entry.get("config") or {}, dict):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not entry["name"]
+            or entry.get("format") not in ("peft", "kohya")
+            or not isinstance(entry.get("config") or {}, dict)
+        ):
             raise _bad(path, "an adapter record needs a name, a format (peft or kohya) and a config object")
         if entry["name"] in names or "/" in entry["name"] or entry["name"] in (".", ".."):
             raise _bad(path, f"adapter name {entry['name']!r} is repeated or not a plain name")
@@ -67,10 +74,17 @@ def _check_module(module, names, arrays, path):
     def whole(x):
         return isinstance(x, int) and not isinstance(x, bool) and x > 0
 
-    if not isinstance(module, dict) or not isinstance(module.get("name"), str) \
-            or not (isinstance(module.get("shape"), list) and len(module["shape"]) == 2
-                    and all(whole(v) for v in module["shape"])) \
-            or not isinstance(module.get("groups"), list) or not isinstance(module.get("members"), dict):
+    if (
+        not isinstance(module, dict)
+        or not isinstance(module.get("name"), str)
+        or not (
+            isinstance(module.get("shape"), list)
+            and len(module["shape"]) == 2
+            and all(whole(v) for v in module["shape"])
+        )
+        or not isinstance(module.get("groups"), list)
+        or not isinstance(module.get("members"), dict)
+    ):
         raise _bad(path, "a module record needs a name, a shape [m, n], groups and members")
     m, n = module["shape"]
     ranks = {}
@@ -81,16 +95,21 @@ def _check_module(module, names, arrays, path):
         for side, rows in (("U", m), ("V", n)):
             key = group.get(side)
             if not isinstance(key, str) or key not in arrays or arrays[key].shape != (rows, k):
-                raise _bad(path, f"module '{module['name']}': group {group['id']}'s {side} must be a {rows} x {k} "
-                                 f"tensor of the file; got {key!r}")
+                raise _bad(
+                    path,
+                    f"module '{module['name']}': group {group['id']}'s {side} must be a {rows} x {k} "
+                    f"tensor of the file; got {key!r}",
+                )
         ranks[group["id"]] = k
     for name, member in module["members"].items():
         if name not in names or not isinstance(member, dict) or member.get("group") not in ranks:
             raise _bad(path, f"module '{module['name']}': member {name!r} names no adapter or no group")
         core, k = member.get("core"), ranks[member["group"]]
         if core is not None and (not isinstance(core, str) or core not in arrays or arrays[core].shape != (k, k)):
-            raise _bad(path, f"module '{module['name']}': the core of {name!r} must be a {k} x {k} tensor of the "
-                             f"file; got {core!r}")
+            raise _bad(
+                path,
+                f"module '{module['name']}': the core of {name!r} must be a {k} x {k} tensor of the file; got {core!r}",
+            )
 
 
 def adapter_modules(manifest, arrays, name):
@@ -133,9 +152,14 @@ def write_adapters(plan, source, output, adapter=None):
             files += write_kohya(plan, path, [(n, l_, r) for n, l_, r, _ in modules], whole=whole)
         else:
             folder = plan.member(output, name)
-            config = {k: v for k, v in (entry.get("config") or {}).items()
-                      if k in ("base_model_name_or_path", "modules_to_save", "task_type", "bias", "fan_in_fan_out")}
-            kinds = [(n, l_, r, "transposed" if config.get("fan_in_fan_out") and k == "linear" else k)
-                     for n, l_, r, k in modules]
+            config = {
+                k: v
+                for k, v in (entry.get("config") or {}).items()
+                if k in ("base_model_name_or_path", "modules_to_save", "task_type", "bias", "fan_in_fan_out")
+            }
+            kinds = [
+                (n, l_, r, "transposed" if config.get("fan_in_fan_out") and k == "linear" else k)
+                for n, l_, r, k in modules
+            ]
             files += write_peft(plan, folder, kinds, whole, config)
     return files, count

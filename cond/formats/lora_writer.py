@@ -50,11 +50,24 @@ def write_peft(plan, folder, modules, whole=None, config=None):
     ranks = {name: int(left.shape[1]) for name, left, _, _ in modules}
     default = Counter(ranks.values()).most_common(1)[0][0] if ranks else 1
     pattern = {re.escape(name): r for name, r in ranks.items() if r != default}
-    doc = {"peft_type": "LORA", "r": default, "lora_alpha": default, "rank_pattern": pattern,
-           "alpha_pattern": dict(pattern), "use_rslora": False, "use_dora": False, "fan_in_fan_out": False,
-           "lora_dropout": 0.0, "bias": "lora_only" if any(".base_layer." in k for k in whole) else "none",
-           "target_modules": sorted(ranks), "modules_to_save": None, "init_lora_weights": True,
-           "inference_mode": True, "task_type": None, **(config or {})}
+    doc = {
+        "peft_type": "LORA",
+        "r": default,
+        "lora_alpha": default,
+        "rank_pattern": pattern,
+        "alpha_pattern": dict(pattern),
+        "use_rslora": False,
+        "use_dora": False,
+        "fan_in_fan_out": False,
+        "lora_dropout": 0.0,
+        "bias": "lora_only" if any(".base_layer." in k for k in whole) else "none",
+        "target_modules": sorted(ranks),
+        "modules_to_save": None,
+        "init_lora_weights": True,
+        "inference_mode": True,
+        "task_type": None,
+        **(config or {}),
+    }
     tensors = {}
     for name, left, right, kind in modules:
         if kind == "embedding":

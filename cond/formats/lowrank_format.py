@@ -51,6 +51,7 @@ def is_compressed(metadata: dict) -> bool:
 def _check_manifest(manifest, display):
     """The manifest's structure, checked before anything reads it: a tampered or foreign
     manifest is one InputError, never a KeyError deep inside expand."""
+
     def bad(rule, tensor=None):
         raise InputError(f"cond.manifest: {rule}", path=display, tensor=tensor)
 
@@ -70,8 +71,9 @@ def _check_manifest(manifest, display):
             bad("names this tensor twice", name)
         names.add(name)
         shape = t.get("shape")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                for d in shape)):
+        if not (
+            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             bad(f"`shape` must be a list of non-negative integers; got {shape!r}", name)
         dtype = t.get("dtype")
         if not isinstance(dtype, str) or dtype not in _DTYPES or _DTYPES[dtype][1] is None:
@@ -84,13 +86,17 @@ def _check_manifest(manifest, display):
             want = len(keys) if isinstance(keys, list) and len(keys) in (1, 3) else 1
             _check_quant(t.get("quant"), bad, name)
         if not (isinstance(keys, list) and len(keys) == want and all(isinstance(x, str) for x in keys)):
-            bad(f"`keys` must list {want} stored tensor name{'s' if want > 1 else ''} for storage "
-                f"{t['storage']}; got {keys!r}", name)
+            bad(
+                f"`keys` must list {want} stored tensor name{'s' if want > 1 else ''} for storage "
+                f"{t['storage']}; got {keys!r}",
+                name,
+            )
         if t["storage"] != "dense" and len(shape) < 1:
             bad("a factored tensor must have at least one dimension", name)
         scales = t.get("scales")
-        if scales is not None and not (isinstance(scales, list) and len(scales) == want
-                                       and all(x is None or isinstance(x, str) for x in scales)):
+        if scales is not None and not (
+            isinstance(scales, list) and len(scales) == want and all(x is None or isinstance(x, str) for x in scales)
+        ):
             bad(f"`scales` must list a scale key or null per key; got {scales!r}", name)
         if t["storage"] == "dense" and scales and scales[0] is not None:
             bad("an untouched tensor has no scales", name)
@@ -114,11 +120,18 @@ def _check_quant(quant, bad, name):
     rotation = quant.get("rotation")
     if rotation is not None:
         block, seed = (rotation.get("block"), rotation.get("seed")) if isinstance(rotation, dict) else (None, None)
-        if not (isinstance(rotation, dict) and rotation.get("kind") == "hadamard"
-                and isinstance(block, int) and not isinstance(block, bool) and block >= 1 and not block & (block - 1)
-                and isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64):
-            bad("`quant.rotation` must be null or {kind: hadamard, block: a power of two, seed: an integer >= 0}",
-                name)
+        if not (
+            isinstance(rotation, dict)
+            and rotation.get("kind") == "hadamard"
+            and isinstance(block, int)
+            and not isinstance(block, bool)
+            and block >= 1
+            and not block & (block - 1)
+            and isinstance(seed, int)
+            and not isinstance(seed, bool)
+            and 0 <= seed < 2**64
+        ):
+            bad("`quant.rotation` must be null or {kind: hadamard, block: a power of two, seed: an integer >= 0}", name)
 
 
 class CompressedCheckpoint(Mapping):
@@ -137,8 +150,10 @@ class CompressedCheckpoint(Mapping):
         display = display or self.path
         header = read_header(path, display)
         if not is_compressed(header.metadata):
-            raise InputError("not a cond-lowrank/1, /2 or /3 file (no cond.format metadata); "
-                             "it is an ordinary checkpoint", path=display)
+            raise InputError(
+                "not a cond-lowrank/1, /2 or /3 file (no cond.format metadata); it is an ordinary checkpoint",
+                path=display,
+            )
         self.manifest = parse_json(header.metadata.get("cond.manifest", ""), display, "cond.manifest")
         _check_manifest(self.manifest, display)
         self._display = display
@@ -154,30 +169,39 @@ class CompressedCheckpoint(Mapping):
         extra = [quant["scales"]] + ([quant["zeros"]] if quant["zeros"] else []) if quant else []
         for key in t.get("keys", []) + [k for k in t.get("scales") or [] if k] + extra:
             if key not in self._stored:
-                raise InputError(f"manifest names factor '{key}', which the file lacks",
-                                 path=self._display, tensor=name)
+                raise InputError(
+                    f"manifest names factor '{key}', which the file lacks", path=self._display, tensor=name
+                )
         for position, (key, scale) in enumerate(zip(t["keys"], t.get("scales") or [None] * len(t["keys"]))):
             stored = self._stored[key]
             if t["storage"] == "dense":
                 break  # the original bytes, whatever their dtype
             if quant and position == 0:
                 if scale is not None:
-                    raise InputError("group-wise codes take their scales from `quant`, not `scales`",
-                                     path=self._display, tensor=name)
+                    raise InputError(
+                        "group-wise codes take their scales from `quant`, not `scales`", path=self._display, tensor=name
+                    )
                 continue
             if (stored.dtype == "I8") != (scale is not None):
-                raise InputError(f"factor '{key}' is {stored.dtype} with {'a' if scale else 'no'} scale; int8 "
-                                 "factors, and only they, have one", path=self._display, tensor=name)
-            if scale is not None and (self._stored[scale].dtype != "F32"
-                                      or tuple(self._stored[scale].shape) != tuple(stored.shape[:1])):
-                raise InputError(f"scale '{scale}' must be F32 with one entry per row of '{key}'",
-                                 path=self._display, tensor=name)
+                raise InputError(
+                    f"factor '{key}' is {stored.dtype} with {'a' if scale else 'no'} scale; int8 "
+                    "factors, and only they, have one",
+                    path=self._display,
+                    tensor=name,
+                )
+            if scale is not None and (
+                self._stored[scale].dtype != "F32" or tuple(self._stored[scale].shape) != tuple(stored.shape[:1])
+            ):
+                raise InputError(
+                    f"scale '{scale}' must be F32 with one entry per row of '{key}'", path=self._display, tensor=name
+                )
         shape = tuple(t["shape"])
         rows, cols = (shape[0], math.prod(shape[1:])) if shape else (1, 1)
         if t["storage"] == "dense":
             if tuple(self._stored[t["keys"][0]].shape) != shape:
-                raise InputError("stored shape differs from the manifest's", path=self._display,
-                                 tensor=name, shape=shape)
+                raise InputError(
+                    "stored shape differs from the manifest's", path=self._display, tensor=name, shape=shape
+                )
             return
         if quant:
             self._check_groupwise(t, quant, rows, cols)
@@ -185,18 +209,27 @@ class CompressedCheckpoint(Mapping):
                 return
             left, right = (self._stored[k].shape for k in t["keys"][1:])
             if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
-                raise InputError(f"correction shapes {list(left)} x {list(right)} do not make {rows}x{cols}",
-                                 path=self._display, tensor=name, shape=shape)
+                raise InputError(
+                    f"correction shapes {list(left)} x {list(right)} do not make {rows}x{cols}",
+                    path=self._display,
+                    tensor=name,
+                    shape=shape,
+                )
             return
         if t["storage"] == "quantized":
             if tuple(self._stored[t["keys"][0]].shape) != (rows, cols):
-                raise InputError(f"a quantized tensor must be stored as {rows}x{cols}", path=self._display,
-                                 tensor=name, shape=shape)
+                raise InputError(
+                    f"a quantized tensor must be stored as {rows}x{cols}", path=self._display, tensor=name, shape=shape
+                )
             return
         left, right = (self._stored[k].shape for k in t["keys"])
         if len(left) != 2 or len(right) != 2 or left[0] != rows or right[1] != cols or left[1] != right[0]:
-            raise InputError(f"factor shapes {list(left)} x {list(right)} do not make {list(shape)}",
-                             path=self._display, tensor=name, shape=shape)
+            raise InputError(
+                f"factor shapes {list(left)} x {list(right)} do not make {list(shape)}",
+                path=self._display,
+                tensor=name,
+                shape=shape,
+            )
 
     def _check_groupwise(self, t, quant, rows, cols):
         """The packed codes, scales and zero points against the bit width, group size and shape."""
@@ -208,15 +241,16 @@ class CompressedCheckpoint(Mapping):
         if rotation and cols % rotation["block"]:
             raise bad(f"rotation block {rotation['block']} does not divide the {cols} columns")
         groups = cols // group
-        expected = {t["keys"][0]: ("U8", (rows, math.ceil(cols * bits / 8))),
-                    quant["scales"]: ("F16", (rows, groups))}
+        expected = {t["keys"][0]: ("U8", (rows, math.ceil(cols * bits / 8))), quant["scales"]: ("F16", (rows, groups))}
         if quant["zeros"]:
             expected[quant["zeros"]] = ("U8", (rows, math.ceil(groups * bits / 8)))
         for key, (dtype, shape) in expected.items():
             stored = self._stored[key]
             if stored.dtype != dtype or tuple(stored.shape) != shape:
-                raise bad(f"'{key}' must be {dtype} of shape {list(shape)} for {bits}-bit codes in groups of "
-                          f"{group}; got {stored.dtype} {list(stored.shape)}")
+                raise bad(
+                    f"'{key}' must be {dtype} of shape {list(shape)} for {bits}-bit codes in groups of "
+                    f"{group}; got {stored.dtype} {list(stored.shape)}"
+                )
 
     def _groupwise(self, t):
         """Dequantised codes of a groupwise tensor in float64 (scales checked: finite, positive)."""
@@ -228,8 +262,7 @@ class CompressedCheckpoint(Mapping):
         where = dict(path=self._display, tensor=t["name"], shape=tuple(t["shape"]))
         scales = self._stored[quant["scales"]].load()
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
-            raise InputError("group scales must be finite and positive (a scale of 0, NaN or Inf was stored)",
-                             **where)
+            raise InputError("group scales must be finite and positive (a scale of 0, NaN or Inf was stored)", **where)
         try:
             codes = unpack(self.packed(t["keys"][0]), spec.bits, cols)
             zeros = unpack(self.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else None

@@ -30,8 +30,7 @@ def _check_values(path, display):
         token = match.group(0)
         if _NOT_NUMERIC.search(token) or not _NUMBER.fullmatch(token):
             line = data.count(b"\n", 0, match.start()) + 1
-            raise InputError(f"line {line}: {token[:40].decode('utf-8', 'replace')!r} is not a number",
-                             path=display)
+            raise InputError(f"line {line}: {token[:40].decode('utf-8', 'replace')!r} is not a number", path=display)
 
 
 def entries_of_mtx(path, display=None):
@@ -44,8 +43,7 @@ def entries_of_mtx(path, display=None):
     except (ValueError, OSError, IndexError) as exc:
         raise InputError(f"not a valid Matrix Market file ({exc})", path=display) from None
     if field not in ("real", "integer", "pattern", "double"):
-        raise InputError(f"Matrix Market field {field!r} is not analysed (real, integer or "
-                         "pattern only)", path=display)
+        raise InputError(f"Matrix Market field {field!r} is not analysed (real, integer or pattern only)", path=display)
     if rows * cols > MAX_DENSE_ENTRIES:
         raise InputError(f"a {rows}x{cols} matrix is too large to analyse densely", path=display)
 

@@ -36,8 +36,20 @@ import tempfile
 from cond.errors import OutputError, UsageError
 
 #: OS errors that mean "this output cannot be written" rather than a bug of cond's
-OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
-                 errno.EEXIST, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG, errno.ELOOP, errno.ENOENT}
+OUTPUT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+    errno.ENOENT,
+}
 
 _MAX_FOLDER_FILES = 200_000  # an input folder larger than this is protected by the folder itself
 
@@ -86,7 +98,7 @@ def input_files(sources) -> dict:
     ``*.safetensors.index.json`` brings its shards; a folder brings every file under it
     (and the folder itself).
     """
-    found = {}
+    found: dict = {}
 
     def add(path, relation):
         key = _identity(path)
@@ -127,8 +139,9 @@ class OutputPlan:
 
     def __init__(self, inputs=(), *, force=False):
         self.force = bool(force)
-        self._sources = [os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike))
-                         and os.fspath(s) not in ("", "-")]
+        self._sources = [
+            os.fspath(s) for s in inputs if isinstance(s, (str, os.PathLike)) and os.fspath(s) not in ("", "-")
+        ]
         self._inputs = input_files(self._sources)
         self._planned = {}  # real path -> the flag that asked for it
         self._locks = []  # (lock path, fd)
@@ -168,8 +181,7 @@ class OutputPlan:
         self._refuse_input(path, flag)
         key = os.path.join(os.path.realpath(folder), name)
         if key in self._planned:
-            raise UsageError(f"is also the {self._planned[key]} of this run; give each output its own path",
-                             path=path)
+            raise UsageError(f"is also the {self._planned[key]} of this run; give each output its own path", path=path)
         self._planned[key] = flag
         return path
 
@@ -178,15 +190,15 @@ class OutputPlan:
             raise UsageError(f"`{flag}` must be a path; got a {type(path).__name__}")
         path = os.fspath(path)
         if path == "-":
-            raise UsageError(f"`{flag}` is a file: give a path (`-` for standard output applies to text "
-                             "output only)", path=path)
+            raise UsageError(
+                f"`{flag}` is a file: give a path (`-` for standard output applies to text output only)", path=path
+            )
         if not path:
             raise UsageError(f"`{flag}` must not be empty")
         self._refuse_input(path, flag)
         key = self._key(path)
         if key in self._planned:
-            raise UsageError(f"is also the {self._planned[key]} of this run; give each output its own path",
-                             path=path)
+            raise UsageError(f"is also the {self._planned[key]} of this run; give each output its own path", path=path)
         parent = os.path.dirname(os.path.abspath(path.rstrip(os.sep) or path))
         if not os.path.isdir(parent):
             what = "is not a folder" if os.path.lexists(parent) else "does not exist"
@@ -197,8 +209,9 @@ class OutputPlan:
     def _refuse_input(self, path, flag):
         key = _identity(path)
         if key is not None and key in self._inputs:
-            raise UsageError(f"is {self._inputs[key]}; refusing to overwrite the input: choose another "
-                             f"`{flag}`", path=path)
+            raise UsageError(
+                f"is {self._inputs[key]}; refusing to overwrite the input: choose another `{flag}`", path=path
+            )
 
     @staticmethod
     def _key(path):
@@ -219,8 +232,9 @@ class OutputPlan:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise OutputError("another cond run is writing this path; wait for it or choose another output",
-                                  path=path) from None
+                raise OutputError(
+                    "another cond run is writing this path; wait for it or choose another output", path=path
+                ) from None
             if _identity(lock) == (lambda st: (st.st_dev, st.st_ino))(os.fstat(fd)):
                 break  # the lock file we hold is the one at that name (not one a finishing run unlinked)
             os.close(fd)
@@ -256,8 +270,11 @@ class OutputPlan:
             yield tmp
             os.chmod(tmp, mode)  # after the body: a writer may have replaced the file (safetensors does)
             if not (self.force or replace) and os.path.lexists(path):
-                raise OutputError("appeared while cond was writing it (another program?); nothing was "
-                                  "replaced: pass --force to replace it", path=path)
+                raise OutputError(
+                    "appeared while cond was writing it (another program?); nothing was "
+                    "replaced: pass --force to replace it",
+                    path=path,
+                )
             os.replace(tmp, path)
         except OSError as exc:
             ours = exc.errno is None or exc.errno in OUTPUT_ERRNOS  # NumPy's tofile raises one without errno
@@ -327,17 +344,25 @@ def allocate(fd, size, path):
     left = size
     try:
         while left:
-            left -= os.write(fd, zeros[:min(left, len(zeros))])
+            left -= os.write(fd, zeros[: min(left, len(zeros))])
     except OSError as exc:
         raise _output_error(exc, path) from None
     os.lseek(fd, 0, os.SEEK_SET)
 
 
-_WHY = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-        errno.EROFS: "read-only file system", errno.EACCES: "permission denied", errno.EPERM: "not permitted",
-        errno.EISDIR: "is a directory", errno.ENOTDIR: "a part of the path is not a folder",
-        errno.EEXIST: "already exists", errno.EFBIG: "file too large for the file system",
-        errno.ENAMETOOLONG: "name too long", errno.ENOENT: "the folder disappeared"}
+_WHY = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EISDIR: "is a directory",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EEXIST: "already exists",
+    errno.EFBIG: "file too large for the file system",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ENOENT: "the folder disappeared",
+}
 
 
 def _output_error(exc, path, what="cannot write"):

@@ -31,10 +31,11 @@ def check_numeric_columns(pf, indices, display):
 
     for i in indices:
         field = pf.schema_arrow.field(i)
-        if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type)
-                or pa.types.is_boolean(field.type)):
-            raise InputError(f"column '{field.name}' has type {field.type}, not numeric; choose numeric "
-                             "columns with --columns", path=display)
+        if not (pa.types.is_floating(field.type) or pa.types.is_integer(field.type) or pa.types.is_boolean(field.type)):
+            raise InputError(
+                f"column '{field.name}' has type {field.type}, not numeric; choose numeric columns with --columns",
+                path=display,
+            )
 
 
 def read_parquet_columns(batch, display, first_row=0):
@@ -46,8 +47,11 @@ def read_parquet_columns(batch, display, first_row=0):
         if column.null_count:
             mask = np.asarray(column.is_null().to_numpy(zero_copy_only=False))
             row = first_row + int(np.flatnonzero(mask)[0])
-            raise InputError(f"row {row} column '{batch.schema.field(k).name}' is a missing value (null); "
-                             "drop or impute missing values first", path=display)
+            raise InputError(
+                f"row {row} column '{batch.schema.field(k).name}' is a missing value (null); "
+                "drop or impute missing values first",
+                path=display,
+            )
         columns.append(np.asarray(column.to_numpy(zero_copy_only=False), np.float64))
     return np.column_stack(columns)
 
@@ -66,12 +70,21 @@ def entries_of_parquet(path, display=None, columns=None):
     dtype = kinds.pop() if len(kinds) == 1 else "mixed"
     widths = {"double": np.float64, "float": np.float32, "halffloat": np.float16}
     u = unit_roundoff(widths[dtype]) if dtype in widths else None
-    yield TensorEntry(table_stem(display), (pf.metadata.num_rows, len(use)), dtype, display, u, None, load,
-                      columns=tuple(names[i] for i in use))
+    yield TensorEntry(
+        table_stem(display),
+        (pf.metadata.num_rows, len(use)),
+        dtype,
+        display,
+        u,
+        None,
+        load,
+        columns=tuple(names[i] for i in use),
+    )
 
 
 def parquet_chunks(pf, names, display="<parquet>"):
     """Record batches of the named (numeric, checked) columns as float64 arrays."""
+
     def chunks(chunk_rows):
         start = 0
         for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(names)):

@@ -29,8 +29,10 @@ def design_block(table, start, names, design, target, display):
         bad = ~np.isfinite(x)
         if bad.any():
             i, j = np.argwhere(bad)[0]
-            raise InputError(f"row {start + i} column '{names[design[j]]}' is {x[i, j]}; "
-                             "drop or impute non-finite values first", path=display)
+            raise InputError(
+                f"row {start + i} column '{names[design[j]]}' is {x[i, j]}; drop or impute non-finite values first",
+                path=display,
+            )
     if y is not None and not np.all(np.isfinite(y)):
         i = int(np.flatnonzero(~np.isfinite(y))[0])
         raise InputError(f"row {start + i} target '{names[target]}' is {y[i]}", path=display)
@@ -68,8 +70,7 @@ class NpyRows(RowsOnDisk):
                 rows = min(BLOCK_ROWS, self.n - start)
                 f.seek(self.offset + start * self.ncols * dtype.itemsize)
                 table = np.fromfile(f, dtype=dtype, count=rows * self.ncols).reshape(rows, self.ncols)
-                x, y = design_block(table, start, list(self.names), list(self.design), self.target,
-                                    self.display)
+                x, y = design_block(table, start, list(self.names), list(self.design), self.target, self.display)
                 yield start, x, y
 
 
@@ -95,7 +96,7 @@ class ParquetRows(RowsOnDisk):
             at += rows
         for g, start in groups:
             tables.append(read_parquet_columns(pf.read_row_group(g, columns=list(self.names)), self.display, start))
-        yield from _cut_blocks(np.vstack(tables)[lo - begin:hi - begin], first, last, self)
+        yield from _cut_blocks(np.vstack(tables)[lo - begin : hi - begin], first, last, self)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,5 @@ def _cut_blocks(table, first, last, where):
     lo, hi = first * BLOCK_ROWS, min(where.n, last * BLOCK_ROWS)
     for b in range(first, last):
         start = b * BLOCK_ROWS
-        piece = table[start - lo:min(start + BLOCK_ROWS, hi) - lo]
-        yield (start, *design_block(piece, start, list(where.names), list(where.design), where.target,
-                                    where.display))
+        piece = table[start - lo : min(start + BLOCK_ROWS, hi) - lo]
+        yield (start, *design_block(piece, start, list(where.names), list(where.design), where.target, where.display))

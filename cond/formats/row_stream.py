@@ -77,8 +77,18 @@ def _reblock(chunks, size):
 
 
 @contextlib.contextmanager
-def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=None, header=None,
-              notice=None, names=None, label=None):
+def open_rows(
+    path,
+    *,
+    input_format=None,
+    columns=None,
+    target=None,
+    chunk_rows=None,
+    header=None,
+    notice=None,
+    names=None,
+    label=None,
+):
     """Open a design matrix for streaming passes (a context manager yielding a RowSource).
 
     ``chunk_rows`` (rows read at a time) defaults to :func:`default_chunk_rows`. ``header``
@@ -115,16 +125,14 @@ def open_rows(path, *, input_format=None, columns=None, target=None, chunk_rows=
             n, ncols, chunks = zarr_chunks(real, display)
             locator = (ZarrRows, {})
         else:
-            raise UsageError(f"cond sample reads npy, npz, csv, tsv, parquet or zarr; {display} is {fmt}",
-                             path=display)
+            raise UsageError(f"cond sample reads npy, npz, csv, tsv, parquet or zarr; {display} is {fmt}", path=display)
         names = given_names or names or [str(j) for j in range(ncols)]
         check_unique(names, display)
         target_idx = None
         if target is not None:
             hits = select_columns(names, target, display)
             if len(hits) != 1:
-                raise UsageError(f"`--target` must name one column; {target!r} matches {len(hits)}",
-                                 path=display)
+                raise UsageError(f"`--target` must name one column; {target!r} matches {len(hits)}", path=display)
             target_idx = hits[0]
         design = [j for j in select_columns(names, columns, display) if j != target_idx]
         if not design:

@@ -13,7 +13,6 @@ then the data section; offsets are relative to its start.
 from __future__ import annotations
 
 import functools
-
 import json
 import math
 import os
@@ -99,11 +98,12 @@ def read_header(path, display=None) -> SafetensorsHeader:
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         if n > MAX_HEADER_BYTES:
-            raise InputError(f"header length {n} bytes exceeds the 100 MB limit; not a safetensors file?",
-                             path=display)
+            raise InputError(f"header length {n} bytes exceeds the 100 MB limit; not a safetensors file?", path=display)
         if 8 + n > size:
-            raise InputError(f"header length {n} bytes exceeds the file size ({size} bytes); "
-                             "truncated or not a safetensors file", path=display)
+            raise InputError(
+                f"header length {n} bytes exceeds the file size ({size} bytes); truncated or not a safetensors file",
+                path=display,
+            )
         raw = f.read(n)
     header = parse_json(raw, display, "header")
     if not isinstance(header, dict):
@@ -113,8 +113,11 @@ def read_header(path, display=None) -> SafetensorsHeader:
         raise InputError("__metadata__ is not an object", path=display)
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise InputError(f"__metadata__ must map strings to strings (the safetensors format); "
-                             f"'{key}' holds a {type(value).__name__}", path=display)
+            raise InputError(
+                f"__metadata__ must map strings to strings (the safetensors format); "
+                f"'{key}' holds a {type(value).__name__}",
+                path=display,
+            )
     data_size = size - 8 - n
     tensors = [_check_entry(name, spec, display) for name, spec in header.items()]
     _check_layout(tensors, data_size, display)
@@ -148,21 +151,30 @@ def _check_entry(name, spec, display) -> TensorInfo:
     dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
     if dtype not in _DTYPES:
         raise InputError(f"unknown dtype {dtype!r}", path=display, tensor=name)
-    if (not isinstance(shape, list) or
-            not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise InputError(f"shape must be a list of non-negative integers; got {shape!r}",
-                         path=display, tensor=name)
-    if (not isinstance(offsets, list) or len(offsets) != 2 or
-            not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets) or
-            not 0 <= offsets[0] <= offsets[1]):
-        raise InputError(f"data_offsets must be [begin, end] with 0 <= begin <= end; got {offsets!r}",
-                         path=display, tensor=name, shape=shape)
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise InputError(f"shape must be a list of non-negative integers; got {shape!r}", path=display, tensor=name)
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise InputError(
+            f"data_offsets must be [begin, end] with 0 <= begin <= end; got {offsets!r}",
+            path=display,
+            tensor=name,
+            shape=shape,
+        )
     bits = _DTYPES[dtype][0]
     need = math.ceil(math.prod(shape) * bits / 8)
     have = offsets[1] - offsets[0]
     if need != have:
-        raise InputError(f"data_offsets span {have} bytes but {dtype} x shape {shape} needs {need}",
-                         path=display, tensor=name, shape=shape)
+        raise InputError(
+            f"data_offsets span {have} bytes but {dtype} x shape {shape} needs {need}",
+            path=display,
+            tensor=name,
+            shape=shape,
+        )
     return TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1])
 
 
@@ -170,19 +182,28 @@ def _check_layout(tensors, data_size, display):
     ordered = sorted(tensors, key=lambda t: (t.begin, t.end))
     for prev, cur in zip(ordered, ordered[1:]):
         if cur.begin < prev.end:
-            raise InputError(f"data_offsets [{cur.begin}, {cur.end}] overlap those of tensor "
-                             f"'{prev.name}' [{prev.begin}, {prev.end}]", path=display, tensor=cur.name)
+            raise InputError(
+                f"data_offsets [{cur.begin}, {cur.end}] overlap those of tensor "
+                f"'{prev.name}' [{prev.begin}, {prev.end}]",
+                path=display,
+                tensor=cur.name,
+            )
     beyond = [t for t in ordered if t.end > data_size]
     if not beyond:
         return
     contiguous = all(a.end == b.begin for a, b in zip(ordered, ordered[1:])) and ordered[0].begin == 0
     last = ordered[-1]
     if contiguous:
-        raise InputError(f"truncated data section: the header needs {last.end} bytes of data, "
-                         f"the file has {data_size}", path=display)
+        raise InputError(
+            f"truncated data section: the header needs {last.end} bytes of data, the file has {data_size}", path=display
+        )
     t = beyond[0]
-    raise InputError(f"data_offsets [{t.begin}, {t.end}] point outside the data section "
-                     f"({data_size} bytes)", path=display, tensor=t.name, shape=t.shape)
+    raise InputError(
+        f"data_offsets [{t.begin}, {t.end}] point outside the data section ({data_size} bytes)",
+        path=display,
+        tensor=t.name,
+        shape=t.shape,
+    )
 
 
 def entries_of_file(path, display=None, header=None):
@@ -198,11 +219,17 @@ def _entry(path, header, info) -> TensorEntry:
     u = unit_roundoff(numpy_dtype(info.dtype)) if np_name else None  # a float's, analysed or not (None: not a float)
     # module-level functions with their arguments: an entry pickles to a few hundred bytes
     # (path, offset, length), so that Dask workers read the tensor themselves
-    where = (path, header.data_start + info.begin, info.end - info.begin, header.path, info.name,
-             tuple(info.shape))
-    return TensorEntry(info.name, info.shape, info.dtype, header.path, u, reason,
-                       functools.partial(load_tensor, *where, info.dtype),
-                       functools.partial(read_tensor_bytes, *where))
+    where = (path, header.data_start + info.begin, info.end - info.begin, header.path, info.name, tuple(info.shape))
+    return TensorEntry(
+        info.name,
+        info.shape,
+        info.dtype,
+        header.path,
+        u,
+        reason,
+        functools.partial(load_tensor, *where, info.dtype),
+        functools.partial(read_tensor_bytes, *where),
+    )
 
 
 def read_tensor_bytes(path, offset, length, display, name, shape):
@@ -211,8 +238,9 @@ def read_tensor_bytes(path, offset, length, display, name, shape):
         f.seek(offset)
         buf = f.read(length)
     if len(buf) != length:
-        raise InputError(f"truncated data: expected {length} bytes, read {len(buf)}", path=display,
-                         tensor=name, shape=shape)
+        raise InputError(
+            f"truncated data: expected {length} bytes, read {len(buf)}", path=display, tensor=name, shape=shape
+        )
     return buf
 
 
@@ -240,20 +268,22 @@ def entries_of_index(index_path, display=None):
     headers = {}
     for shard in shards:
         if not isinstance(shard, str) or os.path.basename(shard) != shard:
-            raise InputError(f"weight_map names shard {shard!r}, which is not a file name in the "
-                             "index's folder", path=display)
+            raise InputError(
+                f"weight_map names shard {shard!r}, which is not a file name in the index's folder", path=display
+            )
         headers[shard] = read_header(os.path.join(folder, shard))
     for shard, header in headers.items():
         names = {t.name for t in header.tensors}
         claimed = {k for k, v in weight_map.items() if v == shard}
         missing = sorted(claimed - names)
         if missing:
-            raise InputError(f"weight_map puts tensor '{missing[0]}' in {shard}, whose header lacks it",
-                             path=display)
+            raise InputError(f"weight_map puts tensor '{missing[0]}' in {shard}, whose header lacks it", path=display)
         extra = sorted(names - claimed)
         if extra:
-            raise InputError(f"shard {shard} holds tensor '{extra[0]}', which weight_map "
-                             "does not list (or maps elsewhere)", path=display)
+            raise InputError(
+                f"shard {shard} holds tensor '{extra[0]}', which weight_map does not list (or maps elsewhere)",
+                path=display,
+            )
     for shard, header in headers.items():
         yield from entries_of_file(os.path.join(folder, shard), header=header)
 
@@ -262,8 +292,7 @@ def entries_of_directory(folder):
     """Yield the tensors of a checkpoint directory: its index if it has one, else every shard."""
     indexes = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors.index.json"))
     if len(indexes) > 1:
-        raise InputError(f"several index files ({', '.join(indexes)}); name the one to read",
-                         path=folder)
+        raise InputError(f"several index files ({', '.join(indexes)}); name the one to read", path=folder)
     if indexes:
         yield from entries_of_index(os.path.join(folder, indexes[0]))
         return
@@ -275,9 +304,11 @@ def entries_of_directory(folder):
     for f, header in zip(files, headers):
         for t in header.tensors:
             if t.name in seen:
-                raise InputError(f"tensor '{t.name}' is in both {seen[t.name]} and {f}; a checkpoint "
-                                 "names each tensor once (add an index to say which shard holds it)",
-                                 path=folder)
+                raise InputError(
+                    f"tensor '{t.name}' is in both {seen[t.name]} and {f}; a checkpoint "
+                    "names each tensor once (add an index to say which shard holds it)",
+                    path=folder,
+                )
             seen[t.name] = f
     for f, header in zip(files, headers):
         yield from entries_of_file(os.path.join(folder, f), header=header)

@@ -57,8 +57,9 @@ class SafetensorsWriter:
             self.plan.file(self.path)
         self._atomic = self.plan.writing(self.path)
         self._final = self._atomic.__enter__()
-        fd, self._spill_path = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(self._final)),
-                                                prefix=".cond-spill-", suffix=".tmp")
+        fd, self._spill_path = tempfile.mkstemp(
+            dir=os.path.dirname(os.path.abspath(self._final)), prefix=".cond-spill-", suffix=".tmp"
+        )
         self._spill = os.fdopen(fd, "w+b")
         return self
 

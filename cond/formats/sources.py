@@ -55,8 +55,13 @@ TAKES = {
     "calibrate": ("path",),
 }
 
-_SPOKEN = {"path": "a path", "stdin": "'-' (standard input)", "array": "an array", "dict": "a dict of arrays",
-           "dataframe": "a pandas DataFrame"}
+_SPOKEN = {
+    "path": "a path",
+    "stdin": "'-' (standard input)",
+    "array": "an array",
+    "dict": "a dict of arrays",
+    "dataframe": "a pandas DataFrame",
+}
 
 
 def _is_dataframe(obj) -> bool:
@@ -85,10 +90,16 @@ def source_kind(source, command) -> str:
         kind = None
     allowed = TAKES[command]
     if kind not in allowed:
-        shown = _SPOKEN.get(kind, f"a {type(source).__module__}.{type(source).__qualname__}"
-                            if type(source).__module__ != "builtins" else f"a {type(source).__name__}")
-        raise UsageError(f"`cond.{command}` takes {', '.join(_SPOKEN[k] for k in allowed[:-1])}"
-                         f"{' or ' if len(allowed) > 1 else ''}{_SPOKEN[allowed[-1]]}; got {shown}")
+        shown = _SPOKEN.get(
+            kind or "",
+            f"a {type(source).__module__}.{type(source).__qualname__}"
+            if type(source).__module__ != "builtins"
+            else f"a {type(source).__name__}",
+        )
+        raise UsageError(
+            f"`cond.{command}` takes {', '.join(_SPOKEN[k] for k in allowed[:-1])}"
+            f"{' or ' if len(allowed) > 1 else ''}{_SPOKEN[allowed[-1]]}; got {shown}"
+        )
     if kind == "path" and not os.fspath(source):
         raise UsageError(f"`cond.{command}`: the path is empty")
     return kind
@@ -105,10 +116,12 @@ def dataframe_matrix(frame, label="<DataFrame>"):
     for name, column in zip(names, (frame.iloc[:, j] for j in range(frame.shape[1]))):
         missing = column.isna().to_numpy()
         if missing.any():
-            raise InputError(f"row {int(np.flatnonzero(missing)[0])} column '{name}' is a missing value; "
-                             "drop or impute missing values first", path=label)
-        kind = np.dtype(column.dtype).kind if isinstance(column.dtype, np.dtype) else \
-            getattr(column.dtype, "kind", "O")
+            raise InputError(
+                f"row {int(np.flatnonzero(missing)[0])} column '{name}' is a missing value; "
+                "drop or impute missing values first",
+                path=label,
+            )
+        kind = np.dtype(column.dtype).kind if isinstance(column.dtype, np.dtype) else getattr(column.dtype, "kind", "O")
         if kind not in "biuf":
             raise InputError(f"column '{name}' has dtype {column.dtype}, not numeric", path=label)
         columns.append(column.to_numpy(dtype=np.float64))
@@ -155,8 +168,10 @@ def array_matrix(source, label):
     if array.dtype.hasobject or array.dtype.kind not in "biuf":
         raise InputError(f"has dtype {array.dtype}, not numeric", path=label)
     if array.ndim != 2:
-        raise InputError(f"a design is 2-D (rows x columns); got {array.ndim}-D shape "
-                         f"{'x'.join(map(str, array.shape)) or 'scalar'}", path=label)
+        raise InputError(
+            f"a design is 2-D (rows x columns); got {array.ndim}-D shape {'x'.join(map(str, array.shape)) or 'scalar'}",
+            path=label,
+        )
     return np.ascontiguousarray(array, dtype=np.float64)
 
 
@@ -193,15 +208,17 @@ def dict_arrays(source, label="<dict>"):
     out = {}
     for name, value in source.items():
         if not isinstance(name, str):
-            raise UsageError(f"a dict source maps tensor names (str) to arrays; got a key of type "
-                             f"{type(name).__name__}", path=label)
+            raise UsageError(
+                f"a dict source maps tensor names (str) to arrays; got a key of type {type(name).__name__}", path=label
+            )
         if hasattr(value, "detach"):  # a torch tensor: its values, on the host
             value = value.detach().cpu().numpy()
         elif hasattr(value, "get") and hasattr(value, "__cuda_array_interface__"):
             value = value.get()
         if not hasattr(value, "__array__") and not isinstance(value, np.ndarray):
-            raise UsageError(f"a dict source maps tensor names to arrays; '{name}' is a "
-                             f"{type(value).__name__}", path=label)
+            raise UsageError(
+                f"a dict source maps tensor names to arrays; '{name}' is a {type(value).__name__}", path=label
+            )
         array = np.asarray(value)
         if array.dtype.hasobject:
             raise InputError("holds Python objects, not numbers", path=label, tensor=name)
@@ -211,9 +228,8 @@ def dict_arrays(source, label="<dict>"):
 
 def write_dict(source, path):
     """A dict of arrays as a safetensors file (each array in its own dtype)."""
-    from safetensors.numpy import save_file
-
     import ml_dtypes  # noqa: F401 - bf16 and fp8 arrays need their dtypes registered
+    from safetensors.numpy import save_file
 
     arrays = dict_arrays(source)
     try:

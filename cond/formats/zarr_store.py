@@ -73,14 +73,16 @@ def _refuse_pickles(path, display):
             with open(meta, "rb") as f:
                 doc = json.load(f)
         except (OSError, ValueError) as exc:
-            raise InputError(f"unreadable zarr metadata {os.path.relpath(meta, path)} ({exc})",
-                             path=display) from None
+            raise InputError(f"unreadable zarr metadata {os.path.relpath(meta, path)} ({exc})", path=display) from None
         codec = _pickle_codec(doc)
         dtype = doc.get("dtype", doc.get("data_type")) if isinstance(doc, dict) else None
         if codec or dtype in ("|O", "object"):
             what = f"the codec {codec!r}" if codec else "Python objects"
-            raise InputError(f"{os.path.relpath(meta, path)} asks for {what} (a pickle); cond never loads "
-                             "pickles. Store a numeric array instead", path=display)
+            raise InputError(
+                f"{os.path.relpath(meta, path)} asks for {what} (a pickle); cond never loads "
+                "pickles. Store a numeric array instead",
+                path=display,
+            )
 
 
 def open_arrays(path, display):
@@ -105,9 +107,13 @@ def read_rows(array, lo, hi, display, name=None):
     try:
         return np.asarray(array[lo:hi])
     except Exception as exc:  # codec errors come as RuntimeError, ValueError, OSError ...
-        raise InputError(f"cannot read rows {lo}..{hi - 1} ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})",
-                         path=display, tensor=name, shape=tuple(array.shape)) from None
+        raise InputError(
+            f"cannot read rows {lo}..{hi - 1} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})",
+            path=display,
+            tensor=name,
+            shape=tuple(array.shape),
+        ) from None
 
 
 def entries_of_zarr(path, display=None):
@@ -120,8 +126,7 @@ def entries_of_zarr(path, display=None):
         shape = tuple(int(s) for s in array.shape)
 
         def load(array=array, name=name, shape=shape):
-            return np.asarray(read_rows(array, 0, shape[0], display, name) if shape else array[()],
-                              dtype=np.float64)
+            return np.asarray(read_rows(array, 0, shape[0], display, name) if shape else array[()], dtype=np.float64)
 
         reason = kind_reason(np.dtype(array.dtype), checkpoint=group) or skip_reason_for_ndim(shape)
         yield TensorEntry(name, shape, str(array.dtype), display, unit_roundoff(array.dtype), reason, load)
@@ -133,8 +138,9 @@ def design_array(path, display):
     matrices = [(name, a) for name, a in arrays if len(a.shape) == 2]
     if len(matrices) != 1:
         names = ", ".join(name for name, _ in arrays[:8])
-        raise InputError(f"holds {len(matrices)} 2-D arrays ({names}); name one: "
-                         f"{display.rstrip('/')}/NAME", path=display)
+        raise InputError(
+            f"holds {len(matrices)} 2-D arrays ({names}); name one: {display.rstrip('/')}/NAME", path=display
+        )
     name, array = matrices[0]
     if np.dtype(array.dtype).kind not in "fiub":
         raise InputError(f"dtype {array.dtype} is not numeric", path=display, tensor=name)

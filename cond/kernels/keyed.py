@@ -46,7 +46,7 @@ def keyed_uniforms(seed, start, count):
         for first in range(0, count, _CHUNK):
             i = np.arange(start + first, start + min(first + _CHUNK, count), dtype=np.uint64)
             bits = _splitmix64(key ^ _splitmix64(i))
-            out[first:first + len(i)] = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+            out[first : first + len(i)] = (bits >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
     return out
 
 

@@ -65,6 +65,7 @@ else:
     @numba.extending.intrinsic
     def _byte(typingctx, address, i):
         """The byte at address + i, as int64 (the caller keeps i inside the buffer)."""
+
         def codegen(context, builder, signature, args):
             pointer = builder.inttoptr(builder.add(args[0], args[1]), ir.IntType(8).as_pointer())
             return builder.zext(builder.load(pointer), ir.IntType(64))

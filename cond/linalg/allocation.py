@@ -61,7 +61,7 @@ def lower_hull(costs, losses) -> list:
         Increasing cost, decreasing loss, decreasing loss removed per unit cost.
     """
     order = sorted(range(len(costs)), key=lambda i: (costs[i], losses[i]))
-    hull = []
+    hull: list = []
     for i in order:
         if hull and costs[i] == costs[hull[-1]]:
             continue  # the same cost and a larger (or equal) loss
@@ -106,7 +106,7 @@ def allocate(options, budget: float) -> Allocation:
     spent = float(sum(c[h[0]] for c, h in zip(costs, hulls)))
     if spent > budget:
         raise ValueError(f"the least cost of any allocation is {spent:.6g}, above the budget {budget:.6g}")
-    heap = []
+    heap: list = []
 
     def push(k):
         h = hulls[k]

@@ -69,8 +69,20 @@ def cluster_params(m: int, widths, r: int) -> int:
     return m * r + r * int(sum(widths))
 
 
-def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", scope="matrix",
-                    patience=8, rounding=None, expanded=None, seed=0, progress=None, max_ranks=None):
+def greedy_clusters(
+    blocks,
+    own_params,
+    max_error,
+    *,
+    predictor="incremental",
+    scope="matrix",
+    patience=8,
+    rounding=None,
+    expanded=None,
+    seed=0,
+    progress=None,
+    max_ranks=None,
+):
     """Cluster blocks with equal row counts; return the clusters with two or more members.
 
     Parameters
@@ -119,13 +131,25 @@ def greedy_clusters(blocks, own_params, max_error, *, predictor="incremental", s
         raise ValueError(f"`expanded` must have one rounding per block; got {len(expanded)} for {len(blocks)}")
     if max_ranks is not None and len(max_ranks) != len(blocks):
         raise ValueError(f"`max_ranks` must have one rank per block; got {len(max_ranks)} for {len(blocks)}")
-    return _Driver(blocks, own_params, max_error, predictor, scope, int(patience),
-                   rounding or (lambda x: x), expanded, seed, progress, max_ranks).run()
+    return _Driver(
+        blocks,
+        own_params,
+        max_error,
+        predictor,
+        scope,
+        int(patience),
+        rounding or (lambda x: x),
+        expanded,
+        seed,
+        progress,
+        max_ranks,
+    ).run()
 
 
 class _Driver:
-    def __init__(self, blocks, own_params, eps, predictor, scope, patience, rounding, expanded, seed, progress,
-                 max_ranks=None):
+    def __init__(
+        self, blocks, own_params, eps, predictor, scope, patience, rounding, expanded, seed, progress, max_ranks=None
+    ):
         self.blocks = blocks
         self.expanded = expanded
         self.own = [int(p) for p in own_params]
@@ -142,8 +166,7 @@ class _Driver:
         self.caps = [self.m] * len(blocks) if max_ranks is None else [int(c) for c in max_ranks]
 
     def run(self):
-        left = [i for i in sorted(range(len(self.blocks)), key=lambda i: -self.norms[i])
-                if self.norms[i] > 0]
+        left = [i for i in sorted(range(len(self.blocks)), key=lambda i: -self.norms[i]) if self.norms[i] > 0]
         clusters, settled = [], 0
         while left:
             anchor = left.pop(0)
@@ -165,8 +188,7 @@ class _Driver:
         max_rank = min(self.m, 2 * r + 16)
         est = self._make(max_rank).init(a)
         q = u[:, :r]
-        residual = {i: 1.0 - float(np.sum((q.T @ self.blocks[i]) ** 2)) / max(self.norms[i] ** 2, 1e-300)
-                    for i in left}
+        residual = {i: 1.0 - float(np.sum((q.T @ self.blocks[i]) ** 2)) / max(self.norms[i] ** 2, 1e-300) for i in left}
         members, misses = [anchor], 0
         widths = [a.shape[1]]
         cap = self.caps[anchor]
@@ -225,8 +247,7 @@ class _Driver:
             u, s = _left_singular_of_blocks(self.work, members, top)
             total = sum(self.norms[i] ** 2 for i in members)  # ||concatenation||_F^2 (cluster scope)
             cap = min(self.caps[i] for i in members)
-            affordable = [r for r in range(1, min(len(s), cap) + 1)
-                          if cluster_params(self.m, widths, r) < own_total]
+            affordable = [r for r in range(1, min(len(s), cap) + 1) if cluster_params(self.m, widths, r) < own_total]
             predicted = self._predicted_errors(u, s, members)  # shape (len(members), len(s))
             worst = None
             for r in affordable:

@@ -76,8 +76,7 @@ def collinearity(x, *, scale=True, center=False) -> Collinearity:
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < x.shape[1] or x.shape[1] < 1:
-        raise ValueError(f"the design must have at least as many rows as columns (and one column); "
-                         f"got shape {x.shape}")
+        raise ValueError(f"the design must have at least as many rows as columns (and one column); got shape {x.shape}")
     if not np.all(np.isfinite(x)):
         raise ValueError("the design holds NaN or Inf")
     return _collinearity(x, bool(scale), bool(center))
@@ -89,13 +88,14 @@ def _collinearity(x, scale, center):
         lengths = np.linalg.norm(z, axis=0)
         if np.any(lengths == 0):
             j = int(np.flatnonzero(lengths == 0)[0])
-            raise ValueError(f"column {j} is zero{' after centring' if center else ''}: it cannot be scaled "
-                             "to unit length")
+            raise ValueError(
+                f"column {j} is zero{' after centring' if center else ''}: it cannot be scaled to unit length"
+            )
         z /= lengths
     _, d, vt = scipy.linalg.svd(z, full_matrices=False, check_finite=False, lapack_driver="gesdd")
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(d > 0, d[0] / d, np.inf)
-        phi = vt.T ** 2 / d ** 2  # (n, k): phi_jk = v_jk^2 / d_k^2
+        phi = vt.T**2 / d**2  # (n, k): phi_jk = v_jk^2 / d_k^2
         pi = phi / phi.sum(axis=1, keepdims=True)
     return Collinearity(eta, pi.T, d, variance_inflation_factors(x))
 

@@ -256,5 +256,4 @@ class ExactEnergy(_Predictor):
     member_errors = IncrementalEstimator.member_errors
 
 
-PREDICTORS = {"weyl": WeylBound, "residual": ResidualBound, "incremental": IncrementalEstimator,
-              "exact": ExactEnergy}
+PREDICTORS = {"weyl": WeylBound, "residual": ResidualBound, "incremental": IncrementalEstimator, "exact": ExactEnergy}

@@ -64,7 +64,7 @@ class Moments:
         diag = np.diag(c)
         diff = diag[:, None] + diag[None, :] - 2 * c + (self.mean[:, None] - self.mean[None, :]) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.maximum(diff, 0.0) / (diag + self.mean ** 2)[:, None]
+            return np.maximum(diff, 0.0) / (diag + self.mean**2)[:, None]
 
     def correlations(self):
         """The (d, d) correlation matrix; NaN in rows and columns of constant columns."""

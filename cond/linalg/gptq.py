@@ -47,8 +47,9 @@ def inverse_hessian_factor(gram: np.ndarray, damp: float = DAMP):
     return scipy.linalg.cholesky((inverse + inverse.T) / 2, lower=False, check_finite=False), dead
 
 
-def gptq(w: np.ndarray, gram: np.ndarray, spec: GroupSpec, *, damp: float = DAMP,
-         act_order: bool = False, factor=None) -> GroupCodes:
+def gptq(
+    w: np.ndarray, gram: np.ndarray, spec: GroupSpec, *, damp: float = DAMP, act_order: bool = False, factor=None
+) -> GroupCodes:
     """GPTQ rounding of W (m x n) against the input Gram H (n x n) into group-wise codes.
 
     Parameters
@@ -106,7 +107,7 @@ def gptq(w: np.ndarray, gram: np.ndarray, spec: GroupSpec, *, damp: float = DAMP
         else:  # groups are contiguous and aligned with the block: set each from the current values
             for j in range(0, i2 - i1, g):
                 k = cols[j] // g
-                s, z = group_params(block[:, j:j + g][:, None, :], spec)
+                s, z = group_params(block[:, j : j + g][:, None, :], spec)
                 scales[:, k], zeros[:, k] = s[:, 0], z[:, 0]
                 _column(block, u, scales, zeros, k, j, j + g, lo, hi, got, errors, quantize_columns)
         codes[:, cols] = got.astype(np.uint8)
@@ -115,8 +116,18 @@ def gptq(w: np.ndarray, gram: np.ndarray, spec: GroupSpec, *, damp: float = DAMP
 
 
 def _column(block, u, scales, zeros, k, j0, j1, lo, hi, got, errors, kernel):
-    kernel(block, u, scales[:, k].astype(np.float64), np.ascontiguousarray(zeros[:, k], dtype=np.float64),
-           j0, j1, lo, hi, got, errors)
+    kernel(
+        block,
+        u,
+        scales[:, k].astype(np.float64),
+        np.ascontiguousarray(zeros[:, k], dtype=np.float64),
+        j0,
+        j1,
+        lo,
+        hi,
+        got,
+        errors,
+    )
 
 
 def hessian_factor(gram: np.ndarray, damp: float = DAMP, act_order: bool = False):

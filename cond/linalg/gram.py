@@ -53,7 +53,7 @@ EPS64 = float(np.finfo(np.float64).eps)
 GRAM_RTOL = 1e-9  # accepted when every sigma_i is certified to this relative accuracy
 GRAM_BLOCK_ROWS = 256  # inspect: rows per block of the Gram sum (n rows for n < 1024)
 GRAM_ASPECT = 1.25  # Gram + eigvalsh beats gesdd from about this aspect ratio on
-_SAFE_RANGE = (2.0 ** -300, 2.0 ** 300)  # ||X||_F where no entry of G over- or underflows badly
+_SAFE_RANGE = (2.0**-300, 2.0**300)  # ||X||_F where no entry of G over- or underflows badly
 
 
 @dataclass(frozen=True)
@@ -156,12 +156,10 @@ def eigenvalue_bounds(lam, shape, terms, frob):
     u = EPS64 / 2
     f2 = frob * frob * (1.0 + (m * n + 4) * EPS64)  # an upper bound on ||X||_F^2
     gamma = terms * u / (1.0 - terms * u)
-    formed = gamma * f2 + m * n * 2.0 ** -1074
+    formed = gamma * f2 + m * n * 2.0**-1074
     solver = 2 * n * u * (abs(lam[0]) + formed)
     delta = formed + solver + 100 * EPS64 * np.abs(lam)
     sigma = np.sqrt(np.maximum(lam, 0.0))
     lower = np.sqrt(np.maximum(lam - delta, 0.0))
     upper = np.sqrt(lam + delta)
     return np.maximum(sigma - lower, upper - sigma) + 2 * EPS64 * sigma
-
-

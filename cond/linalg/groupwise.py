@@ -125,9 +125,9 @@ def pack(codes: np.ndarray, bits: int) -> np.ndarray:
     out = np.empty((m, width), dtype=np.uint8)
     step = max(1, 2**22 // max(1, n * bits))  # rows per chunk: a few MB of bits at a time
     for i in range(0, m, step):
-        chunk = codes[i:i + step].astype(np.uint8)
+        chunk = codes[i : i + step].astype(np.uint8)
         stream = ((chunk[:, :, None] >> shifts) & 1).reshape(chunk.shape[0], n * bits)
-        out[i:i + step] = np.packbits(stream, axis=1, bitorder="little")
+        out[i : i + step] = np.packbits(stream, axis=1, bitorder="little")
     return out
 
 
@@ -141,8 +141,10 @@ def unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     m = packed.shape[0]
     width = math.ceil(n * bits / 8)
     if packed.ndim != 2 or packed.shape[1] != width:
-        raise ValueError(f"packed codes must be {m} rows of {width} bytes for {n} codes of {bits} bits; "
-                         f"got shape {list(packed.shape)}")
+        raise ValueError(
+            f"packed codes must be {m} rows of {width} bytes for {n} codes of {bits} bits; "
+            f"got shape {list(packed.shape)}"
+        )
     if bits == 8:
         return packed.copy()
     spare = width * 8 - n * bits
@@ -152,8 +154,8 @@ def unpack(packed: np.ndarray, bits: int, n: int) -> np.ndarray:
     out = np.empty((m, n), dtype=np.uint8)
     step = max(1, 2**22 // max(1, n * bits))
     for i in range(0, m, step):
-        bits_ = np.unpackbits(packed[i:i + step], axis=1, bitorder="little")[:, :n * bits]
-        out[i:i + step] = (bits_.reshape(-1, n, bits) * weights).sum(axis=2, dtype=np.uint8)
+        bits_ = np.unpackbits(packed[i : i + step], axis=1, bitorder="little")[:, : n * bits]
+        out[i : i + step] = (bits_.reshape(-1, n, bits) * weights).sum(axis=2, dtype=np.uint8)
     return out
 
 
@@ -193,8 +195,9 @@ def group_params(x: np.ndarray, spec: GroupSpec):
     else:
         lo, hi = np.minimum(np.min(x, axis=2), 0.0), np.maximum(np.max(x, axis=2), 0.0)
     if np.max(hi - lo, initial=0.0) / (spec.top if not spec.symmetric else spec.middle - 1 or 1) > FP16_MAX:
-        raise ValueError(f"overflow the fp16 scales of {spec.bits}-bit groups (largest range "
-                         f"{float(np.max(hi - lo)):.3g})")
+        raise ValueError(
+            f"overflow the fp16 scales of {spec.bits}-bit groups (largest range {float(np.max(hi - lo)):.3g})"
+        )
     best_s = np.ones(lo.shape, dtype=np.float16)
     best_z = np.full(lo.shape, float(spec.middle))
     best_err = np.full(lo.shape, np.inf)

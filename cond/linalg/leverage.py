@@ -28,8 +28,21 @@ import numpy as np
 from cond.linalg.r_factor import RTree, gram_r, leaf_r, tree_r
 from cond.linalg.tree import BLOCK_ROWS, PairTree
 
-__all__ = ["BLOCK_ROWS", "DEFAULT_RCOND", "PairTree", "RTree", "Scores", "block_leverage", "leaf_r",
-           "lewis_weights", "leverage_scores", "rank_basis", "scores_from_r", "sensitivity_bounds", "tree_r"]
+__all__ = [
+    "BLOCK_ROWS",
+    "DEFAULT_RCOND",
+    "PairTree",
+    "RTree",
+    "Scores",
+    "block_leverage",
+    "leaf_r",
+    "lewis_weights",
+    "leverage_scores",
+    "rank_basis",
+    "scores_from_r",
+    "sensitivity_bounds",
+    "tree_r",
+]
 
 DEFAULT_RCOND = None  # max(n, d) * eps, as numpy.linalg.matrix_rank
 
@@ -129,7 +142,7 @@ def scores_from_r(blocks, r, n, rcond=DEFAULT_RCOND, threads=None, detail=None) 
     with one_thread_blas():
         t, k = rank_basis(r, n, rcond)
         for start, values in threaded_map(lambda item: (item[0], block_leverage(item[1], t)), blocks(), threads):
-            out[start:start + len(values)] = values
+            out[start : start + len(values)] = values
     return Scores(out, k, {**(detail or {}), "r": r})
 
 
@@ -172,16 +185,16 @@ def lewis_weights(blocks, n, d, p, rcond=DEFAULT_RCOND, tol=1e-10, max_iter=200)
             scaled = x * (w[sl] ** expo)[:, None]
             tau = np.sum((scaled @ t) ** 2, axis=1)
             new = (tau * w[sl] ** (-2 * expo)) ** (p / 2)
-            change = max(change, float(np.max(np.abs(new - w[sl]) / np.maximum(w[sl], 1e-300),
-                                               initial=0.0)))
+            change = max(change, float(np.max(np.abs(new - w[sl]) / np.maximum(w[sl], 1e-300), initial=0.0)))
             w[sl] = new
-            nxt.add_block(x * (new ** expo)[:, None])
+            nxt.add_block(x * (new**expo)[:, None])
         r = nxt.result()
         iterations += 1
         if change <= tol:
             break
-    return Scores(w, k, {"passes": iterations + 1, "iterations": iterations,
-                         "converged": change <= tol, "last_change": change})
+    return Scores(
+        w, k, {"passes": iterations + 1, "iterations": iterations, "converged": change <= tol, "last_change": change}
+    )
 
 
 def sensitivity_bounds(lewis, leverage, p, d):

@@ -96,7 +96,7 @@ def ks_scan(x, min_tail, chunk_entries=1 << 22):
     step = max(1, int(chunk_entries) // max(n, 1))
     j = np.arange(n)
     for first in range(0, len(ks), step):
-        rows = ks[first:first + step]
+        rows = ks[first : first + step]
         rel = j[None, :] - rows[:, None]  # the tail index j - k, negative before the tail
         tails = t[rows][:, None]
         with np.errstate(over="ignore", invalid="ignore"):

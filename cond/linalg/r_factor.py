@@ -97,7 +97,7 @@ def leaf_gram(x, sub_rows=GRAM_SUB_ROWS):
     """
     gram, parts = None, 0
     for i in range(0, max(len(x), 1), sub_rows):
-        sub = x[i:i + sub_rows]
+        sub = x[i : i + sub_rows]
         part = sub.T @ sub
         gram = part if gram is None else np.add(gram, part, out=gram)
         parts += 1
@@ -185,7 +185,7 @@ def certified_r(gram, leaf_terms, leaves, d, rtol=SCORE_RTOL):
     gamma = lambda t: t * u / (1 - t * u)  # noqa: E731
     terms = leaf_terms + max(0, math.ceil(math.log2(max(leaves, 1))))
     diag = np.diag(gram)
-    if not (np.all(diag > 2.0 ** -900) and np.all(diag < 2.0 ** 900)):  # no underflow in D or G
+    if not (np.all(diag > 2.0**-900) and np.all(diag < 2.0**900)):  # no underflow in D or G
         return None, math.inf
     try:
         lower = np.linalg.cholesky(gram)

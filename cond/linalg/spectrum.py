@@ -96,8 +96,17 @@ def as_matrix(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], int(np.prod(a.shape[1:])))
 
 
-def diagnose(a, *, unit_roundoff=None, alpha=False, normality=False,
-             keep_spectrum=False, overwrite_a=False, device="cpu", gram=True) -> MatrixDiagnostics:
+def diagnose(
+    a,
+    *,
+    unit_roundoff=None,
+    alpha=False,
+    normality=False,
+    keep_spectrum=False,
+    overwrite_a=False,
+    device="cpu",
+    gram=True,
+) -> MatrixDiagnostics:
     """Diagnostics of one matrix.
 
     Parameters
@@ -143,16 +152,32 @@ def _diagnose(a, unit_roundoff, alpha, normality, keep_spectrum, overwrite_a, de
     m, n = a.shape
     frob, nonfinite = _frobenius(a)
     zero_fraction = float(a.size - np.count_nonzero(a)) / a.size  # NaN counts as non-zero
-    empty = dict(sigma_max=None, sigma_min=None, kappa=None, kappa_lower_bound=None,
-                 storage_limited=False, numerical_rank=None, rank_tolerance=None, stable_rank=None,
-                 effective_rank=None, energy_rank_90=None, energy_rank_99=None)
+    empty = dict(
+        sigma_max=None,
+        sigma_min=None,
+        kappa=None,
+        kappa_lower_bound=None,
+        storage_limited=False,
+        numerical_rank=None,
+        rank_tolerance=None,
+        stable_rank=None,
+        effective_rank=None,
+        energy_rank_90=None,
+        energy_rank_99=None,
+    )
     if nonfinite:
-        return MatrixDiagnostics((m, n), "non-finite", frobenius_norm=None, zero_fraction=zero_fraction,
-                                 nonfinite_count=nonfinite, **empty)
+        return MatrixDiagnostics(
+            (m, n), "non-finite", frobenius_norm=None, zero_fraction=zero_fraction, nonfinite_count=nonfinite, **empty
+        )
     if zero_fraction == 1.0:
-        return MatrixDiagnostics((m, n), "zero", frobenius_norm=0.0, zero_fraction=1.0,
-                                 nonfinite_count=0, **{**empty, "sigma_max": 0.0, "sigma_min": 0.0,
-                                                       "numerical_rank": 0, "rank_tolerance": 0.0})
+        return MatrixDiagnostics(
+            (m, n),
+            "zero",
+            frobenius_norm=0.0,
+            zero_fraction=1.0,
+            nonfinite_count=0,
+            **{**empty, "sigma_max": 0.0, "sigma_min": 0.0, "numerical_rank": 0, "rank_tolerance": 0.0},
+        )
     henrici = _henrici(a, frob) if normality and m == n else None  # before a may be overwritten
     s, route, sigma_error = _singular_values(a, frob, overwrite_a, device, gram)
     c = max(m, n)
@@ -232,9 +257,11 @@ def rank_measures(s) -> dict:
     energy = np.cumsum(scaled * scaled)
     p = scaled / scaled.sum()
     p = p[p > 0]
-    return dict(effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
-                energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
-                energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]))
+    return dict(
+        effective_rank=float(np.exp(-np.sum(p * np.log(p)))),
+        energy_rank_90=_energy_rank(energy, ENERGY_LEVELS[0]),
+        energy_rank_99=_energy_rank(energy, ENERGY_LEVELS[1]),
+    )
 
 
 def _energy_rank(cumulative, level):

@@ -89,8 +89,7 @@ class Weighting:
         if self.right.ndim == 1:
             return factor / self.right
         # X L = F  <=>  L^T X^T = F^T
-        return scipy.linalg.solve_triangular(self.right, factor.T, trans="T", lower=True,
-                                             check_finite=False).T
+        return scipy.linalg.solve_triangular(self.right, factor.T, trans="T", lower=True, check_finite=False).T
 
     def error(self, w: np.ndarray, left: np.ndarray, right: np.ndarray) -> float:
         """||A (W - left right) B||_F / ||A W B||_F in float64 (:func:`~cond.linalg.truncated.relative_error`)."""
@@ -187,8 +186,10 @@ def whitening(gram: np.ndarray) -> Weighting:
                 return Weighting("whiten", None, factor, 0, jitter)
         jitter = JITTER_START if jitter == 0 else jitter * 10
         if jitter > JITTER_LIMIT:
-            raise ValueError(f"`gram` is not positive semidefinite: Cholesky failed with jitter up to "
-                             f"{JITTER_LIMIT:g} of its mean diagonal")
+            raise ValueError(
+                f"`gram` is not positive semidefinite: Cholesky failed with jitter up to "
+                f"{JITTER_LIMIT:g} of its mean diagonal"
+            )
 
 
 def weighted_factors(w: np.ndarray, weighting: Weighting, rank: int):
@@ -212,8 +213,7 @@ def weighted_factors(w: np.ndarray, weighting: Weighting, rank: int):
     s : ndarray of shape (min(m, n),)
         The singular values of A W B.
     """
-    u, s, vt = scipy.linalg.svd(weighting.apply(w), full_matrices=False, check_finite=False,
-                                lapack_driver="gesdd")
+    u, s, vt = scipy.linalg.svd(weighting.apply(w), full_matrices=False, check_finite=False, lapack_driver="gesdd")
     u, vt = _flip_signs(u[:, :rank], vt[:rank])
     root = np.sqrt(s[:rank])
     return weighting.unapply_left(u * root), weighting.unapply_right(root[:, None] * vt), s

@@ -16,8 +16,16 @@ when used.
 Importing this package imports no torch; the names below load their module on first use.
 """
 
-_LAZY = {"LowRankLinear": "runtime", "GroupwiseLinear": "runtime", "load_factorised": "runtime", "to_dense": "runtime", "load_adapter": "adapters",
-         "Calibrator": "calibrator", "align": "names", "mapper": "names"}
+_LAZY = {
+    "LowRankLinear": "runtime",
+    "GroupwiseLinear": "runtime",
+    "load_factorised": "runtime",
+    "to_dense": "runtime",
+    "load_adapter": "adapters",
+    "Calibrator": "calibrator",
+    "align": "names",
+    "mapper": "names",
+}
 
 __all__ = sorted(_LAZY)
 

@@ -25,9 +25,7 @@ import contextlib
 import json
 import os
 
-
 from cond.formats.calibration_file import write_calibration
-
 from cond.torch.names import align, mapper
 
 
@@ -50,8 +48,11 @@ class Calibrator:
         import torch
 
         self.model = model
-        self.layers = {name: module for name, module in model.named_modules()
-                       if isinstance(module, torch.nn.Linear) and (include is None or include(name, module))}
+        self.layers = {
+            name: module
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and (include is None or include(name, module))
+        }
         if not self.layers:
             raise ValueError("`model` has no torch.nn.Linear layer to calibrate")
         self.grams = {}
@@ -134,9 +135,11 @@ class Calibrator:
         if missing == "skip":
             return {n: t for n, t in named.items() if t in theirs}
         if lost:
-            raise ValueError(f"{len(lost)} calibrated weights have no tensor in the checkpoint "
-                             f"({', '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}); pass `include` "
-                             "to calibrate only the checkpoint's layers")
+            raise ValueError(
+                f"{len(lost)} calibrated weights have no tensor in the checkpoint "
+                f"({', '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}); pass `include` "
+                "to calibrate only the checkpoint's layers"
+            )
         return named
 
     def save(self, fisher=None, grams=None, checkpoint=None, missing="error", plan=None):
@@ -152,12 +155,16 @@ class Calibrator:
         if fisher is not None:
             if not self.fisher:
                 raise ValueError("no gradients were accumulated: call `step()` after each `backward()`")
-            write_calibration(plan, fisher, {names[k]: v for k, v in self.fisher.items() if k in names},
-                              dict(kind="fisher", **counts))
+            write_calibration(
+                plan, fisher, {names[k]: v for k, v in self.fisher.items() if k in names}, dict(kind="fisher", **counts)
+            )
         if grams is not None:
             if not self.grams:
                 raise ValueError("no inputs were seen: run the model inside `with Calibrator(model)`")
             rows = json.dumps({names[k]: v for k, v in self.rows.items() if k in names})
-            write_calibration(plan, grams, {names[k]: v for k, v in self.grams.items() if k in names},
-                              dict(kind="gram", rows=rows, **counts))
-
+            write_calibration(
+                plan,
+                grams,
+                {names[k]: v for k, v in self.grams.items() if k in names},
+                dict(kind="gram", rows=rows, **counts),
+            )

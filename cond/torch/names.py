@@ -37,9 +37,9 @@ def align(ours, theirs):
             if other == name:
                 continue
             if other.endswith(name) and other[-len(name) - 1] == ".":
-                votes[(other[:-len(name)], "")] += 1
+                votes[(other[: -len(name)], "")] += 1
             elif name.endswith(other) and name[-len(other) - 1] == ".":
-                votes[("", name[:-len(other)])] += 1
+                votes[("", name[: -len(other)])] += 1
     if not votes:
         return "", ""
     return max(votes.items(), key=lambda kv: (kv[1], -len(kv[0][0]) - len(kv[0][1])))[0]
@@ -47,9 +47,10 @@ def align(ours, theirs):
 
 def mapper(add, strip):
     """The function ``name -> add + name[len(strip):]`` (names without ``strip`` map to None)."""
+
     def apply(name):
         if not name.startswith(strip):
             return None
-        return add + name[len(strip):]
+        return add + name[len(strip) :]
 
     return apply

@@ -119,8 +119,9 @@ class GroupwiseLinear(torch.nn.Module):
     def forward(self, x):
         y = torch.nn.functional.linear(x, self.dequantised(x.dtype), self.bias)
         if self.left is not None:
-            y = y + torch.nn.functional.linear(torch.nn.functional.linear(x, self.right.to(x.dtype)),
-                                               self.left.to(x.dtype))
+            y = y + torch.nn.functional.linear(
+                torch.nn.functional.linear(x, self.right.to(x.dtype)), self.left.to(x.dtype)
+            )
         return y
 
     def weight64(self):
@@ -130,8 +131,10 @@ class GroupwiseLinear(torch.nn.Module):
 
     def extra_repr(self):
         rank = 0 if self.left is None else self.left.shape[1]
-        return f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}, " \
-               f"correction_rank={rank}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, group={self.group}, "
+            f"correction_rank={rank}"
+        )
 
 
 def load_factorised(model, path, *, keep_int8=False, keep_packed=False, strict=True):
@@ -166,14 +169,13 @@ def load_factorised(model, path, *, keep_int8=False, keep_packed=False, strict=T
         for name in ckpt:
             t = ckpt.manifest_entry(name)
             ours = to_model(name)
-            module = modules.get(ours[:-len(".weight")]) if ours and ours.endswith(".weight") else None
+            module = modules.get(ours[: -len(".weight")]) if ours and ours.endswith(".weight") else None
             if t["storage"] in FACTORED and isinstance(module, torch.nn.Linear):
                 _same_shape(name, t["shape"], module.weight.shape, path)
-                _replace(model, ours[:-len(".weight")],
-                         _factorised(ckpt, t, module, shared, keep_int8))
+                _replace(model, ours[: -len(".weight")], _factorised(ckpt, t, module, shared, keep_int8))
             elif t["storage"] == "groupwise" and keep_packed and isinstance(module, torch.nn.Linear):
                 _same_shape(name, t["shape"], module.weight.shape, path)
-                _replace(model, ours[:-len(".weight")], _groupwise(ckpt, t, module))
+                _replace(model, ours[: -len(".weight")], _groupwise(ckpt, t, module))
             elif ours in state or _buffer(model, ours) is not None:  # a non-persistent buffer too
                 target = state[ours] if ours in state else _buffer(model, ours)
                 _same_shape(name, t["shape"], target.shape, path)
@@ -181,8 +183,10 @@ def load_factorised(model, path, *, keep_int8=False, keep_packed=False, strict=T
             else:
                 missing.append(name)
     if strict and missing:
-        raise ValueError(f"the model has no place for {len(missing)} tensors of {path} "
-                         f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})")
+        raise ValueError(
+            f"the model has no place for {len(missing)} tensors of {path} "
+            f"({', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''})"
+        )
     return model
 
 
@@ -197,8 +201,12 @@ def _factorised(ckpt, t, linear, shared, keep_int8):
                 shared[key] = (torch.from_numpy(q.copy()).to(device), torch.from_numpy(s.copy()).to(device))
             else:
                 value = q if s is None else q.astype(np.float64) * s.astype(np.float64)[:, None]
-                shared[key] = (torch.nn.Parameter(torch.from_numpy(np.asarray(value, dtype=np.float64))
-                                                  .to(device=device, dtype=dtype)), None)
+                shared[key] = (
+                    torch.nn.Parameter(
+                        torch.from_numpy(np.asarray(value, dtype=np.float64)).to(device=device, dtype=dtype)
+                    ),
+                    None,
+                )
         factor, scale_tensor = shared[key]
         factors.append(factor)
         scales.append(scale_tensor)
@@ -214,8 +222,11 @@ def _groupwise(ckpt, t, linear):
     spec = GroupSpec(quant["bits"], quant["group"], quant["symmetric"])
     ckpt.matrix64(t["name"])  # every check of the stored codes and scales, before anything is built
     codes = unpack(ckpt.packed(t["keys"][0]), spec.bits, cols)
-    zeros = unpack(ckpt.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else \
-        np.full((rows, cols // spec.group), spec.middle, dtype=np.uint8)
+    zeros = (
+        unpack(ckpt.packed(quant["zeros"]), spec.bits, cols // spec.group)
+        if quant["zeros"]
+        else np.full((rows, cols // spec.group), spec.middle, dtype=np.uint8)
+    )
     scales = ckpt.stored(quant["scales"])[0]
     device, dtype = linear.weight.device, linear.weight.dtype
     tensor = lambda a, kind: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=kind)  # noqa: E731
@@ -226,14 +237,24 @@ def _groupwise(ckpt, t, linear):
         from cond.linalg.rotation import Rotation
 
         rotation = Rotation(cols, rotation["block"], rotation["seed"])
-    return GroupwiseLinear(tensor(codes, torch.uint8), tensor(scales, torch.float32), tensor(zeros, torch.float32),
-                           spec.group, left, right, linear.bias, rotation)
+    return GroupwiseLinear(
+        tensor(codes, torch.uint8),
+        tensor(scales, torch.float32),
+        tensor(zeros, torch.float32),
+        spec.group,
+        left,
+        right,
+        linear.bias,
+        rotation,
+    )
 
 
 def _same_shape(name, stored, ours, path):
     if tuple(stored) != tuple(ours):
-        raise ValueError(f"{path}: tensor '{name}' has shape {list(stored)}, the model's is {list(ours)}; "
-                         "the file was written for another architecture")
+        raise ValueError(
+            f"{path}: tensor '{name}' has shape {list(stored)}, the model's is {list(ours)}; "
+            "the file was written for another architecture"
+        )
 
 
 def _buffer(model, name):
@@ -253,11 +274,17 @@ def to_dense(model):
     (multiplied in float64, rounded once to the layer's dtype). Returns ``model``."""
     for name, module in list(model.named_modules()):
         if isinstance(module, (LowRankLinear, GroupwiseLinear)):
-            dtype = module.bias.dtype if module.bias is not None else torch.float32 \
-                if isinstance(module, GroupwiseLinear) or module.u_scale is not None else module.u.dtype
+            dtype = (
+                module.bias.dtype
+                if module.bias is not None
+                else torch.float32
+                if isinstance(module, GroupwiseLinear) or module.u_scale is not None
+                else module.u.dtype
+            )
             device = module.codes.device if isinstance(module, GroupwiseLinear) else module.u.device
-            dense = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
-                                    device=device, dtype=dtype)
+            dense = torch.nn.Linear(
+                module.in_features, module.out_features, bias=module.bias is not None, device=device, dtype=dtype
+            )
             with torch.no_grad():
                 dense.weight.copy_(module.weight64().to(dtype))
                 if module.bias is not None:

@@ -42,9 +42,9 @@ from cond.commands.compress.own_form import first_pass, select_reason
 from cond.commands.compress.report import CompressReport
 from cond.errors import UsageError
 from cond.formats import open_entries
-from cond.formats.outputs import OutputPlan
 from cond.formats.detect import format_of
 from cond.formats.lowrank_format import FORMAT, is_compressed
+from cond.formats.outputs import OutputPlan
 from cond.formats.safetensors_file import read_header
 from cond.formats.safetensors_writer import SafetensorsWriter
 from cond.threads import busy_aware_blas
@@ -52,13 +52,47 @@ from cond.threads import busy_aware_blas
 __all__ = ["CompressOptions", "CompressReport", "compress", "compress_options"]
 
 
-def compress(source, output, *, max_error=None, rank=None, ratio=None, include=None, exclude=None,
-             min_size=4096, cluster=None, estimator="incremental", patience=8, axis="auto", group=None,
-             error_scope="matrix", dtype=None, seed=0, force=False, max_pool_bytes=2**30,
-             method="svd", fisher=None, fisher_axis="in", activations=None, scheduler=None,
-             progress=None, budget=None, budget_bytes=None, min_saving=0.05, allow_slower=False,
-             base=None, group_size=None, rounding="auto", act_order=None, damp=0.01, symmetric=False,
-             correction_rank=None, correction_dtype=None, preserve=False, rotate=True) -> CompressReport:
+def compress(
+    source,
+    output,
+    *,
+    max_error=None,
+    rank=None,
+    ratio=None,
+    include=None,
+    exclude=None,
+    min_size=4096,
+    cluster=None,
+    estimator="incremental",
+    patience=8,
+    axis="auto",
+    group=None,
+    error_scope="matrix",
+    dtype=None,
+    seed=0,
+    force=False,
+    max_pool_bytes=2**30,
+    method="svd",
+    fisher=None,
+    fisher_axis="in",
+    activations=None,
+    scheduler=None,
+    progress=None,
+    budget=None,
+    budget_bytes=None,
+    min_saving=0.05,
+    allow_slower=False,
+    base=None,
+    group_size=None,
+    rounding="auto",
+    act_order=None,
+    damp=0.01,
+    symmetric=False,
+    correction_rank=None,
+    correction_dtype=None,
+    preserve=False,
+    rotate=True,
+) -> CompressReport:
     """Compress the matrices of a safetensors checkpoint into a ``cond-lowrank/3`` file.
 
     Parameters
@@ -159,29 +193,70 @@ def compress(source, output, *, max_error=None, rank=None, ratio=None, include=N
         return _collection_run(source, output, base, locals())
     if base is not None or _is_adapter(source):
         return _adapter_run(source, output, base, locals())
-    opts = compress_options(max_error=max_error, rank=rank, ratio=ratio, include=include, exclude=exclude,
-                            min_size=min_size, cluster=cluster, estimator=estimator, patience=patience, axis=axis,
-                            group=group, error_scope=error_scope, dtype=dtype, seed=seed,
-                            max_pool_bytes=max_pool_bytes, method=method, fisher=fisher, fisher_axis=fisher_axis,
-                            activations=activations, budget=budget, budget_bytes=budget_bytes,
-                            min_saving=min_saving, allow_slower=allow_slower, group_size=group_size,
-                            rounding=rounding, act_order=act_order, damp=damp, symmetric=symmetric,
-                            correction_rank=correction_rank, correction_dtype=correction_dtype, preserve=preserve,
-                            rotate=rotate)
+    opts = compress_options(
+        max_error=max_error,
+        rank=rank,
+        ratio=ratio,
+        include=include,
+        exclude=exclude,
+        min_size=min_size,
+        cluster=cluster,
+        estimator=estimator,
+        patience=patience,
+        axis=axis,
+        group=group,
+        error_scope=error_scope,
+        dtype=dtype,
+        seed=seed,
+        max_pool_bytes=max_pool_bytes,
+        method=method,
+        fisher=fisher,
+        fisher_axis=fisher_axis,
+        activations=activations,
+        budget=budget,
+        budget_bytes=budget_bytes,
+        min_saving=min_saving,
+        allow_slower=allow_slower,
+        group_size=group_size,
+        rounding=rounding,
+        act_order=act_order,
+        damp=damp,
+        symmetric=symmetric,
+        correction_rank=correction_rank,
+        correction_dtype=correction_dtype,
+        preserve=preserve,
+        rotate=rotate,
+    )
     started = time.perf_counter()
     from cond.formats.sources import checkpoint_source
 
-    with checkpoint_source(source, "compress") as (source, label), \
-            OutputPlan([source, fisher, activations], force=force) as plan:
+    with (
+        checkpoint_source(source, "compress") as (source, label),
+        OutputPlan([source, fisher, activations], force=force) as plan,
+    ):
         entries, sources, source_meta = _checkpoint(source, label)
         output = plan.file(output, "--output")
         with busy_aware_blas():
-            return _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher,
-                             activations, scheduler, progress, started)
+            return _compress(
+                opts,
+                plan,
+                source,
+                label,
+                output,
+                entries,
+                sources,
+                source_meta,
+                fisher,
+                activations,
+                scheduler,
+                progress,
+                started,
+            )
 
 
-def _compress(opts, plan, source, label, output, entries, sources, source_meta, fisher, activations, scheduler,
-              progress, started):
+def _compress(
+    opts, plan, source, label, output, entries, sources, source_meta, fisher, activations, scheduler, progress, started
+):
     names = {e.name for e in entries}
     selected = [e for e in entries if select_reason(e, opts) is None]
     calibration, grams = _weights_files(opts, fisher, activations, source, output, sources, selected)
@@ -208,27 +283,40 @@ def _compress(opts, plan, source, label, output, entries, sources, source_meta, 
         records, candidates = first_pass(entries, names, writer, opts, calibration, progress, client, plans, grams)
         clusters, cluster_summary = [], None
         if opts.cluster:
-            clusters, cluster_summary = cluster_pass(candidates, records, writer, opts, calibration, progress,
-                                                     client, grams)
-        manifest = dict(format=FORMAT, tool=f"cond {_version()}", method=opts.method, source=label,
-                        options=opts.record(),
-                        source_metadata=source_meta,
-                        tensors=[records[e.name].manifest_entry() for e in entries],
-                        clusters=[c.row() for c in clusters])
+            clusters, cluster_summary = cluster_pass(
+                candidates, records, writer, opts, calibration, progress, client, grams
+            )
+        manifest = dict(
+            format=FORMAT,
+            tool=f"cond {_version()}",
+            method=opts.method,
+            source=label,
+            options=opts.record(),
+            source_metadata=source_meta,
+            tensors=[records[e.name].manifest_entry() for e in entries],
+            clusters=[c.row() for c in clusters],
+        )
         writer.set_metadata("cond.format", FORMAT)
         writer.set_metadata("cond.manifest", json.dumps(manifest, separators=(",", ":")))
     tensors = tuple(records[e.name] for e in entries)
     if budget_summary is not None:
         budget_summary["spent"] = _spent(tensors, clusters, opts.budget_unit)
     return CompressReport(
-        budget=budget_summary, cluster_summary=cluster_summary,
-        input=label, output=output, options=opts.record(),
-        tensors=tensors, clusters=tuple(clusters),
+        budget=budget_summary,
+        cluster_summary=cluster_summary,
+        input=label,
+        output=output,
+        options=opts.record(),
+        tensors=tensors,
+        clusters=tuple(clusters),
         params_before=sum(t.params_before for t in tensors),
         params_after=sum(t.params_after for t in tensors) + sum(c.params for c in clusters),
-        bytes_before=sum(os.path.getsize(p) for p in sources), bytes_after=writer.size,
-        seconds=time.perf_counter() - started, method=opts.method,
-        unweighted=tuple(c.name for c in candidates if c.weighting == "none" and calibration is not None))
+        bytes_before=sum(os.path.getsize(p) for p in sources),
+        bytes_after=writer.size,
+        seconds=time.perf_counter() - started,
+        method=opts.method,
+        unweighted=tuple(c.name for c in candidates if c.weighting == "none" and calibration is not None),
+    )
 
 
 def _is_adapter(source):
@@ -255,22 +343,34 @@ def _collection_run(source, output, base, given):
     if isinstance(source, (list, tuple)):
         sources = list(source)
     else:
-        sources = [os.path.join(source, d) for d in sorted(os.listdir(source))
-                   if is_adapter(os.path.join(source, d))]
-    if base is not None or given["rank"] is not None or given["budget"] is not None \
-            or given["budget_bytes"] is not None:
-        raise UsageError("a collection of adapters takes `--max-error` (no `--base`, `--rank` or budget: every "
-                         "adapter is bounded on its own)")
+        sources = [os.path.join(source, d) for d in sorted(os.listdir(source)) if is_adapter(os.path.join(source, d))]
+    if (
+        base is not None
+        or given["rank"] is not None
+        or given["budget"] is not None
+        or given["budget_bytes"] is not None
+    ):
+        raise UsageError(
+            "a collection of adapters takes `--max-error` (no `--base`, `--rank` or budget: every "
+            "adapter is bounded on its own)"
+        )
     for path in sources:
         if not is_adapter(path):
-            raise UsageError("several inputs make a collection of LoRA adapters; this is not one (a PEFT folder "
-                             "or a kohya file)", path=os.fspath(path))
+            raise UsageError(
+                "several inputs make a collection of LoRA adapters; this is not one (a PEFT folder or a kohya file)",
+                path=os.fspath(path),
+            )
     given = dict(given, base=None)
     _refuse_checkpoint_options(given)  # the same refusals as one adapter
     tick = given["progress"]
-    return compress_collection(sources, output, max_error=given["max_error"], dtype=given["dtype"],
-                               force=given["force"],
-                               progress=(lambda done, total, name: tick("modules", done, total)) if tick else None)
+    return compress_collection(
+        sources,
+        output,
+        max_error=given["max_error"],
+        dtype=given["dtype"],
+        force=given["force"],
+        progress=(lambda done, total, name: tick("modules", done, total)) if tick else None,
+    )
 
 
 def _adapter_run(source, output, base, given):
@@ -279,12 +379,28 @@ def _adapter_run(source, output, base, given):
     _refuse_checkpoint_options(given)
     tick = given["progress"]
     progress = (lambda done, total, name: tick("modules", done, total)) if tick else None
-    common = dict(max_error=given["max_error"], rank=given["rank"], dtype=given["dtype"], include=given["include"],
-                  force=given["force"], progress=progress, budget=given["budget"], budget_bytes=given["budget_bytes"])
+    common = dict(
+        max_error=given["max_error"],
+        rank=given["rank"],
+        dtype=given["dtype"],
+        include=given["include"],
+        force=given["force"],
+        progress=progress,
+        budget=given["budget"],
+        budget_bytes=given["budget_bytes"],
+    )
     from cond.commands.adapter_compress import adapter_options
 
-    adapter_options(given["max_error"], given["rank"], given["dtype"], given["budget"], given["method"],
-                    given["budget_bytes"], given["activations"], extract=base is not None)
+    adapter_options(
+        given["max_error"],
+        given["rank"],
+        given["dtype"],
+        given["budget"],
+        given["method"],
+        given["budget_bytes"],
+        given["activations"],
+        extract=base is not None,
+    )
     if base is not None:
         from cond.commands.adapter_extract import extract
 
@@ -298,14 +414,22 @@ def _refuse_checkpoint_options(given):
     from cond.commands.validate import refuse_unused
 
     whitening = given["method"] == "whiten" and given.get("base") is not None
-    refuse_unused({"--ratio": given["ratio"] is not None, "--exclude": given["exclude"] is not None,
-                   "--cluster": bool(given["cluster"]), "--fisher": given["fisher"] is not None,
-                   "--activations": given["activations"] is not None and not whitening,
-                   "--scheduler": given["scheduler"] is not None,
-                   "--group": given["group"] is not None,
-                   "--allow-slower": bool(given["allow_slower"]), "--estimator": given["estimator"] != "incremental",
-                   "--axis": given["axis"] != "auto", "--error-scope": given["error_scope"] != "matrix"},
-                  "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank")
+    refuse_unused(
+        {
+            "--ratio": given["ratio"] is not None,
+            "--exclude": given["exclude"] is not None,
+            "--cluster": bool(given["cluster"]),
+            "--fisher": given["fisher"] is not None,
+            "--activations": given["activations"] is not None and not whitening,
+            "--scheduler": given["scheduler"] is not None,
+            "--group": given["group"] is not None,
+            "--allow-slower": bool(given["allow_slower"]),
+            "--estimator": given["estimator"] != "incremental",
+            "--axis": given["axis"] != "auto",
+            "--error-scope": given["error_scope"] != "matrix",
+        },
+        "to checkpoints; an adapter or a fine-tune delta takes --max-error or --rank",
+    )
 
 
 def _version():
@@ -318,8 +442,9 @@ def _checkpoint(source, label):
     """The checkpoint's entries (every header checked), its files and its own metadata."""
     fmt = format_of(source, label)
     if fmt not in ("safetensors", "index", "directory"):
-        raise UsageError(f"cond compress reads safetensors checkpoints (file, index or directory); "
-                         f"{label} is {fmt}", path=label)
+        raise UsageError(
+            f"cond compress reads safetensors checkpoints (file, index or directory); {label} is {fmt}", path=label
+        )
     with open_entries(source) as entries:  # every header checked, the index against its shards
         entries = list(entries)
     sources = [source] if fmt == "safetensors" else list(dict.fromkeys(e.source for e in entries))
@@ -359,8 +484,9 @@ def _spent(tensors, clusters, unit):
     """The share of the selected matrices' parameters (or bytes) the file holds for them."""
     chosen = [t for t in tensors if t.macs_before is not None]
     before = sum(getattr(t, f"{unit}_before") for t in chosen)
-    after = sum(getattr(t, f"{unit}_after") for t in chosen) + \
-        sum(c.bytes if unit == "bytes" else c.params for c in clusters)
+    after = sum(getattr(t, f"{unit}_after") for t in chosen) + sum(
+        c.bytes if unit == "bytes" else c.params for c in clusters
+    )
     return after / before if before else 0.0
 
 

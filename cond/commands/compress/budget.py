@@ -47,8 +47,17 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
     if client is not None:
         from cond.distributed import ordered_map
 
-        listed = list(ordered_map(client, matrix_options, entries, opts=opts, calibration=calibration,
-                                  sensitivities=sensitivities, grams=grams))
+        listed = list(
+            ordered_map(
+                client,
+                matrix_options,
+                entries,
+                opts=opts,
+                calibration=calibration,
+                sensitivities=sensitivities,
+                grams=grams,
+            )
+        )
     else:
         listed = []
         for done, entry in enumerate(entries, 1):
@@ -57,8 +66,10 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
                 progress("budget", done, len(entries))
     known = [w for _, _, w in listed if w is not None]
     fill = float(np.mean(known)) if known else 1.0  # a layer the Fisher file lacks: the mean sensitivity
-    listed = [(untouched, [(c, loss * (fill if w is None else w), plan) for c, loss, plan in options])
-              for untouched, options, w in listed]
+    listed = [
+        (untouched, [(c, loss * (fill if w is None else w), plan) for c, loss, plan in options])
+        for untouched, options, w in listed
+    ]
     whole = float(sum(untouched for untouched, _ in listed))
     target = opts.budget * whole
     try:
@@ -67,14 +78,21 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
         least = sum(min(cost for cost, _, _ in options) for _, options in listed)
         within = " within `--max-error`" if opts.max_error is not None else ""
         flag = "--budget-bytes" if opts.budget_unit == "bytes" else "--budget"
-        raise UsageError(f"`{flag}` {opts.budget:g} is below the least share this selection can be "
-                         f"stored in{within}: {least / whole:.4f} of its {opts.budget_unit}") from None
+        raise UsageError(
+            f"`{flag}` {opts.budget:g} is below the least share this selection can be "
+            f"stored in{within}: {least / whole:.4f} of its {opts.budget_unit}"
+        ) from None
     plans = {entry.name: options[k][2] for entry, (_, options), k in zip(entries, listed, allocation.choice)}
-    share = (lambda cost: cost / whole if whole else 0.0)
-    summary = dict(unit=opts.budget_unit, share=opts.budget, planned=share(allocation.cost),
-                   loss="sensitivity-weighted output error" if sensitivities is not None else "relative error",
-                   lagrangian=share(allocation.lagrangian_cost), predicted_loss=allocation.loss,
-                   slope=allocation.slope * whole)
+    share = lambda cost: cost / whole if whole else 0.0
+    summary = dict(
+        unit=opts.budget_unit,
+        share=opts.budget,
+        planned=share(allocation.cost),
+        loss="sensitivity-weighted output error" if sensitivities is not None else "relative error",
+        lagrangian=share(allocation.lagrangian_cost),
+        predicted_loss=allocation.loss,
+        slope=allocation.slope * whole,
+    )
     return plans, summary
 
 
@@ -138,7 +156,8 @@ def sensitivity(fisher, entry, weighting, s):
         return None
     values = fisher.entries[entry.name].load()
     if not np.all(np.isfinite(values)) or (values.size and values.min() < 0):
-        raise InputError("must hold finite, non-negative squared gradients", path=fisher.path, tensor=entry.name,
-                         shape=values.shape)
-    trace_g = float(np.sum(weighting.right ** 2))  # ||L||_F^2 = trace(L L^T) = trace(G + jitter)
-    return float(np.sum(values, dtype=np.float64)) / (entry.shape[0] * trace_g) * float(np.sum(s ** 2))
+        raise InputError(
+            "must hold finite, non-negative squared gradients", path=fisher.path, tensor=entry.name, shape=values.shape
+        )
+    trace_g = float(np.sum(weighting.right**2))  # ||L||_F^2 = trace(L L^T) = trace(G + jitter)
+    return float(np.sum(values, dtype=np.float64)) / (entry.shape[0] * trace_g) * float(np.sum(s**2))

@@ -49,9 +49,16 @@ def cluster_pass(candidates, records, writer, opts, calibration, progress, clien
         if client is not None:  # one task per chunk; the worker reads the members itself
             from cond.distributed import ordered_map
 
-            found = ordered_map(client, _cluster_chunk, chunks, axis=axis, opts=opts, calibration=calibration,
-                                grams=grams, progress=(lambda done, total: progress("clustering", done, total))
-                                if progress else None)
+            found = ordered_map(
+                client,
+                _cluster_chunk,
+                chunks,
+                axis=axis,
+                opts=opts,
+                calibration=calibration,
+                grams=grams,
+                progress=(lambda done, total: progress("clustering", done, total)) if progress else None,
+            )
         else:
             found = (_cluster_chunk(chunk, axis, opts, calibration, progress, grams) for chunk in chunks)
         for chunk, (computed, rejected, proven) in zip(chunks, found):
@@ -63,9 +70,12 @@ def cluster_pass(candidates, records, writer, opts, calibration, progress, clien
             for members, worst in rejected:  # said, not dropped silently
                 names = [chunk[i].name for i in members]
                 for name in names:
-                    records[name] = _noted(records[name], f"a shared {axis} basis with {len(names) - 1} others "
-                                                          f"failed the final check (worst error {worst:.4g}); "
-                                                          "kept its own form")
+                    records[name] = _noted(
+                        records[name],
+                        f"a shared {axis} basis with {len(names) - 1} others "
+                        f"failed the final check (worst error {worst:.4g}); "
+                        "kept its own form",
+                    )
     summary["slower"] = len(slower - clustered)
     summary["seconds"] = time.perf_counter() - started
     return clusters, summary
@@ -97,8 +107,13 @@ def _proven_alone(chunk, blocks, axis, opts):
     if opts.error_scope != "matrix" or any(c.rank_needed is None for c in chunk):
         return False
     rows = _sides(chunk[0], axis)[0]
-    args = (rows, [c.rank_needed for c in chunk], [_sides(c, axis)[1] for c in chunk],
-            [c.own.params_after for c in chunk], [_rank_cap(c, axis, opts) for c in chunk])
+    args = (
+        rows,
+        [c.rank_needed for c in chunk],
+        [_sides(c, axis)[1] for c in chunk],
+        [c.own.params_after for c in chunk],
+        [_rank_cap(c, axis, opts) for c in chunk],
+    )
     if no_cluster_can_save(*args):
         return True
     pairs = pair_ranks(blocks, opts.max_error)
@@ -147,17 +162,25 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None, grams=None):
     # unweighted blocks are the matrices themselves: the driver measures what expand will write
     expanded = [rounder(c.dtype) if wt.kind == "none" else (lambda x: x) for c, wt in zip(chunk, weightings)]
     with input_errors(path=chunk[0].entry.source, tensor=f"{chunk[0].name} and {len(chunk) - 1} more"):
-        found = greedy_clusters(blocks, own, opts.max_error, predictor=opts.estimator,
-                                scope=opts.error_scope, patience=opts.patience,
-                                rounding=storage.round if axis == "cols" else storage.round_columns,
-                                expanded=expanded, seed=opts.seed, max_ranks=[_rank_cap(c, axis, opts) for c in chunk],
-                                progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None)
+        found = greedy_clusters(
+            blocks,
+            own,
+            opts.max_error,
+            predictor=opts.estimator,
+            scope=opts.error_scope,
+            patience=opts.patience,
+            rounding=storage.round if axis == "cols" else storage.round_columns,
+            expanded=expanded,
+            seed=opts.seed,
+            max_ranks=[_rank_cap(c, axis, opts) for c in chunk],
+            progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None,
+        )
     computed, rejected = [], []
     for cl in found:
         basis = store(cl.basis)  # as written: (array, scales) in the stored orientation
         basis64 = value(*basis)
         factors, errors, plain, outputs = {}, {}, {}, {}
-        for k, i in enumerate(cl.members):
+        for i in cl.members:
             if weightings[i].kind == "none":  # the block is the matrix itself (transposed for rows)
                 w = blocks[i] if axis == "cols" else blocks[i].T
             else:  # the driver saw the weighted matrix: the plain one is read again
@@ -193,22 +216,44 @@ def _write_clusters(chunk, axis, first_id, computed, writer, opts, records):
                 writer.discard(key)
             key = f"{c.name}.V" if axis == "cols" else f"{c.name}.U"
             scale = _add(writer, key, *factors[i])
-            keys, scales = ((shared_key, key), (shared_scale, scale)) if axis == "cols" else \
-                ((key, shared_key), (scale, shared_scale))
+            keys, scales = (
+                ((shared_key, key), (shared_scale, scale))
+                if axis == "cols"
+                else ((key, shared_key), (scale, shared_scale))
+            )
             width = _sides(c, axis)[1]
-            note = "the bound applies to the cluster (--error-scope cluster)" \
-                if opts.error_scope == "cluster" else None
+            note = "the bound applies to the cluster (--error-scope cluster)" if opts.error_scope == "cluster" else None
             note = "; ".join(filter(None, (note, c.weight_note))) or None
             records[c.name] = dataclasses.replace(
-                c.own, storage="cluster", keys=keys, scales=scales, rank=rank, error=errors[i], cluster=cid,
-                params_after=rank * width, note=note, plain_error=plain[i], storage_dtype=storage.dtype,
-                bytes_after=storage.nbytes(*factors[i][0].shape), macs_after=rank * (c.m + c.n),
-                output_error=outputs[i])
+                c.own,
+                storage="cluster",
+                keys=keys,
+                scales=scales,
+                rank=rank,
+                error=errors[i],
+                cluster=cid,
+                params_after=rank * width,
+                note=note,
+                plain_error=plain[i],
+                storage_dtype=storage.dtype,
+                bytes_after=storage.nbytes(*factors[i][0].shape),
+                macs_after=rank * (c.m + c.n),
+                output_error=outputs[i],
+            )
             names.append(c.name)
         rows = _sides(chunk[0], axis)[0]
-        written.append(ClusterRecord(id=cid, axis=axis, members=tuple(names), rank=rank, key=shared_key,
-                                     params=rows * rank, bytes=storage.nbytes(*basis[0].shape),
-                                     scale=shared_scale))
+        written.append(
+            ClusterRecord(
+                id=cid,
+                axis=axis,
+                members=tuple(names),
+                rank=rank,
+                key=shared_key,
+                params=rows * rank,
+                bytes=storage.nbytes(*basis[0].shape),
+                scale=shared_scale,
+            )
+        )
     return written
 
 

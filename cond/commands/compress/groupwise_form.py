@@ -53,9 +53,14 @@ class QuantSettings:
     seed: int = 0
 
     def record(self, spec: GroupSpec, rank) -> dict:
-        return dict(bits=spec.bits, group=spec.group, symmetric=spec.symmetric, rounding=self.rounding,
-                    act_order=self.act_order if self.rounding == "gptq" else None,
-                    correction=("preserve" if self.preserve else "residual") if rank else None)
+        return dict(
+            bits=spec.bits,
+            group=spec.group,
+            symmetric=spec.symmetric,
+            rounding=self.rounding,
+            act_order=self.act_order if self.rounding == "gptq" else None,
+            correction=("preserve" if self.preserve else "residual") if rank else None,
+        )
 
 
 def gram_of(grams, name, shape):
@@ -109,8 +114,9 @@ class MatrixQuantizer:
                 gram = self.gram if self._gram is None else self._gram
                 if self._factor is None:
                     self._factor = hessian_factor(gram, self.settings.damp, self.settings.act_order)
-                self._codes[key] = gptq(target, gram, spec, damp=self.settings.damp,
-                                        act_order=self.settings.act_order, factor=self._factor)
+                self._codes[key] = gptq(
+                    target, gram, spec, damp=self.settings.damp, act_order=self.settings.act_order, factor=self._factor
+                )
             else:
                 self._codes[key] = quantize_nearest(target, spec)
         return self._codes[key]
@@ -166,9 +172,13 @@ class MatrixQuantizer:
         if codes.zeros is not None:
             quantized[f"{name}.zeros"] = pack(codes.zeros, spec.bits)
         value = self.dequantised(codes) if correction is None else self.dequantised(codes) + correction
-        quant = dict(self.settings.record(spec, rank), rounding=self.rounding, scales=f"{name}.scales",
-                     zeros=f"{name}.zeros" if codes.zeros is not None else None,
-                     rotation=None if self.rotation is None else self.rotation.record())
+        quant = dict(
+            self.settings.record(spec, rank),
+            rounding=self.rounding,
+            scales=f"{name}.scales",
+            zeros=f"{name}.zeros" if codes.zeros is not None else None,
+            rotation=None if self.rotation is None else self.rotation.record(),
+        )
         return {**quantized, **arrays}, self.expanded(value), quant, tuple(scales)
 
     def _stored_pair(self, left, right, name, arrays, scales):
@@ -193,7 +203,6 @@ class MatrixQuantizer:
 def macs(m, n, rank):
     """Multiply-adds of W_hat x: the dequantised matrix, and the correction's two factors."""
     return m * n + (rank or 0) * (m + n)
-
 
 
 DEFAULT_GROUP = 128
@@ -246,8 +255,13 @@ def groupwise_forms(w, opts, weighting, grams, entry, expanded, limit, plan, not
             return []
         if bound is None or err <= bound:
             keys = (f"{name}.codes",) + ((f"{name}.L", f"{name}.R") if rank else ())
-            how = dict(keys=keys, scales=scales, quant=quant, params=macs(m, n, rank),
-                       storage_dtype=quantizer.factor_storage.dtype if rank else None)
+            how = dict(
+                keys=keys,
+                scales=scales,
+                quant=quant,
+                params=macs(m, n, rank),
+                storage_dtype=quantizer.factor_storage.dtype if rank else None,
+            )
             return [(size, "groupwise", rank or None, arrays, err, plain, approx, how)]
     return []
 

@@ -20,8 +20,21 @@ from cond.linalg.truncated import lowrank_params, rank_for_error, rank_for_ratio
 from cond.linalg.weighted import FISHER_FLOOR, Weighting, weighted_factors
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
-FACTOR_SUFFIXES = ("U", "V", "q", "U.scale", "V.scale", "q.scale", "codes", "scales", "zeros", "L", "R", "L.scale",
-                   "R.scale")  # what a compressed matrix may write beside its name
+FACTOR_SUFFIXES = (
+    "U",
+    "V",
+    "q",
+    "U.scale",
+    "V.scale",
+    "q.scale",
+    "codes",
+    "scales",
+    "zeros",
+    "L",
+    "R",
+    "L.scale",
+    "R.scale",
+)  # what a compressed matrix may write beside its name
 RANK_STEPS = 16  # ranks tried above the Eckart-Young rank before rounding makes a matrix dense
 SMALL_MATRIX = 2**21  # entries below which one BLAS thread is faster
 
@@ -103,32 +116,57 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None,
     reasons = [select_reason(entry, opts) for entry in entries]
     for entry, reason in zip(entries, reasons):
         if reason is None and 0 in entry.shape:
-            raise InputError("matrix has a zero-size dimension", path=entry.source, tensor=entry.name,
-                             shape=entry.shape)
+            raise InputError(
+                "matrix has a zero-size dimension", path=entry.source, tensor=entry.name, shape=entry.shape
+            )
         if reason is None:
             for key in (f"{entry.name}.{k}" for k in FACTOR_SUFFIXES):
                 if key in names:
-                    raise InputError(f"tensor '{key}' would collide with a factor of '{entry.name}'; "
-                                     "rename it or --exclude one of them", path=entry.source)
+                    raise InputError(
+                        f"tensor '{key}' would collide with a factor of '{entry.name}'; "
+                        "rename it or --exclude one of them",
+                        path=entry.source,
+                    )
     own_forms = None
     if client is not None:  # one task per matrix, consumed in file order as the writer needs them
         from cond.distributed import ordered_map
 
         chosen = [e for e, r in zip(entries, reasons) if r is None]
-        own_forms = ordered_map(client, _planned_form, [(e, plans.get(e.name)) for e in chosen],
-                                opts=opts, calibration=calibration, grams=grams)
+        own_forms = ordered_map(
+            client,
+            _planned_form,
+            [(e, plans.get(e.name)) for e in chosen],
+            opts=opts,
+            calibration=calibration,
+            grams=grams,
+        )
     for done, (entry, reason) in enumerate(zip(entries, reasons), 1):
         if reason is not None:
             size = math.prod(entry.shape)
             raw = entry.read_raw()
             writer.add_bytes(entry.name, entry.dtype, entry.shape, raw)
             records[entry.name] = TensorRecord(
-                name=entry.name, shape=tuple(entry.shape), dtype=entry.dtype, storage="dense", keys=(entry.name,),
-                rank=None, error=None, bound=None, cluster=None, params_before=size, params_after=size, note=reason,
-                bytes_before=len(raw), bytes_after=len(raw))
+                name=entry.name,
+                shape=tuple(entry.shape),
+                dtype=entry.dtype,
+                storage="dense",
+                keys=(entry.name,),
+                rank=None,
+                error=None,
+                bound=None,
+                cluster=None,
+                params_before=size,
+                params_after=size,
+                note=reason,
+                bytes_before=len(raw),
+                bytes_after=len(raw),
+            )
         else:
-            candidate, arrays = next(own_forms) if own_forms is not None else \
-                _own_form(entry, opts, calibration, plans.get(entry.name), grams)
+            candidate, arrays = (
+                next(own_forms)
+                if own_forms is not None
+                else _own_form(entry, opts, calibration, plans.get(entry.name), grams)
+            )
             if arrays is None:
                 writer.add_bytes(entry.name, entry.dtype, entry.shape, entry.read_raw())
             else:
@@ -185,30 +223,76 @@ def _own_form(entry, opts, calibration, plan=None, grams=None):
     if bound is not None and opts.cluster:
         s = _spectrum(w, weighting) if s is None else s
         rank_needed = max(1, rank_for_error(s, bound))
-    common = dict(name=name, shape=tuple(entry.shape), dtype=entry.dtype, bound=bound, cluster=None,
-                  params_before=m * n, weighting=weighting.kind, bytes_before=untouched, macs_before=m * n)
+    common = dict(
+        name=name,
+        shape=tuple(entry.shape),
+        dtype=entry.dtype,
+        bound=bound,
+        cluster=None,
+        params_before=m * n,
+        weighting=weighting.kind,
+        bytes_before=untouched,
+        macs_before=m * n,
+    )
     if chosen is None:
         if not any(n.startswith("dense:") for n in notes):
             notes.insert(0, _why_untouched(bound, kind, opts))
-        own = TensorRecord(storage="dense", keys=(name,), rank=None, error=0.0, params_after=m * n,
-                           note="; ".join(notes), plain_error=0.0, bytes_after=untouched, macs_after=m * n,
-                           output_error=0.0 if grams is not None and name in grams else None, **common)
+        own = TensorRecord(
+            storage="dense",
+            keys=(name,),
+            rank=None,
+            error=0.0,
+            params_after=m * n,
+            note="; ".join(notes),
+            plain_error=0.0,
+            bytes_after=untouched,
+            macs_after=m * n,
+            output_error=0.0 if grams is not None and name in grams else None,
+            **common,
+        )
         arrays = None
     else:
         size, form, r, arrays, err, plain, approx, *how = chosen
-        how = how[0] if how else dict(keys=tuple(k for k in arrays if not k.endswith(".scale")),
-                                      scales=_scale_keys(arrays), storage_dtype=storage.dtype,
-                                      params=m * n if r is None else lowrank_params(m, n, r))
-        own = TensorRecord(storage=form, keys=how["keys"], rank=r,
-                           error=err, params_after=how["params"],
-                           note="; ".join(notes) or None, plain_error=plain, storage_dtype=how["storage_dtype"],
-                           scales=how["scales"], bytes_after=size, quant=how.get("quant"),
-                           macs_after=how["params"],
-                           output_error=output_error(grams, name, entry.shape, w, approx, weighting, err),
-                           **common)
-    return Candidate(name=name, shape=tuple(entry.shape), dtype=entry.dtype, storage_dtype=storage.dtype, m=m, n=n,
-                     own=own, entry=entry, group=group, weights=weighting, weight_note=weight_note,
-                     rank_needed=rank_needed), arrays
+        how = (
+            how[0]
+            if how
+            else dict(
+                keys=tuple(k for k in arrays if not k.endswith(".scale")),
+                scales=_scale_keys(arrays),
+                storage_dtype=storage.dtype,
+                params=m * n if r is None else lowrank_params(m, n, r),
+            )
+        )
+        own = TensorRecord(
+            storage=form,
+            keys=how["keys"],
+            rank=r,
+            error=err,
+            params_after=how["params"],
+            note="; ".join(notes) or None,
+            plain_error=plain,
+            storage_dtype=how["storage_dtype"],
+            scales=how["scales"],
+            bytes_after=size,
+            quant=how.get("quant"),
+            macs_after=how["params"],
+            output_error=output_error(grams, name, entry.shape, w, approx, weighting, err),
+            **common,
+        )
+    return Candidate(
+        name=name,
+        shape=tuple(entry.shape),
+        dtype=entry.dtype,
+        storage_dtype=storage.dtype,
+        m=m,
+        n=n,
+        own=own,
+        entry=entry,
+        group=group,
+        weights=weighting,
+        weight_note=weight_note,
+        rank_needed=rank_needed,
+    ), arrays
 
 
 def finite_matrix(entry):
@@ -216,8 +300,9 @@ def finite_matrix(entry):
     w = entry.load()
     w = w.reshape(w.shape[0], -1)
     if not np.all(np.isfinite(w)):
-        raise InputError("holds NaN or Inf; cannot bound a relative error", path=entry.source,
-                         tensor=entry.name, shape=entry.shape)
+        raise InputError(
+            "holds NaN or Inf; cannot bound a relative error", path=entry.source, tensor=entry.name, shape=entry.shape
+        )
     return w
 
 
@@ -236,8 +321,10 @@ def _why_untouched(bound, kind, opts):
     if kind == "groupwise":
         return "dense: the planned group-wise form measured above the bound (kept dense)"
     if opts.bits is not None and bound is not None:
-        return f"dense: no {opts.bits}-bit form with a correction saves {opts.min_saving:.0%} of its bytes within " \
-               "the bound"
+        return (
+            f"dense: no {opts.bits}-bit form with a correction saves {opts.min_saving:.0%} of its bytes within "
+            "the bound"
+        )
     if bound is not None:
         return f"dense: no form saves {opts.min_saving:.0%} of its bytes within the bound"
     return f"dense: the rank saves less than {opts.min_saving:.0%} of its bytes"

@@ -5,16 +5,36 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-from cond.commands.result import Result
 from dataclasses import dataclass
 from typing import Optional
 
+from cond.commands.result import Result
+
 SCHEMA = "cond.compress/3"
 
-TENSOR_FIELDS = ("name", "shape", "dtype", "storage", "storage_dtype", "bits", "group", "rank", "error", "plain_error",
-                 "output_error", "bound", "weighting", "cluster", "params_before", "params_after",
-                 "bytes_before", "bytes_after", "macs_before", "macs_after", "note")
+TENSOR_FIELDS = (
+    "name",
+    "shape",
+    "dtype",
+    "storage",
+    "storage_dtype",
+    "bits",
+    "group",
+    "rank",
+    "error",
+    "plain_error",
+    "output_error",
+    "bound",
+    "weighting",
+    "cluster",
+    "params_before",
+    "params_after",
+    "bytes_before",
+    "bytes_after",
+    "macs_before",
+    "macs_after",
+    "note",
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +88,25 @@ class TensorRecord:
         return d
 
     def manifest_entry(self) -> dict:
-        return dict(name=self.name, shape=list(self.shape), dtype=self.dtype, storage=self.storage,
-                    keys=list(self.keys), scales=list(self.scales) or [None] * len(self.keys),
-                    storage_dtype=self.storage_dtype, rank=self.rank, bound=self.bound, error=self.error,
-                    plain_error=self.plain_error, output_error=self.output_error, weighting=self.weighting,
-                    cluster=self.cluster, bytes=self.bytes_after, macs=self.macs_after,
-                    **({"quant": self.quant} if self.quant else {}))
+        return dict(
+            name=self.name,
+            shape=list(self.shape),
+            dtype=self.dtype,
+            storage=self.storage,
+            keys=list(self.keys),
+            scales=list(self.scales) or [None] * len(self.keys),
+            storage_dtype=self.storage_dtype,
+            rank=self.rank,
+            bound=self.bound,
+            error=self.error,
+            plain_error=self.plain_error,
+            output_error=self.output_error,
+            weighting=self.weighting,
+            cluster=self.cluster,
+            bytes=self.bytes_after,
+            macs=self.macs_after,
+            **({"quant": self.quant} if self.quant else {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,26 +172,41 @@ class CompressReport(Result):
         chosen = [t for t in self.tensors if t.macs_before is not None]
         shared = sum(c.bytes for c in self.clusters)
         errors = [t.output_error for t in chosen if t.output_error is not None]
-        return dict(matrices=len(chosen), matrix_bytes_before=sum(t.bytes_before for t in chosen),
-                    matrix_bytes_after=sum(t.bytes_after for t in chosen) + shared,
-                    macs_before=sum(t.macs_before for t in chosen),
-                    macs_after=sum(t.macs_after for t in chosen),
-                    mean_output_error=sum(errors) / len(errors) if errors else None,
-                    worst_output_error=max(errors) if errors else None)
+        return dict(
+            matrices=len(chosen),
+            matrix_bytes_before=sum(t.bytes_before for t in chosen),
+            matrix_bytes_after=sum(t.bytes_after for t in chosen) + shared,
+            macs_before=sum(t.macs_before for t in chosen),
+            macs_after=sum(t.macs_after for t in chosen),
+            mean_output_error=sum(errors) / len(errors) if errors else None,
+            worst_output_error=max(errors) if errors else None,
+        )
 
     def to_dict(self) -> dict:
-        counts = {s: sum(t.storage == s for t in self.tensors) for s in ("dense", "quantized", "groupwise", "lowrank", "cluster")}
+        counts = {
+            s: sum(t.storage == s for t in self.tensors)
+            for s in ("dense", "quantized", "groupwise", "lowrank", "cluster")
+        }
         return self.document(
             output=self.output,
             method=self.method,
             unweighted=list(self.unweighted),
-            totals=dict(params_before=self.params_before, params_after=self.params_after,
-                        bytes_before=self.bytes_before, bytes_after=self.bytes_after,
-                        compression_ratio=self.compression_ratio,
-                        param_ratio=self.params_before / max(self.params_after, 1),
-                        worst_error=self.worst_error, seconds=self.seconds, **counts,
-                        clusters=len(self.clusters), nothing_compressed=self.nothing_compressed,
-                        **self.matrix_totals(), budget=self.budget, clustering=self.cluster_summary),
+            totals=dict(
+                params_before=self.params_before,
+                params_after=self.params_after,
+                bytes_before=self.bytes_before,
+                bytes_after=self.bytes_after,
+                compression_ratio=self.compression_ratio,
+                param_ratio=self.params_before / max(self.params_after, 1),
+                worst_error=self.worst_error,
+                seconds=self.seconds,
+                **counts,
+                clusters=len(self.clusters),
+                nothing_compressed=self.nothing_compressed,
+                **self.matrix_totals(),
+                budget=self.budget,
+                clustering=self.cluster_summary,
+            ),
             tensors=[t.row() for t in self.tensors],
             clusters=[c.row() for c in self.clusters],
         )

@@ -16,19 +16,23 @@ import time
 
 import numpy as np
 
+from cond.commands.sample.emit import write_sample, write_scores
 from cond.commands.sample.options import DEFAULT_P, SampleOptions, sample_options
 from cond.commands.sample.report import SampleResult
 from cond.commands.sample.scores import method_scores
-from cond.errors import UsageError, input_errors
-from cond.commands.sample.emit import write_sample, write_scores
 from cond.commands.validate import check_design_memory
+from cond.errors import UsageError, input_errors
 from cond.formats.outputs import OutputPlan
 from cond.formats.row_stream import open_rows
 from cond.formats.sources import design_source
-from cond.threads import busy_aware_blas
 from cond.linalg import leverage as lev
-from cond.linalg.row_sampling import (bernoulli_probabilities, sample_bernoulli, sample_with_replacement,
-                                      subspace_distortion)
+from cond.linalg.row_sampling import (
+    bernoulli_probabilities,
+    sample_bernoulli,
+    sample_with_replacement,
+    subspace_distortion,
+)
+from cond.threads import busy_aware_blas
 
 __all__ = ["DEFAULT_P", "SampleOptions", "SampleResult", "sample_size", "sample", "sample_options"]
 
@@ -50,16 +54,40 @@ def sample_size(size, n, replacement=False):
     else:
         m = int(text)
     if m > n and not replacement:
-        raise UsageError(f"`--size` must be at most the {n} rows (100%) without `--replacement`, which "
-                         f"keeps each row at most once; got {size!r}")
+        raise UsageError(
+            f"`--size` must be at most the {n} rows (100%) without `--replacement`, which "
+            f"keeps each row at most once; got {size!r}"
+        )
     return m
 
 
-def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False, scores="exact",
-           rcond=None, columns=None, target=None, input_format=None, chunk_rows=None, verify=False,
-           keep_rows=False, scheduler=None, device="cpu", progress=None, header=None,
-           notice=None, output=None, output_format="tsv", emit="indices", scores_out=None,
-           force=False) -> SampleResult:
+def sample(
+    source,
+    *,
+    size,
+    method="leverage",
+    p=None,
+    seed=0,
+    replacement=False,
+    scores="exact",
+    rcond=None,
+    columns=None,
+    target=None,
+    input_format=None,
+    chunk_rows=None,
+    verify=False,
+    keep_rows=False,
+    scheduler=None,
+    device="cpu",
+    progress=None,
+    header=None,
+    notice=None,
+    output=None,
+    output_format="tsv",
+    emit="indices",
+    scores_out=None,
+    force=False,
+) -> SampleResult:
     """Score every row of a design matrix and draw a weighted sample.
 
     Parameters
@@ -108,22 +136,50 @@ def sample(source, *, size, method="leverage", p=None, seed=0, replacement=False
         ``notice(line)`` hears what cond decided on the caller's behalf (a header line).
     """
 
-    opts = sample_options(size=size, method=method, p=p, seed=seed, replacement=replacement, scores=scores,
-                          rcond=rcond, verify=verify, keep_rows=keep_rows or emit == "rows", scheduler=scheduler,
-                          device=device, output_format=output_format, emit=emit)
+    opts = sample_options(
+        size=size,
+        method=method,
+        p=p,
+        seed=seed,
+        replacement=replacement,
+        scores=scores,
+        rcond=rcond,
+        verify=verify,
+        keep_rows=keep_rows or emit == "rows",
+        scheduler=scheduler,
+        device=device,
+        output_format=output_format,
+        emit=emit,
+    )
     started = time.perf_counter()
     tick = progress or (lambda stage: None)
     with design_source(source, "sample") as (path, label, names), OutputPlan([path], force=force) as plan:
         output = None if output in (None, "-") else plan.file(output, "--output")
         scores_out = None if scores_out is None else plan.file(scores_out, "--scores-out")
-        with open_rows(path, input_format=input_format, columns=columns, target=target, chunk_rows=chunk_rows,
-                       header=header, notice=notice, names=names, label=label) as rows:
+        with open_rows(
+            path,
+            input_format=input_format,
+            columns=columns,
+            target=target,
+            chunk_rows=chunk_rows,
+            header=header,
+            notice=notice,
+            names=names,
+            label=label,
+        ) as rows:
             check_design_memory(rows.n, rows.d, label, "sample")
             m = sample_size(opts.size, rows.n, opts.replacement)
             with input_errors(path=rows.path, shape=(rows.n, rows.d)), busy_aware_blas():  # e.g. a zero matrix
                 drawn = _sample_rows(rows, m, opts, tick)
-        result = SampleResult(**{**drawn, "seconds": time.perf_counter() - started, "input": label,
-                                 "output": output, "options": opts.record()})
+        result = SampleResult(
+            **{
+                **drawn,
+                "seconds": time.perf_counter() - started,
+                "input": label,
+                "output": output,
+                "options": opts.record(),
+            }
+        )
         if scores_out is not None:
             with plan.writing(scores_out) as tmp, open(tmp, "wb") as f:
                 write_scores(result.scores, scores_out, f)
@@ -142,8 +198,9 @@ def _sample_rows(rows, m, opts, tick) -> dict:
             yield start, x
 
     tick("scores")
-    s, rank, detail, r_exact = method_scores(opts.method, opts.p, opts.scores, blocks, n, d, opts.seed,
-                                             opts.rcond, _precomputed(rows, blocks, opts, tick))
+    s, rank, detail, r_exact = method_scores(
+        opts.method, opts.p, opts.scores, blocks, n, d, opts.seed, opts.rcond, _precomputed(rows, blocks, opts, tick)
+    )
     tick("sampling")
     if opts.replacement:
         idx, counts, probs = sample_with_replacement(s, m, opts.seed)
@@ -154,13 +211,31 @@ def _sample_rows(rows, m, opts, tick) -> dict:
         counts, probs = None, q[idx]
         weights = 1.0 / probs
     scales = weights ** (1.0 / opts.p)
-    header = dict(method=opts.method, p=opts.p, n=n, d=d, rank=rank, expected=m,
-                  actual=int(len(idx) if counts is None else int(np.sum(counts))),
-                  distinct=int(len(idx)), seed=opts.seed, replacement=opts.replacement, scores=opts.scores,
-                  **{k: v for k, v in detail.items() if isinstance(v, (int, float, bool, str))})
-    out = dict(header=header, indices=idx, weights=weights, scales=scales, probs=probs, counts=counts, scores=s,
-               design_names=tuple(rows.design_names),
-               target_name=None if rows.target is None else rows.names[rows.target])
+    header = dict(
+        method=opts.method,
+        p=opts.p,
+        n=n,
+        d=d,
+        rank=rank,
+        expected=m,
+        actual=int(len(idx) if counts is None else int(np.sum(counts))),
+        distinct=int(len(idx)),
+        seed=opts.seed,
+        replacement=opts.replacement,
+        scores=opts.scores,
+        **{k: v for k, v in detail.items() if isinstance(v, (int, float, bool, str))},
+    )
+    out = dict(
+        header=header,
+        indices=idx,
+        weights=weights,
+        scales=scales,
+        probs=probs,
+        counts=counts,
+        scores=s,
+        design_names=tuple(rows.design_names),
+        target_name=None if rows.target is None else rows.names[rows.target],
+    )
     if opts.keep_rows or opts.verify:
         tick("rows")
         sel_x, sel_y = _collect(rows, idx)
@@ -177,12 +252,15 @@ def _precomputed(rows, blocks, opts, tick):
         return None
     if opts.scheduler is not None:
         if rows.locator is None:
-            raise UsageError("`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run "
-                             "this input without it", path=rows.path)
+            raise UsageError(
+                "`--scheduler` reads .npy (C order), Parquet, Zarr or CSV/TSV files; run this input without it",
+                path=rows.path,
+            )
         from cond.commands.sample.distributed import distributed_scores
 
-        return distributed_scores(opts.scheduler, rows.locator, rows.n, rows.d, opts.rcond, opts.scores,
-                                  opts.seed, tick)
+        return distributed_scores(
+            opts.scheduler, rows.locator, rows.n, rows.d, opts.rcond, opts.scores, opts.seed, tick
+        )
     if opts.device == "cuda":
         from cond.backends import array_module
         from cond.linalg.sketch import sketched_leverage

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from cond.linalg import r_factor as gram
 from cond.linalg import leverage as lev
+from cond.linalg import r_factor as gram
 from cond.linalg import sketch
 
 
@@ -33,7 +33,7 @@ def distributed_scores(spec, locator, n, d, rcond, scores, seed, tick):
             grams = gram.GramTree(d)
             for stack, terms in ordered_map(client, _group_gram, groups, locator=locator, d=d):
                 for node_level, node in stack:
-                    grams.push(node_level, node, terms, leaves=2 ** node_level)
+                    grams.push(node_level, node, terms, leaves=2**node_level)
             r, rho = gram.certified_r(grams.result(), grams.terms, grams.leaves, d)
             detail = {"passes": 2, "route": "gram", "score_rtol": rho}
             if r is None:  # not certified: R by TSQR, as in one process

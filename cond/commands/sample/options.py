@@ -10,8 +10,7 @@ from cond.commands.choices import EMITS, SAMPLE_FORMATS, SAMPLE_METHODS, SCORE_M
 from cond.commands.validate import check_choice, check_seed
 from cond.errors import UsageError
 
-DEFAULT_P = {"leverage": 2.0, "root-leverage": 1.0, "lewis": 1.0, "sensitivity": 1.0, "augmented": 1.0,
-             "uniform": 2.0}
+DEFAULT_P = {"leverage": 2.0, "root-leverage": 1.0, "lewis": 1.0, "sensitivity": 1.0, "augmented": 1.0, "uniform": 2.0}
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,22 @@ class SampleOptions:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "keep_rows"}
 
 
-def sample_options(*, size, method="leverage", p=None, seed=0, replacement=False, scores="exact", rcond=None,
-                   verify=False, keep_rows=False, scheduler=None, device="cpu", output_format="tsv",
-                   emit="indices") -> SampleOptions:
+def sample_options(
+    *,
+    size,
+    method="leverage",
+    p=None,
+    seed=0,
+    replacement=False,
+    scores="exact",
+    rcond=None,
+    verify=False,
+    keep_rows=False,
+    scheduler=None,
+    device="cpu",
+    output_format="tsv",
+    emit="indices",
+) -> SampleOptions:
     """Check every argument of :func:`cond.sample` against its rule (one-line UsageErrors)."""
     from cond.backends import check_device
     from cond.distributed import scheduler_from
@@ -52,8 +64,9 @@ def sample_options(*, size, method="leverage", p=None, seed=0, replacement=False
     if not p > 0:
         raise UsageError(f"`-p` must be positive; got {p}")
     if method in ("lewis", "sensitivity", "augmented") and p >= 4:
-        raise UsageError(f"`-p` must be below 4 for {method} (the Lewis-weight iteration does not "
-                         f"contract for p >= 4); got {p}")
+        raise UsageError(
+            f"`-p` must be below 4 for {method} (the Lewis-weight iteration does not contract for p >= 4); got {p}"
+        )
     if method == "root-leverage" and p > 2:
         raise UsageError(f"root-leverage scores tau^(p/2) bound sensitivities only for p <= 2; got {p}")
     if scores not in SCORE_MODES:
@@ -61,20 +74,37 @@ def sample_options(*, size, method="leverage", p=None, seed=0, replacement=False
     if scores != "exact" and method not in ("leverage", "root-leverage"):
         raise UsageError(f"`--scores sketch` applies to leverage and root-leverage; {method} needs exact")
     if rcond is not None and not (isinstance(rcond, (int, float)) and 0 <= rcond < 1):
-        raise UsageError(f"`--rcond` must be in [0, 1): singular values below rcond * sigma_max count as "
-                         f"zero; got {rcond}")
+        raise UsageError(
+            f"`--rcond` must be in [0, 1): singular values below rcond * sigma_max count as zero; got {rcond}"
+        )
     if verify and p != 2:
         raise UsageError(f"`--verify` checks the l2 subspace embedding, so it needs p = 2; got p = {p}")
     if device == "cuda" and scores != "sketch":
-        raise UsageError("`--device cuda` computes sketched scores: add `--scores sketch` (exact scores "
-                         f"and sketch-srht run on the CPU); got `--scores {scores}`")
+        raise UsageError(
+            "`--device cuda` computes sketched scores: add `--scores sketch` (exact scores "
+            f"and sketch-srht run on the CPU); got `--scores {scores}`"
+        )
     device = check_device(device)
     spec = scheduler_from(scheduler)
     if spec is not None and method in ("lewis", "sensitivity", "augmented") and p != 2:
-        raise UsageError(f"`--scheduler` runs leverage scores (exact or sketched), and {method} only at p = 2 "
-                         f"(the Lewis iteration at p = {p:g} runs in one process); run it without `--scheduler`")
+        raise UsageError(
+            f"`--scheduler` runs leverage scores (exact or sketched), and {method} only at p = 2 "
+            f"(the Lewis iteration at p = {p:g} runs in one process); run it without `--scheduler`"
+        )
     if spec is not None and device == "cuda":
         raise UsageError("`--scheduler` and `--device cuda` are either-or: the workers compute on their CPUs")
-    return SampleOptions(size=size, method=method, p=p, seed=seed, replacement=bool(replacement),
-                         scores=scores, rcond=rcond, verify=bool(verify), keep_rows=bool(keep_rows),
-                         scheduler=spec, device=device, output_format=output_format, emit=emit)
+    return SampleOptions(
+        size=size,
+        method=method,
+        p=p,
+        seed=seed,
+        replacement=bool(replacement),
+        scores=scores,
+        rcond=rcond,
+        verify=bool(verify),
+        keep_rows=bool(keep_rows),
+        scheduler=spec,
+        device=device,
+        output_format=output_format,
+        emit=emit,
+    )

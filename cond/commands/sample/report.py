@@ -48,11 +48,19 @@ class SampleResult(Result):
 
     def to_dict(self) -> dict:
         """The ``cond.sample/1`` JSON object."""
-        rows = [dict(index=int(i), weight=float(w), scale=float(s), prob=float(q))
-                for i, w, s, q in zip(self.indices, self.weights, self.scales, self.probs)]
+        rows = [
+            dict(index=int(i), weight=float(w), scale=float(s), prob=float(q))
+            for i, w, s, q in zip(self.indices, self.weights, self.scales, self.probs)
+        ]
         if self.counts is not None:
             for row, c in zip(rows, self.counts):
                 row["count"] = int(c)
         extra = {} if self.verify is None else dict(verify=dict(self.verify))
-        return self.document(output=self.output, header=dict(self.header), design_names=list(self.design_names),
-                             target_name=self.target_name, rows=rows, **extra)
+        return self.document(
+            output=self.output,
+            header=dict(self.header),
+            design_names=list(self.design_names),
+            target_name=self.target_name,
+            rows=rows,
+            **extra,
+        )

@@ -46,15 +46,21 @@ class SketchSum:
             if leaf != self._leaf:
                 self.close_leaf()
                 self._leaf, self._part = leaf, np.zeros((self.rows, self.d))
-            piece = x[:(leaf + 1) * self.leaf_rows - start]
+            piece = x[: (leaf + 1) * self.leaf_rows - start]
             buckets, signs = embedding_hashes(self.seed, start, len(piece), self.s, self.rows)
             if len(self._ranges) == 1:
                 sparse_embed_accumulate(self._part, piece, buckets, signs, 0, self.rows)
             else:
                 part = self._part
-                list(self._pool.map(lambda r: sparse_embed_accumulate(part, piece, buckets, signs, r[0], r[1]),
-                                    self._ranges))
-            start, x = start + len(piece), x[len(piece):]
+                list(
+                    self._pool.map(
+                        lambda r, part=part, piece=piece, buckets=buckets, signs=signs: sparse_embed_accumulate(
+                            part, piece, buckets, signs, r[0], r[1]
+                        ),
+                        self._ranges,
+                    )
+                )
+            start, x = start + len(piece), x[len(piece) :]
 
     def close_leaf(self):
         """Hand the current leaf to the tree (a task ends its group of leaves with this)."""
@@ -151,5 +157,5 @@ def sketched_leverage_cpu(blocks, n, d, seed=0, rcond=DEFAULT_RCOND, srht=False,
     with one_thread_blas():  # the floats a Dask worker gets (cond.threads); blocks side by side
         tg, rank, detail = sketch_basis(total.result(), n, d, seed, rcond, srht)
         for start, values in threaded_map(lambda item: (item[0], jl_scores(item[1], tg)), blocks(), threads):
-            out[start:start + len(values)] = values
+            out[start : start + len(values)] = values
     return Scores(out, rank, detail)

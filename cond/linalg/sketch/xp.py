@@ -70,6 +70,7 @@ def sketched_leverage_xp(xp, blocks, n, d, seed=0, rcond=DEFAULT_RCOND) -> Score
         else:
             proj = xp.asarray(x, dtype=xp.float32) @ tg
             values = xp.sum(xp.square(proj, dtype=xp.float32), axis=1, dtype=xp.float64)
-        out[start:start + len(x)] = values.get() if xp is not np else values
-    return Scores(out, rank, {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s,
-                              "jl_dim": None if exact else k})
+        out[start : start + len(x)] = values.get() if xp is not np else values
+    return Scores(
+        out, rank, {"passes": 2, "sketch_rows": rows, "nonzeros_per_column": s, "jl_dim": None if exact else k}
+    )
