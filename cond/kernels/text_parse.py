@@ -46,8 +46,6 @@ def _dd_powers(limit):
 
 _DD_HI, _DD_LO = _dd_powers(DD_RANGE)
 _U10 = np.uint64(10)
-_U48 = np.uint64(48)
-_U9 = np.uint64(9)
 
 
 # The helpers below take the buffer's address, not the array: passing an array to a
@@ -82,9 +80,10 @@ def _digit_run(address, i, n, mant, digits, dropped, inexact):
     three slower at 6, so not kept.)
     """
     while i < n:
-        c = np.uint64(_byte(address, i)) - _U48  # wraps for bytes below '0': one comparison
-        if c > _U9:
+        b = _byte(address, i)
+        if b < 48 or b > 57:  # not a digit (two comparisons: a wrapping uint64 subtraction warns without JIT)
             break
+        c = np.uint64(b - 48)
         if digits < 19:
             mant = mant * _U10 + c
             digits += 1
