@@ -330,7 +330,9 @@ def compress_command(
                 correction_dtype=correction_dtype,
                 preserve=preserve,
                 rotate=rotate,
-                progress=(lambda stage, done, total: tick(done, total, stage)) if tick else None,
+                progress=(lambda stage, done, total, name="": tick(done, total, f"{stage}: {name}" if name else stage))
+                if tick
+                else None,
             )
         if report.SCHEMA == "cond.compress-adapter/1":
             return _adapter_render(report, output_format)
@@ -402,9 +404,8 @@ def _table(doc):
         )
     console.print(table)
     say = lambda text: console.print(printable(text), markup=False, highlight=False)  # noqa: E731
-    for t in doc["tensors"]:
-        if t["note"] and t["error"] is not None and (weighted or t["storage"] == "dense"):
-            say(f"{t['name']}: {t['note']}")
+    for line in note_lines(doc["tensors"], weighted):
+        say(line)
     if doc["unweighted"]:
         say(f"no weights entry, compressed with plain SVD: {', '.join(doc['unweighted'])}")
     for c in doc["clusters"]:
@@ -413,6 +414,23 @@ def _table(doc):
         )
     for line in summary_lines(doc["totals"]):
         say(line)
+
+
+def note_lines(tensors, weighted):
+    """The notes of the selected matrices, one line per distinct note with its count and the
+    first names (a checkpoint's 37 untouched matrices are one line, not 37)."""
+    groups: dict = {}
+    for t in tensors:
+        if t["note"] and t["error"] is not None and (weighted or t["storage"] == "dense"):
+            groups.setdefault(t["note"], []).append(t["name"])
+    lines = []
+    for note, names in groups.items():
+        if len(names) == 1:
+            lines.append(f"{names[0]}: {note}")
+            continue
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        lines.append(f"{len(names)} matrices: {note} ({shown})")
+    return lines
 
 
 def _num(value, fmt=".4f"):

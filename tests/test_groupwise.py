@@ -495,3 +495,27 @@ def test_rotation_spreads_an_outlier_and_lowers_the_error_of_what_is_written(tmp
         assert abs(errors[rotate] - t.error) <= 1e-9 * errors[rotate] + 1e-7  # f32 rounding of w aside
         assert (t.quant["rotation"] is not None) == rotate
     assert errors[True] < 0.7 * errors[False]
+
+
+# ------------------------------------------------------------------ progress and the report's notes
+
+
+def test_compress_reports_progress_per_matrix_by_name_and_summarises_notes(tmp_path):
+    src, tensors = planted(tmp_path, np.random.default_rng(9), shapes=((64, 128), (96, 64), (32, 64)))
+    calls = []
+    cond.compress(
+        src, tmp_path / "b.safetensors", budget_bytes=0.3, min_size=1, include="weight",
+        progress=lambda *args: calls.append(args),
+    )  # fmt: skip
+    weights = sorted(n for n in tensors if n.endswith("weight"))
+    for stage in ("budget", "matrices"):
+        seen = [c for c in calls if c[0] == stage]
+        # before each selected matrix, by name and with what is done so far; then the end
+        assert [c[3] for c in seen] == weights + [""]
+        assert [c[1] for c in seen] == list(range(len(weights) + 1))
+        assert all(c[2] == len(weights) for c in seen)  # the untouched bias is not counted
+    from cond.cli.compress_cmd import note_lines
+
+    rows = [dict(name=f"m{i}", note="dense: nothing saves", error=0.0, storage="dense") for i in range(37)]
+    rows.append(dict(name="x", note="another", error=0.0, storage="dense"))
+    assert note_lines(rows, False) == ["37 matrices: dense: nothing saves (m0, m1, m2 and 34 more)", "x: another"]

@@ -178,7 +178,9 @@ def compress(
         this process): one task per matrix, then one per pool chunk; the workers read
         the tensors from the checkpoint's files, this process writes the output.
     progress : callable, optional
-        ``progress(stage, done, total)``.
+        ``progress(stage, done, total, name)``: before each matrix of a stage (``budget``,
+        ``matrices``, ``clustering``) with the matrix's name, and once at the end with ``""``;
+        tensors that are copied untouched are not counted.
     base : str, optional
         With a fine-tuned ``source``: its base checkpoint; writes the PEFT LoRA adapter of the
         fine-tune (:mod:`cond.commands.adapter_extract`). A LoRA adapter ``source`` (PEFT
@@ -369,7 +371,7 @@ def _collection_run(source, output, base, given):
         max_error=given["max_error"],
         dtype=given["dtype"],
         force=given["force"],
-        progress=(lambda done, total, name: tick("modules", done, total)) if tick else None,
+        progress=(lambda done, total, name: tick("modules", done, total, name)) if tick else None,
     )
 
 
@@ -378,7 +380,7 @@ def _adapter_run(source, output, base, given):
     are refused, not ignored."""
     _refuse_checkpoint_options(given)
     tick = given["progress"]
-    progress = (lambda done, total, name: tick("modules", done, total)) if tick else None
+    progress = (lambda done, total, name: tick("modules", done, total, name)) if tick else None
     common = dict(
         max_error=given["max_error"],
         rank=given["rank"],

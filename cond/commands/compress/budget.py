@@ -60,10 +60,12 @@ def plan_budget(entries, opts, calibration, client=None, progress=None, sensitiv
         )
     else:
         listed = []
-        for done, entry in enumerate(entries, 1):
-            listed.append(matrix_options(entry, opts, calibration, sensitivities, grams))
+        for done, entry in enumerate(entries):
             if progress:
-                progress("budget", done, len(entries))
+                progress("budget", done, len(entries), entry.name)
+            listed.append(matrix_options(entry, opts, calibration, sensitivities, grams))
+        if progress and entries:
+            progress("budget", len(entries), len(entries), "")
     known = [w for _, _, w in listed if w is not None]
     fill = float(np.mean(known)) if known else 1.0  # a layer the Fisher file lacks: the mean sensitivity
     listed = [

@@ -57,7 +57,7 @@ def cluster_pass(candidates, records, writer, opts, calibration, progress, clien
                 opts=opts,
                 calibration=calibration,
                 grams=grams,
-                progress=(lambda done, total: progress("clustering", done, total)) if progress else None,
+                progress=(lambda done, total: progress("clustering", done, total, "")) if progress else None,
             )
         else:
             found = (_cluster_chunk(chunk, axis, opts, calibration, progress, grams) for chunk in chunks)
@@ -173,7 +173,7 @@ def _cluster_chunk(chunk, axis, opts, calibration, progress=None, grams=None):
             expanded=expanded,
             seed=opts.seed,
             max_ranks=[_rank_cap(c, axis, opts) for c in chunk],
-            progress=(lambda k: progress("clustering", k, len(chunk))) if progress else None,
+            progress=(lambda k: progress("clustering", k, len(chunk), "")) if progress else None,
         )
     computed, rejected = [], []
     for cl in found:

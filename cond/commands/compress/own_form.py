@@ -140,7 +140,8 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None,
             calibration=calibration,
             grams=grams,
         )
-    for done, (entry, reason) in enumerate(zip(entries, reasons), 1):
+    total, done = sum(r is None for r in reasons), 0
+    for entry, reason in zip(entries, reasons):
         if reason is not None:
             size = math.prod(entry.shape)
             raw = entry.read_raw()
@@ -162,6 +163,8 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None,
                 bytes_after=len(raw),
             )
         else:
+            if progress:  # before the work: the bar names the matrix being compressed
+                progress("matrices", done, total, entry.name)
             candidate, arrays = (
                 next(own_forms)
                 if own_forms is not None
@@ -174,8 +177,9 @@ def first_pass(entries, names, writer, opts, calibration, progress, client=None,
                     writer.add_array(key, array)
             records[entry.name] = candidate.own
             candidates.append(candidate)
-        if progress:
-            progress("matrices", done, len(entries))
+            done += 1
+    if progress and total:
+        progress("matrices", total, total, "")
     return records, candidates
 
 
