@@ -10,7 +10,7 @@ from cond.cli.options import OutputFormat
 from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 
 
-def render(report, fmt):
+def render(report, fmt, wide=False):
     doc = report.to_dict()
     if fmt is OutputFormat.json:
         return write_json(doc)
@@ -31,7 +31,57 @@ def render(report, fmt):
             ["condition_index", *doc["columns"]],
             [*rows, {"condition_index": "vif", **dict(zip(doc["columns"], doc["vif"]))}],
         )
+    from cond.cli.output import table_width
+
+    width = None if wide else table_width()
+    needed = 1 + (len("condition index") + 3) + sum(max(len(printable(c)), 5) + 3 for c in report.columns)
+    if width is not None and needed > width:
+        return _by_column(report, width)
     _table(report)
+
+
+def _by_column(report, width):
+    """The layout for designs wider than the terminal: one row per column of the design (its VIF,
+    and its largest proportion with the condition index it falls on), then each near-dependency."""
+    from cond.cli.output import fitted_table, table_console
+
+    console = table_console()
+    opts = report.options
+    high = [k for k, eta in enumerate(report.condition_indexes) if eta > opts["threshold"]]
+    rows = []
+    for j, name in enumerate(report.columns):
+        props = [report.proportions[k][j] for k in range(len(report.condition_indexes))]
+        k = max(range(len(props)), key=props.__getitem__)
+        flag = k in high and props[k] > opts["proportion"]
+        rows.append(
+            [
+                cell(name),
+                _g(report.vif[j]),
+                f"[red]{props[k]:.2f}[/]" if flag else f"{props[k]:.2f}",
+                _g(report.condition_indexes[k]),
+            ]
+        )
+    columns = [("column", "left"), ("VIF", "right"), ("largest proportion", "right"), ("at condition index", "right")]
+    table, dropped = fitted_table(
+        f"cond inspect --collinearity {cell(report.input)} ({report.rows} rows, {len(report.columns)} columns: one "
+        f"row per column, as {len(report.columns) + 1} columns do not fit {width})",
+        columns,
+        rows,
+        [c for c, _ in columns],
+    )
+    console.print(table)
+    say = lambda text: console.print(text, markup=False, highlight=False)  # noqa: E731
+    if dropped:
+        say(dropped)
+    say(
+        f"{len(high)} condition indexes above {opts['threshold']:g}; red: a proportion above {opts['proportion']:g} "
+        "on one of them (--wide or --format csv gives the whole variance-decomposition table)"
+    )
+    if not report.dependencies:
+        say(f"no condition index above {opts['threshold']:g}: no near-dependency")
+    for d in report.dependencies:
+        shown = ", ".join(printable(c) for c in d["columns"]) or "no column above the proportion"
+        say(f"near-dependency at condition index {_g(d['condition_index'])}: {shown}")
 
 
 def _g(v):

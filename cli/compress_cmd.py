@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from cond.cli.errors import mapped_errors
-from cond.cli.options import ForceOpt, FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, choices
+from cond.cli.options import ForceOpt, FormatOpt, OutputFormat, QuietOpt, SchedulerOpt, WideOpt, choices
 from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 from cond.cli.progress import progress_bar
 from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, ROUNDINGS
@@ -276,6 +276,7 @@ def compress_command(
     ] = None,
     force: ForceOpt = False,
     output_format: FormatOpt = OutputFormat.table,
+    wide: WideOpt = False,
     quiet: QuietOpt = False,
 ):
     """Compress the matrices of a checkpoint into a cond-lowrank/3 safetensors file.
@@ -338,12 +339,12 @@ def compress_command(
             return _adapter_render(report, output_format)
         if report.SCHEMA == "cond.compress-collection/1":
             return _collection_render(report, output_format)
-        _render(report, output_format)
+        _render(report, output_format, wide)
         if report.nothing_compressed is not None:
             print(f"cond: nothing compressed: {printable(report.nothing_compressed)}", file=sys.stderr)
 
 
-def _render(report, fmt):
+def _render(report, fmt, wide=False):
     doc = report.to_dict()
     if fmt is OutputFormat.json:
         return write_json(doc)
@@ -359,24 +360,24 @@ def _render(report, fmt):
         from cond.commands.compress.report import TENSOR_FIELDS
 
         return write_csv(TENSOR_FIELDS, doc["tensors"])
-    _table(doc)
+    _table(doc, wide)
 
 
-def _table(doc):
-    from rich.console import Console
-    from rich.table import Table
+COMPRESS_PRIORITY = ["name", "storage", "error", "weighted error", "rank", "bytes", "bound", "output error", "shape",
+                     "plain error", "MACs", "weighting", "params", "cluster"]  # fmt: skip
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    table = Table(
-        title=f"cond compress {cell(doc['input'])} -> {cell(doc['output'])}", title_justify="left", header_style="bold"
-    )
+
+def _table(doc, wide=False):
+    from cond.cli.output import fitted_table, table_console
+
+    console = table_console(wide)
     weighted = doc["method"] != "svd"
     outputs = any(t["output_error"] is not None for t in doc["tensors"]) and doc["method"] != "whiten"
     columns = ["name", "shape", "storage", "rank", "weighted error" if weighted else "error", "bound"]
     columns += ["plain error", "weighting"] if weighted else []
     columns += ["output error"] if outputs else []
-    for col in columns + ["params", "bytes", "MACs", "cluster"]:
-        table.add_column(col, justify="left" if col in ("name", "storage", "weighting") else "right", no_wrap=True)
+    columns += ["params", "bytes", "MACs", "cluster"]
+    rows = []
     for t in doc["tensors"]:
         if t["storage"] == "dense" and t["error"] is None:
             continue  # untouched tensors: counted in the totals below
@@ -395,15 +396,22 @@ def _table(doc):
             row += [_num(t["plain_error"]), cell(t["weighting"])]
         if outputs:
             row += [_num(t["output_error"])]
-        table.add_row(
-            *row,
-            f"{t['params_before']} -> {t['params_after']}",
-            f"{t['bytes_before']} -> {t['bytes_after']}",
-            f"x{t['macs_after'] / t['macs_before']:.2f}",
-            "-" if t["cluster"] is None else str(t["cluster"]),
+        rows.append(
+            row
+            + [
+                f"{t['params_before']} -> {t['params_after']}",
+                f"{t['bytes_before']} -> {t['bytes_after']}",
+                f"x{t['macs_after'] / t['macs_before']:.2f}",
+                "-" if t["cluster"] is None else str(t["cluster"]),
+            ]
         )
+    title = f"cond compress {cell(doc['input'])} -> {cell(doc['output'])}"
+    justify = [(c, "left" if c in ("name", "storage", "weighting") else "right") for c in columns]
+    table, dropped = fitted_table(title, justify, rows, [c for c in COMPRESS_PRIORITY if c in columns], wide)
     console.print(table)
     say = lambda text: console.print(printable(text), markup=False, highlight=False)  # noqa: E731
+    if dropped:
+        say(dropped)
     for line in note_lines(doc["tensors"], weighted):
         say(line)
     if doc["unweighted"]:

@@ -21,6 +21,7 @@ from cond.cli.options import (
     OutputFormat,
     QuietOpt,
     SchedulerOpt,
+    WideOpt,
     WorkersOpt,
     choices,
 )
@@ -161,6 +162,7 @@ def inspect_command(
             show_default=False,
         ),
     ] = None,
+    wide: WideOpt = False,
     quiet: QuietOpt = False,
 ):
     """Per-matrix condition numbers and spectral diagnostics of a checkpoint or design matrix.
@@ -209,6 +211,7 @@ def inspect_command(
                     header=header,
                     notice=notice,
                 ),
+                wide,
             )
         refuse_unused(
             {
@@ -255,7 +258,7 @@ def inspect_command(
         if report.pictures and not quiet:
             print(f"cond: wrote {len(report.pictures)} pictures to {printable(plot)}", file=sys.stderr)
         rows = report.ordered(sort.value, top)
-        _render(report, rows, output_format, alpha, normality, sparkline)
+        _render(report, rows, output_format, alpha, normality, sparkline, wide)
         if report.gate_failed:
             over = report.exceeded
             name = printable(over[0])
@@ -264,18 +267,18 @@ def inspect_command(
             raise typer.Exit(EXIT_GATE)
 
 
-def _collinearity(path, output_format, fail_above, options):
+def _collinearity(path, output_format, fail_above, options, wide=False):
     from cond.cli.collinearity_view import render
     from cond.commands.collinearity import collinearity
 
     report = collinearity(path, **options)
-    render(report, output_format)
+    render(report, output_format, wide)
     if fail_above is not None and report.max_condition_index > fail_above:
         print(f"cond: condition index {report.max_condition_index:.4g} above {fail_above:g}", file=sys.stderr)
         raise typer.Exit(EXIT_GATE)
 
 
-def _render(report, rows, fmt, alpha, normality, sparkline=False):
+def _render(report, rows, fmt, alpha, normality, sparkline=False, wide=False):
     if fmt is OutputFormat.json:
         write_json({**report.to_dict(), "matrices": [m.row() for m in rows]})
     elif fmt is OutputFormat.jsonl:
@@ -291,7 +294,7 @@ def _render(report, rows, fmt, alpha, normality, sparkline=False):
 
         write_csv(ROW_FIELDS, [m.row() for m in rows])
     else:
-        _table(report, rows, alpha, normality, sparkline)
+        _table(report, rows, alpha, normality, sparkline, wide)
 
 
 def _g(v, digits=4):
@@ -305,36 +308,42 @@ def _g(v, digits=4):
 STATUS_STYLE = {"ok": "green", "unresolved": "yellow", "storage-limited": "yellow", "non-finite": "red", "zero": "red"}
 
 
-def _table(report, rows, alpha, normality, sparkline=False):
-    from rich.console import Console
-    from rich.table import Table
+INSPECT_PRIORITY = [
+    "name",
+    "kappa",
+    "status",
+    "shape",
+    "rank",
+    "sigma_max",
+    "sigma_min",
+    "alpha",
+    "henrici",
+    "stable",
+    "eff.",
+    "r90",
+    "r99",
+    "dtype",
+    "zeros",
+    "spectrum (log)",
+]  # kept first to last
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
-    table = Table(title=f"cond inspect {cell(report.input)}", title_justify="left", header_style="bold")
-    for col, justify in (
-        ("name", "left"),
-        ("shape", "right"),
-        ("dtype", "left"),
-        ("kappa", "right"),
-        ("status", "left"),
-        ("sigma_max", "right"),
-        ("sigma_min", "right"),
-        ("rank", "right"),
-        ("stable", "right"),
-        ("eff.", "right"),
-        ("r90", "right"),
-        ("r99", "right"),
-        ("zeros", "right"),
-    ):
-        table.add_column(col, justify=justify, no_wrap=True, min_width=12 if col == "name" else None)
+
+def _table(report, rows, alpha, normality, sparkline=False, wide=False):
+    from cond.cli.output import fitted_table, table_console
+
+    console = table_console(wide)
+    columns = [("name", "left"), ("shape", "right"), ("dtype", "left"), ("kappa", "right"), ("status", "left"),
+               ("sigma_max", "right"), ("sigma_min", "right"), ("rank", "right"), ("stable", "right"),
+               ("eff.", "right"), ("r90", "right"), ("r99", "right"), ("zeros", "right")]  # fmt: skip
     if alpha:
-        table.add_column("alpha", justify="right")
+        columns.append(("alpha", "right"))
     if normality:
-        table.add_column("henrici", justify="right")
+        columns.append(("henrici", "right"))
     if sparkline:
         from cond.commands.plots import sparkline as spark
 
-        table.add_column("spectrum (log)", justify="left", no_wrap=True)
+        columns.append(("spectrum (log)", "left"))
+    table_rows = []
     for m in rows:
         d = m.diagnostics
         shape = "x".join(map(str, m.shape)) + (" *" if m.reshaped else "")
@@ -363,8 +372,12 @@ def _table(report, rows, alpha, normality, sparkline=False):
             cells.append(_g(d.henrici, 3))
         if sparkline:
             cells.append(spark(d.spectrum) if d.spectrum is not None else "")
-        table.add_row(*cells)
+        table_rows.append(cells)
+    priority = [h for h in INSPECT_PRIORITY if h in [c for c, _ in columns]]
+    table, dropped = fitted_table(f"cond inspect {cell(report.input)}", columns, table_rows, priority, wide)
     console.print(table)
+    if dropped:
+        console.print(dropped, markup=False, highlight=False)
     if any(m.reshaped for m in rows):
         console.print("* N-D tensor analysed as (shape[0], prod(rest))")
     for reason, names in _group_skipped(report.skipped):

@@ -55,6 +55,10 @@ WorkersOpt = Annotated[
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace an existing output (never the input).")]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show every column of the table at full width (default: fit the terminal or COLUMNS)."),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no notices on stderr.")]
 HeaderOpt = Annotated[
     Optional[bool],

@@ -42,3 +42,10 @@ def pytest_terminal_summary(terminalreporter):
             f"case catalogue: {Tally.pairs} (case, path) pairs checked: "
             f"{len(Tally.cases)} cases x {len(Tally.paths)} paths"
         )
+
+
+@pytest.fixture(autouse=True)
+def _no_terminal_width(monkeypatch):
+    """Tables fit ``COLUMNS`` when it is set; the suite checks output at full width unless a test
+    sets it (tests/test_tables.py), whatever the shell running pytest exports."""
+    monkeypatch.delenv("COLUMNS", raising=False)
