@@ -9,11 +9,11 @@ import json
 import os
 
 import pytest
+from data import ROOT, minilm_path
 from typer.testing import CliRunner
 
 from cond.cli.main import app
 from cond.cli.output import fit_columns, shorten_middle
-from data import ROOT, minilm_path
 
 BOX = "┏┃┡│└┗╇┳"
 INSPECT_FIELDS = {
