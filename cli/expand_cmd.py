@@ -25,7 +25,7 @@ EPILOG = """Examples:
 
 
 def expand_command(
-    path: Annotated[str, typer.Argument(help="A cond-lowrank/1 or /2 file.", show_default=False)],
+    path: Annotated[str, typer.Argument(help="A cond-lowrank file (/1, /2 or /3).", show_default=False)],
     output: Annotated[
         str,
         typer.Option(

@@ -316,7 +316,7 @@ def _is_adapter(source):
 
 
 def _manifest_of(source):
-    """The cond-lowrank/1 manifest of a single safetensors file, or None."""
+    """The cond-lowrank manifest of a single safetensors file, or None."""
     source = str(source)
     if source == "-" or not os.path.isfile(source) or not source.endswith(".safetensors"):
         return None

@@ -135,7 +135,7 @@ def _check_quant(quant, bad, name):
 
 
 class CompressedCheckpoint(Mapping):
-    """A ``cond-lowrank/1`` file opened lazily: a mapping from original tensor names to
+    """A ``cond-lowrank`` file (``/1``, ``/2`` or ``/3``) opened lazily: a mapping from original tensor names to
     dense arrays in their original dtype, rebuilt on access (one at a time).
 
     Attributes
@@ -345,11 +345,11 @@ class CompressedCheckpoint(Mapping):
 
 
 def open_compressed(path) -> CompressedCheckpoint:
-    """Open a ``cond-lowrank/1`` file lazily; tensors are rebuilt when indexed."""
+    """Open a ``cond-lowrank`` file lazily; tensors are rebuilt when indexed."""
     return CompressedCheckpoint(path)
 
 
 def load_compressed(path) -> dict:
-    """Every tensor of a ``cond-lowrank/1`` file, dense, in its original dtype and shape."""
+    """Every tensor of a ``cond-lowrank`` file, dense, in its original dtype and shape."""
     with CompressedCheckpoint(path) as ckpt:
         return {name: ckpt[name] for name in ckpt}

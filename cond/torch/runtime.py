@@ -145,7 +145,7 @@ def load_factorised(model, path, *, keep_int8=False, keep_packed=False, strict=T
     model : torch.nn.Module
         The architecture the checkpoint was saved from (its weights are replaced).
     path : str
-        A ``cond-lowrank/1`` or ``/2`` file.
+        A ``cond-lowrank`` file (``/1``, ``/2`` or ``/3``).
     keep_int8 : bool
         Keep int8 factors as int8 with their scales (less memory, a dequantisation per call).
     keep_packed : bool
