@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import sys
-
 from cond.cli.options import OutputFormat
 from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
 
 
-def render(report, fmt, rows):
+def render(report, fmt, rows, wide=False):
     doc = report.to_dict()
     if fmt is OutputFormat.json:
         return write_json({**doc, "modules": [m.row() for m in rows]})
@@ -19,37 +17,26 @@ def render(report, fmt, rows):
         from cond.commands.adapter_report import ROW_FIELDS
 
         return write_csv(ROW_FIELDS, [m.row() for m in rows])
-    _table(report, rows, doc)
+    _table(report, rows, doc, wide)
 
 
 def _g(v, digits=4):
     return "-" if v is None else f"{v:.{digits}g}"
 
 
-def _table(report, rows, doc):
-    from rich.console import Console
-    from rich.table import Table
+ADAPTER_PRIORITY = ["module", "rank", "numerical", "wasted", "||dW||", "vs base", "sigma_max", "shape", "scale",
+                    "stable", "eff.", "r90", "r99"]  # fmt: skip
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+
+def _table(report, rows, doc, wide=False):
+    from cond.cli.output import fitted_table, table_console
+
+    console = table_console(wide)
     what = f"its change from {cell(report.base)}" if report.format == "delta" else f"{report.format} LoRA adapter"
-    table = Table(title=f"cond inspect {cell(report.input)} ({what})", title_justify="left", header_style="bold")
-    for col in (
-        "module",
-        "shape",
-        "rank",
-        "numerical",
-        "wasted",
-        "scale",
-        "sigma_max",
-        "||dW||",
-        "vs base" if report.base else None,
-        "stable",
-        "eff.",
-        "r90",
-        "r99",
-    ):
-        if col is not None:
-            table.add_column(col, justify="left" if col == "module" else "right", no_wrap=True)
+    headers = ["module", "shape", "rank", "numerical", "wasted", "scale", "sigma_max", "||dW||"]
+    headers += ["vs base"] if report.base else []
+    headers += ["stable", "eff.", "r90", "r99"]
+    table_rows = []
     for m in rows:
         cells = [
             cell(m.name),
@@ -64,8 +51,18 @@ def _table(report, rows, doc):
         if report.base:
             cells.append(_g(m.relative_norm))
         cells += [_g(m.stable_rank, 3), _g(m.effective_rank, 3), _g(m.energy_rank_90), _g(m.energy_rank_99)]
-        table.add_row(*cells)
+        table_rows.append(cells)
+    columns = [(h, "left" if h == "module" else "right") for h in headers]
+    table, dropped = fitted_table(
+        f"cond inspect {cell(report.input)} ({what})",
+        columns,
+        table_rows,
+        [h for h in ADAPTER_PRIORITY if h in headers],
+        wide,
+    )
     console.print(table)
+    if dropped:
+        console.print(dropped, markup=False, highlight=False)
     s = doc["summary"]
     for notice in report.notices:
         console.print(f"note: {printable(notice)}", markup=False, highlight=False)

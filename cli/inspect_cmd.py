@@ -251,7 +251,7 @@ def inspect_command(
         if report.SCHEMA == "cond.adapter/1":
             from cond.cli.adapter_view import render
 
-            return render(report, output_format, report.ordered(sort.value, top))
+            return render(report, output_format, report.ordered(sort.value, top), wide)
         if not report.matrices:
             why = f"no tensor matches `--include {filter_}`" if filter_ is not None else "no matrix to analyse"
             print(f"cond: {why}", file=sys.stderr)

@@ -137,3 +137,22 @@ def test_the_fitting_rule_shortens_names_then_drops_by_priority():
     short = shorten_middle(name, 20)
     assert len(short) == 20 and short == name[:9] + "…" + name[-10:]
     assert shorten_middle(name, 100) == name
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_an_adapter_table_fits_and_its_numbers_are_the_json_values(tmp_path, width):
+    from schema_samples import _adapters
+
+    adapter = _adapters(str(tmp_path), count=1)[0]
+    text = run(["inspect", adapter], width)
+    doc = json.loads(run(["inspect", adapter, "--format", "json"], None))
+    assert_fits(text, width)
+    headers, rows = parse_table(text)
+    assert len(rows) == len(doc["modules"]) == 2 and "rank" in headers
+    fields = {"sigma_max": "sigma_max", "||dW||": "frobenius_norm", "stable": "stable_rank", "r90": "energy_rank_90"}
+    for cells, m in zip(rows, doc["modules"]):
+        row = dict(zip(headers, cells))
+        assert int(row["rank"]) == m["rank"]
+        for h, key in fields.items():
+            if h in row:
+                assert_same_number(row[h], m[key])
