@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Annotated, Optional
 
 import typer
@@ -122,22 +121,20 @@ def _g(v):
 
 
 def _table(report):
-    from rich.console import Console
-    from rich.table import Table
+    from cond.cli.output import fitted_table, table_console
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 200)
-    table = Table(
-        title=f"cond dedup {cell(report.input)}: {len(report.dropped)} of "
+    console = table_console()
+    title = (
+        f"cond dedup {cell(report.input)}: {len(report.dropped)} of "
         f"{len(report.kept) + len(report.dropped)} columns dropped (|corr| >= "
-        f"{report.options['max_corr']:g})",
-        title_justify="left",
-        header_style="bold",
+        f"{report.options['max_corr']:g})"
     )
-    for col in ("dropped", "kept in its place", "correlation"):
-        table.add_column(col, justify="right" if col == "correlation" else "left")
-    for d in report.dropped:
-        table.add_row(cell(d["column"]), cell(d["partner"]), f"{d['correlation']:+.4f}")
+    columns = [("dropped", "left"), ("kept in its place", "left"), ("correlation", "right")]
+    rows = [[cell(d["column"]), cell(d["partner"]), f"{d['correlation']:+.4f}"] for d in report.dropped]
+    table, left_out = fitted_table(title, columns, rows, ["dropped", "correlation", "kept in its place"])
     console.print(table)
+    if left_out:
+        console.print(left_out, markup=False, highlight=False)
     b, a = report.before, report.after
     console.print(
         f"kappa {_g(b['kappa'])} ({b['status']}) -> {_g(a['kappa'])} ({a['status']}); effective rank "
