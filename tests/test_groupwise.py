@@ -519,3 +519,16 @@ def test_compress_reports_progress_per_matrix_by_name_and_summarises_notes(tmp_p
     rows = [dict(name=f"m{i}", note="dense: nothing saves", error=0.0, storage="dense") for i in range(37)]
     rows.append(dict(name="x", note="another", error=0.0, storage="dense"))
     assert note_lines(rows, False) == ["37 matrices: dense: nothing saves (m0, m1, m2 and 34 more)", "x: another"]
+
+
+def test_a_matrix_without_a_gram_entry_is_recorded_as_rounded_to_nearest(tmp_path):
+    rng = np.random.default_rng(10)
+    src, tensors = planted(tmp_path, rng)
+    grams, _ = grams_file(tmp_path, rng, {"l0.weight": tensors["l0.weight"]})  # none for l1.weight
+    out = tmp_path / "q.safetensors"
+    report = cond.compress(src, out, dtype="int4", group_size=32, activations=grams, include="weight", min_size=1)
+    by_name = {t.name: t.quant for t in report.tensors}
+    assert by_name["l0.weight"]["rounding"] == "gptq" and by_name["l0.weight"]["act_order"] is True
+    assert by_name["l1.weight"]["rounding"] == "nearest" and by_name["l1.weight"]["act_order"] is None
+    manifest, _, _ = reconstruct(out)
+    assert {t["name"]: t.get("quant") for t in manifest["tensors"]}["l1.weight"] == by_name["l1.weight"]

@@ -117,9 +117,10 @@ def matrix_options(entry, opts, calibration, sensitivities=None, grams=None):
     options = [(untouched, 0.0, ("untouched",))]
     if opts.bits is not None or opts.all_forms:
         options += groupwise_options(w, opts, weighting, grams, entry, rounder(entry.dtype), limit)
-    with input_errors(**where):
-        s = np.linalg.svd(weighting.apply(w), compute_uv=False)
-    if opts.bits is None:
+    energy = float(np.sum(weighting.apply(w) ** 2))  # ||A W B||_F^2, what the sensitivity scales
+    if opts.bits is None:  # low rank competes: its losses are the spectrum's tails
+        with input_errors(**where):
+            s = np.linalg.svd(weighting.apply(w), compute_uv=False)
         whole = Storage("I8" if opts.all_forms else opts.dtype or entry.dtype)
         factors = Storage("F16" if opts.all_forms else whole.dtype)
         if whole.dtype != entry.dtype:
@@ -136,7 +137,7 @@ def matrix_options(entry, opts, calibration, sensitivities=None, grams=None):
             if bound is not None and tail[r] > bound * bound:
                 continue
             options.append((cost, float(tail[r] + 2 * rounding * (1 - tail[r])), ("lowrank", r, factors.dtype)))
-    return untouched, options, sensitivity(sensitivities, entry, weighting, s)
+    return untouched, options, sensitivity(sensitivities, entry, weighting, energy)
 
 
 def _rounding_loss(w, storage, entry, weighting):
@@ -149,7 +150,7 @@ def _rounding_loss(w, storage, entry, weighting):
     return err * err
 
 
-def sensitivity(fisher, entry, weighting, s):
+def sensitivity(fisher, entry, weighting, energy):
     """trace(F) / (m trace(G)) * ||W L||_F^2: the weight of this layer's relative output error, or
     1 without a Fisher file, None when the file has no entry for it."""
     if fisher is None:
@@ -162,4 +163,4 @@ def sensitivity(fisher, entry, weighting, s):
             "must hold finite, non-negative squared gradients", path=fisher.path, tensor=entry.name, shape=values.shape
         )
     trace_g = float(np.sum(weighting.right**2))  # ||L||_F^2 = trace(L L^T) = trace(G + jitter)
-    return float(np.sum(values, dtype=np.float64)) / (entry.shape[0] * trace_g) * float(np.sum(s**2))
+    return float(np.sum(values, dtype=np.float64)) / (entry.shape[0] * trace_g) * energy

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cond.commands.choices import ROUNDINGS  # noqa: F401  (re-exported for the options)
 from cond.commands.compress.storage import Storage
 from cond.linalg.gptq import gptq, hessian_factor
 from cond.linalg.groupwise import GROUP_SIZES, GroupSpec, pack, quantize_nearest
@@ -52,22 +51,16 @@ class QuantSettings:
     rotate: bool = True
     seed: int = 0
 
-    def record(self, spec: GroupSpec, rank) -> dict:
-        return dict(
-            bits=spec.bits,
-            group=spec.group,
-            symmetric=spec.symmetric,
-            rounding=self.rounding,
-            act_order=self.act_order if self.rounding == "gptq" else None,
-            correction=("preserve" if self.preserve else "residual") if rank else None,
-        )
 
-
-def gram_of(grams, name, shape):
-    """The (jittered) input Gram L L^T of a weight from the ``--activations`` file, or None."""
+def gram_of(grams, name, shape, weighting=None):
+    """The (jittered) input Gram L L^T of a weight from the ``--activations`` file, or None. With
+    ``--method whiten`` the method's own ``weighting`` holds L already (the same file): no second
+    read and Cholesky."""
     if grams is None or name not in grams:
         return None
-    right = grams.weighting(name, shape).right
+    right = weighting.right if weighting is not None and weighting.kind == "whiten" else None
+    if right is None:
+        right = grams.weighting(name, shape).right
     return right @ right.T
 
 
@@ -172,9 +165,13 @@ class MatrixQuantizer:
         if codes.zeros is not None:
             quantized[f"{name}.zeros"] = pack(codes.zeros, spec.bits)
         value = self.dequantised(codes) if correction is None else self.dequantised(codes) + correction
-        quant = dict(
-            self.settings.record(spec, rank),
+        quant = dict(  # how this matrix was rounded: a matrix without a Gram entry is rounded to nearest
+            bits=spec.bits,
+            group=spec.group,
+            symmetric=spec.symmetric,
             rounding=self.rounding,
+            act_order=self.settings.act_order if self.rounding == "gptq" else None,
+            correction=("preserve" if self.settings.preserve else "residual") if rank else None,
             scales=f"{name}.scales",
             zeros=f"{name}.zeros" if codes.zeros is not None else None,
             rotation=None if self.rotation is None else self.rotation.record(),
@@ -214,7 +211,7 @@ def _spec(opts, bits, group):
 
 
 def quantizer_for(w, opts, weighting, grams, entry, expanded):
-    gram = gram_of(grams, entry.name, entry.shape) if opts.quant.rounding == "gptq" else None
+    gram = gram_of(grams, entry.name, entry.shape, weighting) if opts.quant.rounding == "gptq" else None
     return MatrixQuantizer(w, weighting, gram, opts.quant, expanded)
 
 

@@ -10,8 +10,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from cond.commands.choices import AXES, ERROR_SCOPES, ESTIMATORS, FISHER_AXES, METHODS, STORAGE_DTYPES, regex_option
-from cond.commands.compress.groupwise_form import ROUNDINGS, QuantSettings
+from cond.commands.choices import (
+    AXES,
+    ERROR_SCOPES,
+    ESTIMATORS,
+    FISHER_AXES,
+    METHODS,
+    ROUNDINGS,
+    STORAGE_DTYPES,
+    regex_option,
+)
+from cond.commands.compress.groupwise_form import QuantSettings
 from cond.commands.validate import check_budgets, check_seed, refuse_unused
 from cond.errors import UsageError
 
