@@ -252,15 +252,18 @@ class CompressedCheckpoint(Mapping):
                     f"{group}; got {stored.dtype} {list(stored.shape)}"
                 )
 
-    def _groupwise(self, t):
-        """Dequantised codes of a groupwise tensor in float64 (scales checked: finite, positive)."""
-        from cond.linalg.groupwise import GroupSpec, dequantize, unpack
+    def group_codes(self, name):
+        """The codes of a groupwise tensor as written, unpacked and checked (scales finite and positive,
+        no stray padding bits): (GroupCodes, the Rotation they were taken in or None)."""
+        from cond.linalg.groupwise import GroupCodes, GroupSpec, unpack
+        from cond.linalg.rotation import Rotation
 
+        t = self._tensors[name]
         quant = t["quant"]
-        rows, cols = t["shape"][0], math.prod(t["shape"][1:])
+        cols = math.prod(t["shape"][1:])
         spec = GroupSpec(quant["bits"], quant["group"], quant["symmetric"])
-        where = dict(path=self._display, tensor=t["name"], shape=tuple(t["shape"]))
-        scales = self._stored[quant["scales"]].load()
+        where = dict(path=self._display, tensor=name, shape=tuple(t["shape"]))
+        scales = np.frombuffer(self._stored[quant["scales"]].read_raw(), dtype="<f2").reshape(-1, cols // spec.group)
         if not np.all(np.isfinite(scales)) or np.any(scales <= 0):
             raise InputError("group scales must be finite and positive (a scale of 0, NaN or Inf was stored)", **where)
         try:
@@ -268,13 +271,15 @@ class CompressedCheckpoint(Mapping):
             zeros = unpack(self.packed(quant["zeros"]), spec.bits, cols // spec.group) if quant["zeros"] else None
         except ValueError as exc:
             raise InputError(str(exc), **where) from None
-        value = dequantize(codes, scales, zeros, spec).reshape(rows, cols)
         rotation = quant.get("rotation")
-        if rotation:
-            from cond.linalg.rotation import Rotation
+        rotation = Rotation(cols, rotation["block"], rotation["seed"]) if rotation else None
+        return GroupCodes(spec, codes, scales.astype(np.float16), zeros), rotation
 
-            value = Rotation(cols, rotation["block"], rotation["seed"]).undo(value)
-        return value
+    def _groupwise(self, t):
+        """Dequantised codes of a groupwise tensor in float64, the rotation undone."""
+        codes, rotation = self.group_codes(t["name"])
+        value = codes.value()
+        return value if rotation is None else rotation.undo(value)
 
     def packed(self, key) -> np.ndarray:
         """A stored uint8 array (packed codes or zero points) as written."""

@@ -215,33 +215,17 @@ def _factorised(ckpt, t, linear, shared, keep_int8):
 
 def _groupwise(ckpt, t, linear):
     """A :class:`GroupwiseLinear` from a groupwise record (codes and zero points unpacked once)."""
-    from cond.linalg.groupwise import GroupSpec, unpack
-
-    quant = t["quant"]
-    rows, cols = t["shape"][0], int(np.prod(t["shape"][1:]))
-    spec = GroupSpec(quant["bits"], quant["group"], quant["symmetric"])
-    ckpt.matrix64(t["name"])  # every check of the stored codes and scales, before anything is built
-    codes = unpack(ckpt.packed(t["keys"][0]), spec.bits, cols)
-    zeros = (
-        unpack(ckpt.packed(quant["zeros"]), spec.bits, cols // spec.group)
-        if quant["zeros"]
-        else np.full((rows, cols // spec.group), spec.middle, dtype=np.uint8)
-    )
-    scales = ckpt.stored(quant["scales"])[0]
+    group, rotation = ckpt.group_codes(t["name"])  # unpacked and checked once
+    zeros = group.zeros if group.zeros is not None else np.full(group.scales.shape, group.spec.middle, np.uint8)
     device, dtype = linear.weight.device, linear.weight.dtype
     tensor = lambda a, kind: torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=kind)  # noqa: E731
     factors = ckpt.factors(t["name"])
     left, right = (tensor(f, dtype) for f in factors) if factors else (None, None)
-    rotation = quant.get("rotation")
-    if rotation:
-        from cond.linalg.rotation import Rotation
-
-        rotation = Rotation(cols, rotation["block"], rotation["seed"])
     return GroupwiseLinear(
-        tensor(codes, torch.uint8),
-        tensor(scales, torch.float32),
+        tensor(group.codes, torch.uint8),
+        tensor(group.scales, torch.float32),
         tensor(zeros, torch.float32),
-        spec.group,
+        group.spec.group,
         left,
         right,
         linear.bias,
