@@ -19,6 +19,9 @@ the machine's load.
 Also the function report's mean output error on the calibration inputs against the same
 error measured on the held-out sentences' Grams.
 
+With ``--ablations``, instead: GPTQ's output error with and without the rotation on the matrices
+of layers 0 and 3, and the cosines at ``--budget-bytes 0.175`` with one setting changed at a time.
+
 With ``--quantized``, instead: the curve of mean and p5 cosine against bytes (of the 36 encoder
 matrices, against fp32, scales and zero points included) for cond's allocator
 (``--budget-bytes`` 0.12 ... 0.26, ``--method whiten --fisher``: every form competes), against
@@ -254,6 +257,57 @@ def peer_model(emb, original, replace):
     return model, stored / before
 
 
+def ablations(emb, path, grams, fisher, batches, reference, ref_nn):
+    """What each part of the default group-wise recipe buys: GPTQ's relative output error with and
+    without the rotation on the matrices of layers 0 and 3, then the mean and p5 cosine at
+    ``--budget-bytes 0.175`` with one setting changed at a time."""
+    from safetensors.numpy import load_file
+
+    from cond.linalg.gptq import gptq
+    from cond.linalg.groupwise import GroupSpec
+    from cond.linalg.rotation import Rotation
+
+    weights, gram_file = load_file(path), load_file(grams)
+    print("| matrix | bits, group | GPTQ output error | with the rotation | change |")
+    print("|---|---|---|---|---|")
+    changes = []
+    for name in sorted(n for n in gram_file if re.match(r"encoder\.layer\.[03]\.", n)):
+        w, g = weights[name].astype(np.float64), gram_file[name].astype(np.float64)
+        root = np.linalg.cholesky(g + 1e-8 * np.mean(np.diag(g)) * np.eye(len(g)))
+        err = lambda q, w=w, root=root: np.linalg.norm((w - q) @ root) / np.linalg.norm(w @ root)  # noqa: E731
+        rot = Rotation.for_columns(w.shape[1], 0)
+        for bits, group in ((4, 64), (5, 64), (6, 128)):
+            spec = GroupSpec(bits, group)
+            plain = err(gptq(w, g, spec, act_order=True).value())
+            turned = err(rot.undo(gptq(rot.apply(w), rot.gram(g), spec, act_order=True).value()))
+            changes.append(turned / plain - 1)
+            print(f"| {name[len('encoder.layer.'):]} | {bits}, g{group} | {plain:.4f} | {turned:.4f} | "
+                  f"{turned / plain - 1:+.1%} |", flush=True)  # fmt: skip
+    print(f"the rotation changed GPTQ's output error by {min(changes):+.1%} .. {max(changes):+.1%}\n")
+    variants = [
+        ("defaults (act-order, rotation, Fisher sensitivities)", dict(method="whiten", fisher=fisher)),
+        ("no rotation", dict(method="whiten", fisher=fisher, rotate=False)),
+        ("no rotation, no act-order", dict(method="whiten", fisher=fisher, rotate=False, act_order=False)),
+        ("GPTQ damping 0.001", dict(method="whiten", fisher=fisher, damp=0.001)),
+        ("int8 correction factors", dict(method="whiten", fisher=fisher, correction_dtype="int8")),
+        ("no Fisher sensitivities", dict(method="whiten")),
+        ("plain weight error as the loss", dict(method="svd")),
+        ("Fisher-weighted loss (--method fisher)", dict(method="fisher", fisher=fisher)),
+    ]
+    print("| at --budget-bytes 0.175 | encoder bytes | mean cos | p5 cos | load |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "c.safetensors")
+        for label, kwargs in variants:
+            with Load() as load:
+                rep = cond.compress(path, out, include=ENCODER, activations=grams, force=True, budget_bytes=0.175,
+                                    **kwargs)  # fmt: skip
+            totals = rep.matrix_totals()
+            mean, p5, _ = compare(reference, emb.embed(emb.model(out), batches), ref_nn)
+            print(f"| {label} | {totals['matrix_bytes_after'] / totals['matrix_bytes_before']:.4f} | {mean:.5f} | "
+                  f"{p5:.5f} | {describe([load.others])} |", flush=True)  # fmt: skip
+
+
 def quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn):
     """The cosine-against-bytes curve of cond's allocator and its peers, one row each."""
     from safetensors.numpy import load_file
@@ -359,6 +413,11 @@ def against_peers(points):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
+        "--ablations",
+        action="store_true",
+        help="what the rotation, act-order and sensitivities each buy at --budget-bytes 0.175",
+    )
+    parser.add_argument(
         "--quantized",
         action="store_true",
         help="the cosine-against-bytes curve of the allocator and the quantizers instead",
@@ -394,6 +453,8 @@ def main():
         with Load() as load:
             _, dense_latency = emb.latency_ratio(dense, dense, batches[0])
         print(f"dense: {dense_latency * 1e3:.1f} ms per batch of 32 ({describe([load.others])})")
+        if args.ablations:
+            return ablations(emb, path, grams, fisher, batches, reference, ref_nn)
         if args.quantized:
             return quantized_curve(emb, path, grams, fisher, batches, reference, ref_nn)
         print(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 from cond.cli.options import OutputFormat
 from cond.cli.output import cell, printable, write_csv, write_json, write_jsonl
@@ -31,13 +30,13 @@ def render(report, fmt, wide=False):
             ["condition_index", *doc["columns"]],
             [*rows, {"condition_index": "vif", **dict(zip(doc["columns"], doc["vif"]))}],
         )
-    from cond.cli.output import table_width
+    from cond.cli.output import plain, table_cost, table_width
 
+    headers, rows = _full_rows(report)
     width = None if wide else table_width()
-    needed = 1 + (len("condition index") + 3) + sum(max(len(printable(c)), 5) + 3 for c in report.columns)
-    if width is not None and needed > width:
+    if width is not None and table_cost(headers, [[plain(c) for c in r] for r in rows]) > width:
         return _by_column(report, width)
-    _table(report)
+    _table(report, headers, rows, wide)
 
 
 def _by_column(report, width):
@@ -88,11 +87,30 @@ def _g(v):
     return "inf" if not math.isfinite(v) else f"{v:.4g}"
 
 
-def _table(report):
-    from rich.console import Console
+def _full_rows(report):
+    """The variance-decomposition table: headers and rows of markup cells (a row per condition
+    index, then the VIFs)."""
+    opts = report.options
+    headers = ["condition index", *(cell(name) for name in report.columns)]
+    rows = []
+    for eta, props in zip(report.condition_indexes, report.proportions):
+        high = eta > opts["threshold"]
+        rows.append(
+            [
+                f"[bold]{_g(eta)}[/]" if high else _g(eta),
+                *(f"[red]{p:.2f}[/]" if high and p > opts["proportion"] else f"{p:.2f}" for p in props),
+            ]
+        )
+    rows.append(["[dim]VIF[/]", *(f"[dim]{_g(v)}[/]" for v in report.vif)])
+    return headers, rows
+
+
+def _table(report, headers, rows, wide=False):
     from rich.table import Table
 
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 250)
+    from cond.cli.output import table_console
+
+    console = table_console(wide)
     opts = report.options
     how = (
         ("scaled" if opts["scale"] else "unscaled")
@@ -104,16 +122,10 @@ def _table(report):
         title_justify="left",
         header_style="bold",
     )
-    table.add_column("condition index", justify="right")
-    for name in report.columns:
-        table.add_column(cell(name), justify="right")
-    for eta, props in zip(report.condition_indexes, report.proportions):
-        high = eta > opts["threshold"]
-        table.add_row(
-            f"[bold]{_g(eta)}[/]" if high else _g(eta),
-            *(f"[red]{p:.2f}[/]" if high and p > opts["proportion"] else f"{p:.2f}" for p in props),
-        )
-    table.add_row("VIF", *(_g(v) for v in report.vif), style="dim")
+    for header in headers:
+        table.add_column(header, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(
         f"variance-decomposition proportions: each column sums to 1; red: above {opts['proportion']:g} "

@@ -98,6 +98,18 @@ def shorten_middle(text: str, width: int) -> str:
 NAME_FLOOR, NAME_MIN = 28, 12  # names shrink to NAME_FLOOR before any column is dropped, then to NAME_MIN
 
 
+def natural_widths(headers, rows):
+    """Each column's width in terminal cells: its longest header or plain cell (wide characters count 2)."""
+    from rich.cells import cell_len
+
+    return [max([cell_len(h)] + [cell_len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+
+def table_cost(headers, rows):
+    """The width a rich box table of these plain cells takes: 3 cells per column (padding, border) plus 1."""
+    return 1 + sum(w + 3 for w in natural_widths(headers, rows))
+
+
 def fit_columns(headers, rows, width, priority, name=0):
     """Which columns a table keeps at ``width`` and how wide its name column may be.
 
@@ -127,7 +139,7 @@ def fit_columns(headers, rows, width, priority, name=0):
     dropped : list of str
         Headers left out, in priority order.
     """
-    natural = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    natural = natural_widths(headers, rows)
     if width is None:
         return list(range(len(headers))), None, []
     kept = set(range(len(headers)))

@@ -338,7 +338,7 @@ def test_the_budget_over_every_form_against_brute_force(tmp_path):
     assert {"untouched", "quantized", "groupwise", "lowrank"} <= kinds
     whole = sum(u for u, _, _ in listed)
     for share in (0.12, 0.2, 0.3):
-        # keep each item's 6 cheapest-per-loss options so brute force stays small, and allocate over those
+        # every k-th option of each item by cost (about 6 each) so brute force stays small; allocate over those
         options = [
             sorted([(c, loss) for c, loss, _ in opts_], key=lambda o: o[0])[:: max(1, len(opts_) // 6)]
             for _, opts_, _ in listed
@@ -532,3 +532,22 @@ def test_a_matrix_without_a_gram_entry_is_recorded_as_rounded_to_nearest(tmp_pat
     assert by_name["l1.weight"]["rounding"] == "nearest" and by_name["l1.weight"]["act_order"] is None
     manifest, _, _ = reconstruct(out)
     assert {t["name"]: t.get("quant") for t in manifest["tensors"]}["l1.weight"] == by_name["l1.weight"]
+
+
+def test_the_command_line_counts_group_wise_matrices_as_the_file_holds_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from cond.cli.main import app
+
+    src, _ = planted(tmp_path, np.random.default_rng(11), shapes=((64, 128), (96, 64), (32, 48)))
+    out = tmp_path / "q.safetensors"
+    result = CliRunner().invoke(app, ["compress", str(src), "--dtype", "int4", "--group-size", "32",
+                                      "--min-size", "1", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest, _, _ = reconstruct(out)  # read with the safetensors package only
+    storages = [t["storage"] for t in manifest["tensors"]]
+    grouped = storages.count("groupwise")
+    assert grouped == 2 and f"{grouped} group-wise" in result.stdout  # 48 columns take no group of 32
+    assert "does not divide its 48 input columns" in result.stdout
+    shown = CliRunner().invoke(app, ["inspect", str(out)])
+    assert f"{grouped} group-wise, {storages.count('dense')} dense" in shown.stdout

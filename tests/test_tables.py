@@ -156,3 +156,19 @@ def test_an_adapter_table_fits_and_its_numbers_are_the_json_values(tmp_path, wid
         for h, key in fields.items():
             if h in row:
                 assert_same_number(row[h], m[key])
+
+
+def test_a_narrow_collinearity_table_is_kept_whole_and_its_numbers_are_the_json_values():
+    fixture = os.path.join(ROOT, "fixtures", "design.csv")
+    text = run(["inspect", fixture, "--collinearity"], 80)
+    doc = json.loads(run(["inspect", fixture, "--collinearity", "--format", "json"], None))
+    assert_fits(text, 80)
+    headers, rows = parse_table(text)
+    assert headers == ["condition index", *doc["columns"]]
+    for cells, eta, props in zip(rows, doc["condition_indexes"], doc["proportions"]):
+        assert_same_number(cells[0], eta)
+        for text_value, p in zip(cells[1:], props):
+            assert float(text_value) == round(p, 2)
+    assert rows[-1][0] == "VIF"
+    for text_value, vif in zip(rows[-1][1:], doc["vif"]):
+        assert_same_number(text_value, vif)
